@@ -1,0 +1,68 @@
+"""Shared CLI plumbing: model hyperparameters from a TOML file and from flags."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamrec.errors import ConfigError
+from streamrec.model import ModelConfig
+
+
+def read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def parse_set(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set name=value`` pairs; values are parsed as TOML scalars (1, 0.5, true, "x")."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set expects name=value, got {pair!r}")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[name.strip()] = raw
+    return out
+
+
+def model_config(
+    file_values: dict[str, Any], flag_values: dict[str, Any], sets: tuple[str, ...]
+) -> ModelConfig:
+    """Defaults < the file's [model] table < explicit flags < --set pairs."""
+    values: dict[str, Any] = dict(file_values.get("model", {}))
+    values.update({k: v for k, v in flag_values.items() if v is not None})
+    values.update(parse_set(sets))
+    return ModelConfig.from_dict(values)
+
+
+def model_options(f: Any) -> Any:
+    """The common hyperparameter flags (all default to the config file / built-in value)."""
+    opts = [
+        click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                     help="Any model setting, e.g. --set recent_items=20 (repeatable)."),
+        click.option("--seed", type=int, default=None, help="Random seed; same seed, same run."),
+        click.option("--l2", type=float, default=None, help="L2 penalty per update."),
+        click.option("--bias-lr", type=float, default=None, help="Adagrad step of the biases."),
+        click.option("--lr", type=float, default=None, help="Adagrad step of the embeddings."),
+        click.option("--dim", type=int, default=None, help="Embedding dimension."),
+        click.option("--loss", type=click.Choice(["warp", "bpr", "logistic"]), default=None,
+                     help="Training loss."),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), default=None,
+                     help="TOML file with a [model] table (and [evaluate] for evaluate)."),
+    ]  # fmt: skip
+    for opt in opts:
+        f = opt(f)
+    return f

@@ -1,0 +1,96 @@
+"""The one exception tree of streamrec.
+
+Every error streamrec raises on purpose derives from :class:`StreamrecError`::
+
+    StreamrecError
+    ├── ConfigError                 a setting or hyperparameter is invalid
+    ├── InvalidInputError           an event, id, feature or request is malformed
+    │   ├── UnknownEventTypeError   event type not in the configured weights
+    │   ├── InvalidIdError          empty / non-string / reserved id
+    │   ├── InvalidFeatureError     bad feature name or non-finite feature weight
+    │   ├── InvalidWeightError      NaN, infinite or negative event weight
+    │   └── UnknownEntityError      a user or item the model has never seen
+    ├── ModelDivergedError          an update would have written a non-finite value
+    ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
+    ├── DatasetError                an interaction log cannot be read
+    ├── BrokerError                 the Kafka broker (embedded or remote) failed
+    └── StoreError                  the SQL store failed or rejected a record
+
+Messages say what was wrong, with the offending value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "InvalidFeatureError",
+    "InvalidIdError",
+    "InvalidInputError",
+    "InvalidWeightError",
+    "ModelDivergedError",
+    "StoreError",
+    "StreamrecError",
+    "UnknownEntityError",
+    "UnknownEventTypeError",
+]
+
+
+class StreamrecError(Exception):
+    """Root of every error streamrec raises on purpose."""
+
+
+class ConfigError(StreamrecError, ValueError):
+    """A setting or hyperparameter has an invalid value."""
+
+
+class InvalidInputError(StreamrecError, ValueError):
+    """An event, id, feature or request is malformed."""
+
+
+class UnknownEventTypeError(InvalidInputError):
+    """An event type that has no configured weight."""
+
+
+class InvalidIdError(InvalidInputError):
+    """An empty, non-string or reserved user/item id."""
+
+
+class InvalidFeatureError(InvalidInputError):
+    """A malformed feature name or a non-finite feature weight."""
+
+
+class InvalidWeightError(InvalidInputError):
+    """A NaN, infinite or negative event weight."""
+
+
+class UnknownEntityError(InvalidInputError, KeyError):
+    """A user or item id the model has never seen."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelDivergedError(StreamrecError, ArithmeticError):
+    """An SGD update would have written NaN or infinity into the model.
+
+    The offending update is not applied; lower the learning rate or raise L2.
+    """
+
+
+class CheckpointError(StreamrecError):
+    """A checkpoint file is missing, truncated, corrupt or of an unknown format."""
+
+
+class DatasetError(StreamrecError):
+    """An interaction log or dataset directory cannot be read."""
+
+
+class BrokerError(StreamrecError):
+    """The Kafka broker (embedded or remote) could not be started or reached."""
+
+
+class StoreError(StreamrecError):
+    """The SQL store failed, or rejected a record."""

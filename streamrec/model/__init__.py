@@ -1,0 +1,21 @@
+"""The numeric core: hybrid embeddings, numba SGD kernels, scoring, checkpoints.
+
+Pure numpy/numba: nothing here imports Kafka or SQL code.
+"""
+
+from streamrec.model.checkpoint import load, read_header, save
+from streamrec.model.config import DEFAULT_EVENT_WEIGHTS, LOSSES, ModelConfig
+from streamrec.model.hybrid import HybridModel, LearnStats
+from streamrec.model.popularity import DecayedPopularity
+
+__all__ = [
+    "DEFAULT_EVENT_WEIGHTS",
+    "LOSSES",
+    "DecayedPopularity",
+    "HybridModel",
+    "LearnStats",
+    "ModelConfig",
+    "load",
+    "read_header",
+    "save",
+]

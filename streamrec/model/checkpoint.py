@@ -1,0 +1,165 @@
+"""Atomic, pickle-free checkpoints of the whole model state.
+
+A checkpoint is an ``.npz`` file: every table, vocabulary (fixed-width unicode arrays),
+seen set (CSR), the random generator state and the counters, plus a JSON header with
+the format version and the config.  It is written to a temporary file in the target
+directory, fsynced and renamed over the target, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.errors import CheckpointError, StreamrecError
+from streamrec.model.config import ModelConfig
+from streamrec.model.hybrid import HybridModel
+from streamrec.model.tables import SeenSets
+from streamrec.model.vocab import Vocabulary
+
+FORMAT = "streamrec-model"
+FORMAT_VERSION = 1
+
+
+def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "n_events": model.n_events,
+        "model_version": model.version,
+        "rng_state": model.rng.bit_generator.state,
+        "extra": extra or {},
+    }
+
+
+def save(
+    model: HybridModel, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` to ``path`` atomically; ``extra`` (JSON) rides along (e.g. offsets)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = dict(model.arrays())
+    arrays["user_ids"] = model.users.ids.to_array()
+    arrays["item_ids"] = model.items.ids.to_array()
+    arrays["user_features"] = model.users.feature_names.to_array()
+    arrays["item_features"] = model.items.feature_names.to_array()
+    arrays["seen_indptr"], arrays["seen_indices"] = model.seen.to_csr()
+    header = json.dumps(_header(model, extra)).encode()
+    arrays["header"] = np.frombuffer(header, dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of a checkpoint (format, version, config, counters, extra)."""
+    with _open(Path(path)) as data:
+        return _parse_header(Path(path), data)
+
+
+def _open(path: Path) -> Any:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable streamrec checkpoint "
+            f"(truncated or corrupt?): {exc}"
+        ) from exc
+
+
+def _parse_header(path: Path, data: Any) -> dict[str, Any]:
+    try:
+        header = json.loads(bytes(data["header"]).decode())
+    except KeyError:
+        raise CheckpointError(
+            f"checkpoint {path} has no header: not a streamrec checkpoint"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has a corrupt header: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+    if header.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {header.get('version')!r}; this streamrec "
+            f"reads version {FORMAT_VERSION}"
+        )
+    return header
+
+
+def load(path: str | os.PathLike[str]) -> HybridModel:
+    """Read a checkpoint written by :func:`save`; any defect raises :class:`CheckpointError`."""
+    target = Path(path)
+    with _open(target) as data:
+        header = _parse_header(target, data)
+        try:
+            arrays = {name: data[name] for name in data.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(f"checkpoint {target} is corrupt: {exc}") from exc
+    try:
+        return _restore(header, arrays)
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, IndexError, TypeError, StreamrecError) as exc:
+        raise CheckpointError(f"checkpoint {target} is inconsistent: {exc!r}") from exc
+
+
+def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
+    model = HybridModel(ModelConfig.from_dict(header["config"]))
+    model.rng.bit_generator.state = header["rng_state"]
+    for side, prefix in ((model.users, "user"), (model.items, "item")):
+        side.ids = Vocabulary.from_array(a[f"{prefix}_ids"])
+        side.feature_names = Vocabulary.from_array(a[f"{prefix}_features"])
+        t = side.table
+        nf = len(side.feature_names)
+        t.n = nf
+        t.emb = a[f"{prefix}_emb"].astype(np.float32).reshape(nf, model.dim).copy()
+        t.bias = a[f"{prefix}_bias"].astype(np.float32).copy()
+        t.emb_acc = a[f"{prefix}_emb_acc"].astype(np.float32).copy()
+        t.bias_acc = a[f"{prefix}_bias_acc"].astype(np.float32).copy()
+        ne = len(side.ids)
+        side.fx.idx = a[f"{prefix}_fx"].astype(np.int32).copy()
+        side.fx.w = a[f"{prefix}_fw"].astype(np.float32).copy()
+        side.fx.n = ne
+        if side.fx.idx.shape[0] != ne or t.bias.shape[0] != nf:
+            raise CheckpointError(f"{prefix} tables do not match the {prefix} vocabularies")
+        if side.fx.idx.size and side.fx.idx.max() >= nf:
+            raise CheckpointError(f"{prefix} feature rows point past the feature table")
+    model.context.emb = a["ctx_emb"].astype(np.float32).reshape(-1, model.dim).copy()
+    model.context.emb_acc = a["ctx_acc"].astype(np.float32).copy()
+    model.context.n = model.context.emb.shape[0]
+    if model.context.n != model.n_items:
+        raise CheckpointError("context table does not match the item vocabulary")
+    model.recent = (
+        a["recent"].astype(np.int32).reshape(model.n_users, model.config.recent_items).copy()
+    )
+    model.recent_n = a["recent_n"].astype(np.int32).copy()
+    model.pop_ring = a["pop_ring"].astype(np.int32).copy()
+    model.pop_state = a["pop_state"].astype(np.int64).copy()
+    model.stats = a["stats"].astype(np.float64).copy()
+    model.seen = SeenSets.from_csr(a["seen_indptr"], a["seen_indices"])
+    model.seen.ensure(model.n_users)
+    model.n_events = int(header["n_events"])
+    model.version = int(header["model_version"])
+    return model

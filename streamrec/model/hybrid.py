@@ -1,0 +1,445 @@
+"""The LightFM-style hybrid model, learning one event at a time.
+
+A user is the weighted sum of its feature embeddings (its identity feature included),
+plus, optionally, the context embeddings of its most recent items; an item is the sum
+of its feature embeddings, and its bias the sum of its feature biases.  Scores are
+``user . item + item_bias``.  Identity embeddings start at zero, so a new entity's first
+representation is exactly its cold-start vector from features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrec.errors import (
+    InvalidWeightError,
+    ModelDivergedError,
+    UnknownEntityError,
+    UnknownEventTypeError,
+)
+from streamrec.model import kernels, scoring
+from streamrec.model.config import ModelConfig
+from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
+from streamrec.model.tables import EntityFeatures, FeatureTable, SeenSets, _capacity_for, _grown
+from streamrec.model.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class LearnStats:
+    """What one call to :meth:`HybridModel.learn` did."""
+
+    events: int
+    learned: int
+    pairs: int
+    no_violator: int
+    loss: float
+
+
+class EntitySide:
+    """One side of the model (users or items): ids, features and their embeddings."""
+
+    def __init__(self, kind: str, config: ModelConfig, rng: np.random.Generator) -> None:
+        self.kind = kind
+        self.identity_weight = config.identity_weight
+        self.normalize = config.normalize_features
+        self.ids = Vocabulary()
+        self.feature_names = Vocabulary()
+        self.table = FeatureTable(config.dim, config.init_scale, rng)
+        self.fx = EntityFeatures()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _feature_row(self, name: str, identity: bool) -> int:
+        row, new = self.feature_names.add(name)
+        if new:
+            appended = self.table.append(identity=identity)
+            assert appended == row, "feature vocabulary and table out of step"
+        return row
+
+    def upsert(self, entity_id: str, features: FeatureInput) -> tuple[int, bool]:
+        """Add the entity or, when ``features`` is given, replace its features.
+
+        Returns ``(row, new)``.  An existing entity keeps its identity embedding.
+        """
+        check_id(self.kind, entity_id)
+        parsed = parse_features(self.kind, features)
+        row, new = self.ids.add(entity_id)
+        if not new and features is None:
+            return row, False
+        rows = [self._feature_row(IDENTITY_PREFIX + entity_id, identity=True)]
+        weights = [self.identity_weight]
+        for name, weight in parsed.items():
+            rows.append(self._feature_row(name, identity=False))
+            weights.append(weight)
+        w = np.asarray(weights, dtype=np.float64)
+        if self.normalize and w.sum() > 0:
+            w = w / w.sum()
+        self.fx.set(row, np.asarray(rows, dtype=np.int32), w.astype(np.float32))
+        return row, new
+
+    def row(self, entity_id: str) -> int:
+        row = self.ids.get(entity_id)
+        if row < 0:
+            raise UnknownEntityError(
+                f"unknown {self.kind} {entity_id!r}: onboard it first (add_{self.kind})"
+            )
+        return row
+
+    def cold_vector(self, features: FeatureInput) -> tuple[np.ndarray, float]:
+        """The vector and bias of a not-onboarded entity from its known features."""
+        parsed = parse_features(self.kind, features)
+        rows = [self.feature_names.get(n) for n in parsed]
+        pairs = [(r, w) for r, w in zip(rows, parsed.values(), strict=True) if r >= 0]
+        vec = np.zeros(self.table.dim, dtype=np.float32)
+        bias = 0.0
+        total = sum(w for _, w in pairs) + self.identity_weight
+        scale = 1.0 / total if self.normalize and total > 0 else 1.0
+        for r, w in pairs:
+            vec += np.float32(w * scale) * self.table.emb[r]
+            bias += w * scale * float(self.table.bias[r])
+        return vec, bias
+
+    def vectors(self) -> np.ndarray:
+        """(n, d) representations of every entity, from its features."""
+        n = len(self.ids)
+        idx = self.fx.idx[:n]
+        w = self.fx.w[:n]
+        emb = self.table.emb[np.maximum(idx, 0)]
+        return np.einsum("nk,nkd->nd", np.where(idx >= 0, w, 0.0), emb).astype(np.float32)
+
+    def biases(self) -> np.ndarray:
+        n = len(self.ids)
+        idx = self.fx.idx[:n]
+        w = np.where(idx >= 0, self.fx.w[:n], 0.0)
+        return (w * self.table.bias[np.maximum(idx, 0)]).sum(axis=1).astype(np.float32)
+
+
+class HybridModel:
+    """Incremental hybrid matrix factorisation over string ids and features."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config or ModelConfig()
+        cfg = self.config
+        self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        self.users = EntitySide("user", cfg, self.rng)
+        self.items = EntitySide("item", cfg, self.rng)
+        # Items as context of the user's recent history (random start: they are not identities).
+        self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
+        self.recent = np.zeros((64, cfg.recent_items), dtype=np.int32)
+        self.recent_n = np.zeros(64, dtype=np.int32)
+        self.pop_ring = np.zeros(cfg.pop_window, dtype=np.int32)
+        self.pop_state = np.zeros(1, dtype=np.int64)
+        self.seen = SeenSets()
+        self.stats = np.zeros(kernels.STAT_SIZE, dtype=np.float64)
+        self.n_events = 0
+        self.version = 0
+        self.hp = np.zeros(kernels.HP_SIZE, dtype=np.float64)
+        self.hp[kernels.HP_LR] = cfg.lr
+        self.hp[kernels.HP_BIAS_LR] = cfg.bias_lr
+        self.hp[kernels.HP_DECAY] = cfg.accum_decay
+        self.hp[kernels.HP_L2] = cfg.l2
+        self.hp[kernels.HP_MAX_SAMPLED] = cfg.max_sampled
+        self.hp[kernels.HP_N_NEG] = cfg.n_negatives
+        self.hp[kernels.HP_POP] = cfg.pop_sampling
+        self.hp[kernels.HP_RECENT_W] = cfg.recent_weight
+        self.hp[kernels.HP_LOSS] = kernels.LOSS_CODES[cfg.loss]
+        self.hp[kernels.HP_SGD] = 1.0 if cfg.optimizer == "sgd" else 0.0
+        draws = cfg.max_sampled if cfg.loss == "warp" else cfg.n_negatives
+        self._draws = 2 * draws
+        self._weights = dict(cfg.event_weights)
+        self._u = np.zeros(cfg.dim, dtype=np.float32)
+        self._proj = np.zeros(64, dtype=np.float32)
+        self._scores = np.zeros(64, dtype=np.float32)
+        self._no_items = np.zeros(0, dtype=np.int32)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    # ------------------------------------------------------------- onboarding
+    def add_user(self, user_id: str, features: FeatureInput = None) -> int:
+        """Onboard a user (or replace its features); returns its row."""
+        row, new = self.users.upsert(user_id, features)
+        if new:
+            n = row + 1
+            if n > self.recent_n.shape[0]:
+                cap = _capacity_for(n, self.recent_n.shape[0])
+                self.recent = _grown(self.recent, cap)
+                self.recent_n = _grown(self.recent_n, cap)
+            self.seen.ensure(n)
+        return row
+
+    def add_item(self, item_id: str, features: FeatureInput = None) -> int:
+        """Onboard an item (or replace its features); returns its row."""
+        row, new = self.items.upsert(item_id, features)
+        if new:
+            self.context.append(identity=False)
+        return row
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self.users.ids
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self.items.ids
+
+    # --------------------------------------------------------------- learning
+    def event_weight(self, event_type: str) -> float:
+        """The configured weight of ``event_type``; 0 means 'seen only'."""
+        try:
+            return self._weights[event_type]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self._weights))
+            raise UnknownEventTypeError(
+                f"unknown event type {event_type!r}; configured types: {known}"
+            ) from None
+
+    def learn(
+        self,
+        users: Sequence[str],
+        items: Sequence[str],
+        event_types: Sequence[str],
+    ) -> LearnStats:
+        """Learn a batch of events in order; unseen users and items are onboarded bare.
+
+        The whole batch is validated before anything is learned.
+        """
+        if not (len(users) == len(items) == len(event_types)):
+            raise ValueError("users, items and event_types must have the same length")
+        weights = np.array([self.event_weight(t) for t in event_types], dtype=np.float32)
+        for u in users:
+            check_id("user", u)
+        for i in items:
+            check_id("item", i)
+        urows = np.array(
+            [self.add_user(u) if not self.has_user(u) else self.users.row(u) for u in users],
+            dtype=np.int32,
+        )
+        irows = np.array(
+            [self.add_item(i) if not self.has_item(i) else self.items.row(i) for i in items],
+            dtype=np.int32,
+        )
+        return self.learn_rows(urows, irows, weights)
+
+    def learn_rows(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> LearnStats:
+        """Learn events given as rows: the batch path the trainer and the replay share."""
+        users = np.ascontiguousarray(users, dtype=np.int32)
+        items = np.ascontiguousarray(items, dtype=np.int32)
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        n = users.shape[0]
+        if not (items.shape[0] == n and weights.shape[0] == n):
+            raise ValueError("users, items and weights must have the same length")
+        if n and not np.all(np.isfinite(weights)):
+            bad = int(np.flatnonzero(~np.isfinite(weights))[0])
+            raise InvalidWeightError(f"event {bad} has non-finite weight {weights[bad]!r}")
+        if n and weights.min() < 0:
+            bad = int(np.argmin(weights))
+            raise InvalidWeightError(f"event {bad} has negative weight {weights[bad]!r}")
+        if n and (users.min() < 0 or users.max() >= self.n_users):
+            raise UnknownEntityError(f"user rows must be in [0, {self.n_users}), got {users}")
+        if n and (items.min() < 0 or items.max() >= self.n_items):
+            raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
+        before = self.stats.copy()
+        rand = self.rng.random((n, self._draws))
+        # seen-only events may join the recent items (without training)
+        seen_only = weights <= 0 if self.config.recent_include_seen else None
+        status = self._run_kernel(users, items, weights, rand, seen_only)
+        for u, i in zip(users.tolist(), items.tolist(), strict=True):
+            self.seen.add(u, i)
+        self.n_events += n
+        self.version += 1
+        if status >= 0:
+            raise ModelDivergedError(
+                f"the update for event {status} (user {self.users.ids.name(int(users[status]))!r}, "
+                f"item {self.items.ids.name(int(items[status]))!r}) would have written a "
+                f"non-finite value; it was not applied. Lower lr (now {self.config.lr}) or "
+                f"bias_lr (now {self.config.bias_lr}), or raise l2 (now {self.config.l2})."
+            )
+        delta = self.stats - before
+        return LearnStats(
+            events=n,
+            learned=int(delta[kernels.STAT_EVENTS]),
+            pairs=int(delta[kernels.STAT_PAIRS]),
+            no_violator=int(delta[kernels.STAT_NO_VIOLATOR]),
+            loss=float(delta[kernels.STAT_LOSS]),
+        )
+
+    def _run_kernel(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        weights: np.ndarray,
+        rand: np.ndarray,
+        seen_only: np.ndarray | None,
+    ) -> int:
+        if seen_only is None or not seen_only.any():
+            return self._kernel_call(users, items, weights, rand)
+        # Split at seen-only events so they enter the recent ring in stream order.
+        start = 0
+        for e in np.flatnonzero(seen_only).tolist():
+            if e > start:
+                status = self._kernel_call(
+                    users[start:e], items[start:e], weights[start:e], rand[start:e]
+                )
+                if status >= 0:
+                    return status + start
+            kernels.push_recent(int(users[e]), int(items[e]), self.recent, self.recent_n)
+            start = e + 1
+        if start < len(users):
+            status = self._kernel_call(users[start:], items[start:], weights[start:], rand[start:])
+            if status >= 0:
+                return status + start
+        return -1
+
+    def _kernel_call(
+        self, users: np.ndarray, items: np.ndarray, weights: np.ndarray, rand: np.ndarray
+    ) -> int:
+        u, i, c = self.users, self.items, self.context
+        return int(
+            kernels.learn_batch(
+                users, items, weights, rand,
+                u.table.emb, u.table.bias, u.table.emb_acc, u.table.bias_acc, u.fx.idx, u.fx.w,
+                i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w,
+                c.emb, c.emb_acc, self.recent, self.recent_n,
+                self.pop_ring, self.pop_state, self.n_items, self.hp, self.stats,
+            )
+        )  # fmt: skip
+
+    def mark_seen(self, user: int, item: int) -> None:
+        """Record that ``user`` has an event for ``item`` without learning it."""
+        self.seen.add(user, item)
+
+    # ---------------------------------------------------------------- scoring
+    def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(self.dim, dtype=np.float32) if out is None else out
+        u = self.users
+        scoring.user_vector(
+            user, u.table.emb, u.fx.idx, u.fx.w, self.context.emb, self.recent, self.recent_n,
+            self.config.recent_weight, out,
+        )  # fmt: skip
+        return out
+
+    def user_vector(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
+        """A known user's representation, or the cold-start vector of unknown features."""
+        if user_id is not None and self.has_user(user_id):
+            return self.user_vector_row(self.users.row(user_id))
+        if features is None:
+            raise UnknownEntityError(
+                f"unknown user {user_id!r} and no features given to build a cold-start vector"
+            )
+        vec, _ = self.users.cold_vector(features)
+        return vec
+
+    def scores_for_vector(self, u: np.ndarray) -> np.ndarray:
+        """Scores of every item for a user vector (a view into a scratch buffer)."""
+        it = self.items
+        n, nf = self.n_items, len(it.feature_names)
+        if self._proj.shape[0] < nf:
+            self._proj = np.zeros(_capacity_for(nf, self._proj.shape[0]), dtype=np.float32)
+        if self._scores.shape[0] < n:
+            self._scores = np.zeros(_capacity_for(n, self._scores.shape[0]), dtype=np.float32)
+        scoring.score_items(
+            u, it.table.emb, it.table.bias, it.fx.idx, it.fx.w, n, nf, self._proj, self._scores
+        )
+        return self._scores[:n]
+
+    def scores(self, user_id: str) -> np.ndarray:
+        """A copy of the scores of every item (in row order) for a known user."""
+        return self.scores_for_vector(self.user_vector_row(self.users.row(user_id))).copy()
+
+    def top_k_rows(
+        self,
+        user: int,
+        k: int,
+        exclude_seen: bool = True,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the user's ``k`` best items, best first."""
+        scores = self.scores_for_vector(self.user_vector_row(user, self._u))
+        excluded = self.seen.items(user) if exclude_seen else self._no_items
+        if exclude is not None and len(exclude):
+            excluded = np.concatenate([excluded, np.asarray(exclude, dtype=np.int32)])
+        return self.top_k_scores(scores, k, excluded)
+
+    @staticmethod
+    def top_k_scores(
+        scores: np.ndarray, k: int, excluded: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.zeros(k, dtype=np.int64)
+        val = np.zeros(k, dtype=np.float32)
+        m = scoring.top_k(scores, scores.shape[0], k, excluded, idx, val)
+        return idx[:m], val[:m]
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        features: FeatureInput = None,
+        exclude_seen: bool = True,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best ``(item_id, score)`` for a user; unknown users need ``features``."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        excl = np.array([self.items.ids.get(i) for i in exclude], dtype=np.int32)
+        excl = excl[excl >= 0]
+        if self.has_user(user_id):
+            rows, vals = self.top_k_rows(self.users.row(user_id), k, exclude_seen, excl)
+        else:
+            scores = self.scores_for_vector(self.user_vector(user_id, features))
+            rows, vals = self.top_k_scores(scores, k, excl)
+        return [(self.items.ids.name(int(r)), float(v)) for r, v in zip(rows, vals, strict=True)]
+
+    # -------------------------------------------------------- representations
+    def item_representations(self) -> np.ndarray:
+        """(n_items, d + 1): item vectors with the bias as a last column.
+
+        Paired with :meth:`user_query` (the user vector with a trailing 1), the whole score
+        is one inner product, which an ANN index searches directly.
+        """
+        return np.hstack([self.items.vectors(), self.items.biases()[:, None]]).astype(np.float32)
+
+    def user_query(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
+        return np.append(self.user_vector(user_id, features), np.float32(1.0)).astype(np.float32)
+
+    def check_finite(self) -> None:
+        """Raise :class:`ModelDivergedError` if any table holds NaN or infinity."""
+        for name, arr in self.arrays().items():
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ModelDivergedError(f"model table {name} holds non-finite values")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every numeric array of the model state (live rows only), by name."""
+        u, i, c = self.users, self.items, self.context
+        nu, ni = self.n_users, self.n_items
+        nuf, nif = len(u.feature_names), len(i.feature_names)
+        return {
+            "user_emb": u.table.emb[:nuf], "user_bias": u.table.bias[:nuf],
+            "user_emb_acc": u.table.emb_acc[:nuf], "user_bias_acc": u.table.bias_acc[:nuf],
+            "user_fx": u.fx.idx[:nu], "user_fw": u.fx.w[:nu],
+            "item_emb": i.table.emb[:nif], "item_bias": i.table.bias[:nif],
+            "item_emb_acc": i.table.emb_acc[:nif], "item_bias_acc": i.table.bias_acc[:nif],
+            "item_fx": i.fx.idx[:ni], "item_fw": i.fx.w[:ni],
+            "ctx_emb": c.emb[:ni], "ctx_acc": c.emb_acc[:ni],
+            "recent": self.recent[:nu], "recent_n": self.recent_n[:nu],
+            "pop_ring": self.pop_ring, "pop_state": self.pop_state, "stats": self.stats,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"HybridModel(users={self.n_users}, items={self.n_items}, dim={self.dim}, "
+            f"loss={self.config.loss!r}, events={self.n_events})"
+        )

@@ -1,0 +1,70 @@
+"""Numba scoring kernels: a user against every item, and top-k with exclusions."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from streamrec.model.kernels import add_recent_context, entity_vector
+
+
+@njit(cache=True)
+def user_vector(user, U, ufx, ufw, C, recent, recent_n, recent_w, out):  # type: ignore[no-untyped-def]
+    """out = the user's representation (features plus recent-items context)."""
+    entity_vector(user, U, ufx, ufw, out)
+    add_recent_context(user, C, recent, recent_n, recent_w, out)
+
+
+@njit(cache=True)
+def score_items(u, V, Vb, ifx, ifw, n_items, n_feats, proj, out):  # type: ignore[no-untyped-def]
+    """out[i] = u . v_i + b_i for the first ``n_items`` items.
+
+    Projects ``u`` on every item-feature row once (``proj[f] = u . V[f] + Vb[f]``), then
+    sums each item's weighted projections: cost ``n_feats * d + nnz`` instead of
+    ``nnz * d``.
+    """
+    d = V.shape[1]
+    for f in range(n_feats):
+        s = 0.0
+        for c in range(d):
+            s += u[c] * V[f, c]
+        proj[f] = s + Vb[f]
+    for i in range(n_items):
+        s = 0.0
+        for k in range(ifx.shape[1]):
+            f = ifx[i, k]
+            if f < 0:
+                break
+            s += ifw[i, k] * proj[f]
+        out[i] = s
+
+
+@njit(cache=True)
+def top_k(scores, n, k, excluded, out_idx, out_score):  # type: ignore[no-untyped-def]
+    """The ``k`` best of ``scores[:n]`` not in ``excluded``, best first.
+
+    Ties go to the lower index.  ``scores`` is left unchanged.  Returns how many were
+    written (fewer than ``k`` when fewer items are eligible).
+    """
+    mask = np.zeros(n, dtype=np.bool_)
+    for t in range(excluded.shape[0]):
+        e = excluded[t]
+        if 0 <= e < n:
+            mask[e] = True
+    m = 0
+    for i in range(n):
+        if mask[i]:
+            continue
+        s = scores[i]
+        if m == k and not (s > out_score[m - 1]):
+            continue
+        pos = m if m < k else k - 1
+        while pos > 0 and s > out_score[pos - 1]:
+            out_score[pos] = out_score[pos - 1]
+            out_idx[pos] = out_idx[pos - 1]
+            pos -= 1
+        out_score[pos] = s
+        out_idx[pos] = i
+        if m < k:
+            m += 1
+    return m

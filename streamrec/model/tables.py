@@ -1,0 +1,150 @@
+"""Growable numpy tables: feature embeddings, entity feature lists, seen sets.
+
+Capacity doubles when full, so onboarding n entities costs O(n) amortised and nothing
+is sized up front.  Kernels read the arrays directly; rows past ``n`` are unused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_MIN_CAPACITY = 64
+
+
+def _grown(a: np.ndarray, rows: int, fill: float | int = 0) -> np.ndarray:
+    """A copy of ``a`` with ``rows`` rows (first axis), new rows set to ``fill``."""
+    out = np.full((rows, *a.shape[1:]), fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _capacity_for(n: int, current: int) -> int:
+    cap = max(current, _MIN_CAPACITY)
+    while cap < n:
+        cap *= 2
+    return cap
+
+
+class FeatureTable:
+    """Embeddings and biases of one side's features, with their Adagrad accumulators.
+
+    Identity features start at zero; shared features at N(0, init_scale^2 / dim), so a
+    new entity's first representation is exactly the sum of its shared features.
+    """
+
+    def __init__(self, dim: int, init_scale: float, rng: np.random.Generator) -> None:
+        self.dim = dim
+        self.init_scale = init_scale
+        self.rng = rng
+        self.n = 0
+        self.emb = np.zeros((_MIN_CAPACITY, dim), dtype=np.float32)
+        self.bias = np.zeros(_MIN_CAPACITY, dtype=np.float32)
+        self.emb_acc = np.ones(_MIN_CAPACITY, dtype=np.float32)
+        self.bias_acc = np.ones(_MIN_CAPACITY, dtype=np.float32)
+
+    def append(self, identity: bool) -> int:
+        """Add one row (zero for identity features, random for shared ones)."""
+        row = self.n
+        if row >= self.emb.shape[0]:
+            cap = _capacity_for(row + 1, self.emb.shape[0])
+            self.emb = _grown(self.emb, cap)
+            self.bias = _grown(self.bias, cap)
+            self.emb_acc = _grown(self.emb_acc, cap, 1.0)
+            self.bias_acc = _grown(self.bias_acc, cap, 1.0)
+        if not identity and self.init_scale > 0:
+            std = self.init_scale / np.sqrt(self.dim)
+            self.emb[row] = self.rng.normal(0.0, std, self.dim).astype(np.float32)
+        self.n = row + 1
+        return row
+
+
+class EntityFeatures:
+    """Each entity's feature rows and weights, padded with -1 to a common width."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.idx = np.full((_MIN_CAPACITY, 1), -1, dtype=np.int32)
+        self.w = np.zeros((_MIN_CAPACITY, 1), dtype=np.float32)
+
+    def set(self, row: int, rows: np.ndarray, weights: np.ndarray) -> None:
+        """Give entity ``row`` (new or existing) exactly these features."""
+        if row >= self.idx.shape[0]:
+            cap = _capacity_for(row + 1, self.idx.shape[0])
+            self.idx = _grown(self.idx, cap, -1)
+            self.w = _grown(self.w, cap, 0.0)
+        width = len(rows)
+        if width > self.idx.shape[1]:
+            idx = np.full((self.idx.shape[0], width), -1, dtype=np.int32)
+            w = np.zeros((self.idx.shape[0], width), dtype=np.float32)
+            idx[:, : self.idx.shape[1]] = self.idx
+            w[:, : self.w.shape[1]] = self.w
+            self.idx, self.w = idx, w
+        self.idx[row] = -1
+        self.w[row] = 0.0
+        self.idx[row, :width] = rows
+        self.w[row, :width] = weights
+        self.n = max(self.n, row + 1)
+
+    def features_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        k = int(np.count_nonzero(self.idx[row] >= 0))
+        return self.idx[row, :k].copy(), self.w[row, :k].copy()
+
+
+class SeenSets:
+    """Per-user set of items with an event, also as an int32 array for the kernels."""
+
+    def __init__(self) -> None:
+        self._sets: list[set[int]] = []
+        self._arrays: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def ensure(self, n_users: int) -> None:
+        while len(self._sets) < n_users:
+            self._sets.append(set())
+            self._arrays.append(np.zeros(4, dtype=np.int32))
+
+    def add(self, user: int, item: int) -> bool:
+        """Mark ``item`` seen by ``user``; False if it already was."""
+        s = self._sets[user]
+        if item in s:
+            return False
+        n = len(s)
+        a = self._arrays[user]
+        if n == a.shape[0]:
+            a = _grown(a, 2 * n)
+            self._arrays[user] = a
+        a[n] = item
+        s.add(item)
+        return True
+
+    def contains(self, user: int, item: int) -> bool:
+        return user < len(self._sets) and item in self._sets[user]
+
+    def count(self, user: int) -> int:
+        return len(self._sets[user]) if user < len(self._sets) else 0
+
+    def items(self, user: int) -> np.ndarray:
+        """The user's seen items in the order first seen (a view: copy to keep it)."""
+        if user >= len(self._arrays):
+            return np.zeros(0, dtype=np.int32)
+        return self._arrays[user][: len(self._sets[user])]
+
+    def to_csr(self) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.array([len(s) for s in self._sets], dtype=np.int64)
+        indptr = np.zeros(len(self._sets) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.zeros(int(indptr[-1]), dtype=np.int32)
+        for u in range(len(self._sets)):
+            indices[indptr[u] : indptr[u + 1]] = self.items(u)
+        return indptr, indices
+
+    @classmethod
+    def from_csr(cls, indptr: np.ndarray, indices: np.ndarray) -> SeenSets:
+        out = cls()
+        for u in range(len(indptr) - 1):
+            items = indices[indptr[u] : indptr[u + 1]].astype(np.int32)
+            out._sets.append(set(items.tolist()))
+            out._arrays.append(np.concatenate([items, np.zeros(4, dtype=np.int32)]))
+        return out

@@ -1,0 +1,57 @@
+"""String ids and feature names mapped to dense rows, growing as new ones arrive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+
+class Vocabulary:
+    """A growing bijection between strings and the rows ``0 .. len - 1``."""
+
+    __slots__ = ("_index", "_names")
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._index: dict[str, int] = {}
+        self._names: list[str] = []
+        for name in names:
+            self.add(name)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def get(self, name: str, default: int = -1) -> int:
+        return self._index.get(name, default)
+
+    def add(self, name: str) -> tuple[int, bool]:
+        """The row of ``name``, adding it when new; the flag says whether it was new."""
+        row = self._index.get(name)
+        if row is not None:
+            return row, False
+        row = len(self._names)
+        self._index[name] = row
+        self._names.append(name)
+        return row, True
+
+    def name(self, row: int) -> str:
+        return self._names[row]
+
+    def names(self, rows: Iterable[int]) -> list[str]:
+        return [self._names[r] for r in rows]
+
+    def to_array(self) -> np.ndarray:
+        """Fixed-width unicode array (saved without pickle)."""
+        if not self._names:
+            return np.zeros(0, dtype="U1")
+        return np.array(self._names, dtype=str)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> Vocabulary:
+        return cls(str(x) for x in array.tolist())

@@ -43,6 +43,9 @@ class ModelConfig:
     #: Decay of the per-row squared-gradient accumulator: 1.0 is Adagrad, < 1.0 RMSprop-like
     #: (the step never shrinks to zero, so the model keeps following recent behaviour).
     accum_decay: float = 1.0
+    #: The same decay for the bias accumulators: below 1.0 the item biases keep following
+    #: recent popularity instead of freezing on the all-time counts.
+    bias_decay: float = 1.0
     l2: float = 1e-6
     #: Scale of the normal initialisation of shared-feature and context embeddings.
     #: Identity embeddings always start at zero.
@@ -55,6 +58,14 @@ class ModelConfig:
     pop_sampling: float = 0.0
     #: How many recent positive events the popularity-aware sampler draws from.
     pop_window: int = 2000
+    #: Weight of the recency-popularity prior ``log1p(decayed positive count)`` in every
+    #: score (0 disables); the embeddings learn around it.
+    trend_weight: float = 0.0
+    #: Half-life of that decayed count, in positive events.
+    trend_half_life: float = 2000.0
+    #: Buckets of the user's activity (log2 of its positive-event count) learned as a
+    #: dynamic user feature: how users with no or little history behave (0 disables).
+    activity_buckets: int = 0
     #: The user's last N items join the user representation (0 disables).
     recent_items: int = 0
     #: Weight of the recent-items part of the user representation.
@@ -82,18 +93,23 @@ class ModelConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")
-        for name in ("l2", "recent_weight"):
+        if not math.isfinite(self.trend_half_life) or self.trend_half_life <= 0:
+            raise bad("trend_half_life", "must be a finite number > 0")
+        for name in ("l2", "recent_weight", "trend_weight"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")
-        if not 0.0 < self.accum_decay <= 1.0:
-            raise bad("accum_decay", "must be in (0, 1]")
+        for name in ("accum_decay", "bias_decay"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise bad(name, "must be in (0, 1]")
         if not 0.0 <= self.pop_sampling <= 1.0:
             raise bad("pop_sampling", "must be in [0, 1]")
         for name in ("max_sampled", "n_negatives", "pop_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise bad(name, "must be a positive integer")
+        if not isinstance(self.activity_buckets, int) or not 0 <= self.activity_buckets <= 32:
+            raise bad("activity_buckets", "must be an integer in [0, 32]")
         if not isinstance(self.recent_items, int) or self.recent_items < 0:
             raise bad("recent_items", "must be an integer >= 0")
         if not self.event_weights:

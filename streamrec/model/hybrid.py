@@ -53,7 +53,8 @@ class EntitySide:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _feature_row(self, name: str, identity: bool) -> int:
+    def feature_row(self, name: str, identity: bool = False) -> int:
+        """The table row of feature ``name``, added (and initialised) when new."""
         row, new = self.feature_names.add(name)
         if new:
             appended = self.table.append(identity=identity)
@@ -70,10 +71,10 @@ class EntitySide:
         row, new = self.ids.add(entity_id)
         if not new and features is None:
             return row, False
-        rows = [self._feature_row(IDENTITY_PREFIX + entity_id, identity=True)]
+        rows = [self.feature_row(IDENTITY_PREFIX + entity_id, identity=True)]
         weights = [self.identity_weight]
         for name, weight in parsed.items():
-            rows.append(self._feature_row(name, identity=False))
+            rows.append(self.feature_row(name, identity=False))
             weights.append(weight)
         w = np.asarray(weights, dtype=np.float64)
         if self.normalize and w.sum() > 0:
@@ -129,10 +130,17 @@ class HybridModel:
         self.items = EntitySide("item", cfg, self.rng)
         # Items as context of the user's recent history (random start: they are not identities).
         self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
+        self.activity = np.zeros(64, dtype=np.int32)
+        self.activity_rows = np.array(
+            [self.users.feature_row(f"#activity:{b}") for b in range(cfg.activity_buckets)],
+            dtype=np.int32,
+        )
         self.recent = np.zeros((64, cfg.recent_items), dtype=np.int32)
         self.recent_n = np.zeros(64, dtype=np.int32)
         self.pop_ring = np.zeros(cfg.pop_window, dtype=np.int32)
         self.pop_state = np.zeros(1, dtype=np.int64)
+        self.trend = np.zeros(64, dtype=np.float64)
+        self.trend_state = np.ones(1, dtype=np.float64)
         self.seen = SeenSets()
         self.stats = np.zeros(kernels.STAT_SIZE, dtype=np.float64)
         self.n_events = 0
@@ -141,6 +149,7 @@ class HybridModel:
         self.hp[kernels.HP_LR] = cfg.lr
         self.hp[kernels.HP_BIAS_LR] = cfg.bias_lr
         self.hp[kernels.HP_DECAY] = cfg.accum_decay
+        self.hp[kernels.HP_BIAS_DECAY] = cfg.bias_decay
         self.hp[kernels.HP_L2] = cfg.l2
         self.hp[kernels.HP_MAX_SAMPLED] = cfg.max_sampled
         self.hp[kernels.HP_N_NEG] = cfg.n_negatives
@@ -148,6 +157,8 @@ class HybridModel:
         self.hp[kernels.HP_RECENT_W] = cfg.recent_weight
         self.hp[kernels.HP_LOSS] = kernels.LOSS_CODES[cfg.loss]
         self.hp[kernels.HP_SGD] = 1.0 if cfg.optimizer == "sgd" else 0.0
+        self.hp[kernels.HP_TREND_W] = cfg.trend_weight
+        self.hp[kernels.HP_TREND_GROWTH] = 2.0 ** (1.0 / cfg.trend_half_life)
         draws = cfg.max_sampled if cfg.loss == "warp" else cfg.n_negatives
         self._draws = 2 * draws
         self._weights = dict(cfg.event_weights)
@@ -179,6 +190,7 @@ class HybridModel:
                 cap = _capacity_for(n, self.recent_n.shape[0])
                 self.recent = _grown(self.recent, cap)
                 self.recent_n = _grown(self.recent_n, cap)
+                self.activity = _grown(self.activity, cap)
             self.seen.ensure(n)
         return row
 
@@ -187,6 +199,8 @@ class HybridModel:
         row, new = self.items.upsert(item_id, features)
         if new:
             self.context.append(identity=False)
+            if row >= self.trend.shape[0]:
+                self.trend = _grown(self.trend, _capacity_for(row + 1, self.trend.shape[0]))
         return row
 
     def has_user(self, user_id: str) -> bool:
@@ -306,16 +320,30 @@ class HybridModel:
     def _kernel_call(
         self, users: np.ndarray, items: np.ndarray, weights: np.ndarray, rand: np.ndarray
     ) -> int:
+        tables = self.kernel_tables()
+        status = kernels.learn_batch(  # type: ignore[call-arg]
+            users, items, weights, rand, *tables, self.n_items, self.hp, self.stats
+        )
+        return int(status)
+
+    def kernel_tables(self) -> tuple[tuple[np.ndarray, ...], ...]:
+        """The (users, items, context, popularity) array tuples the kernels take."""
         u, i, c = self.users, self.items, self.context
-        return int(
-            kernels.learn_batch(
-                users, items, weights, rand,
-                u.table.emb, u.table.bias, u.table.emb_acc, u.table.bias_acc, u.fx.idx, u.fx.w,
-                i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w,
-                c.emb, c.emb_acc, self.recent, self.recent_n,
-                self.pop_ring, self.pop_state, self.n_items, self.hp, self.stats,
-            )
-        )  # fmt: skip
+        return (
+            (
+                u.table.emb,
+                u.table.bias,
+                u.table.emb_acc,
+                u.table.bias_acc,
+                u.fx.idx,
+                u.fx.w,
+                self.activity,
+                self.activity_rows,
+            ),
+            (i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w),
+            (c.emb, c.emb_acc, self.recent, self.recent_n),
+            (self.pop_ring, self.pop_state, self.trend, self.trend_state),
+        )
 
     def mark_seen(self, user: int, item: int) -> None:
         """Record that ``user`` has an event for ``item`` without learning it."""
@@ -324,25 +352,39 @@ class HybridModel:
     # ---------------------------------------------------------------- scoring
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32) if out is None else out
-        u = self.users
-        scoring.user_vector(
-            user, u.table.emb, u.fx.idx, u.fx.w, self.context.emb, self.recent, self.recent_n,
-            self.config.recent_weight, out,
-        )  # fmt: skip
+        users, _, context, _ = self.kernel_tables()
+        kernels.user_representation(user, users, context, self.config.recent_weight, out)
         return out
 
-    def user_vector(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
-        """A known user's representation, or the cold-start vector of unknown features."""
+    def trend_affinity_row(self, user: int) -> float:
+        """How strongly the user's scores follow the recency-popularity prior."""
+        users = self.kernel_tables()[0]
+        return float(kernels.trend_affinity(user, users, self.config.trend_weight))
+
+    def user_state(
+        self, user_id: str | None = None, features: FeatureInput = None
+    ) -> tuple[np.ndarray, float]:
+        """(vector, trend affinity) of a known user, or the cold start of unknown features."""
         if user_id is not None and self.has_user(user_id):
-            return self.user_vector_row(self.users.row(user_id))
+            row = self.users.row(user_id)
+            return self.user_vector_row(row), self.trend_affinity_row(row)
         if features is None:
             raise UnknownEntityError(
                 f"unknown user {user_id!r} and no features given to build a cold-start vector"
             )
-        vec, _ = self.users.cold_vector(features)
-        return vec
+        vec, bias = self.users.cold_vector(features)
+        if self.activity_rows.shape[0]:  # a user with no events sits in bucket 0
+            r = int(self.activity_rows[0])
+            vec += self.users.table.emb[r]
+            bias += float(self.users.table.bias[r])
+        tw = self.config.trend_weight
+        return vec, (tw + bias if tw != 0.0 else 0.0)
 
-    def scores_for_vector(self, u: np.ndarray) -> np.ndarray:
+    def user_vector(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
+        """A known user's representation, or the cold-start vector of unknown features."""
+        return self.user_state(user_id, features)[0]
+
+    def scores_for_vector(self, u: np.ndarray, affinity: float = 0.0) -> np.ndarray:
         """Scores of every item for a user vector (a view into a scratch buffer)."""
         it = self.items
         n, nf = self.n_items, len(it.feature_names)
@@ -350,14 +392,14 @@ class HybridModel:
             self._proj = np.zeros(_capacity_for(nf, self._proj.shape[0]), dtype=np.float32)
         if self._scores.shape[0] < n:
             self._scores = np.zeros(_capacity_for(n, self._scores.shape[0]), dtype=np.float32)
-        scoring.score_items(
-            u, it.table.emb, it.table.bias, it.fx.idx, it.fx.w, n, nf, self._proj, self._scores
-        )
+        _, items, _, popularity = self.kernel_tables()
+        scoring.score_items(u, affinity, items, popularity, n, nf, self._proj, self._scores)
         return self._scores[:n]
 
-    def scores(self, user_id: str) -> np.ndarray:
-        """A copy of the scores of every item (in row order) for a known user."""
-        return self.scores_for_vector(self.user_vector_row(self.users.row(user_id))).copy()
+    def scores(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
+        """A copy of the scores of every item (in row order) for a user."""
+        vec, affinity = self.user_state(user_id, features)
+        return self.scores_for_vector(vec, affinity).copy()
 
     def top_k_rows(
         self,
@@ -367,7 +409,8 @@ class HybridModel:
         exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the user's ``k`` best items, best first."""
-        scores = self.scores_for_vector(self.user_vector_row(user, self._u))
+        vec = self.user_vector_row(user, self._u)
+        scores = self.scores_for_vector(vec, self.trend_affinity_row(user))
         excluded = self.seen.items(user) if exclude_seen else self._no_items
         if exclude is not None and len(exclude):
             excluded = np.concatenate([excluded, np.asarray(exclude, dtype=np.int32)])
@@ -399,21 +442,32 @@ class HybridModel:
         if self.has_user(user_id):
             rows, vals = self.top_k_rows(self.users.row(user_id), k, exclude_seen, excl)
         else:
-            scores = self.scores_for_vector(self.user_vector(user_id, features))
+            scores = self.scores_for_vector(*self.user_state(user_id, features))
             rows, vals = self.top_k_scores(scores, k, excl)
         return [(self.items.ids.name(int(r)), float(v)) for r, v in zip(rows, vals, strict=True)]
 
     # -------------------------------------------------------- representations
-    def item_representations(self) -> np.ndarray:
-        """(n_items, d + 1): item vectors with the bias as a last column.
+    @property
+    def query_dim(self) -> int:
+        """Width of :meth:`item_representations` and :meth:`user_query`."""
+        return self.dim + 2
 
-        Paired with :meth:`user_query` (the user vector with a trailing 1), the whole score
-        is one inner product, which an ANN index searches directly.
+    def item_representations(self) -> np.ndarray:
+        """(n_items, d + 2): item vectors, then the item bias, then the trend signal.
+
+        Paired with :meth:`user_query` (the user vector, 1, the user's trend affinity), the
+        whole score is one inner product, which an ANN index searches directly.
         """
-        return np.hstack([self.items.vectors(), self.items.biases()[:, None]]).astype(np.float32)
+        n = self.n_items
+        trend = np.log1p(self.trend[:n] / self.trend_state[0])
+        return np.hstack(
+            [self.items.vectors(), self.items.biases()[:, None], trend[:, None]]
+        ).astype(np.float32)
 
     def user_query(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
-        return np.append(self.user_vector(user_id, features), np.float32(1.0)).astype(np.float32)
+        """(d + 2,): the user's side of the inner product with :meth:`item_representations`."""
+        vec, affinity = self.user_state(user_id, features)
+        return np.concatenate([vec, [1.0, affinity]]).astype(np.float32)
 
     def check_finite(self) -> None:
         """Raise :class:`ModelDivergedError` if any table holds NaN or infinity."""
@@ -435,7 +489,9 @@ class HybridModel:
             "item_fx": i.fx.idx[:ni], "item_fw": i.fx.w[:ni],
             "ctx_emb": c.emb[:ni], "ctx_acc": c.emb_acc[:ni],
             "recent": self.recent[:nu], "recent_n": self.recent_n[:nu],
-            "pop_ring": self.pop_ring, "pop_state": self.pop_state, "stats": self.stats,
+            "activity": self.activity[:nu], "activity_rows": self.activity_rows,
+            "pop_ring": self.pop_ring, "pop_state": self.pop_state,
+            "trend": self.trend[:ni], "trend_state": self.trend_state, "stats": self.stats,
         }  # fmt: skip
 
     def __repr__(self) -> str:

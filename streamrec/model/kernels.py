@@ -3,20 +3,31 @@
 Every kernel is a plain ``@njit`` function over arrays and scalars; its pure-Python twin
 is ``kernel.py_func`` (the parity tests run both on the same inputs).
 
-Layout shared with :mod:`streamrec.model.hybrid`:
+The arrays travel in four tuples, built by :mod:`streamrec.model.hybrid`:
 
-* ``U, Ub, Ua, Uba``: user-feature embeddings (rows x d, float32), biases, and the
-  row-wise Adagrad accumulators of both.  ``V, Vb, Va, Vba``: the same for item features.
-* ``ufx, ufw`` / ``ifx, ifw``: each entity's feature rows (padded with -1) and weights.
-  A user vector is ``sum_k ufw[u, k] * U[ufx[u, k]]``, an item's likewise; the item bias
-  is ``sum_k ifw[i, k] * Vb[ifx[i, k]]``.
-* ``C, Ca``: context embeddings of items as they appear in a user's recent history;
-  ``recent[u]`` is a ring of the user's last items and ``recent_n[u]`` how many were
-  pushed.  The user representation adds ``recent_weight / n * sum C[recent items]``.
-* ``pop_ring``/``pop_count``: the last positive items, for popularity-aware negatives.
-* ``rand``: uniforms drawn by the caller (two per negative draw), so that the kernels
-  are deterministic and the Python twins see the same draws.
-* ``hp``: float64 hyperparameters, indexed by the ``HP_*`` constants below.
+* ``users = (U, Ub, Ua, Uba, ufx, ufw, activity, activity_rows)``: user-feature
+  embeddings (rows x d, float32), their biases, the row-wise Adagrad accumulators of
+  both, and each user's feature rows (padded with -1) and weights.  A user vector is
+  ``sum_k ufw[u, k] * U[ufx[u, k]]`` plus the row of its activity bucket:
+  ``activity[u]`` counts the user's positive events, and ``activity_rows[b]`` is the
+  feature row of bucket ``b = bit_length(count)`` (capped), a dynamic feature that lets
+  the model learn how users with no or little history behave.
+* ``items = (V, Vb, Va, Vba, ifx, ifw)``: the same for items; an item's bias is
+  ``sum_k ifw[i, k] * Vb[ifx[i, k]]``.
+* ``context = (C, Ca, recent, recent_n)``: context embeddings of items as they appear in
+  a user's recent history; ``recent[u]`` is a ring of the user's last items and
+  ``recent_n[u]`` how many were pushed.  The user vector adds
+  ``recent_weight / n * sum C[recent items]``.
+* ``popularity = (pop_ring, pop_state, trend, trend_state)``: the last positive items (for
+  popularity-aware negatives; ``pop_state[0]`` counts pushes), and exponentially decayed
+  positive counts per item (``trend[i] / trend_state[0]`` is the decayed count).  The
+  score adds ``affinity(user) * log1p(decayed count)``: a recency-popularity prior that
+  the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
+  the sum of its features' (otherwise unused) user biases, learned like any bias.
+
+``rand`` holds uniforms drawn by the caller (two per negative draw), so the kernels are
+deterministic and the Python twins see the same draws.  ``hp`` holds the float64
+hyperparameters, indexed by the ``HP_*`` constants.
 """
 
 from __future__ import annotations
@@ -41,7 +52,10 @@ HP_POP = 6
 HP_RECENT_W = 7
 HP_LOSS = 8
 HP_SGD = 9  # 1.0: plain SGD with a constant step (the gradient check uses it)
-HP_SIZE = 10
+HP_BIAS_DECAY = 10
+HP_TREND_W = 11
+HP_TREND_GROWTH = 12  # 2 ** (1 / half-life): growth of the weight of each new positive
+HP_SIZE = 13
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -49,11 +63,13 @@ STAT_NO_VIOLATOR = 2  # WARP events where no sampled negative violated the margi
 STAT_LOSS = 3  # summed loss of the applied updates
 STAT_SIZE = 4
 
-#: Values above this in a score are taken as divergence (float32 overflows near 3.4e38).
+#: Scores beyond this are taken as divergence (float32 overflows near 3.4e38).
 _SCORE_LIMIT = 1e12
+#: The decayed counts are rescaled before their weights overflow.
+_TREND_RESCALE = 1e100
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True)
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -62,7 +78,7 @@ def sigmoid(x: float) -> float:
 
 
 @njit(cache=True)
-def entity_vector(row, E, fx, fw, out):  # type: ignore[no-untyped-def]
+def entity_vector(row, E, fx, fw, out):
     """out = sum of the weighted feature embeddings of entity ``row``."""
     out[:] = 0.0
     for k in range(fx.shape[1]):
@@ -75,7 +91,7 @@ def entity_vector(row, E, fx, fw, out):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def entity_bias(row, B, fx, fw):  # type: ignore[no-untyped-def]
+def entity_bias(row, B, fx, fw):
     b = 0.0
     for k in range(fx.shape[1]):
         f = fx[row, k]
@@ -86,7 +102,39 @@ def entity_bias(row, B, fx, fw):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def add_recent_context(user, C, recent, recent_n, recent_w, out):  # type: ignore[no-untyped-def]
+def trend_signal(item, popularity):
+    """log1p(decayed positive count of ``item``)."""
+    return math.log1p(popularity[2][item] / popularity[3][0])
+
+
+@njit(cache=True)
+def activity_row(user, users):
+    """Feature row of the user's activity bucket, or -1 when buckets are off."""
+    activity, rows = users[6], users[7]
+    if rows.shape[0] == 0:
+        return -1
+    n = activity[user]
+    b = 0
+    while n > 0 and b < rows.shape[0] - 1:
+        n >>= 1
+        b += 1
+    return rows[b]
+
+
+@njit(cache=True)
+def trend_affinity(user, users, trend_w):
+    """How much the user follows the trend: trend_w plus its features' learned biases."""
+    if trend_w == 0.0:
+        return 0.0
+    a = trend_w + entity_bias(user, users[1], users[4], users[5])
+    r = activity_row(user, users)
+    if r >= 0:
+        a += users[1][r]
+    return a
+
+
+@njit(cache=True)
+def add_recent_context(user, C, recent, recent_n, recent_w, out):
     """out += recent_w / n * sum of the context embeddings of the user's last n items."""
     width = recent.shape[1]
     if width == 0 or recent_w == 0.0:
@@ -102,7 +150,7 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):  # type: ignor
 
 
 @njit(cache=True)
-def push_recent(user, item, recent, recent_n):  # type: ignore[no-untyped-def]
+def push_recent(user, item, recent, recent_n):
     """Append ``item`` to the user's ring of recent items."""
     width = recent.shape[1]
     if width == 0:
@@ -112,7 +160,20 @@ def push_recent(user, item, recent, recent_n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _dot(a, b):  # type: ignore[no-untyped-def]
+def push_positive(item, popularity, growth):
+    """Record a positive event of ``item`` in the popularity ring and decayed counts."""
+    pop_ring, pop_state, trend, trend_state = popularity
+    pop_ring[pop_state[0] % pop_ring.shape[0]] = item
+    pop_state[0] += 1
+    trend_state[0] *= growth
+    trend[item] += trend_state[0]
+    if trend_state[0] > _TREND_RESCALE:
+        trend /= trend_state[0]
+        trend_state[0] = 1.0
+
+
+@njit(cache=True)
+def _dot(a, b):
     s = 0.0
     for c in range(a.shape[0]):
         s += a[c] * b[c]
@@ -120,7 +181,30 @@ def _dot(a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):  # type: ignore[no-untyped-def]
+def user_representation(user, users, context, recent_w, out):
+    U, ufx, ufw = users[0], users[4], users[5]
+    C, _, recent, recent_n = context
+    entity_vector(user, U, ufx, ufw, out)
+    r = activity_row(user, users)
+    if r >= 0:
+        for c in range(U.shape[1]):
+            out[c] += U[r, c]
+    add_recent_context(user, C, recent, recent_n, recent_w, out)
+
+
+@njit(cache=True)
+def item_score(item, u, affinity, items, popularity, out):
+    """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
+    V, Vb, _, _, ifx, ifw = items
+    entity_vector(item, V, ifx, ifw, out)
+    s = _dot(u, out) + entity_bias(item, Vb, ifx, ifw)
+    if affinity != 0.0:
+        s += affinity * trend_signal(item, popularity)
+    return s
+
+
+@njit(cache=True)
+def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     """E[r] -= lr / sqrt(acc) * (scale * direction + l2 * E[r]); False if non-finite.
 
     ``decay < 0`` selects plain SGD (constant step ``lr``, accumulator untouched).
@@ -148,7 +232,7 @@ def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):  # type: ignore
 
 
 @njit(cache=True)
-def _adagrad_scalar(B, A, r, g, lr, decay, l2):  # type: ignore[no-untyped-def]
+def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     g = g + l2 * B[r]
     if decay < 0.0:
         acc = A[r]
@@ -164,49 +248,44 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _apply_grads(  # type: ignore[no-untyped-def]
-    user,
-    i,
-    dsi,
-    j,
-    dsj,
-    u,
-    vi,
-    vj,
-    U,
-    Ua,
-    ufx,
-    ufw,
-    V,
-    Vb,
-    Va,
-    Vba,
-    ifx,
-    ifw,
-    C,
-    Ca,
-    recent,
-    recent_n,
-    hp,
-    grad_u,
-    tmp,
+def _apply_grads(
+    user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
 ):
-    """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0)."""
+    """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0).
+
+    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
+    """
+    U, Ub, Ua, Uba, ufx, ufw = users[0], users[1], users[2], users[3], users[4], users[5]
+    V, Vb, Va, Vba, ifx, ifw = items
+    C, Ca, recent, recent_n = context
     lr = hp[HP_LR]
     blr = hp[HP_BIAS_LR]
-    decay = -1.0 if hp[HP_SGD] != 0.0 else hp[HP_DECAY]
+    sgd = hp[HP_SGD] != 0.0
+    decay = -1.0 if sgd else hp[HP_DECAY]
+    bdecay = -1.0 if sgd else hp[HP_BIAS_DECAY]
     l2 = hp[HP_L2]
-    d = U.shape[1]
-    for c in range(d):
+    for c in range(U.shape[1]):
         grad_u[c] = dsi * vi[c]
         if j >= 0:
             grad_u[c] += dsj * vj[c]
     ok = True
+    learn_affinity = hp[HP_TREND_W] != 0.0
+    if learn_affinity:  # d s / d affinity = the item's trend signal
+        g_aff = dsi * trend_signal(i, popularity)
+        if j >= 0:
+            g_aff += dsj * trend_signal(j, popularity)
     for k in range(ufx.shape[1]):
         f = ufx[user, k]
         if f < 0:
             break
         ok &= _adagrad_row(U, Ua, f, grad_u, ufw[user, k], lr, decay, l2, tmp)
+        if learn_affinity:
+            ok &= _adagrad_scalar(Ub, Uba, f, ufw[user, k] * g_aff, blr, bdecay, l2)
+    r = activity_row(user, users)
+    if r >= 0:
+        ok &= _adagrad_row(U, Ua, r, grad_u, 1.0, lr, decay, l2, tmp)
+        if learn_affinity:
+            ok &= _adagrad_scalar(Ub, Uba, r, g_aff, blr, bdecay, l2)
     width = recent.shape[1]
     if width > 0 and hp[HP_RECENT_W] != 0.0:
         n = min(recent_n[user], width)
@@ -225,54 +304,30 @@ def _apply_grads(  # type: ignore[no-untyped-def]
                 break
             w = ifw[item, k]
             ok &= _adagrad_row(V, Va, f, u, w * ds, lr, decay, l2, tmp)
-            ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, decay, l2)
+            ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, bdecay, l2)
     return ok
 
 
 @njit(cache=True)
-def _sample_negative(r1, r2, n_items, pop_ring, pop_count, pop_frac):  # type: ignore[no-untyped-def]
-    m = min(pop_count, pop_ring.shape[0])
+def _sample_negative(r1, r2, n_items, popularity, pop_frac):
+    pop_ring, pop_state = popularity[0], popularity[1]
+    m = min(pop_state[0], pop_ring.shape[0])
     if m > 0 and r1 < pop_frac:
         return pop_ring[min(int(r2 * m), m - 1)]
     return min(int(r2 * n_items), n_items - 1)
 
 
 @njit(cache=True)
-def learn_batch(  # type: ignore[no-untyped-def]
-    users,
-    items,
-    weights,
-    rand,
-    U,
-    Ub,
-    Ua,
-    Uba,
-    ufx,
-    ufw,
-    V,
-    Vb,
-    Va,
-    Vba,
-    ifx,
-    ifw,
-    C,
-    Ca,
-    recent,
-    recent_n,
-    pop_ring,
-    pop_state,
-    n_items,
-    hp,
-    stats,
+def learn_batch(
+    users_, items_, weights, rand, users, items, context, popularity, n_items, hp, stats
 ):
-    """Learn events ``(users[e], items[e], weights[e])`` in order.
+    """Learn events ``(users_[e], items_[e], weights[e])`` in order.
 
-    Events of weight 0 only enter the recent-items ring and the popularity ring when
-    they are positive.  Returns -1 on success, or the index of the event whose update
-    would have written a non-finite value (that event is left partly applied, never
-    with NaN or infinity in the tables).
+    Events of weight <= 0 are skipped (the caller marks them seen).  Returns -1 on
+    success, or the index of the event whose update would have written a non-finite
+    value: that event is left partly applied, never with NaN or infinity in a table.
     """
-    d = U.shape[1]
+    d = users[0].shape[1]
     u = np.empty(d, dtype=np.float32)
     vi = np.empty(d, dtype=np.float32)
     vj = np.empty(d, dtype=np.float32)
@@ -283,17 +338,17 @@ def learn_batch(  # type: ignore[no-untyped-def]
     n_neg = int(hp[HP_N_NEG])
     pop_frac = hp[HP_POP]
     recent_w = hp[HP_RECENT_W]
-    n_rand = rand.shape[1]
-    for e in range(users.shape[0]):
-        user = users[e]
-        i = items[e]
+    trend_w = hp[HP_TREND_W]
+    draws = rand.shape[1] // 2
+    for e in range(users_.shape[0]):
+        user = users_[e]
+        i = items_[e]
         w = weights[e]
         if w <= 0.0:
             continue
-        entity_vector(user, U, ufx, ufw, u)
-        add_recent_context(user, C, recent, recent_n, recent_w, u)
-        entity_vector(i, V, ifx, ifw, vi)
-        si = _dot(u, vi) + entity_bias(i, Vb, ifx, ifw)
+        user_representation(user, users, context, recent_w, u)
+        aff = trend_affinity(user, users, trend_w)
+        si = item_score(i, u, aff, items, popularity, vi)
         if not (abs(si) < _SCORE_LIMIT):
             return e
         ok = True
@@ -301,25 +356,22 @@ def learn_batch(  # type: ignore[no-untyped-def]
             sampled = 0
             found = -1
             sj = 0.0
-            for t in range(max_sampled):
-                if 2 * t + 1 >= n_rand:
-                    break
+            for t in range(min(max_sampled, draws)):
                 sampled += 1
                 jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, pop_ring, pop_state[0], pop_frac
+                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
                 )
                 if jj == i:
                     continue
-                entity_vector(jj, V, ifx, ifw, vj)
-                sj = _dot(u, vj) + entity_bias(jj, Vb, ifx, ifw)
+                sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
                     return e
                 if sj > si - 1.0:
                     found = jj
                     break
             if found >= 0:
-                rank_w = math.log(max(1.0, math.floor((n_items - 1) / sampled)))
-                g = w * rank_w
+                # LightFM's rank estimate: log(floor((n - 1) / samples needed))
+                g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled)))
                 ok = _apply_grads(
                     user,
                     i,
@@ -329,20 +381,10 @@ def learn_batch(  # type: ignore[no-untyped-def]
                     u,
                     vi,
                     vj,
-                    U,
-                    Ua,
-                    ufx,
-                    ufw,
-                    V,
-                    Vb,
-                    Va,
-                    Vba,
-                    ifx,
-                    ifw,
-                    C,
-                    Ca,
-                    recent,
-                    recent_n,
+                    users,
+                    items,
+                    context,
+                    popularity,
                     hp,
                     grad_u,
                     tmp,
@@ -352,21 +394,17 @@ def learn_batch(  # type: ignore[no-untyped-def]
             else:
                 stats[STAT_NO_VIOLATOR] += 1
         elif loss_code == LOSS_BPR:
-            for t in range(n_neg):
-                if 2 * t + 1 >= n_rand:
-                    break
+            for t in range(min(n_neg, draws)):
                 jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, pop_ring, pop_state[0], pop_frac
+                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
                 )
                 if jj == i:
                     continue
                 if t > 0:  # earlier negatives moved the vectors
-                    entity_vector(user, U, ufx, ufw, u)
-                    add_recent_context(user, C, recent, recent_n, recent_w, u)
-                    entity_vector(i, V, ifx, ifw, vi)
-                    si = _dot(u, vi) + entity_bias(i, Vb, ifx, ifw)
-                entity_vector(jj, V, ifx, ifw, vj)
-                sj = _dot(u, vj) + entity_bias(jj, Vb, ifx, ifw)
+                    user_representation(user, users, context, recent_w, u)
+                    aff = trend_affinity(user, users, trend_w)
+                    si = item_score(i, u, aff, items, popularity, vi)
+                sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
                     return e
                 x = si - sj
@@ -380,20 +418,10 @@ def learn_batch(  # type: ignore[no-untyped-def]
                     u,
                     vi,
                     vj,
-                    U,
-                    Ua,
-                    ufx,
-                    ufw,
-                    V,
-                    Vb,
-                    Va,
-                    Vba,
-                    ifx,
-                    ifw,
-                    C,
-                    Ca,
-                    recent,
-                    recent_n,
+                    users,
+                    items,
+                    context,
+                    popularity,
                     hp,
                     grad_u,
                     tmp,
@@ -403,70 +431,34 @@ def learn_batch(  # type: ignore[no-untyped-def]
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
             ok &= _apply_grads(
-                user,
-                i,
-                g,
-                -1,
-                0.0,
-                u,
-                vi,
-                vj,
-                U,
-                Ua,
-                ufx,
-                ufw,
-                V,
-                Vb,
-                Va,
-                Vba,
-                ifx,
-                ifw,
-                C,
-                Ca,
-                recent,
-                recent_n,
-                hp,
-                grad_u,
-                tmp,
+                user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
             )
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
-            for t in range(n_neg):
-                if 2 * t + 1 >= n_rand:
-                    break
+            for t in range(min(n_neg, draws)):
                 jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, pop_ring, pop_state[0], pop_frac
+                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
                 )
                 if jj == i:
                     continue
-                entity_vector(user, U, ufx, ufw, u)
-                add_recent_context(user, C, recent, recent_n, recent_w, u)
-                entity_vector(jj, V, ifx, ifw, vj)
-                sj = _dot(u, vj) + entity_bias(jj, Vb, ifx, ifw)
+                user_representation(user, users, context, recent_w, u)
+                aff = trend_affinity(user, users, trend_w)
+                sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
                     return e
+                gj = w * sigmoid(sj)
                 ok &= _apply_grads(
                     user,
                     jj,
-                    w * sigmoid(sj),
+                    gj,
                     -1,
                     0.0,
                     u,
                     vj,
                     vi,
-                    U,
-                    Ua,
-                    ufx,
-                    ufw,
-                    V,
-                    Vb,
-                    Va,
-                    Vba,
-                    ifx,
-                    ifw,
-                    C,
-                    Ca,
-                    recent,
-                    recent_n,
+                    users,
+                    items,
+                    context,
+                    popularity,
                     hp,
                     grad_u,
                     tmp,
@@ -476,45 +468,26 @@ def learn_batch(  # type: ignore[no-untyped-def]
         if not ok:
             return e
         stats[STAT_EVENTS] += 1
-        push_recent(user, i, recent, recent_n)
-        pop_ring[pop_state[0] % pop_ring.shape[0]] = i
-        pop_state[0] += 1
+        users[6][user] += 1
+        push_recent(user, i, context[2], context[3])
+        push_positive(i, popularity, hp[HP_TREND_GROWTH])
     return -1
 
 
 @njit(cache=True)
-def pair_loss(  # type: ignore[no-untyped-def]
-    user,
-    i,
-    j,
-    loss_code,
-    U,
-    ufx,
-    ufw,
-    V,
-    Vb,
-    ifx,
-    ifw,
-    C,
-    recent,
-    recent_n,
-    recent_w,
-):
+def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     """The loss of one (user, positive i, negative j) pair at the current parameters.
 
-    WARP's loss is taken with rank weight 1 (the hinge ``max(0, 1 - s_i + s_j)``); logistic
-    is the positive's plus the negative's log loss.  Used by the gradient check.
+    WARP's is the hinge ``max(0, 1 - s_i + s_j)`` (rank weight 1); logistic's is the
+    positive's plus the negative's log loss.  The gradient check differentiates it.
     """
-    d = U.shape[1]
+    d = users[0].shape[1]
     u = np.empty(d, dtype=np.float32)
-    vi = np.empty(d, dtype=np.float32)
-    vj = np.empty(d, dtype=np.float32)
-    entity_vector(user, U, ufx, ufw, u)
-    add_recent_context(user, C, recent, recent_n, recent_w, u)
-    entity_vector(i, V, ifx, ifw, vi)
-    entity_vector(j, V, ifx, ifw, vj)
-    si = _dot(u, vi) + entity_bias(i, Vb, ifx, ifw)
-    sj = _dot(u, vj) + entity_bias(j, Vb, ifx, ifw)
+    vbuf = np.empty(d, dtype=np.float32)
+    user_representation(user, users, context, hp[HP_RECENT_W], u)
+    aff = trend_affinity(user, users, hp[HP_TREND_W])
+    si = item_score(i, u, aff, items, popularity, vbuf)
+    sj = item_score(j, u, aff, items, popularity, vbuf)
     if loss_code == LOSS_WARP:
         return max(0.0, 1.0 - si + sj)
     if loss_code == LOSS_BPR:

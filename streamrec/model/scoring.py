@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-from streamrec.model.kernels import add_recent_context, entity_vector
-
 
 @njit(cache=True)
-def user_vector(user, U, ufx, ufw, C, recent, recent_n, recent_w, out):  # type: ignore[no-untyped-def]
-    """out = the user's representation (features plus recent-items context)."""
-    entity_vector(user, U, ufx, ufw, out)
-    add_recent_context(user, C, recent, recent_n, recent_w, out)
-
-
-@njit(cache=True)
-def score_items(u, V, Vb, ifx, ifw, n_items, n_feats, proj, out):  # type: ignore[no-untyped-def]
-    """out[i] = u . v_i + b_i for the first ``n_items`` items.
+def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out):
+    """out[i] = u . v_i + b_i (+ affinity * trend signal) for the first ``n_items`` items.
 
     Projects ``u`` on every item-feature row once (``proj[f] = u . V[f] + Vb[f]``), then
     sums each item's weighted projections: cost ``n_feats * d + nnz`` instead of
     ``nnz * d``.
     """
+    V, Vb, _, _, ifx, ifw = items
+    trend, trend_state = popularity[2], popularity[3]
     d = V.shape[1]
     for f in range(n_feats):
         s = 0.0
         for c in range(d):
             s += u[c] * V[f, c]
         proj[f] = s + Vb[f]
+    inv = 1.0 / trend_state[0]
     for i in range(n_items):
         s = 0.0
         for k in range(ifx.shape[1]):
@@ -36,11 +32,13 @@ def score_items(u, V, Vb, ifx, ifw, n_items, n_feats, proj, out):  # type: ignor
             if f < 0:
                 break
             s += ifw[i, k] * proj[f]
+        if affinity != 0.0:
+            s += affinity * math.log1p(trend[i] * inv)
         out[i] = s
 
 
 @njit(cache=True)
-def top_k(scores, n, k, excluded, out_idx, out_score):  # type: ignore[no-untyped-def]
+def top_k(scores, n, k, excluded, out_idx, out_score):
     """The ``k`` best of ``scores[:n]`` not in ``excluded``, best first.
 
     Ties go to the lower index.  ``scores`` is left unchanged.  Returns how many were

@@ -1,0 +1,160 @@
+"""Kernels against their pure-Python twins, and the gradients against numerical ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.model import HybridModel, ModelConfig, kernels, scoring
+from tests.model.world import planted_world
+
+FULL = {"recent_items": 4, "activity_buckets": 4, "trend_weight": 1.0, "recent_include_seen": True}
+
+
+def small_model(**overrides: object) -> HybridModel:
+    world = planted_world(n_clusters=3, n_users=12, n_items=15, events_per_user=3, seed=11)
+    model = HybridModel(ModelConfig(dim=8, seed=5, **overrides))  # type: ignore[arg-type]
+    for user in world.user_taste:
+        model.add_user(user, world.user_features(user) + ["age=3"])
+    for item in world.item_genre:
+        model.add_item(item, world.item_features(item) + ["decade=199"])
+    model.learn([u for u, _ in world.events], [i for _, i in world.events],
+                ["click" if n % 4 else "view" for n in range(len(world.events))])  # fmt: skip
+    return model
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_learn_batch_matches_its_python_twin(loss: str) -> None:
+    model = small_model(loss=loss, n_negatives=2, **FULL)
+    users = np.array([0, 1, 2, 0, 3], dtype=np.int32)
+    items = np.array([1, 2, 3, 4, 0], dtype=np.int32)
+    weights = np.array([1.0, 2.0, 0.0, 1.0, 3.0], dtype=np.float32)
+    rand = np.random.default_rng(0).random((5, 2 * model.config.max_sampled))
+    tables_jit = copy.deepcopy(model.kernel_tables())
+    tables_py = copy.deepcopy(model.kernel_tables())
+    stats_jit = np.zeros(kernels.STAT_SIZE)
+    stats_py = np.zeros(kernels.STAT_SIZE)
+    args = (model.n_items, model.hp)
+    rc_jit = kernels.learn_batch(users, items, weights, rand, *tables_jit, *args, stats_jit)
+    rc_py = kernels.learn_batch.py_func(users, items, weights, rand, *tables_py, *args, stats_py)
+    assert rc_jit == rc_py == -1
+    np.testing.assert_allclose(stats_jit, stats_py, rtol=1e-5)
+    for group_jit, group_py in zip(tables_jit, tables_py, strict=True):
+        for a, b in zip(group_jit, group_py, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_scoring_kernels_match_their_python_twins() -> None:
+    model = small_model(**FULL)
+    u = model.user_vector_row(2)
+    aff = model.trend_affinity_row(2)
+    _, items, _, popularity = model.kernel_tables()
+    n, nf = model.n_items, len(model.items.feature_names)
+    out_jit, out_py = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    proj = np.zeros(nf, np.float32)
+    scoring.score_items(u, aff, items, popularity, n, nf, proj, out_jit)
+    scoring.score_items.py_func(u, aff, items, popularity, n, nf, proj.copy(), out_py)
+    np.testing.assert_allclose(out_jit, out_py, rtol=1e-5)
+    # and both equal the inner product of the published representations
+    reps = model.item_representations() @ model.user_query(model.users.ids.name(2))
+    np.testing.assert_allclose(out_jit, reps, rtol=1e-4, atol=1e-5)
+    excluded = np.array([int(np.argmax(out_jit)), 3], dtype=np.int32)
+    res = []
+    for fn in (scoring.top_k, scoring.top_k.py_func):
+        idx, val = np.zeros(5, np.int64), np.zeros(5, np.float32)
+        m = fn(out_jit, n, 5, excluded, idx, val)
+        res.append((m, idx.tolist(), val.tolist()))
+    assert res[0] == res[1]
+    order = [int(i) for i in np.argsort(-out_jit, kind="stable") if i not in excluded][:5]
+    assert res[0][1] == order
+
+
+PURE_SCRIPT = """
+import json, sys
+import numpy as np
+from tests.model.test_kernels import small_model
+model = small_model(**json.loads(sys.argv[1]))
+np.savez(sys.argv[2], **model.arrays())
+"""
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_whole_model_with_jit_disabled_gives_the_same_tables(loss: str, tmp_path: Path) -> None:
+    """The same learning run with every kernel as plain Python (NUMBA_DISABLE_JIT=1)."""
+    config = {"loss": loss, **FULL}
+    out = tmp_path / "pure.npz"
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", PURE_SCRIPT, json.dumps(config), str(out)],
+                   env=env, cwd=root, check=True, timeout=120)  # fmt: skip
+    jit = small_model(**config).arrays()  # type: ignore[arg-type]
+    with np.load(out) as pure:
+        assert set(pure.files) == set(jit)
+        for name, value in jit.items():
+            np.testing.assert_allclose(value, pure[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def _numerical_grad(loss_fn, array: np.ndarray, rows: list[int], eps: float = 1e-3) -> np.ndarray:  # type: ignore[no-untyped-def]
+    grad = np.zeros((len(rows), *array.shape[1:]))
+    for n, r in enumerate(rows):
+        for c in np.ndindex(array.shape[1:]):
+            keep = array[(r, *c)]
+            array[(r, *c)] = keep + eps
+            up = loss_fn()
+            array[(r, *c)] = keep - eps
+            down = loss_fn()
+            array[(r, *c)] = keep
+            grad[(n, *c)] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
+def test_updates_follow_the_numerical_gradient(loss: str) -> None:
+    """With plain SGD, l2 = 0 and unit weight, each touched row moves by -lr * dL/drow."""
+    lr = 1e-3
+    model = small_model(loss=loss, optimizer="sgd", lr=lr, bias_lr=lr, l2=0.0, **FULL)
+    model.pop_state[0] = 0  # uniform negatives only
+    n = model.n_items
+    # two items with a non-zero trend signal, so every term of the score is exercised
+    by_trend = np.argsort(-model.trend[:n], kind="stable")
+    pos, neg = int(by_trend[1]), int(by_trend[0])
+    assert model.trend[neg] > 0 and model.trend[pos] > 0
+    user = 4
+    rand = np.zeros((1, 2 * model.config.max_sampled))
+    rand[0, 1::2] = (neg + 0.5) / n  # every draw picks item `neg`
+    tables = model.kernel_tables()
+    code = kernels.LOSS_CODES[loss]
+
+    def loss_fn() -> float:
+        return float(kernels.pair_loss(user, pos, neg, code, *tables, model.hp))
+
+    assert loss_fn() > 0.0 or loss != "warp", "the planted pair must violate the margin"
+    scale = 1.0
+    if loss == "warp":  # one sample needed: rank weight log(floor((n - 1) / 1))
+        scale = float(np.log(np.floor((n - 1) / 1)))
+    checks = {
+        "user_emb": (tables[0][0], list(model.users.fx.idx[user][model.users.fx.idx[user] >= 0])
+                     + [int(kernels.activity_row(user, tables[0]))]),
+        "user_bias": (tables[0][1], list(model.users.fx.idx[user][model.users.fx.idx[user] >= 0])),
+        "item_emb": (tables[1][0], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),
+        "item_bias": (tables[1][1], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),
+        "ctx_emb": (tables[2][0], sorted(set(model.recent[user][: min(model.recent_n[user], 4)]))),
+    }  # fmt: skip
+    expected = {name: -lr * scale * _numerical_grad(loss_fn, arr, rows)
+                for name, (arr, rows) in checks.items()}  # fmt: skip
+    before = {name: arr[rows].astype(np.float64) for name, (arr, rows) in checks.items()}
+    stats = np.zeros(kernels.STAT_SIZE)
+    status = kernels.learn_batch(np.array([user], np.int32), np.array([pos], np.int32),
+                                 np.ones(1, np.float32), rand, *tables, n, model.hp, stats)  # fmt: skip
+    assert status == -1 and stats[kernels.STAT_PAIRS] + (loss == "logistic") >= 1
+    for name, (arr, rows) in checks.items():
+        moved = arr[rows].astype(np.float64) - before[name]
+        assert np.abs(expected[name]).max() > 0, f"{name}: no gradient to check"
+        np.testing.assert_allclose(moved, expected[name], rtol=0.05, atol=2e-7, err_msg=name)

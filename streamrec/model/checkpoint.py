@@ -163,6 +163,7 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model.trend_state = a["trend_state"].astype(np.float64).copy()
     if model.trend.shape[0] != model.n_items:
         raise CheckpointError("trend counts do not match the item vocabulary")
+    model.rng_state = a["rng_state"].astype(np.int64).copy()
     model.stats = a["stats"].astype(np.float64).copy()
     model.seen = SeenSets.from_csr(a["seen_indptr"], a["seen_indices"])
     model.seen.ensure(model.n_users)

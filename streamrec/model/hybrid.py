@@ -159,8 +159,7 @@ class HybridModel:
         self.hp[kernels.HP_SGD] = 1.0 if cfg.optimizer == "sgd" else 0.0
         self.hp[kernels.HP_TREND_W] = cfg.trend_weight
         self.hp[kernels.HP_TREND_GROWTH] = 2.0 ** (1.0 / cfg.trend_half_life)
-        draws = cfg.max_sampled if cfg.loss == "warp" else cfg.n_negatives
-        self._draws = 2 * draws
+        self.rng_state = np.array([kernels.seed_state(cfg.seed)], dtype=np.int64)
         self._weights = dict(cfg.event_weights)
         self._u = np.zeros(cfg.dim, dtype=np.float32)
         self._proj = np.zeros(64, dtype=np.float32)
@@ -257,21 +256,19 @@ class HybridModel:
             raise ValueError("users, items and weights must have the same length")
         if n and not np.all(np.isfinite(weights)):
             bad = int(np.flatnonzero(~np.isfinite(weights))[0])
-            raise InvalidWeightError(f"event {bad} has non-finite weight {weights[bad]!r}")
+            raise InvalidWeightError(f"event {bad} has non-finite weight {float(weights[bad])}")
         if n and weights.min() < 0:
             bad = int(np.argmin(weights))
-            raise InvalidWeightError(f"event {bad} has negative weight {weights[bad]!r}")
+            raise InvalidWeightError(f"event {bad} has negative weight {float(weights[bad])}")
         if n and (users.min() < 0 or users.max() >= self.n_users):
             raise UnknownEntityError(f"user rows must be in [0, {self.n_users}), got {users}")
         if n and (items.min() < 0 or items.max() >= self.n_items):
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
         before = self.stats.copy()
-        rand = self.rng.random((n, self._draws))
         # seen-only events may join the recent items (without training)
         seen_only = weights <= 0 if self.config.recent_include_seen else None
-        status = self._run_kernel(users, items, weights, rand, seen_only)
-        for u, i in zip(users.tolist(), items.tolist(), strict=True):
-            self.seen.add(u, i)
+        status = self._run_kernel(users, items, weights, seen_only)
+        self.seen.add_many(users, items)
         self.n_events += n
         self.version += 1
         if status >= 0:
@@ -295,34 +292,29 @@ class HybridModel:
         users: np.ndarray,
         items: np.ndarray,
         weights: np.ndarray,
-        rand: np.ndarray,
         seen_only: np.ndarray | None,
     ) -> int:
         if seen_only is None or not seen_only.any():
-            return self._kernel_call(users, items, weights, rand)
+            return self._kernel_call(users, items, weights)
         # Split at seen-only events so they enter the recent ring in stream order.
         start = 0
         for e in np.flatnonzero(seen_only).tolist():
             if e > start:
-                status = self._kernel_call(
-                    users[start:e], items[start:e], weights[start:e], rand[start:e]
-                )
+                status = self._kernel_call(users[start:e], items[start:e], weights[start:e])
                 if status >= 0:
                     return status + start
             kernels.push_recent(int(users[e]), int(items[e]), self.recent, self.recent_n)
             start = e + 1
         if start < len(users):
-            status = self._kernel_call(users[start:], items[start:], weights[start:], rand[start:])
+            status = self._kernel_call(users[start:], items[start:], weights[start:])
             if status >= 0:
                 return status + start
         return -1
 
-    def _kernel_call(
-        self, users: np.ndarray, items: np.ndarray, weights: np.ndarray, rand: np.ndarray
-    ) -> int:
+    def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()
         status = kernels.learn_batch(  # type: ignore[call-arg]
-            users, items, weights, rand, *tables, self.n_items, self.hp, self.stats
+            users, items, weights, self.rng_state, *tables, self.n_items, self.hp, self.stats
         )
         return int(status)
 
@@ -491,7 +483,8 @@ class HybridModel:
             "recent": self.recent[:nu], "recent_n": self.recent_n[:nu],
             "activity": self.activity[:nu], "activity_rows": self.activity_rows,
             "pop_ring": self.pop_ring, "pop_state": self.pop_state,
-            "trend": self.trend[:ni], "trend_state": self.trend_state, "stats": self.stats,
+            "trend": self.trend[:ni], "trend_state": self.trend_state,
+            "rng_state": self.rng_state, "stats": self.stats,
         }  # fmt: skip
 
     def __repr__(self) -> str:

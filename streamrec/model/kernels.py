@@ -25,8 +25,10 @@ The arrays travel in four tuples, built by :mod:`streamrec.model.hybrid`:
   the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
   the sum of its features' (otherwise unused) user biases, learned like any bias.
 
-``rand`` holds uniforms drawn by the caller (two per negative draw), so the kernels are
-deterministic and the Python twins see the same draws.  ``hp`` holds the float64
+``rng`` is a one-element int64 array holding the state of a xorshift32 generator: the
+kernels draw their negatives from it, so a run is deterministic for a given seed, the
+state is checkpointed with the model, and the Python twins draw exactly the same numbers
+(xorshift32 needs only shifts and xors, which never overflow an int64).  ``hp`` holds the float64
 hyperparameters, indexed by the ``HP_*`` constants.
 """
 
@@ -67,9 +69,30 @@ STAT_SIZE = 4
 _SCORE_LIMIT = 1e12
 #: The decayed counts are rescaled before their weights overflow.
 _TREND_RESCALE = 1e100
+#: Reassociation and contraction let LLVM vectorise the float32 reductions; no-NaN and
+#: no-Inf assumptions stay off, so the divergence checks keep working.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_MASK32 = 0xFFFFFFFF
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def next_uniform(rng):
+    """Advance the xorshift32 state in ``rng[0]``; a uniform in [0, 1)."""
+    x = rng[0]
+    x ^= (x << 13) & _MASK32
+    x ^= x >> 17
+    x ^= (x << 5) & _MASK32
+    rng[0] = x
+    return (x - 1) / 4294967295.0
+
+
+def seed_state(seed: int) -> int:
+    """A valid non-zero xorshift32 state from any integer seed."""
+    x = (seed * 2654435761 + 0x9E3779B9) & _MASK32
+    return x or 1
+
+
+@njit(cache=True, error_model="numpy")
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -77,7 +100,7 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def entity_vector(row, E, fx, fw, out):
     """out = sum of the weighted feature embeddings of entity ``row``."""
     out[:] = 0.0
@@ -86,11 +109,11 @@ def entity_vector(row, E, fx, fw, out):
         if f < 0:
             break
         w = fw[row, k]
-        for c in range(E.shape[1]):
+        for c in range(out.shape[0]):
             out[c] += w * E[f, c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def entity_bias(row, B, fx, fw):
     b = 0.0
     for k in range(fx.shape[1]):
@@ -101,13 +124,13 @@ def entity_bias(row, B, fx, fw):
     return b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def trend_signal(item, popularity):
     """log1p(decayed positive count of ``item``)."""
     return math.log1p(popularity[2][item] / popularity[3][0])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def activity_row(user, users):
     """Feature row of the user's activity bucket, or -1 when buckets are off."""
     activity, rows = users[6], users[7]
@@ -121,7 +144,7 @@ def activity_row(user, users):
     return rows[b]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def trend_affinity(user, users, trend_w):
     """How much the user follows the trend: trend_w plus its features' learned biases."""
     if trend_w == 0.0:
@@ -133,7 +156,7 @@ def trend_affinity(user, users, trend_w):
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_recent_context(user, C, recent, recent_n, recent_w, out):
     """out += recent_w / n * sum of the context embeddings of the user's last n items."""
     width = recent.shape[1]
@@ -149,7 +172,7 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
             out[c] += scale * C[j, c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def push_recent(user, item, recent, recent_n):
     """Append ``item`` to the user's ring of recent items."""
     width = recent.shape[1]
@@ -159,7 +182,7 @@ def push_recent(user, item, recent, recent_n):
     recent_n[user] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def push_positive(item, popularity, growth):
     """Record a positive event of ``item`` in the popularity ring and decayed counts."""
     pop_ring, pop_state, trend, trend_state = popularity
@@ -172,15 +195,15 @@ def push_positive(item, popularity, growth):
         trend_state[0] = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _dot(a, b):
-    s = 0.0
+    s = np.float32(0.0)
     for c in range(a.shape[0]):
         s += a[c] * b[c]
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def user_representation(user, users, context, recent_w, out):
     U, ufx, ufw = users[0], users[4], users[5]
     C, _, recent, recent_n = context
@@ -192,7 +215,7 @@ def user_representation(user, users, context, recent_w, out):
     add_recent_context(user, C, recent, recent_n, recent_w, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def item_score(item, u, affinity, items, popularity, out):
     """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
     V, Vb, _, _, ifx, ifw = items
@@ -203,35 +226,44 @@ def item_score(item, u, affinity, items, popularity, out):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     """E[r] -= lr / sqrt(acc) * (scale * direction + l2 * E[r]); False if non-finite.
 
-    ``decay < 0`` selects plain SGD (constant step ``lr``, accumulator untouched).
+    Row-wise Adagrad: one accumulator per row (the mean squared gradient), so a step
+    costs one square root instead of one per coordinate.  ``decay < 0`` selects plain
+    SGD (constant step ``lr``, accumulator untouched).  The new row is built in ``tmp``
+    and written only if finite (a NaN or infinity anywhere makes the sum non-finite), so
+    a diverging step never reaches the table.
     """
     d = E.shape[1]
-    g2 = 0.0
+    sc = np.float32(scale)
+    reg = np.float32(l2)
+    g2 = np.float32(0.0)
     for c in range(d):
-        g = scale * direction[c] + l2 * E[r, c]
+        g = sc * direction[c] + reg * E[r, c]
         tmp[c] = g
         g2 += g * g
     if decay < 0.0:
         acc = A[r]
-        step = lr
+        step = np.float32(lr)
     else:
         acc = decay * A[r] + g2 / d
-        step = lr / math.sqrt(acc + 1e-12)
+        step = np.float32(lr / math.sqrt(acc + 1e-12))
+    total = np.float32(0.0)
     for c in range(d):
-        tmp[c] = E[r, c] - step * tmp[c]
-        if not math.isfinite(tmp[c]):
-            return False
+        v = E[r, c] - step * tmp[c]
+        tmp[c] = v
+        total += v
+    if not math.isfinite(total):
+        return False
     for c in range(d):
         E[r, c] = tmp[c]
     A[r] = acc
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     g = g + l2 * B[r]
     if decay < 0.0:
@@ -247,7 +279,7 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _apply_grads(
     user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
 ):
@@ -308,18 +340,19 @@ def _apply_grads(
     return ok
 
 
-@njit(cache=True)
-def _sample_negative(r1, r2, n_items, popularity, pop_frac):
+@njit(cache=True, error_model="numpy")
+def _sample_negative(rng, n_items, popularity, pop_frac):
+    """A uniform item, or with probability ``pop_frac`` a recent positive."""
     pop_ring, pop_state = popularity[0], popularity[1]
     m = min(pop_state[0], pop_ring.shape[0])
-    if m > 0 and r1 < pop_frac:
-        return pop_ring[min(int(r2 * m), m - 1)]
-    return min(int(r2 * n_items), n_items - 1)
+    if pop_frac > 0.0 and m > 0 and next_uniform(rng) < pop_frac:
+        return pop_ring[min(int(next_uniform(rng) * m), m - 1)]
+    return min(int(next_uniform(rng) * n_items), n_items - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def learn_batch(
-    users_, items_, weights, rand, users, items, context, popularity, n_items, hp, stats
+    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats
 ):
     """Learn events ``(users_[e], items_[e], weights[e])`` in order.
 
@@ -339,7 +372,6 @@ def learn_batch(
     pop_frac = hp[HP_POP]
     recent_w = hp[HP_RECENT_W]
     trend_w = hp[HP_TREND_W]
-    draws = rand.shape[1] // 2
     for e in range(users_.shape[0]):
         user = users_[e]
         i = items_[e]
@@ -356,11 +388,9 @@ def learn_batch(
             sampled = 0
             found = -1
             sj = 0.0
-            for t in range(min(max_sampled, draws)):
+            for _t in range(max_sampled):
                 sampled += 1
-                jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
-                )
+                jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
                 sj = item_score(jj, u, aff, items, popularity, vj)
@@ -394,10 +424,8 @@ def learn_batch(
             else:
                 stats[STAT_NO_VIOLATOR] += 1
         elif loss_code == LOSS_BPR:
-            for t in range(min(n_neg, draws)):
-                jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
-                )
+            for t in range(n_neg):
+                jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
                 if t > 0:  # earlier negatives moved the vectors
@@ -434,10 +462,8 @@ def learn_batch(
                 user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
             )
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
-            for t in range(min(n_neg, draws)):
-                jj = _sample_negative(
-                    rand[e, 2 * t], rand[e, 2 * t + 1], n_items, popularity, pop_frac
-                )
+            for _t in range(n_neg):
+                jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
                 user_representation(user, users, context, recent_w, u)
@@ -474,7 +500,7 @@ def learn_batch(
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     """The loss of one (user, positive i, negative j) pair at the current parameters.
 

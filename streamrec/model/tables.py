@@ -119,6 +119,21 @@ class SeenSets:
         s.add(item)
         return True
 
+    def add_many(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Mark each ``(users[n], items[n])`` seen, in order."""
+        sets, arrays = self._sets, self._arrays
+        for user, item in zip(users.tolist(), items.tolist(), strict=True):
+            s = sets[user]
+            if item in s:
+                continue
+            n = len(s)
+            a = arrays[user]
+            if n == a.shape[0]:
+                a = _grown(a, 2 * n)
+                arrays[user] = a
+            a[n] = item
+            s.add(item)
+
     def contains(self, user: int, item: int) -> bool:
         return user < len(self._sets) and item in self._sets[user]
 

@@ -1,0 +1,103 @@
+"""Checkpoints: identical scores after a round trip; clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.errors import CheckpointError
+from streamrec.model import HybridModel, load, read_header, save
+from streamrec.model.checkpoint import FORMAT_VERSION
+from tests.model.test_kernels import FULL, small_model
+
+
+@pytest.fixture
+def model() -> HybridModel:
+    return small_model(**FULL)
+
+
+def test_round_trip_gives_identical_scores_and_state(model: HybridModel, tmp_path: Path) -> None:
+    path = save(model, tmp_path / "ck" / "model.npz", extra={"offsets": {"interactions/0": 41}})
+    restored = load(path)
+    for user in ["u0", "u3", "u11"]:
+        np.testing.assert_array_equal(model.scores(user), restored.scores(user))
+        assert model.recommend(user, 5) == restored.recommend(user, 5)
+    for name, value in model.arrays().items():
+        np.testing.assert_array_equal(value, restored.arrays()[name], err_msg=name)
+    assert restored.config == model.config
+    assert restored.n_events == model.n_events and restored.version == model.version
+    assert read_header(path)["extra"] == {"offsets": {"interactions/0": 41}}
+    # both continue identically: same random state, same tables
+    model.learn(["u1", "u2"], ["i3", "i4"], ["click", "purchase"])
+    restored.learn(["u1", "u2"], ["i3", "i4"], ["click", "purchase"])
+    np.testing.assert_array_equal(model.scores("u1"), restored.scores("u1"))
+    # and keep growing after the restore
+    restored.add_user("brand-new", ["taste=1"])
+    restored.add_item("new-item", ["genre=2"])
+    restored.learn(["brand-new"], ["new-item"], ["click"])
+    assert restored.n_users == model.n_users + 1
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(model: HybridModel, tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    save(model, path)
+    save(model, path)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_truncated_file_fails_clearly(model: HybridModel, tmp_path: Path) -> None:
+    path = save(model, tmp_path / "model.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load(path)
+
+
+def test_corrupt_member_fails_clearly(model: HybridModel, tmp_path: Path) -> None:
+    path = save(model, tmp_path / "model.npz")
+    data = bytearray(path.read_bytes())
+    start = data.find(b"user_emb.npy") + 200  # inside the member's data
+    data[start : start + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load(path)
+
+
+def test_missing_and_foreign_files_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load(tmp_path / "nope.npz")
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.arange(3))
+    with pytest.raises(CheckpointError, match="no header"):
+        load(other)
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError):
+        load(text)
+
+
+def test_newer_format_version_is_refused(model: HybridModel, tmp_path: Path) -> None:
+    path = save(model, tmp_path / "model.npz")
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["version"] = FORMAT_VERSION + 1
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="format version"):
+        load(path)
+
+
+def test_checkpoint_holds_no_pickles(model: HybridModel, tmp_path: Path) -> None:
+    path = save(model, tmp_path / "model.npz")
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as member:
+                head = member.read(128)
+            assert b"'descr': '|O'" not in head, f"{name} is an object array"
+    with np.load(path, allow_pickle=False) as data:
+        assert len(data.files) > 20

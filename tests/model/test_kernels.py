@@ -36,15 +36,17 @@ def test_learn_batch_matches_its_python_twin(loss: str) -> None:
     users = np.array([0, 1, 2, 0, 3], dtype=np.int32)
     items = np.array([1, 2, 3, 4, 0], dtype=np.int32)
     weights = np.array([1.0, 2.0, 0.0, 1.0, 3.0], dtype=np.float32)
-    rand = np.random.default_rng(0).random((5, 2 * model.config.max_sampled))
+    rng_jit = np.array([kernels.seed_state(3)], dtype=np.int64)
+    rng_py = rng_jit.copy()
     tables_jit = copy.deepcopy(model.kernel_tables())
     tables_py = copy.deepcopy(model.kernel_tables())
     stats_jit = np.zeros(kernels.STAT_SIZE)
     stats_py = np.zeros(kernels.STAT_SIZE)
     args = (model.n_items, model.hp)
-    rc_jit = kernels.learn_batch(users, items, weights, rand, *tables_jit, *args, stats_jit)
-    rc_py = kernels.learn_batch.py_func(users, items, weights, rand, *tables_py, *args, stats_py)
+    rc_jit = kernels.learn_batch(users, items, weights, rng_jit, *tables_jit, *args, stats_jit)
+    rc_py = kernels.learn_batch.py_func(users, items, weights, rng_py, *tables_py, *args, stats_py)
     assert rc_jit == rc_py == -1
+    assert rng_jit[0] == rng_py[0], "both twins drew the same random numbers"
     np.testing.assert_allclose(stats_jit, stats_py, rtol=1e-5)
     for group_jit, group_py in zip(tables_jit, tables_py, strict=True):
         for a, b in zip(group_jit, group_py, strict=True):
@@ -120,15 +122,16 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
     """With plain SGD, l2 = 0 and unit weight, each touched row moves by -lr * dL/drow."""
     lr = 1e-3
     model = small_model(loss=loss, optimizer="sgd", lr=lr, bias_lr=lr, l2=0.0, **FULL)
-    model.pop_state[0] = 0  # uniform negatives only
     n = model.n_items
     # two items with a non-zero trend signal, so every term of the score is exercised
     by_trend = np.argsort(-model.trend[:n], kind="stable")
     pos, neg = int(by_trend[1]), int(by_trend[0])
     assert model.trend[neg] > 0 and model.trend[pos] > 0
     user = 4
-    rand = np.zeros((1, 2 * model.config.max_sampled))
-    rand[0, 1::2] = (neg + 0.5) / n  # every draw picks item `neg`
+    # every negative draw comes from a popularity ring holding only `neg`
+    model.hp[kernels.HP_POP] = 1.0
+    model.pop_ring[:] = neg
+    model.pop_state[0] = model.pop_ring.shape[0]
     tables = model.kernel_tables()
     code = kernels.LOSS_CODES[loss]
 
@@ -152,7 +155,8 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
     before = {name: arr[rows].astype(np.float64) for name, (arr, rows) in checks.items()}
     stats = np.zeros(kernels.STAT_SIZE)
     status = kernels.learn_batch(np.array([user], np.int32), np.array([pos], np.int32),
-                                 np.ones(1, np.float32), rand, *tables, n, model.hp, stats)  # fmt: skip
+                                 np.ones(1, np.float32), model.rng_state, *tables, n, model.hp,
+                                 stats)  # fmt: skip
     assert status == -1 and stats[kernels.STAT_PAIRS] + (loss == "logistic") >= 1
     for name, (arr, rows) in checks.items():
         moved = arr[rows].astype(np.float64) - before[name]

@@ -7,6 +7,7 @@ difference between the live schema and the SQLAlchemy models (``alembic check``)
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from streamrec.store._engine import write_transaction
 from streamrec.store.schema import Base
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: alembic's ``context`` is a process-global proxy: one migration command at a time per
+#: process.  Across processes, the database serialises them (see migrations/env.py).
+_ALEMBIC = threading.Lock()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -49,14 +53,14 @@ def current(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Apply migrations up to ``revision`` in one transaction; returns the new revision."""
-    with write_transaction(engine) as conn:
+    with _ALEMBIC, write_transaction(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
     return current(engine)
 
 
 def downgrade(engine: Engine, revision: str) -> str | None:
     """Revert migrations down to ``revision`` ("base" empties the schema)."""
-    with write_transaction(engine) as conn:
+    with _ALEMBIC, write_transaction(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
     return current(engine)
 

@@ -68,3 +68,13 @@ def dump(store: FeatureStore) -> dict[str, Any]:
             rows = conn.execute(select(table)).all()
             out[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+def write_overlapping(url: str, start: int, n: int, batch: int, reverse: bool) -> None:
+    """Process target: open the store (migrating if needed) and write a range in batches."""
+    records = users(n, start) + items(n, start)
+    if reverse:
+        records.reverse()
+    with FeatureStore.open(url) as store:
+        for lo in range(0, len(records), batch):
+            store.upsert_entities(records[lo : lo + batch])

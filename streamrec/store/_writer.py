@@ -11,12 +11,15 @@ is updated, never duplicated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
 
 from streamrec.store.records import CleanRecord, EntityKind, WriteResult, to_utc
 from streamrec.store.schema import CHANGE_SEQ, COUNTERS, FEATURE_DEFINITIONS, TABLES
@@ -40,6 +43,33 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"no upsert for dialect {name!r}")
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], on_conflict: Callable[[Any], Any]
+) -> None:
+    """``INSERT ... ON CONFLICT ...`` of many rows (all with the same keys).
+
+    SQLite: executemany (a tight loop in the driver).  PostgreSQL: one statement whose
+    rows come from ``unnest()`` of one array parameter per column: a fixed, cached SQL
+    text with a handful of parameters, about 3x faster than psycopg's executemany.
+    """
+    if conn.dialect.name != "postgresql":
+        conn.execute(on_conflict(dialect_insert(conn, table)), rows)
+        return
+    keys = list(rows[0])
+    columns: list[ColumnElement[Any]] = []
+    for key in keys:
+        col_type = table.c[key].type
+        values = [row[key] for row in rows]
+        if isinstance(col_type, JSON):  # no json[] adaptation: ship text, cast back per row
+            texts = bindparam(key, [json.dumps(v) for v in values], type_=ARRAY(Text))
+            columns.append(cast(func.unnest(texts, type_=Text), col_type))
+        else:
+            array = bindparam(key, values, type_=ARRAY(col_type))
+            columns.append(func.unnest(array, type_=col_type))
+    stmt = dialect_insert(conn, table).from_select(keys, select(*columns))
+    conn.execute(on_conflict(stmt))
 
 
 def lock_counter(conn: Connection) -> int:
@@ -88,10 +118,14 @@ class _Plan:
         for row in self.rows:
             row["updated_at"] = now
         table = TABLES[self.kind].entity
-        ins = dialect_insert(conn, table)
-        changing = {k: ins.excluded[k] for k in self.rows[0] if k not in ("id", "version")}
-        changing["version"] = table.c.version + 1
-        conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=changing), self.rows)
+        keys = [k for k in self.rows[0] if k not in ("id", "version")]
+
+        def bump(ins: Any) -> Any:
+            changing = {k: ins.excluded[k] for k in keys}
+            changing["version"] = table.c.version + 1
+            return ins.on_conflict_do_update(index_elements=["id"], set_=changing)
+
+        insert_rows(conn, table, self.rows, bump)
         if self.features:
             self._write_features(conn)
 
@@ -109,12 +143,13 @@ class _Plan:
             for name, weight in feats.items()
         ]
         if rows:
-            ins = dialect_insert(conn, tables.features)
-            conn.execute(
-                ins.on_conflict_do_update(
+            insert_rows(
+                conn,
+                tables.features,
+                rows,
+                lambda ins: ins.on_conflict_do_update(
                     index_elements=[key, "feature_id"], set_={"weight": ins.excluded.weight}
                 ),
-                rows,
             )
 
 
@@ -187,10 +222,11 @@ def ensure_definitions(
     ids = _definition_ids(conn, kind, names)
     missing = names - ids.keys()
     if missing:
-        ins = dialect_insert(conn, FEATURE_DEFINITIONS)
-        conn.execute(
-            ins.on_conflict_do_nothing(index_elements=["kind", "name"]),
+        insert_rows(
+            conn,
+            FEATURE_DEFINITIONS,
             [{"kind": kind, "name": n, "first_seq": seq} for n in sorted(missing)],
+            lambda ins: ins.on_conflict_do_nothing(index_elements=["kind", "name"]),
         )
         ids.update(_definition_ids(conn, kind, missing))
     return ids

@@ -94,9 +94,11 @@ class FeatureStore:
 
     def iter_entity_features(self, kind: str) -> Iterator[tuple[str, dict[str, float]]]:
         """Every user's or item's ``(id, {feature: weight})``, by id, streamed."""
-        k = _kind(kind)
+        return self._stream(_kind(kind))
+
+    def _stream(self, kind: EntityKind) -> Iterator[tuple[str, dict[str, float]]]:
         try:
-            yield from _reader.iter_entity_features(self.engine, k)
+            yield from _reader.iter_entity_features(self.engine, kind)
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
 

@@ -52,7 +52,7 @@ def insert_rows(
 
     SQLite: executemany (a tight loop in the driver).  PostgreSQL: one statement whose
     rows come from ``unnest()`` of one array parameter per column: a fixed, cached SQL
-    text with a handful of parameters, about 3x faster than psycopg's executemany.
+    text with a handful of parameters, about twice as fast as psycopg's executemany.
     """
     if conn.dialect.name != "postgresql":
         conn.execute(on_conflict(dialect_insert(conn, table)), rows)

@@ -9,12 +9,16 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     │   ├── InvalidIdError          empty / non-string / reserved id
     │   ├── InvalidFeatureError     bad feature name or non-finite feature weight
     │   ├── InvalidWeightError      NaN, infinite or negative event weight
+    │   ├── InvalidFilterError      a re-ranking filter has an unknown key or a bad value
     │   └── UnknownEntityError      a user or item the model has never seen
     ├── ModelDivergedError          an update would have written a non-finite value
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
     ├── DatasetError                an interaction log cannot be read
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
     └── StoreError                  the SQL store failed or rejected a record
+        ├── InvalidRecordError      a record of a write batch is malformed (batch not written)
+        ├── StoreSchemaError        the database schema is missing, behind or unlike the models
+        └── CheckpointConflictError a checkpoint version is registered with other contents
 
 Messages say what was wrong, with the offending value, and what to do about it.
 """
@@ -23,15 +27,19 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerError",
+    "CheckpointConflictError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
     "InvalidFeatureError",
+    "InvalidFilterError",
     "InvalidIdError",
     "InvalidInputError",
+    "InvalidRecordError",
     "InvalidWeightError",
     "ModelDivergedError",
     "StoreError",
+    "StoreSchemaError",
     "StreamrecError",
     "UnknownEntityError",
     "UnknownEventTypeError",
@@ -66,6 +74,10 @@ class InvalidWeightError(InvalidInputError):
     """A NaN, infinite or negative event weight."""
 
 
+class InvalidFilterError(InvalidInputError):
+    """A re-ranking filter with an unknown key or a value of the wrong type."""
+
+
 class UnknownEntityError(InvalidInputError, KeyError):
     """A user or item id the model has never seen."""
 
@@ -94,3 +106,26 @@ class BrokerError(StreamrecError):
 
 class StoreError(StreamrecError):
     """The SQL store failed, or rejected a record."""
+
+
+class InvalidRecordError(StoreError, ValueError):
+    """A record of a write batch is malformed; the whole batch was rejected, nothing written.
+
+    ``index`` is the record's position in the batch and ``entity_id`` its id (as given).
+    """
+
+    def __init__(self, message: str, *, index: int, entity_id: object) -> None:
+        super().__init__(message)
+        self.index = index
+        self.entity_id = entity_id
+
+
+class StoreSchemaError(StoreError):
+    """The database schema is missing, older than the code, or differs from the models.
+
+    Run ``streamrec db upgrade`` (or open the store with ``upgrade=True``).
+    """
+
+
+class CheckpointConflictError(StoreError):
+    """A checkpoint version is already registered with a different path or offsets."""

@@ -17,9 +17,11 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from streamrec.cli.db import db
     from streamrec.cli.evaluate import evaluate
 
     cli.add_command(evaluate)
+    cli.add_command(db)
 
 
 def main(argv: list[str] | None = None) -> None:

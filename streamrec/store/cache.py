@@ -1,0 +1,137 @@
+"""In-memory snapshot of item attributes for re-ranking, refreshed in the background.
+
+Readers never wait: :attr:`ItemAttributeCache.snapshot` is an immutable mapping that a
+background thread replaces whole (one reference assignment) when the store's
+``attributes_version`` moves.  A refresh reads only the items changed since the
+snapshot's version, so polling an unchanged store costs one indexed ``max()`` query.
+If the database is unreachable the last snapshot stays in place and the error is kept
+in :attr:`last_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from streamrec.errors import StoreError
+from streamrec.store.feature_store import FeatureStore
+from streamrec.store.filters import ItemFilter
+from streamrec.store.records import ItemAttributes
+
+log = logging.getLogger(__name__)
+
+
+class ItemAttributeCache:
+    """``item_id -> ItemAttributes`` kept close to the store, polled every ``interval`` s.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`::
+
+        with ItemAttributeCache(store) as cache:
+            kept = cache.filter(candidates, {"category": "comedy", "available": True})
+    """
+
+    def __init__(self, store: FeatureStore, *, interval: float = 0.2) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.store = store
+        self.interval = interval
+        self.last_error: StoreError | None = None
+        self._snapshot: Mapping[str, ItemAttributes] = MappingProxyType({})
+        self._version = -1  # nothing loaded yet
+        self._refresh_lock = threading.Lock()  # one refresher at a time; readers never take it
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- readers (never block) -------------------------------------------------
+
+    @property
+    def snapshot(self) -> Mapping[str, ItemAttributes]:
+        """The current immutable snapshot; hold on to it for a consistent view."""
+        return self._snapshot
+
+    @property
+    def version(self) -> int:
+        """``attributes_version`` the snapshot reflects (-1 before the first load)."""
+        return self._version
+
+    def get(self, item_id: str) -> ItemAttributes | None:
+        return self._snapshot.get(item_id)
+
+    def matches(self, item_id: str, filters: Mapping[str, Any] | ItemFilter | None) -> bool:
+        """Whether ``item_id`` passes ``filters`` (see :mod:`streamrec.store.filters`)."""
+        return ItemFilter.parse(filters).matches(self._snapshot.get(item_id))
+
+    def filter(
+        self, item_ids: Iterable[str], filters: Mapping[str, Any] | ItemFilter | None
+    ) -> list[str]:
+        """The ``item_ids`` that pass ``filters``, in order (filters parsed once)."""
+        flt = ItemFilter.parse(filters)
+        snap = self._snapshot
+        return [i for i in item_ids if flt.matches(snap.get(i))]
+
+    # -- refreshing --------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Poll the store once; returns whether the snapshot was replaced."""
+        with self._refresh_lock:
+            since = self._version
+            if since >= 0 and self.store.attributes_version() == since:
+                return False
+            version, changed = self.store.item_attributes(since=max(since, 0))
+            if since >= 0 and version == since and not changed:
+                return False
+            merged = dict(self._snapshot) if since >= 0 else {}
+            merged.update(changed)
+            self._snapshot = MappingProxyType(merged)
+            self._version = version
+        with self._changed:
+            self._changed.notify_all()
+        return True
+
+    def wait_for_version(self, version: int, timeout: float) -> bool:
+        """Block until the snapshot reflects ``version`` (for tools and tests, not readers)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._version >= version, timeout)
+
+    def start(self) -> ItemAttributeCache:
+        """Load the first snapshot (synchronously, so readers start with data), then poll."""
+        if self._thread is not None:
+            return self
+        self.refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="streamrec-item-attributes", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> ItemAttributeCache:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+                self.last_error = None
+            except StoreError as exc:
+                if self.last_error is None:
+                    log.warning("item attribute cache keeps its last snapshot: %s", exc)
+                self.last_error = exc

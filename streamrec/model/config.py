@@ -51,7 +51,7 @@ class ModelConfig:
     #: Identity embeddings always start at zero.
     init_scale: float = 0.1
     #: WARP: the most negatives sampled per positive before giving up.
-    max_sampled: int = 30
+    max_sampled: int = 50
     #: BPR / logistic: negatives per positive.
     n_negatives: int = 1
     #: Fraction of negatives drawn from the recent positives (popularity-aware sampling).
@@ -60,18 +60,18 @@ class ModelConfig:
     pop_window: int = 2000
     #: Weight of the recency-popularity prior ``log1p(decayed positive count)`` in every
     #: score (0 disables); the embeddings learn around it.
-    trend_weight: float = 0.0
+    trend_weight: float = 1.0
     #: Half-life of that decayed count, in positive events.
     trend_half_life: float = 2000.0
     #: Buckets of the user's activity (log2 of its positive-event count) learned as a
     #: dynamic user feature: how users with no or little history behave (0 disables).
-    activity_buckets: int = 0
+    activity_buckets: int = 8
     #: The user's last N items join the user representation (0 disables).
-    recent_items: int = 0
+    recent_items: int = 5
     #: Weight of the recent-items part of the user representation.
-    recent_weight: float = 1.0
+    recent_weight: float = 2.0
     #: Do seen-only events (views, low ratings) enter the recent items too?
-    recent_include_seen: bool = False
+    recent_include_seen: bool = True
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0
     #: Divide each entity's feature weights so they sum to one (LightFM's normalisation).

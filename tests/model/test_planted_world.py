@@ -50,8 +50,12 @@ def test_new_user_first_vector_is_its_feature_vector() -> None:
     world = planted_world(n_users=50)
     model, _ = train(world, ModelConfig(dim=8, seed=3))
     row = model.add_user("fresh", ["taste=2"])
-    expected = model.users.table.emb[model.users.feature_names.get("taste=2")]
-    np.testing.assert_array_equal(model.user_vector("fresh"), expected)
+    table, names = model.users.table.emb, model.users.feature_names
+    # its features plus the learned row of users with no history yet (activity bucket 0)
+    expected = table[names.get("taste=2")] + table[names.get("#activity:0")]
+    np.testing.assert_allclose(model.user_vector("fresh"), expected, rtol=1e-6)
+    # exactly what an unknown user with the same features gets as a cold start
+    np.testing.assert_array_equal(model.user_vector("fresh"), model.user_vector(None, ["taste=2"]))
     identity = model.users.feature_names.get("#id:fresh")
     assert not model.users.table.emb[identity].any(), "identity embedding must start at zero"
     assert model.users.fx.idx[row, 0] == identity

@@ -1,0 +1,63 @@
+"""What moves the MovieLens figures: the default model with one component off at a time.
+
+    python bench/ablation.py [--dataset ../shared/datasets/ml-100k] [--seeds 42 7]
+
+Each row is a full prequential replay (EVALUATION.md protocol), so the table takes about
+a minute per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from streamrec.eval.datasets import load_dataset
+from streamrec.eval.prequential import replay
+from streamrec.model import ModelConfig
+
+DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ml-100k"
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no trend prior (trend_weight=0)": {"trend_weight": 0.0},
+    "no activity buckets": {"activity_buckets": 0},
+    "no recent items": {"recent_items": 0},
+    "recent items: positives only": {"recent_include_seen": False},
+    "max_sampled=10 (LightFM's default)": {"max_sampled": 10},
+    "BPR instead of WARP": {"loss": "bpr"},
+    "plain LightFM-style (all three off)": {
+        "trend_weight": 0.0,
+        "activity_buckets": 0,
+        "recent_items": 0,
+    },
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    args = parser.parse_args()
+    log = load_dataset(args.dataset)
+    table = Table(title=f"Ablation on {log.name} (mean over seeds {args.seeds})")
+    for col in ("variant", "HR@10", "MRR@10", "cold-user HR@10", "coverage"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    console = Console()
+    for name, changes in VARIANTS.items():
+        rows = []
+        for seed in args.seeds:
+            m = replay(log, ModelConfig(seed=seed, **changes)).metrics()["model"]
+            rows.append([m["hr"], m["mrr"], m["cold_hr"], m["coverage"]])
+        hr, mrr, cold, cov = np.mean(rows, axis=0)
+        table.add_row(name, f"{hr:.4f}", f"{mrr:.4f}", f"{cold:.4f}", f"{cov:.3f}")
+        console.print(f"done: {name}", style="dim")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

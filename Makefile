@@ -32,14 +32,20 @@ typecheck: $(STAMP)
 evaluate: $(STAMP)
 	$(BIN)/streamrec evaluate --dataset ../shared/datasets/ml-100k --json evaluate.json --plot evaluate.png
 
-# LightFM is only needed for the kernel comparison; it needs an old setuptools and Cython 2.
-$(VENV)/.bench: $(STAMP)
-	$(BIN)/pip install --quiet "setuptools<69" wheel "cython<3"
-	$(BIN)/pip install --quiet --no-build-isolation lightfm
-	touch $(VENV)/.bench
+# LightFM is only needed for the kernel comparison. Its setup.py writes to __builtins__,
+# which fails under pip's PEP 517 path, so it builds in its own environment with a pip
+# that still offers the legacy setup.py install, an old setuptools and Cython 2.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet "pip<24.1"
+	$(BENCH_VENV)/bin/pip install --quiet "setuptools<70" wheel "cython<3" numpy scipy
+	$(BENCH_VENV)/bin/pip install --quiet --no-build-isolation --no-use-pep517 lightfm
+	$(BENCH_VENV)/bin/pip install --quiet -e .
+	touch $@
 
-bench: $(VENV)/.bench
-	$(BIN)/python bench/kernels.py
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/kernels.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

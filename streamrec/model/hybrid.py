@@ -1,10 +1,12 @@
 """The LightFM-style hybrid model, learning one event at a time.
 
 A user is the weighted sum of its feature embeddings (its identity feature included),
-plus, optionally, the context embeddings of its most recent items; an item is the sum
-of its feature embeddings, and its bias the sum of its feature biases.  Scores are
-``user . item + item_bias``.  Identity embeddings start at zero, so a new entity's first
-representation is exactly its cold-start vector from features.
+plus the embedding of its activity bucket and the context embeddings of its most recent
+items; an item is the sum of its feature embeddings, and its bias the sum of its
+feature biases.  Scores are ``user . item + item_bias + affinity * trend`` where trend
+is the log of the item's decayed positive count and affinity a learned per-user weight
+(see :mod:`streamrec.model.kernels`).  Identity embeddings start at zero, so a new
+entity's first representation is exactly its cold-start vector from features.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from streamrec.errors import (
     UnknownEntityError,
     UnknownEventTypeError,
 )
-from streamrec.model import kernels, scoring
+from streamrec.model import kernels, scoring, vectors
 from streamrec.model.config import ModelConfig
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
-from streamrec.model.tables import EntityFeatures, FeatureTable, SeenSets, _capacity_for, _grown
+from streamrec.model.tables import EntityFeatures, FeatureTable, SeenSets, capacity_for, grown
 from streamrec.model.vocab import Vocabulary
 
 
@@ -145,21 +147,8 @@ class HybridModel:
         self.stats = np.zeros(kernels.STAT_SIZE, dtype=np.float64)
         self.n_events = 0
         self.version = 0
-        self.hp = np.zeros(kernels.HP_SIZE, dtype=np.float64)
-        self.hp[kernels.HP_LR] = cfg.lr
-        self.hp[kernels.HP_BIAS_LR] = cfg.bias_lr
-        self.hp[kernels.HP_DECAY] = cfg.accum_decay
-        self.hp[kernels.HP_BIAS_DECAY] = cfg.bias_decay
-        self.hp[kernels.HP_L2] = cfg.l2
-        self.hp[kernels.HP_MAX_SAMPLED] = cfg.max_sampled
-        self.hp[kernels.HP_N_NEG] = cfg.n_negatives
-        self.hp[kernels.HP_POP] = cfg.pop_sampling
-        self.hp[kernels.HP_RECENT_W] = cfg.recent_weight
-        self.hp[kernels.HP_LOSS] = kernels.LOSS_CODES[cfg.loss]
-        self.hp[kernels.HP_SGD] = 1.0 if cfg.optimizer == "sgd" else 0.0
-        self.hp[kernels.HP_TREND_W] = cfg.trend_weight
-        self.hp[kernels.HP_TREND_GROWTH] = 2.0 ** (1.0 / cfg.trend_half_life)
-        self.rng_state = np.array([kernels.seed_state(cfg.seed)], dtype=np.int64)
+        self.hp = kernels.hyperparameters(cfg)
+        self.rng_state = np.array([vectors.seed_state(cfg.seed)], dtype=np.int64)
         self._weights = dict(cfg.event_weights)
         self._u = np.zeros(cfg.dim, dtype=np.float32)
         self._proj = np.zeros(64, dtype=np.float32)
@@ -186,10 +175,10 @@ class HybridModel:
         if new:
             n = row + 1
             if n > self.recent_n.shape[0]:
-                cap = _capacity_for(n, self.recent_n.shape[0])
-                self.recent = _grown(self.recent, cap)
-                self.recent_n = _grown(self.recent_n, cap)
-                self.activity = _grown(self.activity, cap)
+                cap = capacity_for(n, self.recent_n.shape[0])
+                self.recent = grown(self.recent, cap)
+                self.recent_n = grown(self.recent_n, cap)
+                self.activity = grown(self.activity, cap)
             self.seen.ensure(n)
         return row
 
@@ -199,7 +188,7 @@ class HybridModel:
         if new:
             self.context.append(identity=False)
             if row >= self.trend.shape[0]:
-                self.trend = _grown(self.trend, _capacity_for(row + 1, self.trend.shape[0]))
+                self.trend = grown(self.trend, capacity_for(row + 1, self.trend.shape[0]))
         return row
 
     def has_user(self, user_id: str) -> bool:
@@ -303,7 +292,7 @@ class HybridModel:
                 status = self._kernel_call(users[start:e], items[start:e], weights[start:e])
                 if status >= 0:
                     return status + start
-            kernels.push_recent(int(users[e]), int(items[e]), self.recent, self.recent_n)
+            vectors.push_recent(int(users[e]), int(items[e]), self.recent, self.recent_n)
             start = e + 1
         if start < len(users):
             status = self._kernel_call(users[start:], items[start:], weights[start:])
@@ -345,13 +334,13 @@ class HybridModel:
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32) if out is None else out
         users, _, context, _ = self.kernel_tables()
-        kernels.user_representation(user, users, context, self.config.recent_weight, out)
+        vectors.user_representation(user, users, context, self.config.recent_weight, out)
         return out
 
     def trend_affinity_row(self, user: int) -> float:
         """How strongly the user's scores follow the recency-popularity prior."""
         users = self.kernel_tables()[0]
-        return float(kernels.trend_affinity(user, users, self.config.trend_weight))
+        return float(vectors.trend_affinity(user, users, self.config.trend_weight))
 
     def user_state(
         self, user_id: str | None = None, features: FeatureInput = None
@@ -381,9 +370,9 @@ class HybridModel:
         it = self.items
         n, nf = self.n_items, len(it.feature_names)
         if self._proj.shape[0] < nf:
-            self._proj = np.zeros(_capacity_for(nf, self._proj.shape[0]), dtype=np.float32)
+            self._proj = np.zeros(capacity_for(nf, self._proj.shape[0]), dtype=np.float32)
         if self._scores.shape[0] < n:
-            self._scores = np.zeros(_capacity_for(n, self._scores.shape[0]), dtype=np.float32)
+            self._scores = np.zeros(capacity_for(n, self._scores.shape[0]), dtype=np.float32)
         _, items, _, popularity = self.kernel_tables()
         scoring.score_items(u, affinity, items, popularity, n, nf, self._proj, self._scores)
         return self._scores[:n]

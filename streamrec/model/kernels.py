@@ -39,6 +39,20 @@ import math
 import numpy as np
 from numba import njit
 
+from streamrec.model.config import ModelConfig
+from streamrec.model.vectors import (
+    FASTMATH,
+    activity_row,
+    item_score,
+    next_uniform,
+    push_positive,
+    push_recent,
+    sigmoid,
+    trend_affinity,
+    trend_signal,
+    user_representation,
+)
+
 LOSS_WARP = 0
 LOSS_BPR = 1
 LOSS_LOGISTIC = 2
@@ -65,165 +79,28 @@ STAT_NO_VIOLATOR = 2  # WARP events where no sampled negative violated the margi
 STAT_LOSS = 3  # summed loss of the applied updates
 STAT_SIZE = 4
 
+
+def hyperparameters(config: ModelConfig) -> np.ndarray:
+    """The ``hp`` array the kernels read, from a model config."""
+    hp = np.zeros(HP_SIZE, dtype=np.float64)
+    hp[HP_LR] = config.lr
+    hp[HP_BIAS_LR] = config.bias_lr
+    hp[HP_DECAY] = config.accum_decay
+    hp[HP_BIAS_DECAY] = config.bias_decay
+    hp[HP_L2] = config.l2
+    hp[HP_MAX_SAMPLED] = config.max_sampled
+    hp[HP_N_NEG] = config.n_negatives
+    hp[HP_POP] = config.pop_sampling
+    hp[HP_RECENT_W] = config.recent_weight
+    hp[HP_LOSS] = LOSS_CODES[config.loss]
+    hp[HP_SGD] = 1.0 if config.optimizer == "sgd" else 0.0
+    hp[HP_TREND_W] = config.trend_weight
+    hp[HP_TREND_GROWTH] = 2.0 ** (1.0 / config.trend_half_life)
+    return hp
+
+
 #: Scores beyond this are taken as divergence (float32 overflows near 3.4e38).
 _SCORE_LIMIT = 1e12
-#: The decayed counts are rescaled before their weights overflow.
-_TREND_RESCALE = 1e100
-#: Reassociation and contraction let LLVM vectorise the float32 reductions; no-NaN and
-#: no-Inf assumptions stay off, so the divergence checks keep working.
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_MASK32 = 0xFFFFFFFF
-
-
-@njit(cache=True, error_model="numpy")
-def next_uniform(rng):
-    """Advance the xorshift32 state in ``rng[0]``; a uniform in [0, 1)."""
-    x = rng[0]
-    x ^= (x << 13) & _MASK32
-    x ^= x >> 17
-    x ^= (x << 5) & _MASK32
-    rng[0] = x
-    return (x - 1) / 4294967295.0
-
-
-def seed_state(seed: int) -> int:
-    """A valid non-zero xorshift32 state from any integer seed."""
-    x = (seed * 2654435761 + 0x9E3779B9) & _MASK32
-    return x or 1
-
-
-@njit(cache=True, error_model="numpy")
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def entity_vector(row, E, fx, fw, out):
-    """out = sum of the weighted feature embeddings of entity ``row``."""
-    out[:] = 0.0
-    for k in range(fx.shape[1]):
-        f = fx[row, k]
-        if f < 0:
-            break
-        w = fw[row, k]
-        for c in range(out.shape[0]):
-            out[c] += w * E[f, c]
-
-
-@njit(cache=True, error_model="numpy")
-def entity_bias(row, B, fx, fw):
-    b = 0.0
-    for k in range(fx.shape[1]):
-        f = fx[row, k]
-        if f < 0:
-            break
-        b += fw[row, k] * B[f]
-    return b
-
-
-@njit(cache=True, error_model="numpy")
-def trend_signal(item, popularity):
-    """log1p(decayed positive count of ``item``)."""
-    return math.log1p(popularity[2][item] / popularity[3][0])
-
-
-@njit(cache=True, error_model="numpy")
-def activity_row(user, users):
-    """Feature row of the user's activity bucket, or -1 when buckets are off."""
-    activity, rows = users[6], users[7]
-    if rows.shape[0] == 0:
-        return -1
-    n = activity[user]
-    b = 0
-    while n > 0 and b < rows.shape[0] - 1:
-        n >>= 1
-        b += 1
-    return rows[b]
-
-
-@njit(cache=True, error_model="numpy")
-def trend_affinity(user, users, trend_w):
-    """How much the user follows the trend: trend_w plus its features' learned biases."""
-    if trend_w == 0.0:
-        return 0.0
-    a = trend_w + entity_bias(user, users[1], users[4], users[5])
-    r = activity_row(user, users)
-    if r >= 0:
-        a += users[1][r]
-    return a
-
-
-@njit(cache=True, error_model="numpy")
-def add_recent_context(user, C, recent, recent_n, recent_w, out):
-    """out += recent_w / n * sum of the context embeddings of the user's last n items."""
-    width = recent.shape[1]
-    if width == 0 or recent_w == 0.0:
-        return
-    n = min(recent_n[user], width)
-    if n == 0:
-        return
-    scale = recent_w / n
-    for t in range(n):
-        j = recent[user, t]
-        for c in range(C.shape[1]):
-            out[c] += scale * C[j, c]
-
-
-@njit(cache=True, error_model="numpy")
-def push_recent(user, item, recent, recent_n):
-    """Append ``item`` to the user's ring of recent items."""
-    width = recent.shape[1]
-    if width == 0:
-        return
-    recent[user, recent_n[user] % width] = item
-    recent_n[user] += 1
-
-
-@njit(cache=True, error_model="numpy")
-def push_positive(item, popularity, growth):
-    """Record a positive event of ``item`` in the popularity ring and decayed counts."""
-    pop_ring, pop_state, trend, trend_state = popularity
-    pop_ring[pop_state[0] % pop_ring.shape[0]] = item
-    pop_state[0] += 1
-    trend_state[0] *= growth
-    trend[item] += trend_state[0]
-    if trend_state[0] > _TREND_RESCALE:
-        trend /= trend_state[0]
-        trend_state[0] = 1.0
-
-
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def _dot(a, b):
-    s = np.float32(0.0)
-    for c in range(a.shape[0]):
-        s += a[c] * b[c]
-    return s
-
-
-@njit(cache=True, error_model="numpy")
-def user_representation(user, users, context, recent_w, out):
-    U, ufx, ufw = users[0], users[4], users[5]
-    C, _, recent, recent_n = context
-    entity_vector(user, U, ufx, ufw, out)
-    r = activity_row(user, users)
-    if r >= 0:
-        for c in range(U.shape[1]):
-            out[c] += U[r, c]
-    add_recent_context(user, C, recent, recent_n, recent_w, out)
-
-
-@njit(cache=True, error_model="numpy")
-def item_score(item, u, affinity, items, popularity, out):
-    """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
-    V, Vb, _, _, ifx, ifw = items
-    entity_vector(item, V, ifx, ifw, out)
-    s = _dot(u, out) + entity_bias(item, Vb, ifx, ifw)
-    if affinity != 0.0:
-        s += affinity * trend_signal(item, popularity)
-    return s
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")

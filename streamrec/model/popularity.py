@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from streamrec.model.tables import _capacity_for, _grown
+from streamrec.model.tables import capacity_for, grown
 
 
 class DecayedPopularity:
@@ -28,7 +28,7 @@ class DecayedPopularity:
 
     def _ensure(self, n: int) -> None:
         if n > self.counts.shape[0]:
-            self.counts = _grown(self.counts, _capacity_for(n, self.counts.shape[0]))
+            self.counts = grown(self.counts, capacity_for(n, self.counts.shape[0]))
         self.n = max(self.n, n)
 
     def add(self, item: int, weight: float = 1.0) -> None:

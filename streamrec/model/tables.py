@@ -11,14 +11,14 @@ import numpy as np
 _MIN_CAPACITY = 64
 
 
-def _grown(a: np.ndarray, rows: int, fill: float | int = 0) -> np.ndarray:
+def grown(a: np.ndarray, rows: int, fill: float | int = 0) -> np.ndarray:
     """A copy of ``a`` with ``rows`` rows (first axis), new rows set to ``fill``."""
     out = np.full((rows, *a.shape[1:]), fill, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-def _capacity_for(n: int, current: int) -> int:
+def capacity_for(n: int, current: int) -> int:
     cap = max(current, _MIN_CAPACITY)
     while cap < n:
         cap *= 2
@@ -46,11 +46,11 @@ class FeatureTable:
         """Add one row (zero for identity features, random for shared ones)."""
         row = self.n
         if row >= self.emb.shape[0]:
-            cap = _capacity_for(row + 1, self.emb.shape[0])
-            self.emb = _grown(self.emb, cap)
-            self.bias = _grown(self.bias, cap)
-            self.emb_acc = _grown(self.emb_acc, cap, 1.0)
-            self.bias_acc = _grown(self.bias_acc, cap, 1.0)
+            cap = capacity_for(row + 1, self.emb.shape[0])
+            self.emb = grown(self.emb, cap)
+            self.bias = grown(self.bias, cap)
+            self.emb_acc = grown(self.emb_acc, cap, 1.0)
+            self.bias_acc = grown(self.bias_acc, cap, 1.0)
         if not identity and self.init_scale > 0:
             std = self.init_scale / np.sqrt(self.dim)
             self.emb[row] = self.rng.normal(0.0, std, self.dim).astype(np.float32)
@@ -69,9 +69,9 @@ class EntityFeatures:
     def set(self, row: int, rows: np.ndarray, weights: np.ndarray) -> None:
         """Give entity ``row`` (new or existing) exactly these features."""
         if row >= self.idx.shape[0]:
-            cap = _capacity_for(row + 1, self.idx.shape[0])
-            self.idx = _grown(self.idx, cap, -1)
-            self.w = _grown(self.w, cap, 0.0)
+            cap = capacity_for(row + 1, self.idx.shape[0])
+            self.idx = grown(self.idx, cap, -1)
+            self.w = grown(self.w, cap, 0.0)
         width = len(rows)
         if width > self.idx.shape[1]:
             idx = np.full((self.idx.shape[0], width), -1, dtype=np.int32)
@@ -113,7 +113,7 @@ class SeenSets:
         n = len(s)
         a = self._arrays[user]
         if n == a.shape[0]:
-            a = _grown(a, 2 * n)
+            a = grown(a, 2 * n)
             self._arrays[user] = a
         a[n] = item
         s.add(item)
@@ -129,7 +129,7 @@ class SeenSets:
             n = len(s)
             a = arrays[user]
             if n == a.shape[0]:
-                a = _grown(a, 2 * n)
+                a = grown(a, 2 * n)
                 arrays[user] = a
             a[n] = item
             s.add(item)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.model import HybridModel, ModelConfig, kernels, scoring
+from streamrec.model import HybridModel, ModelConfig, kernels, scoring, vectors
 from tests.model.world import planted_world
 
 FULL = {"recent_items": 4, "activity_buckets": 4, "trend_weight": 1.0, "recent_include_seen": True}
@@ -36,7 +36,7 @@ def test_learn_batch_matches_its_python_twin(loss: str) -> None:
     users = np.array([0, 1, 2, 0, 3], dtype=np.int32)
     items = np.array([1, 2, 3, 4, 0], dtype=np.int32)
     weights = np.array([1.0, 2.0, 0.0, 1.0, 3.0], dtype=np.float32)
-    rng_jit = np.array([kernels.seed_state(3)], dtype=np.int64)
+    rng_jit = np.array([vectors.seed_state(3)], dtype=np.int64)
     rng_py = rng_jit.copy()
     tables_jit = copy.deepcopy(model.kernel_tables())
     tables_py = copy.deepcopy(model.kernel_tables())
@@ -144,7 +144,7 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
         scale = float(np.log(np.floor((n - 1) / 1)))
     checks = {
         "user_emb": (tables[0][0], list(model.users.fx.idx[user][model.users.fx.idx[user] >= 0])
-                     + [int(kernels.activity_row(user, tables[0]))]),
+                     + [int(vectors.activity_row(user, tables[0]))]),
         "user_bias": (tables[0][1], list(model.users.fx.idx[user][model.users.fx.idx[user] >= 0])),
         "item_emb": (tables[1][0], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),
         "item_bias": (tables[1][1], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),

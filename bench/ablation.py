@@ -30,6 +30,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "recent items: positives only": {"recent_include_seen": False},
     "max_sampled=10 (LightFM's default)": {"max_sampled": 10},
     "BPR instead of WARP": {"loss": "bpr"},
+    "popularity-aware negatives (pop_sampling=0.5)": {"pop_sampling": 0.5},
+    "RMSprop-style accumulators (accum_decay=0.999)": {"accum_decay": 0.999},
+    "longer history (recent_items=20)": {"recent_items": 20},
     "plain LightFM-style (all three off)": {
         "trend_weight": 0.0,
         "activity_buckets": 0,
@@ -42,12 +45,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     log = load_dataset(args.dataset)
     table = Table(title=f"Ablation on {log.name} (mean over seeds {args.seeds})")
     for col in ("variant", "HR@10", "MRR@10", "cold-user HR@10", "coverage"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     console = Console()
+    markdown = [
+        "| variant | HR@10 | MRR@10 | cold-user HR@10 | coverage |",
+        "|---|---|---|---|---|",
+    ]
     for name, changes in VARIANTS.items():
         rows = []
         for seed in args.seeds:
@@ -55,8 +63,11 @@ def main() -> None:
             rows.append([m["hr"], m["mrr"], m["cold_hr"], m["coverage"]])
         hr, mrr, cold, cov = np.mean(rows, axis=0)
         table.add_row(name, f"{hr:.4f}", f"{mrr:.4f}", f"{cold:.4f}", f"{cov:.3f}")
+        markdown.append(f"| {name} | {hr:.4f} | {mrr:.4f} | {cold:.4f} | {cov:.3f} |")
         console.print(f"done: {name}", style="dim")
     console.print(table)
+    if args.markdown:
+        print("\n".join(markdown))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,16 @@ def test_round_trip_gives_identical_scores_and_state(model: HybridModel, tmp_pat
     model.learn(["u1", "u2"], ["i3", "i4"], ["click", "purchase"])
     restored.learn(["u1", "u2"], ["i3", "i4"], ["click", "purchase"])
     np.testing.assert_array_equal(model.scores("u1"), restored.scores("u1"))
-    # and keep growing after the restore
-    restored.add_user("brand-new", ["taste=1"])
-    restored.add_item("new-item", ["genre=2"])
-    restored.learn(["brand-new"], ["new-item"], ["click"])
-    assert restored.n_users == model.n_users + 1
+    # and keep growing after the restore, past the tables' initial capacity
+    new_users = [f"nu{n}" for n in range(150)]
+    for n, user in enumerate(new_users):
+        restored.add_user(user, [f"taste={n % 3}", f"zip={n}"])
+        restored.add_item(f"ni{n}", [f"genre={n % 3}", f"tag={n}"])
+    restored.learn(new_users, [f"ni{n}" for n in range(150)], ["click"] * 150)
+    assert restored.n_users == model.n_users + 150
+    again = load(save(restored, tmp_path / "again.npz"))
+    again.learn(new_users[::-1], [f"ni{n}" for n in range(150)], ["purchase"] * 150)
+    again.check_finite()
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(model: HybridModel, tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
 _SCORE_LIMIT = 1e12
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     """E[r] -= lr / sqrt(acc) * (scale * direction + l2 * E[r]); False if non-finite.
 
@@ -140,7 +140,7 @@ def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     g = g + l2 * B[r]
     if decay < 0.0:
@@ -156,7 +156,7 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _apply_grads(
     user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
 ):
@@ -217,7 +217,7 @@ def _apply_grads(
     return ok
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _sample_negative(rng, n_items, popularity, pop_frac):
     """A uniform item, or with probability ``pop_frac`` a recent positive."""
     pop_ring, pop_state = popularity[0], popularity[1]
@@ -377,7 +377,7 @@ def learn_batch(
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     """The loss of one (user, positive i, negative j) pair at the current parameters.
 

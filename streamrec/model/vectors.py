@@ -20,7 +20,7 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _MASK32 = 0xFFFFFFFF
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def next_uniform(rng):
     """Advance the xorshift32 state in ``rng[0]``; a uniform in [0, 1)."""
     x = rng[0]
@@ -37,7 +37,7 @@ def seed_state(seed: int) -> int:
     return x or 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -45,7 +45,7 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def entity_vector(row, E, fx, fw, out):
     """out = sum of the weighted feature embeddings of entity ``row``."""
     out[:] = 0.0
@@ -58,7 +58,7 @@ def entity_vector(row, E, fx, fw, out):
             out[c] += w * E[f, c]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def entity_bias(row, B, fx, fw):
     b = 0.0
     for k in range(fx.shape[1]):
@@ -69,13 +69,13 @@ def entity_bias(row, B, fx, fw):
     return b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
     """log1p(decayed positive count of ``item``)."""
     return math.log1p(popularity[2][item] / popularity[3][0])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def activity_row(user, users):
     """Feature row of the user's activity bucket, or -1 when buckets are off."""
     activity, rows = users[6], users[7]
@@ -89,7 +89,7 @@ def activity_row(user, users):
     return rows[b]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_affinity(user, users, trend_w):
     """How much the user follows the trend: trend_w plus its features' learned biases."""
     if trend_w == 0.0:
@@ -101,7 +101,7 @@ def trend_affinity(user, users, trend_w):
     return a
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def add_recent_context(user, C, recent, recent_n, recent_w, out):
     """out += recent_w / n * sum of the context embeddings of the user's last n items."""
     width = recent.shape[1]
@@ -117,7 +117,7 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
             out[c] += scale * C[j, c]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def push_recent(user, item, recent, recent_n):
     """Append ``item`` to the user's ring of recent items."""
     width = recent.shape[1]
@@ -127,7 +127,7 @@ def push_recent(user, item, recent, recent_n):
     recent_n[user] += 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def push_positive(item, popularity, growth):
     """Record a positive event of ``item`` in the popularity ring and decayed counts."""
     pop_ring, pop_state, trend, trend_state = popularity
@@ -140,7 +140,7 @@ def push_positive(item, popularity, growth):
         trend_state[0] = 1.0
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def dot(a, b):
     s = np.float32(0.0)
     for c in range(a.shape[0]):
@@ -148,7 +148,7 @@ def dot(a, b):
     return s
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def user_representation(user, users, context, recent_w, out):
     U, ufx, ufw = users[0], users[4], users[5]
     C, _, recent, recent_n = context
@@ -160,7 +160,7 @@ def user_representation(user, users, context, recent_w, out):
     add_recent_context(user, C, recent, recent_n, recent_w, out)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def item_score(item, u, affinity, items, popularity, out):
     """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
     V, Vb, _, _, ifx, ifw = items

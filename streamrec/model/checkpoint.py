@@ -20,7 +20,7 @@ import numpy as np
 from streamrec.errors import CheckpointError, StreamrecError
 from streamrec.model.config import ModelConfig
 from streamrec.model.hybrid import HybridModel
-from streamrec.model.tables import SeenSets
+from streamrec.model.seen import SeenSets
 from streamrec.model.vocab import Vocabulary
 
 FORMAT = "streamrec-model"

@@ -25,7 +25,8 @@ from streamrec.errors import (
 from streamrec.model import kernels, scoring, vectors
 from streamrec.model.config import ModelConfig
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
-from streamrec.model.tables import EntityFeatures, FeatureTable, SeenSets, capacity_for, grown
+from streamrec.model.seen import SeenSets
+from streamrec.model.tables import EntityFeatures, FeatureTable, capacity_for, grown
 from streamrec.model.vocab import Vocabulary
 
 

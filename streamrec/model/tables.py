@@ -1,4 +1,4 @@
-"""Growable numpy tables: feature embeddings, entity feature lists, seen sets.
+"""Growable numpy tables: feature embeddings and entity feature lists.
 
 Capacity doubles when full, so onboarding n entities costs O(n) amortised and nothing
 is sized up front.  Kernels read the arrays directly; rows past ``n`` are unused.
@@ -88,78 +88,3 @@ class EntityFeatures:
     def features_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         k = int(np.count_nonzero(self.idx[row] >= 0))
         return self.idx[row, :k].copy(), self.w[row, :k].copy()
-
-
-class SeenSets:
-    """Per-user set of items with an event, also as an int32 array for the kernels."""
-
-    def __init__(self) -> None:
-        self._sets: list[set[int]] = []
-        self._arrays: list[np.ndarray] = []
-
-    def __len__(self) -> int:
-        return len(self._sets)
-
-    def ensure(self, n_users: int) -> None:
-        while len(self._sets) < n_users:
-            self._sets.append(set())
-            self._arrays.append(np.zeros(4, dtype=np.int32))
-
-    def add(self, user: int, item: int) -> bool:
-        """Mark ``item`` seen by ``user``; False if it already was."""
-        s = self._sets[user]
-        if item in s:
-            return False
-        n = len(s)
-        a = self._arrays[user]
-        if n == a.shape[0]:
-            a = grown(a, 2 * n)
-            self._arrays[user] = a
-        a[n] = item
-        s.add(item)
-        return True
-
-    def add_many(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Mark each ``(users[n], items[n])`` seen, in order."""
-        sets, arrays = self._sets, self._arrays
-        for user, item in zip(users.tolist(), items.tolist(), strict=True):
-            s = sets[user]
-            if item in s:
-                continue
-            n = len(s)
-            a = arrays[user]
-            if n == a.shape[0]:
-                a = grown(a, 2 * n)
-                arrays[user] = a
-            a[n] = item
-            s.add(item)
-
-    def contains(self, user: int, item: int) -> bool:
-        return user < len(self._sets) and item in self._sets[user]
-
-    def count(self, user: int) -> int:
-        return len(self._sets[user]) if user < len(self._sets) else 0
-
-    def items(self, user: int) -> np.ndarray:
-        """The user's seen items in the order first seen (a view: copy to keep it)."""
-        if user >= len(self._arrays):
-            return np.zeros(0, dtype=np.int32)
-        return self._arrays[user][: len(self._sets[user])]
-
-    def to_csr(self) -> tuple[np.ndarray, np.ndarray]:
-        counts = np.array([len(s) for s in self._sets], dtype=np.int64)
-        indptr = np.zeros(len(self._sets) + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        indices = np.zeros(int(indptr[-1]), dtype=np.int32)
-        for u in range(len(self._sets)):
-            indices[indptr[u] : indptr[u + 1]] = self.items(u)
-        return indptr, indices
-
-    @classmethod
-    def from_csr(cls, indptr: np.ndarray, indices: np.ndarray) -> SeenSets:
-        out = cls()
-        for u in range(len(indptr) - 1):
-            items = indices[indptr[u] : indptr[u + 1]].astype(np.int32)
-            out._sets.append(set(items.tolist()))
-            out._arrays.append(np.concatenate([items, np.zeros(4, dtype=np.int32)]))
-        return out

@@ -14,6 +14,8 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
     ├── DatasetError                an interaction log cannot be read
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
+    │   ├── TopicError              topics could not be created or described
+    │   └── RequestTimeoutError     no recommendation response arrived in time
     └── StoreError                  the SQL store failed or rejected a record
 
 Messages say what was wrong, with the offending value, and what to do about it.
@@ -31,8 +33,10 @@ __all__ = [
     "InvalidInputError",
     "InvalidWeightError",
     "ModelDivergedError",
+    "RequestTimeoutError",
     "StoreError",
     "StreamrecError",
+    "TopicError",
     "UnknownEntityError",
     "UnknownEventTypeError",
 ]
@@ -94,3 +98,11 @@ class BrokerError(StreamrecError):
 
 class StoreError(StreamrecError):
     """The SQL store failed, or rejected a record."""
+
+
+class TopicError(BrokerError):
+    """The streamrec topics could not be created or described on the broker."""
+
+
+class RequestTimeoutError(BrokerError, TimeoutError):
+    """No recommendation response arrived in time: are the workers running?"""

@@ -17,9 +17,14 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from streamrec.cli.demo import demo
     from streamrec.cli.evaluate import evaluate
+    from streamrec.cli.publish import publish, recommend
+    from streamrec.cli.replay import replay
+    from streamrec.cli.up import up, worker
 
-    cli.add_command(evaluate)
+    for command in (evaluate, up, worker, publish, recommend, replay, demo):
+        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

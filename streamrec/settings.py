@@ -14,6 +14,7 @@ topic_prefix                STREAMREC_TOPIC_PREFIX        streamrec
 partitions                  STREAMREC_PARTITIONS          3
 fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (consumer long-poll bound)
 batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
+reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
 index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
@@ -60,6 +61,10 @@ class Settings:
     fetch_wait_ms: int = 10
     #: Most records the trainer decodes and learns per batch.
     batch_max: int = 5000
+    #: The trainer holds each record this long and applies held records in producer-time
+    #: order, so records delayed on other partitions by less than this still land in
+    #: order (0: apply each fetched batch at once, merged by producer time).
+    reorder_ms: int = 0
     #: How often the trainer publishes coalesced embedding deltas.
     delta_interval_ms: int = 200
     #: How often the trainer writes a checkpoint (0: only when it stops).

@@ -33,10 +33,13 @@ def test_broker_replay_matches_in_process_replay(bootstrap: str, tmp_path: Path)
 
     async def through_broker() -> tuple[float, float, int]:
         settings = Settings.load({"topic_prefix": f"par{uuid.uuid4().hex[:8]}", "data_dir": tmp_path,
-                                  "web_port": -1, "fetch_wait_ms": 2}, environ={})  # fmt: skip
+                                  "web_port": -1, "fetch_wait_ms": 2, "reorder_ms": 30},
+                                 environ={})  # fmt: skip
         await ensure_topics(
             bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions)
         )
+        # the reorder window absorbs the broker handing out records of different partitions
+        # in different fetches: then the trainer learns in exactly the published order
         stack = Stack(settings, bootstrap, fresh=True, web=False)
         await stack.start()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +65,12 @@ async def workers_for(settings: Settings, with_workers: bool) -> AsyncIterator[s
     show_default=True,
     help="Request and score a recommendation before each test event (waits for it).",
 )
+@click.option(
+    "--strict/--pipelined",
+    default=True,
+    show_default=True,
+    help="Wait for each event's acknowledgement (exact stream order, slower).",
+)
 @click.option("--k", type=int, default=10, show_default=True)
 @click.option("--burn-in", type=float, default=0.2, show_default=True)
 @click.option("--compare", is_flag=True, help="Also run the in-process replay and compare.")
@@ -74,7 +81,7 @@ async def workers_for(settings: Settings, with_workers: bool) -> AsyncIterator[s
     "embedded broker, no with --bootstrap).",
 )
 @stream_options
-def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, k: int,
+def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, strict: bool, k: int,
            burn_in: float, compare: bool, with_workers: bool | None, **values: Any) -> None:  # fmt: skip
     """Replay a log through the broker (publish, train, request, response) and report HR@k."""
     from streamrec.eval.datasets import load_dataset
@@ -84,6 +91,10 @@ def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, k
     settings = load_settings(values)
     embedded = not settings.bootstrap
     workers = embedded if with_workers is None else with_workers
+    if strict and workers and settings.reorder_ms == 0:
+        # exact stream order in the trainer (see Settings.reorder_ms): 30 ms absorbs the
+        # broker serving partitions in different fetches
+        settings = dataclasses.replace(settings, reorder_ms=30)
     log = load_dataset(dataset)
     if limit is not None:
         log = log.head(limit)
@@ -101,7 +112,7 @@ def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, k
                     task = bar.add_task("replay", total=len(log))
                     return await replay_log(
                         client, log, settings.model, k=k, burn_in=burn_in, score=score,
-                        speed=speed, progress=lambda n: bar.update(task, completed=n),
+                        speed=speed, strict=strict, progress=lambda n: bar.update(task, completed=n),
                     )  # fmt: skip
 
     result = run(main)

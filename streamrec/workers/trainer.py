@@ -16,6 +16,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,7 @@ class Trainer:
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deltas_offset = 0
+        self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self.running = False
 
@@ -286,9 +288,11 @@ class Trainer:
         last_delta = time.monotonic()
         while self.running:
             try:
-                batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20),
-                                                     max_records=s.batch_max)  # fmt: skip
-                if batch:
+                wait = (
+                    s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
+                )
+                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+                if batch or self._holding():
                     await self._process(batch)
                 now = time.monotonic()
                 if self.tracker.dirty and now - last_delta >= interval:
@@ -303,13 +307,44 @@ class Trainer:
                 log.exception("trainer loop error; continuing")
                 await asyncio.sleep(0.5)
 
+    def _holding(self) -> bool:
+        return any(self._held.values())
+
+    def _release(self, now: float) -> list[Decoded]:
+        """Held records, in producer-time order, that waited at least ``reorder_ms``.
+
+        Each partition is a FIFO (its order is kept); the next record is always the head
+        with the smallest producer time, and releasing stops at the first head that has
+        not waited long enough: a record delayed on another partition by less than the
+        window still lands in order (bounded out-of-orderness, as in stream processors).
+        """
+        window = self.settings.reorder_ms / 1000.0
+        out: list[Decoded] = []
+        queues = [q for q in self._held.values() if q]
+        while queues:
+            head = min(queues, key=lambda q: q[0][1][0])
+            arrival, record = head[0]
+            if now - arrival < window:
+                break
+            head.popleft()
+            out.append(record)
+            if not head:
+                queues = [q for q in queues if q]
+        return out
+
     async def _process(self, batch: dict[Any, list[Any]]) -> None:
         t0 = time.perf_counter()
-        records = decode_batch(batch)
+        now = time.monotonic()
+        for tp, recs in batch.items():
+            queue = self._held.setdefault((tp.topic, tp.partition), deque())
+            queue.extend((now, _decode(tp.topic, tp.partition, r)) for r in recs)
+        records = self._release(time.monotonic())
+        if not records:
+            return
         dead = self.core.apply(records)
-        offsets = {
-            (tp.topic, tp.partition): recs[-1].offset + 1 for tp, recs in batch.items() if recs
-        }
+        offsets: dict[tuple[str, int], int] = {}
+        for _, topic, partition, rec, _ in records:
+            offsets[(topic, partition)] = rec.offset + 1
         self.state.advance(offsets)
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")

@@ -15,6 +15,8 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
     ├── DatasetError                an interaction log cannot be read
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
+    │   ├── TopicError              topics could not be created or described
+    │   └── RequestTimeoutError     no recommendation response arrived in time
     └── StoreError                  the SQL store failed or rejected a record
         ├── InvalidRecordError      a record of a write batch is malformed (batch not written)
         ├── StoreSchemaError        the database schema is missing, behind or unlike the models
@@ -38,9 +40,11 @@ __all__ = [
     "InvalidRecordError",
     "InvalidWeightError",
     "ModelDivergedError",
+    "RequestTimeoutError",
     "StoreError",
     "StoreSchemaError",
     "StreamrecError",
+    "TopicError",
     "UnknownEntityError",
     "UnknownEventTypeError",
 ]
@@ -129,3 +133,11 @@ class StoreSchemaError(StoreError):
 
 class CheckpointConflictError(StoreError):
     """A checkpoint version is already registered with a different path or offsets."""
+
+
+class TopicError(BrokerError):
+    """The streamrec topics could not be created or described on the broker."""
+
+
+class RequestTimeoutError(BrokerError, TimeoutError):
+    """No recommendation response arrived in time: are the workers running?"""

@@ -12,6 +12,21 @@ bootstrap                   STREAMREC_BOOTSTRAP           (empty: start the embe
 database_url                STREAMREC_DATABASE_URL        sqlite:///<data_dir>/streamrec.db
 topic_prefix                STREAMREC_TOPIC_PREFIX        streamrec
 partitions                  STREAMREC_PARTITIONS          3
+fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (consumer long-poll bound)
+batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
+reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
+delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
+checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
+index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
+index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (fresh items)
+index_trees                 STREAMREC_INDEX_TREES         20
+index_candidates            STREAMREC_INDEX_CANDIDATES    200
+exact_below                 STREAMREC_EXACT_BELOW         2000 (items; smaller: exact)
+sync_timeout_ms             STREAMREC_SYNC_TIMEOUT_MS     5000
+diversity                   STREAMREC_DIVERSITY           0.0 (MMR weight)
+freshness                   STREAMREC_FRESHNESS           0.0 (boost, x score range)
+freshness_half_life_s       STREAMREC_FRESHNESS_HALF_LIFE_S  3600
+web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1: off)
 ==========================  ============================  ================================
 """
 
@@ -41,11 +56,48 @@ class Settings:
     database_url: str | None = None
     topic_prefix: str = "streamrec"
     partitions: int = 3
+    #: Longest a consumer fetch waits at the broker for data (latency vs idle polling).
+    fetch_wait_ms: int = 10
+    #: Most records the trainer decodes and learns per batch.
+    batch_max: int = 5000
+    #: The trainer holds each record this long and applies held records in producer-time
+    #: order, so records delayed on other partitions by less than this still land in
+    #: order (0: apply each fetched batch at once, merged by producer time).
+    reorder_ms: int = 0
+    #: How often the trainer publishes coalesced embedding deltas.
+    delta_interval_ms: int = 200
+    #: How often the trainer writes a checkpoint (0: only when it stops).
+    checkpoint_interval_s: float = 60.0
+    #: Annoy index: rebuild period, and rebuild early after this many fresh items.
+    index_rebuild_s: float = 10.0
+    index_rebuild_changes: int = 500
+    index_trees: int = 20
+    #: Annoy candidates per request before exact re-scoring.
+    index_candidates: int = 200
+    #: Catalogues smaller than this are scored exactly (faster than the index there).
+    exact_below: int = 2000
+    #: How long a request waits for the model to reach its ``after`` watermarks.
+    sync_timeout_ms: int = 5000
+    #: Re-ranking defaults (requests may override): MMR diversity weight in [0, 1] and
+    #: freshness boost added to the score of an item created ``t`` seconds ago as
+    #: ``freshness * range * 2 ** (-t / freshness_half_life_s)``, where ``range`` is the
+    #: spread of the candidates' scores (so 1.0 lifts a brand-new item to the top).
+    diversity: float = 0.0
+    freshness: float = 0.0
+    freshness_half_life_s: float = 3600.0
+    #: Port of the health / Prometheus metrics web server (0: any free port, -1: off).
+    web_port: int = 6066
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
             raise ConfigError(f"partitions={self.partitions!r} must be >= 1")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
+        for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
+                     "index_candidates", "sync_timeout_ms"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
 
@@ -84,9 +136,13 @@ class Settings:
 
 
 def _coerce(name: str, raw: str) -> Any:
-    if name == "partitions":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}PARTITIONS={raw!r} is not an integer") from None
+    default = {f.name: f.default for f in dataclasses.fields(Settings)}.get(name)
+    for kind in (int, float):
+        if isinstance(default, kind) and not isinstance(default, bool):
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{name.upper()}={raw!r} is not a{'n integer' if kind is int else ' number'}"
+                ) from None
     return raw

@@ -18,10 +18,14 @@ def cli() -> None:
 
 def _register() -> None:
     from streamrec.cli.db import db
+    from streamrec.cli.demo import demo
     from streamrec.cli.evaluate import evaluate
+    from streamrec.cli.publish import publish, recommend
+    from streamrec.cli.replay import replay
+    from streamrec.cli.up import up, worker
 
-    cli.add_command(evaluate)
-    cli.add_command(db)
+    for command in (evaluate, up, worker, publish, recommend, replay, demo, db):
+        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,18 +107,19 @@ class EntitySide:
             bias += w * scale * float(self.table.bias[r])
         return vec, bias
 
-    def vectors(self) -> np.ndarray:
-        """(n, d) representations of every entity, from its features."""
-        n = len(self.ids)
-        idx = self.fx.idx[:n]
-        w = self.fx.w[:n]
+    def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, d) representations of the entities in ``rows`` (default: all), from features."""
+        sel = np.arange(len(self.ids)) if rows is None else rows
+        idx = self.fx.idx[sel]
+        w = np.where(idx >= 0, self.fx.w[sel], 0.0).astype(np.float32)
         emb = self.table.emb[np.maximum(idx, 0)]
-        return np.einsum("nk,nkd->nd", np.where(idx >= 0, w, 0.0), emb).astype(np.float32)
+        return np.einsum("nk,nkd->nd", w, emb).astype(np.float32)
 
-    def biases(self) -> np.ndarray:
-        n = len(self.ids)
-        idx = self.fx.idx[:n]
-        w = np.where(idx >= 0, self.fx.w[:n], 0.0)
+    def biases(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Biases of the entities in ``rows`` (default: all): the sum of their features'."""
+        sel = np.arange(len(self.ids)) if rows is None else rows
+        idx = self.fx.idx[sel]
+        w = np.where(idx >= 0, self.fx.w[sel], 0.0)
         return (w * self.table.bias[np.maximum(idx, 0)]).sum(axis=1).astype(np.float32)
 
 
@@ -174,23 +175,31 @@ class HybridModel:
         """Onboard a user (or replace its features); returns its row."""
         row, new = self.users.upsert(user_id, features)
         if new:
-            n = row + 1
-            if n > self.recent_n.shape[0]:
-                cap = capacity_for(n, self.recent_n.shape[0])
-                self.recent = grown(self.recent, cap)
-                self.recent_n = grown(self.recent_n, cap)
-                self.activity = grown(self.activity, cap)
-            self.seen.ensure(n)
+            self.ensure_user_capacity(row + 1)
         return row
 
     def add_item(self, item_id: str, features: FeatureInput = None) -> int:
         """Onboard an item (or replace its features); returns its row."""
         row, new = self.items.upsert(item_id, features)
         if new:
-            self.context.append(identity=False)
-            if row >= self.trend.shape[0]:
-                self.trend = grown(self.trend, capacity_for(row + 1, self.trend.shape[0]))
+            self.ensure_item_capacity(row + 1)
         return row
+
+    def ensure_user_capacity(self, n: int) -> None:
+        """Size the per-user state (recent items, activity, seen sets) for users 0 .. n-1."""
+        if n > self.recent_n.shape[0]:
+            cap = capacity_for(n, self.recent_n.shape[0])
+            self.recent = grown(self.recent, cap)
+            self.recent_n = grown(self.recent_n, cap)
+            self.activity = grown(self.activity, cap)
+        self.seen.ensure(n)
+
+    def ensure_item_capacity(self, n: int) -> None:
+        """Size the per-item state (context embeddings, trend counts) for items 0 .. n-1."""
+        while self.context.n < n:
+            self.context.append(identity=False)
+        if n > self.trend.shape[0]:
+            self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self.users.ids
@@ -378,6 +387,10 @@ class HybridModel:
         scoring.score_items(u, affinity, items, popularity, n, nf, self._proj, self._scores)
         return self._scores[:n]
 
+    def scores_for_query(self, query: np.ndarray) -> np.ndarray:
+        """Scores of every item for a :meth:`user_query` vector (a scratch-buffer view)."""
+        return self.scores_for_vector(query[: self.dim], float(query[self.dim + 1]))
+
     def scores(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
         """A copy of the scores of every item (in row order) for a user."""
         vec, affinity = self.user_state(user_id, features)
@@ -434,22 +447,32 @@ class HybridModel:
         """Width of :meth:`item_representations` and :meth:`user_query`."""
         return self.dim + 2
 
-    def item_representations(self) -> np.ndarray:
-        """(n_items, d + 2): item vectors, then the item bias, then the trend signal.
+    def item_representations(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, d + 2): item vectors, then the item bias, then the trend signal.
 
         Paired with :meth:`user_query` (the user vector, 1, the user's trend affinity), the
-        whole score is one inner product, which an ANN index searches directly.
+        whole score is one inner product, which an ANN index searches directly.  ``rows``
+        selects some items (default: all).
         """
-        n = self.n_items
-        trend = np.log1p(self.trend[:n] / self.trend_state[0])
+        sel = np.arange(self.n_items) if rows is None else np.asarray(rows, dtype=np.int64)
+        trend = np.log1p(self.trend[sel] / self.trend_state[0])
         return np.hstack(
-            [self.items.vectors(), self.items.biases()[:, None], trend[:, None]]
+            [self.items.vectors(sel), self.items.biases(sel)[:, None], trend[:, None]]
         ).astype(np.float32)
 
     def user_query(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
         """(d + 2,): the user's side of the inner product with :meth:`item_representations`."""
         vec, affinity = self.user_state(user_id, features)
         return np.concatenate([vec, [1.0, affinity]]).astype(np.float32)
+
+    def user_query_row(self, user: int) -> np.ndarray:
+        """:meth:`user_query` of a known user's row."""
+        vec = self.user_vector_row(user)
+        return np.concatenate([vec, [1.0, self.trend_affinity_row(user)]]).astype(np.float32)
+
+    def popularity(self) -> np.ndarray:
+        """Decayed positive counts per item (half-life ``trend_half_life`` positives)."""
+        return self.trend[: self.n_items] / self.trend_state[0]
 
     def check_finite(self) -> None:
         """Raise :class:`ModelDivergedError` if any table holds NaN or infinity."""

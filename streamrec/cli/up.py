@@ -1,0 +1,119 @@
+"""``streamrec up`` and ``streamrec worker ...``: run the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import click
+from rich.console import Console
+
+from streamrec.cli.common import load_settings, run, stream_options
+from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.settings import Settings
+
+
+def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
+    config_file, sets = values.pop("config_file"), values.pop("sets")
+    flags = {k: values.pop(k) for k in ("seed", "l2", "bias_lr", "lr", "dim", "loss")}
+    config = model_config(read_toml(config_file), flags, sets)
+    return load_settings(values, web_port=web_port, model=config)
+
+
+@click.command()
+@stream_options
+@model_options
+@click.option(
+    "--web-port",
+    type=int,
+    default=None,
+    help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
+)
+@click.option("--fresh", is_flag=True, help="Ignore the checkpoint: start from an empty model.")
+def up(web_port: int | None, fresh: bool, **values: Any) -> None:
+    """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops."""
+    settings = _settings(values, web_port)
+    console = Console()
+
+    async def main(stop: asyncio.Event) -> None:
+        from streamrec.stream.broker import broker
+        from streamrec.stream.client import discovery_file
+        from streamrec.workers import Stack
+
+        async with broker(settings) as bootstrap:
+            marker = discovery_file(settings)
+            if settings.embedded_broker:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(bootstrap)
+            stack = Stack(settings, bootstrap, fresh=fresh)
+            try:
+                await stack.start()
+                await stack.ready()
+                web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
+                console.print(
+                    f"[bold green]streamrec up[/]  broker {bootstrap} "
+                    f"({'embedded' if settings.embedded_broker else 'external'}), "
+                    f"topics {settings.topic_prefix}.*, health/metrics {web}\n"
+                    f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
+                )
+                await stop.wait()
+                console.print("stopping...")
+            finally:
+                await stack.stop()
+                if settings.embedded_broker:
+                    with contextlib.suppress(OSError):
+                        marker.unlink()
+        console.print("stopped cleanly")
+
+    run(main)
+
+
+@click.command()
+@click.argument("role", type=click.Choice(["trainer", "indexer", "recommender"]))
+@stream_options
+@model_options
+@click.option(
+    "--web-port",
+    type=int,
+    default=None,
+    help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
+)
+@click.option("--fresh", is_flag=True, help="Trainer: ignore the checkpoint.")
+def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
+    """Run one worker against a running broker (a separate process per worker).
+
+    A recommender or indexer outside the trainer's process serves a replica of the
+    model fed by the deltas topic (bootstrapped from the trainer's checkpoint when the
+    data directory is shared); each recommender keeps its own Annoy index.
+    """
+    settings = _settings(values, web_port)
+    console = Console()
+
+    async def main(stop: asyncio.Event) -> None:
+        from streamrec.stream.broker import check_reachable, ensure_topics
+        from streamrec.stream.client import resolve_bootstrap
+        from streamrec.stream.topics import Topics
+        from streamrec.workers import Stack
+
+        bootstrap = resolve_bootstrap(settings)
+        await check_reachable(bootstrap)
+        await ensure_topics(
+            bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions)
+        )
+        stack = Stack(settings, bootstrap, roles=(role,), fresh=fresh)
+        try:
+            await stack.start()
+            await stack.ready()
+            console.print(f"[bold green]{role}[/] running on {bootstrap}, topics "
+                          f"{settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 10.0)
+                if role == "indexer" and stack.indexer is not None:
+                    console.print(f"index: {stack.indexer.stats()}")
+        finally:
+            await stack.stop()
+        console.print("stopped cleanly")
+
+    run(main)

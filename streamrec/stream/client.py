@@ -1,0 +1,369 @@
+"""The client SDK: publish events, ask for recommendations, subscribe to responses.
+
+``Client`` is async; ``SyncClient`` runs one on a background event loop for plain code.
+Recommendations are read-your-writes by default: a request carries the offsets of the
+client's own published events, and the recommender answers once its model has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from streamrec.errors import BrokerError, RequestTimeoutError
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.schemas import (
+    Interaction,
+    ItemUpdate,
+    NewItem,
+    NewUser,
+    RecRequest,
+    RecResponse,
+    UserUpdate,
+    Watermark,
+)
+from streamrec.stream.topics import Topics
+
+T = TypeVar("T")
+FeatureArg = Iterable[str] | Mapping[str, float] | None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """A recommendation response: ``items`` as ``(item_id, score)``, best first."""
+
+    request_id: str
+    user: str | None
+    items: list[tuple[str, float]]
+    strategy: str
+    model_version: int
+    n_events: int
+    retrieval: str
+    stale: bool
+    timing: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for i, _ in self.items]
+
+    @classmethod
+    def from_response(cls, r: RecResponse) -> Recommendations:
+        return cls(
+            r.request_id, r.user, [(s.item, s.score) for s in r.items], r.strategy,
+            r.model_version, r.n_events, r.retrieval, r.stale,
+            msgspec.structs.asdict(r.timing), r.error,
+        )  # fmt: skip
+
+
+def discovery_file(settings: Settings) -> Path:
+    """Where ``streamrec up`` writes the embedded broker's address for other commands."""
+    return settings.data_dir / "bootstrap"
+
+
+def resolve_bootstrap(settings: Settings, bootstrap: str | None = None) -> str:
+    """Explicit address, else STREAMREC_BOOTSTRAP, else the running ``streamrec up``."""
+    if bootstrap or settings.bootstrap:
+        return str(bootstrap or settings.bootstrap)
+    path = discovery_file(settings)
+    if path.exists():
+        return path.read_text().strip()
+    raise BrokerError(
+        "no broker to talk to: pass --bootstrap / set STREAMREC_BOOTSTRAP, or start "
+        f"`streamrec up` (it writes its address to {path})"
+    )
+
+
+def _features(features: FeatureArg) -> list[str] | dict[str, float] | None:
+    if features is None:
+        return None
+    if isinstance(features, Mapping):
+        return {str(k): float(v) for k, v in features.items()}
+    return [str(f) for f in features]
+
+
+class Client:
+    """Async client of a streamrec deployment (use ``async with Client(...) as c``)."""
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        *,
+        settings: Settings | None = None,
+        topic_prefix: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.bootstrap = resolve_bootstrap(self.settings, bootstrap)
+        self.topics = Topics(topic_prefix or self.settings.topic_prefix)
+        self.timeout = timeout
+        self.client_id = f"streamrec-client-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._marks: dict[tuple[str, int], int] = {}
+        self._waiting: dict[str, asyncio.Future[RecResponse]] = {}
+        self._subscribers: list[asyncio.Queue[RecResponse]] = []
+        self._last_ts = 0.0
+        self._ids = itertools.count()
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        try:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1,
+                                              client_id=self.client_id)  # fmt: skip
+            await self._producer.start()
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                fetch_max_wait_ms=self.settings.fetch_wait_ms, client_id=self.client_id,
+            )  # fmt: skip
+            await self._consumer.start()
+        except Exception as exc:
+            await self.stop()
+            raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
+        parts = self._consumer.partitions_for_topic(self.topics.responses)
+        if not parts:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(self.topics.responses)
+        if not parts:
+            await self.stop()
+            raise BrokerError(
+                f"topic {self.topics.responses} does not exist on {self.bootstrap}: is "
+                "streamrec running with this topic prefix?"
+            )
+        tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve positions now: responses to our requests come after
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read(), name="streamrec-client-responses")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.flush()
+        for c in (self._consumer, self._producer):
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    await c.stop()
+        self._consumer = self._producer = None
+
+    # -------------------------------------------------------------- publishing
+    def _now(self) -> float:
+        # strictly increasing, so the trainer can order this client's events across topics
+        self._last_ts = max(time.time(), self._last_ts + 1e-6)
+        return self._last_ts
+
+    async def send(
+        self, topic: str, message: msgspec.Struct, key: str | None
+    ) -> asyncio.Future[Any]:
+        """Enqueue one message; the returned future resolves to its RecordMetadata."""
+        if self._producer is None:
+            raise BrokerError("the client is not started (use `async with Client(...)`)")
+        if hasattr(message, "ts") and not message.ts:
+            message.ts = self._now()
+        fut = await self._producer.send(topic, encode(message), key=key.encode() if key else None)
+        self._pending.add(fut)
+        fut.add_done_callback(self._sent)
+        return fut
+
+    def _sent(self, fut: asyncio.Future[Any]) -> None:
+        self._pending.discard(fut)
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        md = fut.result()
+        if md.topic not in (self.topics.interactions, self.topics.entities):
+            return  # only what the trainer applies can be waited for
+        tp = (md.topic, md.partition)
+        if md.offset > self._marks.get(tp, -1):
+            self._marks[tp] = md.offset
+
+    async def flush(self) -> None:
+        """Wait until every message sent so far is acknowledged."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending))
+
+    def watermarks(self) -> list[Watermark]:
+        """The last acknowledged offset per partition this client wrote to."""
+        return [Watermark(t, p, o) for (t, p), o in sorted(self._marks.items())]
+
+    async def _publish(self, topic: str, message: msgspec.Struct, key: str, wait: bool) -> Any:
+        fut = await self.send(topic, message, key)
+        return await fut if wait else fut
+
+    async def track(self, user: str, item: str, type: str = "click", *, wait: bool = True) -> Any:
+        """Publish an interaction (keyed by user); ``wait`` for the broker's acknowledgement."""
+        return await self._publish(
+            self.topics.interactions, Interaction(user=user, item=item, type=type), user, wait
+        )
+
+    async def add_user(self, user: str, features: FeatureArg = None, *, wait: bool = True) -> Any:
+        return await self._publish(
+            self.topics.entities, NewUser(user=user, features=_features(features)), user, wait
+        )
+
+    async def update_user(self, user: str, features: FeatureArg, *, wait: bool = True) -> Any:
+        return await self._publish(
+            self.topics.entities, UserUpdate(user=user, features=_features(features)), user, wait
+        )
+
+    async def add_item(
+        self,
+        item: str,
+        features: FeatureArg = None,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+    ) -> Any:
+        msg = NewItem(item=item, features=_features(features), attributes=dict(attributes or {}))
+        return await self._publish(self.topics.entities, msg, item, wait)
+
+    async def update_item(
+        self,
+        item: str,
+        features: FeatureArg = None,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        wait: bool = True,
+    ) -> Any:
+        msg = ItemUpdate(item=item, features=_features(features), attributes=dict(attributes or {}))
+        return await self._publish(self.topics.entities, msg, item, wait)
+
+    # ---------------------------------------------------------- recommending
+    async def recommend(
+        self,
+        user: str | None = None,
+        k: int = 10,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        features: FeatureArg = None,
+        exclude: Iterable[str] = (),
+        timeout: float | None = None,
+        consistent: bool = True,
+        exact: bool = False,
+        diversity: float | None = None,
+        freshness: float | None = None,
+    ) -> Recommendations:
+        """Ask for ``k`` items; raises RequestTimeoutError when no answer arrives in time.
+
+        ``consistent`` makes the answer reflect every event this client published before.
+        """
+        if consistent:
+            await self.flush()
+        request_id = f"{self.client_id}-{next(self._ids)}"
+        req = RecRequest(
+            request_id=request_id, user=user, k=k, filters=dict(filters or {}),
+            features=_features(features), exclude=list(exclude),
+            after=self.watermarks() if consistent else [], exact=exact,
+            diversity=diversity, freshness=freshness,
+        )  # fmt: skip
+        fut: asyncio.Future[RecResponse] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = fut
+        try:
+            await self._publish(self.topics.requests, req, user or request_id, wait=False)
+            limit = self.timeout if timeout is None else timeout
+            try:
+                resp = await asyncio.wait_for(fut, limit)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"no response to request {request_id} within {limit} s: are the streamrec "
+                    f"workers running on {self.bootstrap} with prefix {self.topics.prefix!r}?"
+                ) from None
+        finally:
+            self._waiting.pop(request_id, None)
+        return Recommendations.from_response(resp)
+
+    async def responses(self) -> AsyncIterator[RecResponse]:
+        """Every response published from now on (all clients' requests)."""
+        queue: asyncio.Queue[RecResponse] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.remove(queue)
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+            for records in batch.values():
+                for rec in records:
+                    try:
+                        resp = decode(rec.value, RecResponse)
+                    except Rejected:
+                        continue
+                    fut = self._waiting.get(resp.request_id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(resp)
+                    for q in self._subscribers:
+                        q.put_nowait(resp)
+
+
+class SyncClient:
+    """A blocking :class:`Client`: runs it on a private event loop thread."""
+
+    def __init__(self, bootstrap: str | None = None, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="streamrec-sync-client")  # fmt: skip
+        self._thread.start()
+        self.client = self._call(self._make(bootstrap, kwargs))
+
+    async def _make(self, bootstrap: str | None, kwargs: dict[str, Any]) -> Client:
+        client = Client(bootstrap, **kwargs)
+        await client.start()
+        return client
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def track(self, user: str, item: str, type: str = "click") -> Any:
+        return self._call(self.client.track(user, item, type))
+
+    def add_user(self, user: str, features: FeatureArg = None) -> Any:
+        return self._call(self.client.add_user(user, features))
+
+    def add_item(self, item: str, features: FeatureArg = None,
+                 attributes: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+        return self._call(self.client.add_item(item, features, attributes))
+
+    def recommend(self, user: str | None = None, k: int = 10, **kwargs: Any) -> Recommendations:
+        return self._call(self.client.recommend(user, k, **kwargs))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(self.client.stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)

@@ -1,0 +1,81 @@
+"""Encoding and edge validation: bytes in, a typed message or a dead letter out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import msgspec
+
+from streamrec.stream.schemas import (
+    SCHEMA_VERSION,
+    DeadLetter,
+    Delta,
+    EntityEvent,
+    Interaction,
+    RecRequest,
+    RecResponse,
+    TrainerInput,
+)
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t)
+    for t in (TrainerInput, EntityEvent, Interaction, RecRequest, RecResponse, Delta, DeadLetter)
+}
+
+
+class Rejected(Exception):
+    """A message failed validation; ``reason`` says why (goes to the dead letters)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(data: bytes | None, kind: Any) -> Any:
+    """Decode and validate ``data`` as ``kind`` (a Struct type or a union); raise Rejected."""
+    if data is None:
+        raise Rejected("empty message (null value)")
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    try:
+        msg = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise Rejected(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(f"not valid JSON: {exc}") from None
+    if msg.v > SCHEMA_VERSION:
+        raise Rejected(
+            f"schema version {msg.v} is newer than this worker's {SCHEMA_VERSION}; upgrade it"
+        )
+    return msg
+
+
+def dead_letter(
+    reason: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    worker: str,
+    value: bytes | None,
+    key: bytes | None = None,
+) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        worker=worker,
+        original=value or b"",
+        key=key,
+        ts=time.time(),
+    )

@@ -1,0 +1,204 @@
+"""Versioned JSON message schemas (msgspec), one tagged union per topic.
+
+Every message carries ``kind`` (its tag) and ``v`` (schema version).  Readers accept
+unknown fields (forward compatible) but reject unknown kinds and versions newer than
+:data:`SCHEMA_VERSION`; the edge codec turns any rejection into a dead letter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, Meta(min_length=1, max_length=512)]
+#: Features as names (``["genre=comedy"]``, weight 1 each) or ``{name: weight}``.
+Features = list[str] | dict[str, float] | None
+Scalar = str | int | float | bool | None
+Attributes = dict[str, Scalar]
+
+
+class Message(Struct, kw_only=True, omit_defaults=True):
+    """Common header: schema version and producer time (seconds since the epoch)."""
+
+    v: int = SCHEMA_VERSION
+    ts: float = 0.0
+
+
+# ------------------------------------------------------------------ interactions
+class Interaction(Message, tag="interaction", tag_field="kind"):
+    """A user acted on an item: ``type`` is a configured event type (click, purchase...)."""
+
+    user: Id
+    item: Id
+    type: Annotated[str, Meta(min_length=1, max_length=64)] = "click"
+
+
+# ---------------------------------------------------------------------- entities
+class NewUser(Message, tag="new_user", tag_field="kind"):
+    """Onboard a user; its features build its cold-start vector."""
+
+    user: Id
+    features: Features = None
+
+
+class NewItem(Message, tag="new_item", tag_field="kind"):
+    """Onboard an item; ``attributes`` (category, available...) serve request filters."""
+
+    item: Id
+    features: Features = None
+    attributes: Attributes = {}
+
+
+class UserUpdate(Message, tag="user_update", tag_field="kind"):
+    """Replace a user's features."""
+
+    user: Id
+    features: Features = None
+
+
+class ItemUpdate(Message, tag="item_update", tag_field="kind"):
+    """Replace an item's features (when given) and merge its attributes."""
+
+    item: Id
+    features: Features = None
+    attributes: Attributes = {}
+
+
+EntityEvent = NewUser | NewItem | UserUpdate | ItemUpdate
+TrainerInput = Interaction | NewUser | NewItem | UserUpdate | ItemUpdate
+
+
+# ---------------------------------------------------------- requests / responses
+class Watermark(Struct, frozen=True):
+    """A record the answer must reflect: the model must have applied ``offset`` of it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class RecRequest(Message, tag="rec_request", tag_field="kind"):
+    """Ask for ``k`` items for ``user`` (or for anonymous ``features``).
+
+    ``after`` lists records (usually the client's own writes) the serving model must
+    include before answering.  ``diversity`` (MMR weight in [0, 1]) and ``freshness``
+    (boost for new items, in units of the candidates' score range) override the recommender's defaults; ``exact`` skips
+    the approximate index.
+    """
+
+    request_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    user: str | None = None
+    k: Annotated[int, Meta(ge=1, le=1000)] = 10
+    filters: dict[str, Any] = {}
+    features: Features = None
+    exclude: list[str] = []
+    after: list[Watermark] = []
+    exact: bool = False
+    diversity: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    freshness: Annotated[float, Meta(ge=0.0)] | None = None
+
+
+class ScoredItem(Struct, frozen=True):
+    item: str
+    score: float
+
+
+class Timing(Struct, omit_defaults=True):
+    """Milliseconds: waiting for the model to catch up, computing, and in total."""
+
+    wait_ms: float = 0.0
+    compute_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class RecResponse(Message, tag="rec_response", tag_field="kind"):
+    """The answer to one request, correlated by ``request_id``.
+
+    ``strategy``: personalised | cold-start | popular.  ``retrieval``: exact | ann.
+    ``stale`` is true when the model had not reached the request's ``after`` in time.
+    """
+
+    request_id: str
+    user: str | None
+    items: list[ScoredItem]
+    strategy: str
+    model_version: int
+    n_events: int
+    retrieval: str = "exact"
+    stale: bool = False
+    error: str | None = None
+    timing: Timing = msgspec.field(default_factory=Timing)
+
+
+# --------------------------------------------------------------------- deltas
+class Rows(Struct, omit_defaults=True):
+    """Rows of a float32 table: ``idx`` (int32), ``emb`` (n x dim float32), ``bias``."""
+
+    idx: bytes
+    emb: bytes
+    bias: bytes = b""
+
+
+class EntityFx(Struct, array_like=True):
+    """An entity's feature rows and weights, as the trainer holds them."""
+
+    row: int
+    idx: list[int]
+    w: list[float]
+
+
+class ItemMeta(Struct, omit_defaults=True):
+    attributes: Attributes = {}
+    created: float = 0.0
+
+
+class Delta(Message, tag="delta", tag_field="kind"):
+    """Coalesced model changes since the previous delta (see workers/delta.py).
+
+    Entity and feature rows are appended in trainer row order (``*_base`` is the first
+    new row), so a replica that applies deltas in order holds the same rows.
+    """
+
+    seq: int
+    version: int
+    n_events: int
+    final: bool = True
+    offsets: list[Watermark] = []
+    user_base: int = 0
+    new_users: list[str] = []
+    item_base: int = 0
+    new_items: list[str] = []
+    user_feat_base: int = 0
+    new_user_feats: list[str] = []
+    item_feat_base: int = 0
+    new_item_feats: list[str] = []
+    user_fx: list[EntityFx] = []
+    item_fx: list[EntityFx] = []
+    user_rows: Rows | None = None
+    item_rows: Rows | None = None
+    ctx_rows: Rows | None = None
+    recent: Rows | None = None
+    #: Users' positive-event counts (``emb`` holds int32): their activity buckets.
+    activity: Rows | None = None
+    #: Items' decayed positive counts (``emb`` holds float64), relative to ``trend_scale``.
+    trend: Rows | None = None
+    trend_scale: float = 0.0
+    seen: bytes = b""
+    item_meta: dict[str, ItemMeta] = {}
+
+
+# --------------------------------------------------------------- dead letters
+class DeadLetter(Message, tag="dead_letter", tag_field="kind"):
+    """A message a worker could not use, with why and where it came from."""
+
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    worker: str
+    original: bytes
+    key: bytes | None = None

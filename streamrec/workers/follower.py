@@ -1,0 +1,119 @@
+"""A replica of the trainer's model for recommenders in other processes.
+
+Bootstraps from the trainer's latest checkpoint (when the data directory is shared),
+then follows the deltas topic from the offset recorded in that checkpoint.  The
+replica's ``applied`` offsets come from the deltas, so requests can wait for it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from streamrec.errors import StreamrecError
+from streamrec.model import HybridModel, load, read_header
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, decode
+from streamrec.stream.schemas import Delta
+from streamrec.stream.topics import Topics
+from streamrec.workers.delta import apply_delta
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.seams import MemoryItemAttributes
+from streamrec.workers.state import ModelState
+from streamrec.workers.trainer import checkpoint_path
+
+log = logging.getLogger(__name__)
+WORKER = "follower"
+
+
+class DeltaFollower:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        state: ModelState | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics(settings.topic_prefix)
+        self.state = state or ModelState(HybridModel(settings.model))
+        self.metrics = metrics or Metrics()
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _restore(self) -> int | None:
+        path = checkpoint_path(self.settings)
+        if not path.exists():
+            return None
+        try:
+            model = load(path)
+            extra = read_header(path).get("extra", {})
+        except StreamrecError as exc:
+            log.error("replica ignores checkpoint %s: %s", path, exc)
+            return None
+        self.state.model = model
+        if isinstance(self.state.attributes, MemoryItemAttributes):
+            self.state.attributes.load_dict(extra.get("attributes", {}))
+        offsets = extra.get("offsets", {})
+        self.state.advance(
+            {(t, int(p)): int(o) for t, ps in offsets.items() for p, o in ps.items()}
+        )
+        return int(extra.get("deltas", {}).get(self.topics.deltas, 0))
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        start = self._restore()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.fetch_wait_ms, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )  # fmt: skip
+        await self._consumer.start()
+        tp = TopicPartition(self.topics.deltas, 0)
+        self._consumer.assign([tp])
+        end = (await self._consumer.end_offsets([tp]))[tp]
+        if start is not None and start <= end:
+            self._consumer.seek(tp, start)
+        else:
+            await self._consumer.seek_to_beginning(tp)
+        self._task = asyncio.create_task(self._run(), name="delta-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batch = await self._consumer.getmany(
+                    timeout_ms=max(self.settings.fetch_wait_ms, 20)
+                )
+                for records in batch.values():
+                    for rec in records:
+                        self.apply(rec.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delta follower error; continuing")
+                await asyncio.sleep(0.5)
+
+    def apply(self, value: bytes | None) -> None:
+        try:
+            delta = decode(value, Delta)
+        except Rejected as exc:
+            log.error("skipping a bad delta: %s", exc.reason)
+            return
+        t0 = time.perf_counter()
+        apply_delta(self.state, delta)
+        self.metrics.inc(WORKER, "deltas_applied_total", 1, "delta messages applied")
+        self.metrics.inc(WORKER, "delta_seconds_total", time.perf_counter() - t0, "time applying")

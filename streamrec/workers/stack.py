@@ -1,0 +1,119 @@
+"""Workers wired together in one process: any subset of trainer, indexer, recommender.
+
+With the trainer in the process, the indexer and recommender share its model object
+(no delta round trip; requests wait on the trainer's own applied offsets).  Without
+it, they serve a replica fed by the deltas topic (:class:`DeltaFollower`).  The
+trainer publishes deltas either way, so separate recommender processes can follow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from streamrec.index import LiveIndex
+from streamrec.settings import Settings
+from streamrec.workers.follower import DeltaFollower
+from streamrec.workers.indexer import Indexer
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.recommender import Recommender
+from streamrec.workers.seams import EntitySink, ItemAttributes
+from streamrec.workers.state import ModelState
+from streamrec.workers.trainer import Trainer
+from streamrec.workers.web import WebServer
+
+log = logging.getLogger(__name__)
+ROLES = ("trainer", "indexer", "recommender")
+
+
+class Stack:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        roles: Iterable[str] = ROLES,
+        sink: EntitySink | None = None,
+        attributes: ItemAttributes | None = None,
+        fresh: bool = False,
+        web: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.roles = tuple(roles)
+        unknown = set(self.roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown worker role(s) {sorted(unknown)}; choose from {ROLES}")
+        self.metrics = Metrics()
+        self.sink = sink
+        self.attributes = attributes
+        self.fresh = fresh
+        self.web_enabled = web and settings.web_port >= 0
+        self.trainer: Trainer | None = None
+        self.follower: DeltaFollower | None = None
+        self.indexer: Indexer | None = None
+        self.recommender: Recommender | None = None
+        self.index = LiveIndex()
+        self.web: WebServer | None = None
+        self.started_at = time.time()
+        self._state: ModelState | None = None
+
+    @property
+    def state(self) -> ModelState:
+        assert self._state is not None, "start the stack first"
+        return self._state
+
+    async def start(self) -> None:
+        from streamrec.model import HybridModel
+
+        s = self.settings
+        state = ModelState(HybridModel(s.model), attributes=self.attributes)
+        if "trainer" in self.roles:
+            self.trainer = Trainer(s, self.bootstrap, state, self.sink, self.metrics, self.fresh)
+            await self.trainer.start()
+        elif {"indexer", "recommender"} & set(self.roles):
+            self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)
+            await self.follower.start()
+        self._state = state
+        if {"indexer", "recommender"} & set(self.roles):
+            # a recommender always carries an indexer: the index lives in its memory
+            self.indexer = Indexer(s, state, self.index, self.metrics)
+            await self.indexer.start()
+        if "recommender" in self.roles:
+            self.recommender = Recommender(s, self.bootstrap, state, self.index, self.metrics)
+            await self.recommender.start()
+        if self.web_enabled:
+            self.web = WebServer(self.metrics, self.health, s.web_port)
+            try:
+                await self.web.start()
+            except OSError as exc:
+                log.warning("health/metrics server not started on port %s: %s", s.web_port, exc)
+                self.web = None
+
+    async def ready(self, timeout: float = 30.0) -> bool:
+        if self.recommender is not None:
+            return await self.recommender.ready(timeout)
+        return True
+
+    async def stop(self) -> None:
+        for worker in (self.web, self.recommender, self.indexer, self.follower, self.trainer):
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    await worker.stop()
+
+    def health(self) -> dict[str, Any]:
+        m = self._state.model if self._state else None
+        out: dict[str, Any] = {
+            "status": "ok",
+            "roles": list(self.roles),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+        if m is not None:
+            out["model"] = {"version": m.version, "events": m.n_events, "users": m.n_users,
+                            "items": m.n_items}  # fmt: skip
+            out["applied"] = {f"{t}[{p}]": o for (t, p), o in sorted(self.state.applied.items())}
+        if self.indexer is not None:
+            out["index"] = self.indexer.stats()
+        return out

@@ -1,0 +1,73 @@
+"""What recommenders serve from: a model, item attributes, applied offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+from streamrec.model import HybridModel
+from streamrec.stream.schemas import Watermark
+from streamrec.workers.seams import ItemAttributes, MemoryItemAttributes
+
+TopicPartitionKey = tuple[str, int]
+
+
+class ModelState:
+    """A model plus the bookkeeping that lets requests wait for the records they depend on.
+
+    ``applied[(topic, partition)]`` is the next offset the model has not applied yet
+    (Kafka's convention).  The trainer owns one (single writer); a replica recommender
+    owns another, fed by the deltas topic.
+    """
+
+    def __init__(
+        self,
+        model: HybridModel,
+        attributes: ItemAttributes | None = None,
+    ) -> None:
+        self.model = model
+        self.attributes: ItemAttributes = attributes or MemoryItemAttributes()
+        self.applied: dict[TopicPartitionKey, int] = {}
+        self.updated_at = time.time()
+        self._event = asyncio.Event()
+        self._item_listeners: list[Callable[[Iterable[int]], None]] = []
+
+    # ----------------------------------------------------------------- offsets
+    def reached(self, marks: Iterable[Watermark]) -> bool:
+        return all(self.applied.get((m.topic, m.partition), 0) > m.offset for m in marks)
+
+    def advance(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Record applied offsets (next offset per partition) and wake waiting requests."""
+        for tp, off in offsets.items():
+            if off > self.applied.get(tp, -1):
+                self.applied[tp] = off
+        self.notify()
+
+    def notify(self) -> None:
+        self.updated_at = time.time()
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait_for(self, marks: list[Watermark], timeout: float) -> bool:
+        """Wait until every watermark is applied; False when ``timeout`` ran out first."""
+        deadline = time.monotonic() + timeout
+        while not self.reached(marks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._event.wait(), left)
+            except TimeoutError:
+                return self.reached(marks)
+        return True
+
+    # ------------------------------------------------------------------- items
+    def on_items_changed(self, listener: Callable[[Iterable[int]], None]) -> None:
+        self._item_listeners.append(listener)
+
+    def items_changed(self, rows: Iterable[int]) -> None:
+        """Items created or re-featured (the indexer keeps them in its fresh buffer)."""
+        rows = list(rows)
+        for listener in self._item_listeners:
+            listener(rows)

@@ -1,0 +1,395 @@
+"""The trainer: the single writer of the model.
+
+It reads interactions and entity events in batches (aiokafka ``getmany``), merges the
+partitions of both topics by producer time (each partition keeps its own order), decodes
+the whole batch, and learns runs of interactions with one ``learn_rows`` call each
+(entity events split the runs so onboarding happens in stream order).  Bad records go
+to the dead-letter topic.  Every ``delta_interval_ms`` it publishes the coalesced
+embedding deltas; every ``checkpoint_interval_s`` (and at stop) it writes a checkpoint
+with the consumed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.errors import InvalidInputError, ModelDivergedError, StreamrecError
+from streamrec.model import HybridModel, load, save
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, dead_letter, decode, encode
+from streamrec.stream.schemas import (
+    DeadLetter,
+    Interaction,
+    ItemMeta,
+    ItemUpdate,
+    NewItem,
+    NewUser,
+    TrainerInput,
+    UserUpdate,
+    Watermark,
+)
+from streamrec.stream.topics import Topics
+from streamrec.workers.delta import DeltaTracker
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.seams import EntitySink, MemoryItemAttributes, NullEntitySink
+from streamrec.workers.state import ModelState
+
+log = logging.getLogger(__name__)
+WORKER = "trainer"
+
+
+def checkpoint_path(settings: Settings) -> Path:
+    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}.npz"
+
+
+class TrainerCore:
+    """The broker-free part: apply decoded records to the model, collect dead letters."""
+
+    def __init__(self, state: ModelState, sink: EntitySink, tracker: DeltaTracker) -> None:
+        self.state = state
+        self.sink = sink
+        self.tracker = tracker
+        self._u: list[int] = []
+        self._i: list[int] = []
+        self._w: list[float] = []
+
+    @property
+    def model(self) -> HybridModel:
+        return self.state.model
+
+    def apply(self, records: list[Decoded]) -> list[DeadLetter]:
+        """Apply decoded records (see :func:`decode_batch`) in the given order."""
+        dead: list[DeadLetter] = []
+        for _, topic, partition, rec, msg in records:
+            try:
+                if isinstance(msg, Rejected):
+                    raise msg
+                if isinstance(msg, Interaction):
+                    self._interaction(msg)
+                else:
+                    self._flush()
+                    self._entity(msg)
+            except (Rejected, InvalidInputError) as exc:
+                reason = (
+                    exc.reason if isinstance(exc, Rejected) else f"rejected by the model: {exc}"
+                )
+                dead.append(dead_letter(reason, topic=topic, partition=partition, offset=rec.offset,
+                                        worker=WORKER, value=rec.value, key=rec.key))  # fmt: skip
+        self._flush()
+        return dead
+
+    def _row(self, kind: str, entity_id: str) -> int:
+        m = self.model
+        side = m.users if kind == "user" else m.items
+        row = side.ids.get(entity_id)
+        if row >= 0:
+            return row
+        if kind == "user":
+            row = m.add_user(entity_id)
+            self.tracker.user_defined(row)
+            self.sink.upsert_user(entity_id, None, time.time())
+        else:
+            row = m.add_item(entity_id)
+            now = time.time()
+            self.state.attributes.update(entity_id, {}, now)
+            self.tracker.item_defined(row, entity_id, ItemMeta({}, now))
+            self.sink.upsert_item(entity_id, None, {}, now)
+            self.state.items_changed([row])
+        return row
+
+    def _interaction(self, msg: Interaction) -> None:
+        weight = self.model.event_weight(msg.type)
+        self._u.append(self._row("user", msg.user))
+        self._i.append(self._row("item", msg.item))
+        self._w.append(weight)
+
+    def _flush(self) -> None:
+        if not self._u:
+            return
+        users = np.array(self._u, dtype=np.int32)
+        items = np.array(self._i, dtype=np.int32)
+        weights = np.array(self._w, dtype=np.float32)
+        self._u.clear()
+        self._i.clear()
+        self._w.clear()
+        try:
+            self.model.learn_rows(users, items, weights)
+        except ModelDivergedError as exc:
+            log.error("update skipped: %s", exc)
+        self.tracker.learned(users, items, weights)
+
+    def _entity(self, msg: Any) -> None:
+        m = self.model
+        ts = msg.ts or time.time()
+        if isinstance(msg, NewUser | UserUpdate):
+            row = m.add_user(msg.user, msg.features)
+            self.tracker.user_defined(row)
+            self.sink.upsert_user(msg.user, msg.features, ts)
+        elif isinstance(msg, NewItem | ItemUpdate):
+            row = m.add_item(msg.item, msg.features)
+            self.state.attributes.update(msg.item, msg.attributes, ts)
+            created = self.state.attributes.created(msg.item) or ts
+            self.tracker.item_defined(row, msg.item, ItemMeta(dict(msg.attributes), created))
+            self.sink.upsert_item(msg.item, msg.features, msg.attributes, ts)
+            self.state.items_changed([row])
+
+
+#: (producer time, topic, partition, ConsumerRecord, message or the reason it was rejected)
+Decoded = tuple[float, str, int, Any, Any]
+
+
+def _decode(topic: str, partition: int, rec: Any) -> Decoded:
+    try:
+        msg = decode(rec.value, TrainerInput)
+        ts = msg.ts or rec.timestamp / 1000.0
+    except Rejected as exc:
+        msg, ts = exc, rec.timestamp / 1000.0
+    return (ts, topic, partition, rec, msg)
+
+
+def decode_batch(batch: dict[Any, list[Any]]) -> list[Decoded]:
+    """Decode a whole batch into one list ordered by producer time across partitions.
+
+    Each partition keeps its own order (``heapq.merge`` never reorders within an input),
+    so a user's events stay in order while a new item's event lands before the clicks
+    published after it on other partitions.
+    """
+    streams = [[_decode(tp.topic, tp.partition, r) for r in recs] for tp, recs in batch.items()]
+    if len(streams) == 1:
+        return streams[0]
+    return list(heapq.merge(*streams, key=lambda d: d[0]))
+
+
+class Trainer:
+    """The trainer worker: owns ``state`` (single writer) and publishes its deltas."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        state: ModelState | None = None,
+        sink: EntitySink | None = None,
+        metrics: Metrics | None = None,
+        fresh: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = metrics or Metrics()
+        self.fresh = fresh
+        self.state = state or ModelState(HybridModel(settings.model))
+        self.tracker = DeltaTracker(self.state.model)
+        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._deltas_offset = 0
+        self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
+        self._last_checkpoint = time.monotonic()
+        self.running = False
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        s = self.settings
+        start_offsets = self._restore()
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2,
+                                          max_request_size=4 * 1024 * 1024)  # fmt: skip
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        await self._consumer.start()
+        tps = []
+        for topic in (self.topics.interactions, self.topics.entities):
+            parts = self._consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await self._consumer._client.force_metadata_update()
+                parts = self._consumer.partitions_for_topic(topic) or set()
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        ends = await self._consumer.end_offsets(tps)
+        for tp in tps:
+            saved = start_offsets.get((tp.topic, tp.partition))
+            if saved is not None and saved <= ends[tp]:
+                self._consumer.seek(tp, saved)
+            else:
+                if saved is not None:
+                    log.warning(
+                        "checkpoint offset %s of %s is past the log end %s: the topic "
+                        "was recreated; reading it from the start",
+                        saved,
+                        tp,
+                        ends[tp],
+                    )
+                await self._consumer.seek_to_beginning(tp)
+        self.running = True
+        self._task = asyncio.create_task(self._run(), name="trainer")
+
+    def _restore(self) -> dict[tuple[str, int], int]:
+        path = checkpoint_path(self.settings)
+        if self.fresh or not path.exists():
+            return {}
+        try:
+            model = load(path)
+        except StreamrecError as exc:
+            log.error("ignoring checkpoint %s: %s", path, exc)
+            return {}
+        extra = _extra(path)
+        self.state.model = model
+        self.core.state = self.state
+        self.tracker.model = model
+        self.tracker.reset_bases()
+        attrs = self.state.attributes
+        if isinstance(attrs, MemoryItemAttributes):
+            attrs.load_dict(extra.get("attributes", {}))
+        offsets = {(t, int(p)): int(o) for t, ps in extra.get("offsets", {}).items()
+                   for p, o in ps.items()}  # fmt: skip
+        log.info("trainer restored %s from %s", model, path)
+        return offsets
+
+    async def stop(self) -> None:
+        self.running = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            if self._producer is not None and self.tracker.dirty:
+                await self._publish_deltas()
+        with contextlib.suppress(Exception):
+            self.checkpoint()
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+
+    # ------------------------------------------------------------------ loop
+    async def _run(self) -> None:
+        s = self.settings
+        interval = s.delta_interval_ms / 1000.0
+        last_delta = time.monotonic()
+        while self.running:
+            try:
+                wait = (
+                    s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
+                )
+                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+                if batch or self._holding():
+                    await self._process(batch)
+                now = time.monotonic()
+                if self.tracker.dirty and now - last_delta >= interval:
+                    last_delta = now
+                    await self._publish_deltas()
+                if (s.checkpoint_interval_s > 0
+                        and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
+                    self.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("trainer loop error; continuing")
+                await asyncio.sleep(0.5)
+
+    def _holding(self) -> bool:
+        return any(self._held.values())
+
+    def _release(self, now: float) -> list[Decoded]:
+        """Held records, in producer-time order, that waited at least ``reorder_ms``.
+
+        Each partition is a FIFO (its order is kept); the next record is always the head
+        with the smallest producer time, and releasing stops at the first head that has
+        not waited long enough: a record delayed on another partition by less than the
+        window still lands in order (bounded out-of-orderness, as in stream processors).
+        """
+        window = self.settings.reorder_ms / 1000.0
+        out: list[Decoded] = []
+        queues = [q for q in self._held.values() if q]
+        while queues:
+            head = min(queues, key=lambda q: q[0][1][0])
+            arrival, record = head[0]
+            if now - arrival < window:
+                break
+            head.popleft()
+            out.append(record)
+            if not head:
+                queues = [q for q in queues if q]
+        return out
+
+    async def _process(self, batch: dict[Any, list[Any]]) -> None:
+        t0 = time.perf_counter()
+        now = time.monotonic()
+        for tp, recs in batch.items():
+            queue = self._held.setdefault((tp.topic, tp.partition), deque())
+            queue.extend((now, _decode(tp.topic, tp.partition, r)) for r in recs)
+        records = self._release(time.monotonic())
+        if not records:
+            return
+        dead = self.core.apply(records)
+        offsets: dict[tuple[str, int], int] = {}
+        for _, topic, partition, rec, _ in records:
+            offsets[(topic, partition)] = rec.offset + 1
+        self.state.advance(offsets)
+        m = self.metrics
+        m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
+        m.inc(WORKER, "trainer_batches_total", 1, "batches learned")
+        m.set(WORKER, "model_version", self.state.model.version, "model version")
+        m.set(WORKER, "model_events", self.state.model.n_events, "events learned")
+        m.set(WORKER, "model_users", self.state.model.n_users, "users")
+        m.set(WORKER, "model_items", self.state.model.n_items, "items")
+        m.inc(WORKER, "trainer_seconds_total", time.perf_counter() - t0, "time spent learning")
+        if dead:
+            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+
+    async def _publish_deltas(self) -> None:
+        offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
+        messages = self.tracker.build(offsets)
+        futures = [await self._producer.send(self.topics.deltas, encode(d), key=b"trainer")
+                   for d in messages]  # fmt: skip
+        for fut in futures:
+            md = await fut
+            self._deltas_offset = md.offset + 1
+        self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
+
+    def checkpoint(self) -> Path:
+        """Write the model, consumed offsets and item attributes (atomic rename)."""
+        offsets: dict[str, dict[str, int]] = {}
+        for (t, p), o in self.state.applied.items():
+            offsets.setdefault(t, {})[str(p)] = o
+        extra: dict[str, Any] = {"offsets": offsets,
+                                 "deltas": {self.topics.deltas: self._deltas_offset}}  # fmt: skip
+        attrs = self.state.attributes
+        if isinstance(attrs, MemoryItemAttributes):
+            extra["attributes"] = attrs.to_dict()
+        path = save(self.state.model, checkpoint_path(self.settings), extra=extra)
+        self._last_checkpoint = time.monotonic()
+        self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
+        return path
+
+
+def _extra(path: Path) -> dict[str, Any]:
+    from streamrec.model import read_header
+
+    extra = read_header(path).get("extra", {})
+    return extra if isinstance(extra, dict) else {}
+
+
+async def send_dead_letters(
+    producer: Any, topics: Topics, dead: list[DeadLetter], metrics: Metrics, worker: str
+) -> None:
+    for d in dead:
+        log.warning("dead letter from %s[%s]@%s: %s", d.source_topic, d.source_partition,
+                    d.source_offset, d.reason)  # fmt: skip
+        await producer.send(topics.dead_letters, encode(d), key=d.key)
+    metrics.inc(worker, "dead_letters_total", len(dead), "messages sent to the dead-letter topic")

@@ -1,0 +1,43 @@
+"""Health and Prometheus metrics over HTTP (aiohttp): ``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from streamrec.workers.metrics import Metrics
+
+
+class WebServer:
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], port: int) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.port = port
+        self._runner: Any = None
+
+    async def start(self) -> int:
+        from aiohttp import web
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response(self.health())
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_get("/metrics", metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = int(server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.cleanup()

@@ -264,9 +264,7 @@ class HybridModel:
         if n and (items.min() < 0 or items.max() >= self.n_items):
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
         before = self.stats.copy()
-        # seen-only events may join the recent items (without training)
-        seen_only = weights <= 0 if self.config.recent_include_seen else None
-        status = self._run_kernel(users, items, weights, seen_only)
+        status = self._kernel_call(users, items, weights)
         self.seen.add_many(users, items)
         self.n_events += n
         self.version += 1
@@ -285,30 +283,6 @@ class HybridModel:
             no_violator=int(delta[kernels.STAT_NO_VIOLATOR]),
             loss=float(delta[kernels.STAT_LOSS]),
         )
-
-    def _run_kernel(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        weights: np.ndarray,
-        seen_only: np.ndarray | None,
-    ) -> int:
-        if seen_only is None or not seen_only.any():
-            return self._kernel_call(users, items, weights)
-        # Split at seen-only events so they enter the recent ring in stream order.
-        start = 0
-        for e in np.flatnonzero(seen_only).tolist():
-            if e > start:
-                status = self._kernel_call(users[start:e], items[start:e], weights[start:e])
-                if status >= 0:
-                    return status + start
-            vectors.push_recent(int(users[e]), int(items[e]), self.recent, self.recent_n)
-            start = e + 1
-        if start < len(users):
-            status = self._kernel_call(users[start:], items[start:], weights[start:])
-            if status >= 0:
-                return status + start
-        return -1
 
     def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()

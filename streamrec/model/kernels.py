@@ -71,7 +71,8 @@ HP_SGD = 9  # 1.0: plain SGD with a constant step (the gradient check uses it)
 HP_BIAS_DECAY = 10
 HP_TREND_W = 11
 HP_TREND_GROWTH = 12  # 2 ** (1 / half-life): growth of the weight of each new positive
-HP_SIZE = 13
+HP_RECENT_SEEN = 13  # 1.0: seen-only events join the user's recent items
+HP_SIZE = 14
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -96,6 +97,7 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
     hp[HP_SGD] = 1.0 if config.optimizer == "sgd" else 0.0
     hp[HP_TREND_W] = config.trend_weight
     hp[HP_TREND_GROWTH] = 2.0 ** (1.0 / config.trend_half_life)
+    hp[HP_RECENT_SEEN] = 1.0 if config.recent_include_seen else 0.0
     return hp
 
 
@@ -233,7 +235,8 @@ def learn_batch(
 ):
     """Learn events ``(users_[e], items_[e], weights[e])`` in order.
 
-    Events of weight <= 0 are skipped (the caller marks them seen).  Returns -1 on
+    Events of weight <= 0 are not learned (the caller marks them seen); with
+    ``HP_RECENT_SEEN`` they join the user's recent items.  Returns -1 on
     success, or the index of the event whose update would have written a non-finite
     value: that event is left partly applied, never with NaN or infinity in a table.
     """
@@ -253,7 +256,9 @@ def learn_batch(
         user = users_[e]
         i = items_[e]
         w = weights[e]
-        if w <= 0.0:
+        if w <= 0.0:  # seen only: no training, but it may enter the recent items
+            if hp[HP_RECENT_SEEN] != 0.0:
+                push_recent(user, i, context[2], context[3])
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)

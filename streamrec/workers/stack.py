@@ -118,14 +118,16 @@ class Stack:
     def _store_seams(self, store: FeatureStore) -> None:
         from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
 
-        if self.sink is None and "trainer" in self.roles:
-            sink = StoreEntitySink(store).start()
-            self._owned.append(sink)
-            self.sink = sink
         if self.attributes is None and {"trainer", "recommender"} & set(self.roles):
             attributes = StoreItemAttributes(store).start()
             self._owned.append(attributes)
             self.attributes = attributes
+        if self.sink is None and "trainer" in self.roles:
+            attrs = self.attributes
+            confirm = attrs.confirm if isinstance(attrs, StoreItemAttributes) else None
+            sink = StoreEntitySink(store, on_written=confirm).start()
+            self._owned.insert(0, sink)  # closed first: its last writes confirm attributes
+            self.sink = sink
 
     async def stop(self) -> None:
         for worker in (self.web, self.recommender, self.indexer, self.follower, self.trainer):

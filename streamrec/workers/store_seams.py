@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamrec.errors import InvalidRecordError, StoreError
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 STORE_ATTRIBUTES = frozenset(ATTRIBUTES)
 
 _Upsert = tuple[EntityRecord, Any]  # the record and the source of the message behind it
+#: Called after a batch is written: (item ids, attributes_version that holds them,
+#: monotonic time the batch was handed to the writer).
+OnWritten = Callable[[Sequence[str], int, float], None]
 
 
 class StoreEntitySink:
@@ -42,13 +45,17 @@ class StoreEntitySink:
     them (memory, deltas, checkpoints).
     """
 
-    def __init__(self, store: FeatureStore, *, retry_s: float = 1.0) -> None:
+    def __init__(
+        self, store: FeatureStore, *, retry_s: float = 1.0, on_written: OnWritten | None = None
+    ) -> None:
         self.store = store
         self.retry_s = retry_s
+        self.on_written = on_written
         self.batches_written = 0
         self.last_error: StoreError | None = None
         self._buffer: list[_Upsert] = []
-        self._queue: deque[list[_Upsert]] = deque()  # batches for the writer, oldest first
+        # batches for the writer, oldest first, with the time they were handed over
+        self._queue: deque[tuple[float, list[_Upsert]]] = deque()
         self._rejected: list[SinkRejection] = []
         self._busy = False  # the writer holds a batch it took from the queue
         self._closed = False
@@ -77,7 +84,7 @@ class StoreEntitySink:
     def flush(self, wait: float = 0.0) -> list[SinkRejection]:
         with self._cond:
             if self._buffer:
-                self._queue.append(self._buffer)
+                self._queue.append((time.monotonic(), self._buffer))
                 self._buffer = []
                 self._cond.notify_all()
             if wait > 0:
@@ -87,7 +94,7 @@ class StoreEntitySink:
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._buffer) + sum(map(len, self._queue))
+            return len(self._buffer) + sum(len(batch) for _, batch in self._queue)
 
     def _add(self, record: EntityRecord, source: Any) -> None:
         with self._cond:
@@ -113,7 +120,7 @@ class StoreEntitySink:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            left = sum(map(len, self._queue))
+            left = sum(len(batch) for _, batch in self._queue)
         if self._thread is not None:
             self._thread.join(timeout=max(self.retry_s, 1.0))
             self._thread = None
@@ -129,10 +136,10 @@ class StoreEntitySink:
                 self._cond.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue or (self._closed and self.last_error is not None):
                     return  # closed: drained, or the database is down and we give up
-                batch = self._queue[0]
+                handed_at, batch = self._queue[0]
                 self._busy = True
             try:
-                rejected = self._write(batch)
+                rejected = self._write(batch, handed_at)
             except StoreError as exc:
                 if self.last_error is None:
                     log.warning("feature store write failed, retrying every %.1f s: %s",
@@ -152,7 +159,7 @@ class StoreEntitySink:
                 self.batches_written += 1
                 self._cond.notify_all()
 
-    def _write(self, batch: list[_Upsert]) -> list[SinkRejection]:
+    def _write(self, batch: list[_Upsert], handed_at: float) -> list[SinkRejection]:
         """One transaction for the batch, minus the records the store's validation rejects."""
         todo = list(batch)
         rejected: list[SinkRejection] = []
@@ -166,6 +173,9 @@ class StoreEntitySink:
                                          f"{record.id!r}: {reason}"))  # fmt: skip
                 continue
             break
+        items = [record.id for record, _ in todo if record.kind == "item"]
+        if items and self.on_written is not None:
+            self.on_written(items, self.store.attributes_version(), handed_at)
         return rejected
 
 
@@ -174,17 +184,21 @@ class StoreItemAttributes:
 
     ``get`` returns the store's ``category``, ``available``, ``tags`` (list) and
     ``created_at`` (epoch seconds) over any other attributes the entity events carried
-    (kept in memory).  Attributes this process just applied from an event win for
-    ``hold_s`` seconds, so a request that waited for its own ``item_update`` sees it
-    before the store write and the cache refresh have caught up; after that the store
-    is the truth.  Items the store does not hold yet fall back to the event attributes.
+    (kept in memory).  Items the store does not hold yet fall back to the events.
+
+    Attributes this process just applied from an event win until the cache holds the
+    store write that carries them (:meth:`confirm`, called by the sink), so a request
+    that waited for its own ``item_update`` sees it before the store caught up; then
+    the store is the truth again.  Without a confirmation (a replica fed by deltas, a
+    rejected record) they win for ``hold_s`` seconds at most.
     """
 
     def __init__(self, store: FeatureStore, *, interval: float = 0.2, hold_s: float = 2.0):
         self.cache = ItemAttributeCache(store, interval=interval)
         self.hold_s = hold_s
         self._memory = MemoryItemAttributes()
-        self._recent: dict[str, tuple[float, dict[str, Any]]] = {}  # id -> (until, attrs)
+        self._recent: dict[str, _Recent] = {}
+        self._lock = threading.Lock()  # the sink's writer thread confirms entries
 
     def start(self) -> StoreItemAttributes:
         self.cache.start()
@@ -200,10 +214,26 @@ class StoreItemAttributes:
         if not held:
             return
         now = time.monotonic()
-        until, old = self._recent.get(item_id, (0.0, {}))
-        self._recent[item_id] = (now + self.hold_s, {**old, **held} if until > now else held)
-        if len(self._recent) > 4096:  # forget expired entries now and then
-            self._recent = {i: e for i, e in self._recent.items() if e[0] > now}
+        with self._lock:
+            old = self._recent.get(item_id)
+            if old is not None and self._live(old, now):
+                held = {**old.attributes, **held}
+            self._recent[item_id] = _Recent(held, now, now + self.hold_s)
+            if len(self._recent) > 4096:  # forget finished entries now and then
+                self._recent = {i: e for i, e in self._recent.items() if self._live(e, now)}
+
+    def confirm(self, item_ids: Sequence[str], version: int, handed_at: float) -> None:
+        """The store holds, as of ``version``, what was applied to ``item_ids`` by ``handed_at``."""
+        with self._lock:
+            for item_id in item_ids:
+                entry = self._recent.get(item_id)
+                if entry is not None and entry.applied_at <= handed_at:
+                    entry.version = version
+
+    def _live(self, entry: _Recent, now: float) -> bool:
+        if entry.version is not None and self.cache.version >= entry.version:
+            return False
+        return now < entry.expires
 
     def get(self, item_id: str) -> Mapping[str, Any]:
         stored = self.cache.get(item_id)
@@ -213,8 +243,8 @@ class StoreItemAttributes:
         out = {k: v for k, v in events.items() if k not in STORE_ATTRIBUTES}
         out.update(_view(stored))
         recent = self._recent.get(item_id)
-        if recent is not None and recent[0] > time.monotonic():
-            out.update(recent[1])
+        if recent is not None and self._live(recent, time.monotonic()):
+            out.update(recent.attributes)
         return out
 
     def created(self, item_id: str) -> float | None:
@@ -228,6 +258,18 @@ class StoreItemAttributes:
 
     def load_dict(self, values: Mapping[str, Any]) -> None:
         self._memory.load_dict(values)
+
+
+class _Recent:
+    """Store-held attributes an event just set, not yet seen back from the store."""
+
+    __slots__ = ("applied_at", "attributes", "expires", "version")
+
+    def __init__(self, attributes: dict[str, Any], applied_at: float, expires: float) -> None:
+        self.attributes = attributes
+        self.applied_at = applied_at
+        self.expires = expires
+        self.version: int | None = None  # the store version that holds them, once written
 
 
 def _view(attrs: ItemAttributes) -> dict[str, Any]:

@@ -431,6 +431,8 @@ class Trainer:
         m.set(WORKER, "model_users", self.state.model.n_users, "users")
         m.set(WORKER, "model_items", self.state.model.n_items, "items")
         m.inc(WORKER, "trainer_seconds_total", time.perf_counter() - t0, "time spent learning")
+        m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
+              "entity upserts not yet written to the feature store")  # fmt: skip
         if dead:
             await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
 
@@ -484,27 +486,39 @@ class Trainer:
         if self.store is None:
             path = save(m, checkpoint_path(self.settings), extra=extra)
         else:
+            # next version of the registry, never overwriting a file of another store's
             latest = self.store.latest_checkpoint()
-            version = 1 if latest is None else latest.version + 1
+            version = max(0 if latest is None else latest.version,
+                          _newest_file_version(self.settings)) + 1  # fmt: skip
             path = save(m, versioned_checkpoint_path(self.settings, version), extra=extra)
             metrics = {"model_version": m.version, "events": m.n_events, "users": m.n_users,
                        "items": m.n_items, "deltas_offset": self._deltas_offset}  # fmt: skip
             self.store.register_checkpoint(str(path.resolve()), offsets, metrics, version)
-            _link_newest(checkpoint_path(self.settings), path)
+            _link_newest(self.settings, path)
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
 
 
-def _link_newest(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` atomically; keep the newest versioned files only."""
+def _versioned_files(settings: Settings) -> list[Path]:
+    """This prefix's versioned checkpoint files, oldest first."""
+    folder = checkpoint_path(settings).parent
+    return sorted(folder.glob(f"{settings.topic_prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz"))
+
+
+def _newest_file_version(settings: Settings) -> int:
+    files = _versioned_files(settings)
+    return int(files[-1].stem.rsplit("-v", 1)[1]) if files else 0
+
+
+def _link_newest(settings: Settings, target: Path) -> None:
+    """Point the default path at ``target`` atomically; keep the newest versioned files."""
+    link = checkpoint_path(settings)
     tmp = link.with_name(link.name + ".tmp-link")
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     tmp.replace(link)
-    stem = target.name.rsplit("-v", 1)[0]
-    versions = sorted(link.parent.glob(f"{stem}-v*.npz"))
-    for old in versions[:-KEEP_CHECKPOINTS]:
+    for old in _versioned_files(settings)[:-KEEP_CHECKPOINTS]:
         old.unlink(missing_ok=True)
 
 

@@ -42,6 +42,14 @@ from streamrec.stream.schemas import (
     Watermark,
 )
 from streamrec.stream.topics import Topics
+from streamrec.workers.checkpoints import (
+    KEEP_CHECKPOINTS,
+    checkpoint_extra,
+    checkpoint_path,
+    link_newest,
+    next_file_version,
+    versioned_checkpoint_path,
+)
 from streamrec.workers.delta import DeltaTracker
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.seams import (
@@ -57,19 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WORKER = "trainer"
-#: Versioned checkpoint files kept next to the newest (with a store).
-KEEP_CHECKPOINTS = 3
 #: Longest the trainer waits for the feature store before a checkpoint (seconds).
 STORE_WAIT_S = 5.0
-
-
-def checkpoint_path(settings: Settings) -> Path:
-    """The newest checkpoint (with a store: a link to the newest versioned file)."""
-    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}.npz"
-
-
-def versioned_checkpoint_path(settings: Settings, version: int) -> Path:
-    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}-v{version:06d}.npz"
 
 
 #: Where an upsert came from: (topic, partition, ConsumerRecord), for dead letters.
@@ -290,7 +287,7 @@ class Trainer:
                 continue
             try:
                 model = load(path)
-                extra = _extra(path)
+                extra = checkpoint_extra(path)
             except StreamrecError as exc:
                 log.error("ignoring checkpoint %s: %s", path, exc)
                 continue
@@ -304,6 +301,7 @@ class Trainer:
         for user_id, features in store.iter_entity_features("user"):
             tracker.user_defined(m.add_user(user_id, features))
         _, attributes = store.item_attributes()
+        known: dict[str, Any] = {}
         for item_id, features in store.iter_entity_features("item"):
             row = m.add_item(item_id, features)
             a = attributes.get(item_id)
@@ -313,8 +311,14 @@ class Trainer:
             if a is not None and a.category is not None:
                 meta["category"] = a.category
             created = a.created_at.timestamp() if a is not None and a.created_at else time.time()
-            self.state.attributes.update(item_id, meta, created)
-            tracker.item_defined(row, item_id, ItemMeta(meta, created))
+            known[item_id] = {"attributes": meta, "created": created}
+            tracker.item_defined(row, item_id, ItemMeta(meta, created))  # for the replicas
+        attrs = self.state.attributes
+        if isinstance(attrs, CheckpointedAttributes):
+            attrs.load_dict(known)  # as from a checkpoint: the store's values are no news
+        else:
+            for item_id, entry in known.items():
+                attrs.update(item_id, entry["attributes"], entry["created"])
         log.info("trainer rebuilt %d users and %d items from the feature store", m.n_users,
                  m.n_items)  # fmt: skip
 
@@ -488,45 +492,15 @@ class Trainer:
         else:
             # next version of the registry, never overwriting a file of another store's
             latest = self.store.latest_checkpoint()
-            version = max(0 if latest is None else latest.version,
-                          _newest_file_version(self.settings)) + 1  # fmt: skip
+            version = next_file_version(self.settings, 0 if latest is None else latest.version)
             path = save(m, versioned_checkpoint_path(self.settings, version), extra=extra)
             metrics = {"model_version": m.version, "events": m.n_events, "users": m.n_users,
                        "items": m.n_items, "deltas_offset": self._deltas_offset}  # fmt: skip
             self.store.register_checkpoint(str(path.resolve()), offsets, metrics, version)
-            _link_newest(self.settings, path)
+            link_newest(self.settings, path)
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
-
-
-def _versioned_files(settings: Settings) -> list[Path]:
-    """This prefix's versioned checkpoint files, oldest first."""
-    folder = checkpoint_path(settings).parent
-    return sorted(folder.glob(f"{settings.topic_prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz"))
-
-
-def _newest_file_version(settings: Settings) -> int:
-    files = _versioned_files(settings)
-    return int(files[-1].stem.rsplit("-v", 1)[1]) if files else 0
-
-
-def _link_newest(settings: Settings, target: Path) -> None:
-    """Point the default path at ``target`` atomically; keep the newest versioned files."""
-    link = checkpoint_path(settings)
-    tmp = link.with_name(link.name + ".tmp-link")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target.name)
-    tmp.replace(link)
-    for old in _versioned_files(settings)[:-KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-
-
-def _extra(path: Path) -> dict[str, Any]:
-    from streamrec.model import read_header
-
-    extra = read_header(path).get("extra", {})
-    return extra if isinstance(extra, dict) else {}
 
 
 async def send_dead_letters(

@@ -24,9 +24,9 @@ from streamrec.stream.codec import decode
 from streamrec.stream.schemas import DeadLetter
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
+from streamrec.workers.checkpoints import checkpoint_path
 from streamrec.workers.store_seams import StoreItemAttributes
 from streamrec.workers.synthetic import World, make_world
-from streamrec.workers.trainer import checkpoint_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -36,3 +36,9 @@ def test_recommend_without_a_broker_says_what_to_do(runner: CliRunner, tmp_path:
                            env={"STREAMREC_BOOTSTRAP": ""})  # fmt: skip
     assert isinstance(result.exception, BrokerError)
     assert "streamrec up" in str(result.exception)
+
+
+@pytest.mark.parametrize("args", [["up"], ["worker"]])
+def test_workers_take_the_feature_store_url(runner: CliRunner, args: list[str]) -> None:
+    result = runner.invoke(cli, [*args, "--help"])
+    assert "--database-url" in result.output and "STREAMREC_DATABASE_URL" in result.output

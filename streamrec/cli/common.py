@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from streamrec.settings import Settings
+
+if TYPE_CHECKING:
+    from streamrec.store import FeatureStore
 
 T = TypeVar("T")
 
@@ -37,8 +40,26 @@ def stream_options(f: Any) -> Any:
     return f
 
 
+def database_option(f: Any) -> Any:
+    """--database-url: the feature store the workers use."""
+    return click.option(
+        "--database-url", "database_url", default=None, metavar="URL",
+        help="SQLAlchemy URL of the feature store (migrated on start-up). "
+             "[env STREAMREC_DATABASE_URL; default sqlite:///<data dir>/streamrec.db]",
+    )(f)  # fmt: skip
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings) -> Iterator[FeatureStore]:
+    """The feature store at ``settings.db_url``, migrated to the newest schema."""
+    from streamrec.store import FeatureStore
+
+    with FeatureStore.open(settings.db_url, upgrade=True) as store:
+        yield store
+
+
 def load_settings(values: dict[str, Any], **extra: Any) -> Settings:
-    keys = ("data_dir", "partitions", "topic_prefix", "bootstrap")
+    keys = ("data_dir", "partitions", "topic_prefix", "bootstrap", "database_url")
     overrides = {k: values.pop(k, None) for k in keys}
     overrides.update({k: v for k, v in extra.items() if v is not None})
     level = {0: logging.WARNING, 1: logging.INFO}.get(values.pop("verbose", 0), logging.DEBUG)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ def _table(title: str, recs: Any, world: World, new: frozenset[str] = frozenset(
 
 
 async def _demo(console: Console, settings: Settings) -> None:
+    from streamrec.cli.common import open_store
+    from streamrec.store import EntityRecord
     from streamrec.stream.broker import broker
     from streamrec.stream.client import Client
     from streamrec.workers import Stack
@@ -51,13 +54,15 @@ async def _demo(console: Console, settings: Settings) -> None:
         f"(feature topic=<cluster>), {len(world.users)} users who each like one cluster "
         "(feature likes=<cluster>) and click inside it 90% of the time."
     )
-    async with broker(settings) as bootstrap:
-        stack = Stack(settings, bootstrap, fresh=True)
+    async with broker(settings) as bootstrap, contextlib.AsyncExitStack() as scope:
+        store = scope.enter_context(open_store(settings))
+        stack = Stack(settings, bootstrap, fresh=True, store=store)
         await stack.start()
         await stack.ready()
         web = f"http://127.0.0.1:{stack.web.port}/metrics" if stack.web else "off"
         console.print(f"embedded broker [bold]{bootstrap}[/], topics {settings.topic_prefix}.*, "
-                      f"trainer + indexer + recommender up, metrics {web}")  # fmt: skip
+                      f"trainer + indexer + recommender up, feature store {store.url}, "
+                      f"metrics {web}")  # fmt: skip
         try:
             async with Client(bootstrap, settings=settings) as client:
                 t0 = time.perf_counter()
@@ -110,9 +115,29 @@ async def _demo(console: Console, settings: Settings) -> None:
                 r = await client.recommend("user-002", 6, diversity=0.7)
                 console.print(_table("MMR diversity 0.7", r, world))
 
+                r = await client.recommend("alice", 8, filters={"available": True})
+                gone = r.ids[0]
+                console.print(f"\n[bold]6.[/] another service withdraws {gone} (alice's top "
+                              "available pick) by writing available=false straight into the "
+                              "feature store")  # fmt: skip
+                t2 = time.perf_counter()
+                await asyncio.to_thread(
+                    store.upsert_entities, [EntityRecord("item", gone, None, {"available": False})]
+                )
+                while gone in r.ids and time.perf_counter() - t2 < 5:
+                    r = await client.recommend("alice", 8, filters={"available": True})
+                dt = (time.perf_counter() - t2) * 1000
+                console.print(_table(f"alice, only available items, {dt:.0f} ms after the "
+                                     "store write", r, world))  # fmt: skip
+
                 await client._producer.send_and_wait(client.topics.interactions, b"{not json")
                 await asyncio.sleep(0.5)
                 stats = stack.indexer.stats() if stack.indexer else {}
+                for _ in range(100):  # the store writes in the background
+                    if stack.sink is None or not stack.sink.pending():
+                        break
+                    await asyncio.sleep(0.05)
+                users, items = store.count("user"), store.count("item")
                 dead = stack.metrics.get("trainer", "dead_letters_total")
                 console.print(Panel(
                     f"index: {stats.get('size')} items, age {stats.get('age_s')} s, recall@10 vs "
@@ -120,6 +145,7 @@ async def _demo(console: Console, settings: Settings) -> None:
                     f"{stats.get('builds')} builds\n"
                     f"a malformed message went to {settings.topic_prefix}.dead-letters "
                     f"(dead letters: {dead:.0f}); the workers kept serving\n"
+                    f"feature store {store.url}: {users} users, {items} items\n"
                     f"total demo time {time.perf_counter() - t_start:.1f} s",
                     title="health",
                 ))  # fmt: skip
@@ -139,5 +165,6 @@ def demo(web_port: int) -> None:
                               "topic_prefix": "demo", "web_port": web_port, "bootstrap": None,
                               "exact_below": 0, "index_rebuild_s": 2.0,
                               "freshness_half_life_s": 0.25})  # fmt: skip
-    settings = Settings(**{**settings.__dict__, "bootstrap": None})
+    # embedded defaults whatever the environment says: Tansu and SQLite in the temp dir
+    settings = Settings(**{**settings.__dict__, "bootstrap": None, "database_url": None})
     asyncio.run(_demo(Console(), settings))

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from streamrec.cli.common import load_settings, run, stream_options
+from streamrec.cli.common import database_option, load_settings, open_store, run, stream_options
 from streamrec.cli.options import model_config, model_options, read_toml
 from streamrec.settings import Settings
 
@@ -23,6 +23,7 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
 
 @click.command()
 @stream_options
+@database_option
 @model_options
 @click.option(
     "--web-port",
@@ -32,7 +33,11 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
 )
 @click.option("--fresh", is_flag=True, help="Ignore the checkpoint: start from an empty model.")
 def up(web_port: int | None, fresh: bool, **values: Any) -> None:
-    """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops."""
+    """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops.
+
+    The feature store (--database-url) is migrated on start-up; the trainer writes
+    onboarding and checkpoints to it, the recommender's filters read it.
+    """
     settings = _settings(values, web_port)
     console = Console()
 
@@ -46,24 +51,26 @@ def up(web_port: int | None, fresh: bool, **values: Any) -> None:
             if settings.embedded_broker:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(bootstrap)
-            stack = Stack(settings, bootstrap, fresh=fresh)
-            try:
-                await stack.start()
-                await stack.ready()
-                web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
-                console.print(
-                    f"[bold green]streamrec up[/]  broker {bootstrap} "
-                    f"({'embedded' if settings.embedded_broker else 'external'}), "
-                    f"topics {settings.topic_prefix}.*, health/metrics {web}\n"
-                    f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
-                )
-                await stop.wait()
-                console.print("stopping...")
-            finally:
-                await stack.stop()
-                if settings.embedded_broker:
-                    with contextlib.suppress(OSError):
-                        marker.unlink()
+            with open_store(settings) as store:
+                stack = Stack(settings, bootstrap, fresh=fresh, store=store)
+                try:
+                    await stack.start()
+                    await stack.ready()
+                    web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
+                    console.print(
+                        f"[bold green]streamrec up[/]  broker {bootstrap} "
+                        f"({'embedded' if settings.embedded_broker else 'external'}), "
+                        f"topics {settings.topic_prefix}.*, store {store.url}, "
+                        f"health/metrics {web}\n"
+                        f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
+                    )
+                    await stop.wait()
+                    console.print("stopping...")
+                finally:
+                    await stack.stop()
+                    if settings.embedded_broker:
+                        with contextlib.suppress(OSError):
+                            marker.unlink()
         console.print("stopped cleanly")
 
     run(main)
@@ -72,6 +79,7 @@ def up(web_port: int | None, fresh: bool, **values: Any) -> None:
 @click.command()
 @click.argument("role", type=click.Choice(["trainer", "indexer", "recommender"]))
 @stream_options
+@database_option
 @model_options
 @click.option(
     "--web-port",
@@ -85,7 +93,8 @@ def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
 
     A recommender or indexer outside the trainer's process serves a replica of the
     model fed by the deltas topic (bootstrapped from the trainer's checkpoint when the
-    data directory is shared); each recommender keeps its own Annoy index.
+    data directory is shared); each recommender keeps its own Annoy index.  The trainer
+    and recommenders use the feature store (--database-url), migrated on start-up.
     """
     settings = _settings(values, web_port)
     console = Console()
@@ -101,19 +110,21 @@ def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
         await ensure_topics(
             bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions)
         )
-        stack = Stack(settings, bootstrap, roles=(role,), fresh=fresh)
-        try:
-            await stack.start()
-            await stack.ready()
-            console.print(f"[bold green]{role}[/] running on {bootstrap}, topics "
-                          f"{settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 10.0)
-                if role == "indexer" and stack.indexer is not None:
-                    console.print(f"index: {stack.indexer.stats()}")
-        finally:
-            await stack.stop()
+        # the indexer alone serves no filters and writes nothing: it needs no store
+        with open_store(settings) if role != "indexer" else contextlib.nullcontext() as store:
+            stack = Stack(settings, bootstrap, roles=(role,), fresh=fresh, store=store)
+            try:
+                await stack.start()
+                await stack.ready()
+                console.print(f"[bold green]{role}[/] running on {bootstrap}, topics "
+                              f"{settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 10.0)
+                    if role == "indexer" and stack.indexer is not None:
+                        console.print(f"index: {stack.indexer.stats()}")
+            finally:
+                await stack.stop()
         console.print("stopped cleanly")
 
     run(main)

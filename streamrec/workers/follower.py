@@ -19,11 +19,11 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
+from streamrec.workers.checkpoints import checkpoint_path
 from streamrec.workers.delta import apply_delta
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.seams import MemoryItemAttributes
+from streamrec.workers.seams import CheckpointedAttributes
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import checkpoint_path
 
 log = logging.getLogger(__name__)
 WORKER = "follower"
@@ -56,7 +56,7 @@ class DeltaFollower:
             log.error("replica ignores checkpoint %s: %s", path, exc)
             return None
         self.state.model = model
-        if isinstance(self.state.attributes, MemoryItemAttributes):
+        if isinstance(self.state.attributes, CheckpointedAttributes):
             self.state.attributes.load_dict(extra.get("attributes", {}))
         offsets = extra.get("offsets", {})
         self.state.advance(

@@ -10,13 +10,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 FeatureValue = Sequence[str] | Mapping[str, float] | None
+#: An upsert the sink could not store: the ``source`` given with it, and the reason.
+SinkRejection = tuple[Any, str]
 
 
 @runtime_checkable
 class EntitySink(Protocol):
-    """Receives the features (and item attributes) of onboarded and updated entities."""
+    """Receives the features (and item attributes) of onboarded and updated entities.
 
-    def upsert_user(self, user_id: str, features: FeatureValue, ts: float) -> None: ...
+    The trainer calls ``upsert_*`` per entity message (``source`` is an opaque reference
+    to that message, handed back if the upsert is rejected) and :meth:`flush` once per
+    processed batch.
+    """
+
+    def upsert_user(
+        self, user_id: str, features: FeatureValue, ts: float, *, source: Any = None
+    ) -> None: ...
 
     def upsert_item(
         self,
@@ -24,34 +33,70 @@ class EntitySink(Protocol):
         features: FeatureValue,
         attributes: Mapping[str, Any],
         ts: float,
+        *,
+        source: Any = None,
     ) -> None: ...
+
+    def flush(self, wait: float = 0.0) -> list[SinkRejection]:
+        """End of a batch: write what was buffered (possibly in the background).
+
+        Waits up to ``wait`` seconds for every write to finish; returns the upserts
+        rejected since the previous call.
+        """
+        ...
+
+    def pending(self) -> int:
+        """Upserts handed over but not written yet (0 once everything is durable)."""
+        ...
 
 
 class NullEntitySink:
     """Drops everything (the default: the model itself keeps the features)."""
 
-    def upsert_user(self, user_id: str, features: FeatureValue, ts: float) -> None:
-        return None
-
-    def upsert_item(
-        self, item_id: str, features: FeatureValue, attributes: Mapping[str, Any], ts: float
+    def upsert_user(
+        self, user_id: str, features: FeatureValue, ts: float, *, source: Any = None
     ) -> None:
         return None
 
+    def upsert_item(
+        self,
+        item_id: str,
+        features: FeatureValue,
+        attributes: Mapping[str, Any],
+        ts: float,
+        *,
+        source: Any = None,
+    ) -> None:
+        return None
 
-class MemoryEntitySink:
+    def flush(self, wait: float = 0.0) -> list[SinkRejection]:
+        return []
+
+    def pending(self) -> int:
+        return 0
+
+
+class MemoryEntitySink(NullEntitySink):
     """Keeps the last features per entity (tests, inspection)."""
 
     def __init__(self) -> None:
         self.users: dict[str, FeatureValue] = {}
         self.items: dict[str, tuple[FeatureValue, dict[str, Any]]] = {}
 
-    def upsert_user(self, user_id: str, features: FeatureValue, ts: float) -> None:
+    def upsert_user(
+        self, user_id: str, features: FeatureValue, ts: float, *, source: Any = None
+    ) -> None:
         if features is not None or user_id not in self.users:
             self.users[user_id] = features
 
     def upsert_item(
-        self, item_id: str, features: FeatureValue, attributes: Mapping[str, Any], ts: float
+        self,
+        item_id: str,
+        features: FeatureValue,
+        attributes: Mapping[str, Any],
+        ts: float,
+        *,
+        source: Any = None,
     ) -> None:
         old_f, old_a = self.items.get(item_id, (None, {}))
         self.items[item_id] = (features if features is not None else old_f, {**old_a, **attributes})
@@ -66,6 +111,15 @@ class ItemAttributes(Protocol):
     def get(self, item_id: str) -> Mapping[str, Any]: ...
 
     def created(self, item_id: str) -> float | None: ...
+
+
+@runtime_checkable
+class CheckpointedAttributes(Protocol):
+    """Attributes that travel in checkpoints (those no other source can give back)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def load_dict(self, values: Mapping[str, Any]) -> None: ...
 
 
 class MemoryItemAttributes:

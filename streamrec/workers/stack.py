@@ -4,15 +4,22 @@ With the trainer in the process, the indexer and recommender share its model obj
 (no delta round trip; requests wait on the trainer's own applied offsets).  Without
 it, they serve a replica fed by the deltas topic (:class:`DeltaFollower`).  The
 trainer publishes deltas either way, so separate recommender processes can follow.
+
+Given a :class:`~streamrec.store.FeatureStore` (``store=``), the trainer writes onboarding
+to it (:class:`~streamrec.workers.store_seams.StoreEntitySink`), registers its checkpoints
+there and rebuilds from it without a checkpoint, and filters read item attributes from
+it (:class:`~streamrec.workers.store_seams.StoreItemAttributes`).  Without one, the
+in-memory seams serve (library use, tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamrec.index import LiveIndex
 from streamrec.settings import Settings
@@ -24,6 +31,10 @@ from streamrec.workers.seams import EntitySink, ItemAttributes
 from streamrec.workers.state import ModelState
 from streamrec.workers.trainer import Trainer
 from streamrec.workers.web import WebServer
+
+if TYPE_CHECKING:
+    from streamrec.store import FeatureStore
+    from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
 
 log = logging.getLogger(__name__)
 ROLES = ("trainer", "indexer", "recommender")
@@ -39,6 +50,7 @@ class Stack:
         attributes: ItemAttributes | None = None,
         fresh: bool = False,
         web: bool = True,
+        store: FeatureStore | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
@@ -47,8 +59,11 @@ class Stack:
         if unknown:
             raise ValueError(f"unknown worker role(s) {sorted(unknown)}; choose from {ROLES}")
         self.metrics = Metrics()
+        self.store = store
         self.sink = sink
         self.attributes = attributes
+        # store seams this stack created and started, closed by stop()
+        self._owned: list[StoreEntitySink | StoreItemAttributes] = []
         self.fresh = fresh
         self.web_enabled = web and settings.web_port >= 0
         self.trainer: Trainer | None = None
@@ -69,9 +84,12 @@ class Stack:
         from streamrec.model import HybridModel
 
         s = self.settings
+        if self.store is not None:
+            self._store_seams(self.store)
         state = ModelState(HybridModel(s.model), attributes=self.attributes)
         if "trainer" in self.roles:
-            self.trainer = Trainer(s, self.bootstrap, state, self.sink, self.metrics, self.fresh)
+            self.trainer = Trainer(s, self.bootstrap, state, self.sink, self.metrics, self.fresh,
+                                   store=self.store)  # fmt: skip
             await self.trainer.start()
         elif {"indexer", "recommender"} & set(self.roles):
             self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)
@@ -97,11 +115,29 @@ class Stack:
             return await self.recommender.ready(timeout)
         return True
 
+    def _store_seams(self, store: FeatureStore) -> None:
+        from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
+
+        if self.attributes is None and {"trainer", "recommender"} & set(self.roles):
+            attributes = StoreItemAttributes(store).start()
+            self._owned.append(attributes)
+            self.attributes = attributes
+        if self.sink is None and "trainer" in self.roles:
+            attrs = self.attributes
+            confirm = attrs.confirm if isinstance(attrs, StoreItemAttributes) else None
+            sink = StoreEntitySink(store, on_written=confirm).start()
+            self._owned.insert(0, sink)  # closed first: its last writes confirm attributes
+            self.sink = sink
+
     async def stop(self) -> None:
         for worker in (self.web, self.recommender, self.indexer, self.follower, self.trainer):
             if worker is not None:
                 with contextlib.suppress(Exception):
                     await worker.stop()
+        for seam in self._owned:  # after the trainer: its last checkpoint flushed the sink
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(seam.close)
+        self._owned.clear()
 
     def health(self) -> dict[str, Any]:
         m = self._state.model if self._state else None

@@ -7,6 +7,10 @@ the whole batch, and learns runs of interactions with one ``learn_rows`` call ea
 to the dead-letter topic.  Every ``delta_interval_ms`` it publishes the coalesced
 embedding deltas; every ``checkpoint_interval_s`` (and at stop) it writes a checkpoint
 with the consumed offsets.
+
+With a feature store (``store=``), every checkpoint is a new versioned file registered
+in the store's checkpoint registry, and a start-up without any checkpoint rebuilds the
+feature vocabularies of every stored user and item (see :meth:`Trainer._restore`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,17 +42,35 @@ from streamrec.stream.schemas import (
     Watermark,
 )
 from streamrec.stream.topics import Topics
+from streamrec.workers.checkpoints import (
+    KEEP_CHECKPOINTS,
+    checkpoint_extra,
+    checkpoint_path,
+    link_newest,
+    next_file_version,
+    versioned_checkpoint_path,
+)
 from streamrec.workers.delta import DeltaTracker
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.seams import EntitySink, MemoryItemAttributes, NullEntitySink
+from streamrec.workers.seams import (
+    CheckpointedAttributes,
+    EntitySink,
+    NullEntitySink,
+    SinkRejection,
+)
 from streamrec.workers.state import ModelState
+
+if TYPE_CHECKING:
+    from streamrec.store import FeatureStore
 
 log = logging.getLogger(__name__)
 WORKER = "trainer"
+#: Longest the trainer waits for the feature store before a checkpoint (seconds).
+STORE_WAIT_S = 5.0
 
 
-def checkpoint_path(settings: Settings) -> Path:
-    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}.npz"
+#: Where an upsert came from: (topic, partition, ConsumerRecord), for dead letters.
+Source = tuple[str, int, Any]
 
 
 class TrainerCore:
@@ -77,7 +99,7 @@ class TrainerCore:
                     self._interaction(msg)
                 else:
                     self._flush()
-                    self._entity(msg)
+                    self._entity(msg, (topic, partition, rec))
             except (Rejected, InvalidInputError) as exc:
                 reason = (
                     exc.reason if isinstance(exc, Rejected) else f"rejected by the model: {exc}"
@@ -102,7 +124,7 @@ class TrainerCore:
             now = time.time()
             self.state.attributes.update(entity_id, {}, now)
             self.tracker.item_defined(row, entity_id, ItemMeta({}, now))
-            self.sink.upsert_item(entity_id, None, {}, now)
+            self.sink.upsert_item(entity_id, None, {"created_at": now}, now)
             self.state.items_changed([row])
         return row
 
@@ -127,19 +149,22 @@ class TrainerCore:
             log.error("update skipped: %s", exc)
         self.tracker.learned(users, items, weights)
 
-    def _entity(self, msg: Any) -> None:
+    def _entity(self, msg: Any, source: Source) -> None:
         m = self.model
         ts = msg.ts or time.time()
         if isinstance(msg, NewUser | UserUpdate):
             row = m.add_user(msg.user, msg.features)
             self.tracker.user_defined(row)
-            self.sink.upsert_user(msg.user, msg.features, ts)
+            self.sink.upsert_user(msg.user, msg.features, ts, source=source)
         elif isinstance(msg, NewItem | ItemUpdate):
+            new = not m.has_item(msg.item)
             row = m.add_item(msg.item, msg.features)
             self.state.attributes.update(msg.item, msg.attributes, ts)
             created = self.state.attributes.created(msg.item) or ts
             self.tracker.item_defined(row, msg.item, ItemMeta(dict(msg.attributes), created))
-            self.sink.upsert_item(msg.item, msg.features, msg.attributes, ts)
+            # the store learns the creation time once, from the event that created the item
+            stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
+            self.sink.upsert_item(msg.item, msg.features, stored, ts, source=source)
             self.state.items_changed([row])
 
 
@@ -180,12 +205,14 @@ class Trainer:
         sink: EntitySink | None = None,
         metrics: Metrics | None = None,
         fresh: bool = False,
+        store: FeatureStore | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.topics = Topics(settings.topic_prefix)
         self.metrics = metrics or Metrics()
         self.fresh = fresh
+        self.store = store
         self.state = state or ModelState(HybridModel(settings.model))
         self.tracker = DeltaTracker(self.state.model)
         self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
@@ -195,6 +222,7 @@ class Trainer:
         self._deltas_offset = 0
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
+        self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self.running = False
 
     # ------------------------------------------------------------- lifecycle
@@ -238,22 +266,71 @@ class Trainer:
         self.running = True
         self._task = asyncio.create_task(self._run(), name="trainer")
 
+    def _checkpoint_candidates(self) -> list[Path]:
+        """Registered checkpoints (newest first), then the default path."""
+        paths = []
+        if self.store is not None:
+            paths = [Path(c.path) for c in self.store.list_checkpoints(limit=KEEP_CHECKPOINTS + 2)]
+        return [*paths, checkpoint_path(self.settings)]
+
     def _restore(self) -> dict[tuple[str, int], int]:
-        path = checkpoint_path(self.settings)
-        if self.fresh or not path.exists():
+        """Load the newest readable checkpoint and return its offsets.
+
+        Without one (and unless ``fresh``), a store-backed trainer re-onboards every
+        stored user and item with its stored features, so known entities keep their
+        cold-start vectors; the topics are then read from the start.
+        """
+        if self.fresh:
             return {}
-        try:
-            model = load(path)
-        except StreamrecError as exc:
-            log.error("ignoring checkpoint %s: %s", path, exc)
-            return {}
-        extra = _extra(path)
+        for path in self._checkpoint_candidates():
+            if not path.exists():
+                continue
+            try:
+                model = load(path)
+                extra = checkpoint_extra(path)
+            except StreamrecError as exc:
+                log.error("ignoring checkpoint %s: %s", path, exc)
+                continue
+            return self._restored(model, extra, path)
+        if self.store is not None:
+            self._rebuild_from_store(self.store)
+        return {}
+
+    def _rebuild_from_store(self, store: FeatureStore) -> None:
+        m, tracker = self.state.model, self.tracker
+        for user_id, features in store.iter_entity_features("user"):
+            tracker.user_defined(m.add_user(user_id, features))
+        _, attributes = store.item_attributes()
+        known: dict[str, Any] = {}
+        for item_id, features in store.iter_entity_features("item"):
+            row = m.add_item(item_id, features)
+            a = attributes.get(item_id)
+            meta: dict[str, str | int | float | bool | None] = {}
+            if a is not None:
+                meta["available"] = a.available
+            if a is not None and a.category is not None:
+                meta["category"] = a.category
+            created = a.created_at.timestamp() if a is not None and a.created_at else time.time()
+            known[item_id] = {"attributes": meta, "created": created}
+            tracker.item_defined(row, item_id, ItemMeta(meta, created))  # for the replicas
+        attrs = self.state.attributes
+        if isinstance(attrs, CheckpointedAttributes):
+            attrs.load_dict(known)  # as from a checkpoint: the store's values are no news
+        else:
+            for item_id, entry in known.items():
+                attrs.update(item_id, entry["attributes"], entry["created"])
+        log.info("trainer rebuilt %d users and %d items from the feature store", m.n_users,
+                 m.n_items)  # fmt: skip
+
+    def _restored(
+        self, model: HybridModel, extra: dict[str, Any], path: Path
+    ) -> dict[tuple[str, int], int]:
         self.state.model = model
         self.core.state = self.state
         self.tracker.model = model
         self.tracker.reset_bases()
         attrs = self.state.attributes
-        if isinstance(attrs, MemoryItemAttributes):
+        if isinstance(attrs, CheckpointedAttributes):
             attrs.load_dict(extra.get("attributes", {}))
         offsets = {(t, int(p)): int(o) for t, ps in extra.get("offsets", {}).items()
                    for p, o in ps.items()}  # fmt: skip
@@ -270,7 +347,10 @@ class Trainer:
             if self._producer is not None and self.tracker.dirty:
                 await self._publish_deltas()
         with contextlib.suppress(Exception):
-            self.checkpoint()
+            self.checkpoint(wait=2 * STORE_WAIT_S)
+        with contextlib.suppress(Exception):
+            if self._producer is not None:
+                await self._dead_letter_rejected()
         for client in (self._consumer, self._producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -289,13 +369,19 @@ class Trainer:
                 batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
                 if batch or self._holding():
                     await self._process(batch)
+                # once per batch: the sink writes it (in the background); collect rejections
+                self._rejected += self.core.sink.flush()
+                if self._rejected:
+                    await self._dead_letter_rejected()
                 now = time.monotonic()
                 if self.tracker.dirty and now - last_delta >= interval:
                     last_delta = now
                     await self._publish_deltas()
                 if (s.checkpoint_interval_s > 0
                         and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
-                    self.checkpoint()
+                    # off the loop: waits for the store, then writes the file; the model
+                    # does not move meanwhile (this task is the only writer)
+                    await asyncio.to_thread(self.checkpoint)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -349,6 +435,8 @@ class Trainer:
         m.set(WORKER, "model_users", self.state.model.n_users, "users")
         m.set(WORKER, "model_items", self.state.model.n_items, "items")
         m.inc(WORKER, "trainer_seconds_total", time.perf_counter() - t0, "time spent learning")
+        m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
+              "entity upserts not yet written to the feature store")  # fmt: skip
         if dead:
             await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
 
@@ -362,27 +450,57 @@ class Trainer:
             self._deltas_offset = md.offset + 1
         self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
 
-    def checkpoint(self) -> Path:
-        """Write the model, consumed offsets and item attributes (atomic rename)."""
+    async def _dead_letter_rejected(self) -> None:
+        """Dead-letter the messages whose upserts the feature store rejected."""
+        rejected, self._rejected = self._rejected, []
+        dead = []
+        for source, reason in rejected:
+            if source is None:
+                log.error("feature store rejected an implicit upsert: %s", reason)
+                continue
+            topic, partition, rec = source
+            dead.append(dead_letter(reason, topic=topic, partition=partition, offset=rec.offset,
+                                    worker=WORKER, value=rec.value, key=rec.key))  # fmt: skip
+        if dead:
+            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+
+    def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
+        """Write the model, consumed offsets and item attributes (atomic rename).
+
+        With a feature store: first wait (up to ``wait`` s) until the store holds every
+        entity upsert so far, so a checkpoint's offsets never run ahead of the store (if
+        it does not catch up, the checkpoint is postponed: None); then write a new
+        versioned file, point :func:`checkpoint_path` at it and register it.
+        """
+        self._rejected += self.core.sink.flush(wait=wait)
+        backlog = self.core.sink.pending()
+        if backlog:
+            log.error("checkpoint postponed: the feature store has not written %d upserts yet",
+                      backlog)  # fmt: skip
+            return None
+        m = self.state.model
         offsets: dict[str, dict[str, int]] = {}
         for (t, p), o in self.state.applied.items():
             offsets.setdefault(t, {})[str(p)] = o
         extra: dict[str, Any] = {"offsets": offsets,
                                  "deltas": {self.topics.deltas: self._deltas_offset}}  # fmt: skip
         attrs = self.state.attributes
-        if isinstance(attrs, MemoryItemAttributes):
+        if isinstance(attrs, CheckpointedAttributes):
             extra["attributes"] = attrs.to_dict()
-        path = save(self.state.model, checkpoint_path(self.settings), extra=extra)
+        if self.store is None:
+            path = save(m, checkpoint_path(self.settings), extra=extra)
+        else:
+            # next version of the registry, never overwriting a file of another store's
+            latest = self.store.latest_checkpoint()
+            version = next_file_version(self.settings, 0 if latest is None else latest.version)
+            path = save(m, versioned_checkpoint_path(self.settings, version), extra=extra)
+            metrics = {"model_version": m.version, "events": m.n_events, "users": m.n_users,
+                       "items": m.n_items, "deltas_offset": self._deltas_offset}  # fmt: skip
+            self.store.register_checkpoint(str(path.resolve()), offsets, metrics, version)
+            link_newest(self.settings, path)
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
-
-
-def _extra(path: Path) -> dict[str, Any]:
-    from streamrec.model import read_header
-
-    extra = read_header(path).get("extra", {})
-    return extra if isinstance(extra, dict) else {}
 
 
 async def send_dead_letters(

@@ -26,7 +26,7 @@ from streamrec.stream.topics import Topics
 from streamrec.workers.delta import DeltaTracker
 from streamrec.workers.seams import MemoryEntitySink
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import TrainerCore, decode_batch
+from streamrec.workers.training import TrainerCore, decode_batch
 
 
 def test_messages_round_trip() -> None:

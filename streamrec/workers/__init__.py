@@ -15,7 +15,8 @@ from streamrec.workers.seams import (
 )
 from streamrec.workers.stack import Stack
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import Trainer, TrainerCore
+from streamrec.workers.trainer import Trainer
+from streamrec.workers.training import TrainerCore
 
 __all__ = [
     "EntitySink",

@@ -8,7 +8,6 @@ replica's ``applied`` offsets come from the deltas, so requests can wait for it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.checkpoints import checkpoint_path
 from streamrec.workers.delta import apply_delta
+from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.seams import CheckpointedAttributes
 from streamrec.workers.state import ModelState
@@ -84,13 +84,8 @@ class DeltaFollower:
         self._task = asyncio.create_task(self._run(), name="delta-follower")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+        await cancel(self._task)
+        await close(self._consumer)
 
     async def _run(self) -> None:
         while True:

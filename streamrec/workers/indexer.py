@@ -9,7 +9,6 @@ exact search for a sample of users.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -19,6 +18,7 @@ import numpy as np
 
 from streamrec.index import LiveIndex, build_snapshot, recall_at_k
 from streamrec.settings import Settings
+from streamrec.workers.lifecycle import cancel
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.state import ModelState
 
@@ -49,10 +49,7 @@ class Indexer:
         self._task = asyncio.create_task(self._run(), name="indexer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def due(self) -> bool:
         m = self.state.model

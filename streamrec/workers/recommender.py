@@ -9,7 +9,6 @@ features, else the decayed-popularity fallback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, dead_letter, decode, encode
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
+from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.rerank import check_filters, freshness_bonus, matches, mmr
 from streamrec.workers.state import ModelState
@@ -203,14 +203,8 @@ class Recommender:
 
     async def stop(self) -> None:
         self.running = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+        await cancel(self._task)
+        await close(self._consumer, self._producer)
 
     async def _run(self) -> None:
         s = self.settings

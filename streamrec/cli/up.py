@@ -14,6 +14,20 @@ from streamrec.cli.options import model_config, model_options, read_toml
 from streamrec.settings import Settings
 
 
+def worker_options(fresh_help: str) -> Any:
+    """The options of every command that runs workers: broker, store, model, web, --fresh."""
+
+    def decorate(f: Any) -> Any:
+        f = click.option("--fresh", is_flag=True, help=fresh_help)(f)
+        f = click.option(
+            "--web-port", type=int, default=None,
+            help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
+        )(f)  # fmt: skip
+        return stream_options(database_option(model_options(f)))
+
+    return decorate
+
+
 def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
     config_file, sets = values.pop("config_file"), values.pop("sets")
     flags = {k: values.pop(k) for k in ("seed", "l2", "bias_lr", "lr", "dim", "loss")}
@@ -22,16 +36,7 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
 
 
 @click.command()
-@stream_options
-@database_option
-@model_options
-@click.option(
-    "--web-port",
-    type=int,
-    default=None,
-    help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
-)
-@click.option("--fresh", is_flag=True, help="Ignore the checkpoint: start from an empty model.")
+@worker_options("Ignore the checkpoint: start from an empty model.")
 def up(web_port: int | None, fresh: bool, **values: Any) -> None:
     """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops.
 
@@ -78,16 +83,7 @@ def up(web_port: int | None, fresh: bool, **values: Any) -> None:
 
 @click.command()
 @click.argument("role", type=click.Choice(["trainer", "indexer", "recommender"]))
-@stream_options
-@database_option
-@model_options
-@click.option(
-    "--web-port",
-    type=int,
-    default=None,
-    help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
-)
-@click.option("--fresh", is_flag=True, help="Trainer: ignore the checkpoint.")
+@worker_options("Trainer: ignore the checkpoint.")
 def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
     """Run one worker against a running broker (a separate process per worker).
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -22,3 +24,12 @@ async def close(*clients: Any) -> None:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.stop()
+
+
+@contextlib.contextmanager
+def logged(log: logging.Logger, what: str) -> Iterator[None]:
+    """Run a shutdown step; if it fails, log why (with the traceback) and go on."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed during shutdown", what)

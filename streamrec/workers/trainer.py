@@ -16,7 +16,6 @@ feature vocabularies of every stored user and item (see :meth:`Trainer._restore`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -42,7 +41,7 @@ from streamrec.workers.checkpoints import (
     versioned_checkpoint_path,
 )
 from streamrec.workers.delta import DeltaTracker
-from streamrec.workers.lifecycle import cancel, close
+from streamrec.workers.lifecycle import cancel, close, logged
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.seams import (
     CheckpointedAttributes,
@@ -207,12 +206,12 @@ class Trainer:
     async def stop(self) -> None:
         self.running = False
         await cancel(self._task)
-        with contextlib.suppress(Exception):
+        with logged(log, "publishing the last deltas"):
             if self._producer is not None and self.tracker.dirty:
                 await self._publish_deltas()
-        with contextlib.suppress(Exception):
+        with logged(log, "the final checkpoint"):
             self.checkpoint(wait=2 * STORE_WAIT_S)
-        with contextlib.suppress(Exception):
+        with logged(log, "dead-lettering the store's rejections"):
             if self._producer is not None:
                 await self._dead_letter_rejected()
         await close(self._consumer, self._producer)

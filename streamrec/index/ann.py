@@ -36,7 +36,10 @@ class AnnSnapshot:
 def build_snapshot(
     reps: np.ndarray, n_trees: int = 20, seed: int = 42, version: int = 0
 ) -> AnnSnapshot:
-    """Build an Annoy 'dot' index over ``reps`` (n, d + 1).  CPU-bound: run it in a thread."""
+    """Build an Annoy 'dot' index over ``reps`` (n, width), e.g. ``item_representations()``.
+
+    CPU-bound: run it in a thread.
+    """
     t0 = time.perf_counter()
     n, dim = reps.shape
     index = AnnoyIndex(dim, "dot")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from streamrec.stream.schemas import Delta, ItemMeta, Watermark
 from streamrec.workers import delta as delta_mod
 from streamrec.workers.delta import DeltaTracker, apply_delta
 from streamrec.workers.state import ModelState
-from streamrec.workers.synthetic import make_world
+from streamrec.workers.synthetic import World, make_world
 
 
 def _sync(tracker: DeltaTracker, replica: ModelState, mark: int) -> list[Delta]:
@@ -30,6 +31,23 @@ def _assert_same(a: HybridModel, b: HybridModel) -> None:
         np.testing.assert_array_equal(a.seen.items(row), b.seen.items(row))
 
 
+def _learn(
+    trainer: HybridModel, tracker: DeltaTracker, world: World, chunk: list[Any], meta: bool
+) -> None:
+    """One trainer step: onboard the chunk's new users and items, learn it, record it."""
+    for user, item, _ in chunk:
+        if not trainer.has_item(item):
+            attrs = ItemMeta(world.attributes(item), 1.0) if meta else None
+            tracker.item_defined(trainer.add_item(item, world.item_features(item)), item, attrs)
+        if not trainer.has_user(user):
+            tracker.user_defined(trainer.add_user(user, world.user_features(user)))
+    u = np.array([trainer.users.ids.get(e[0]) for e in chunk], dtype=np.int32)
+    i = np.array([trainer.items.ids.get(e[1]) for e in chunk], dtype=np.int32)
+    w = np.ones(len(chunk), dtype=np.float32)
+    trainer.learn_rows(u, i, w)
+    tracker.learned(u, i, w)
+
+
 def test_replica_follows_trainer_through_deltas(monkeypatch: object) -> None:
     cfg = ModelConfig(dim=8, recent_items=3)
     world = make_world(n_users=12, items_per_cluster=6, events_per_user=5)
@@ -39,17 +57,7 @@ def test_replica_follows_trainer_through_deltas(monkeypatch: object) -> None:
     delta_mod.MAX_ROWS = 7  # force chunked deltas
     events = world.events
     for step, chunk in enumerate((events[:20], events[20:45], events[45:])):
-        for user, item, _ in chunk:
-            if not trainer.has_item(item):
-                tracker.item_defined(trainer.add_item(item, world.item_features(item)), item,
-                                     ItemMeta(world.attributes(item), 1.0))  # fmt: skip
-            if not trainer.has_user(user):
-                tracker.user_defined(trainer.add_user(user, world.user_features(user)))
-        u = np.array([trainer.users.ids.get(e[0]) for e in chunk], dtype=np.int32)
-        i = np.array([trainer.items.ids.get(e[1]) for e in chunk], dtype=np.int32)
-        w = np.ones(len(chunk), dtype=np.float32)
-        trainer.learn_rows(u, i, w)
-        tracker.learned(u, i, w)
+        _learn(trainer, tracker, world, chunk, meta=True)
         msgs = _sync(tracker, replica, step + 1)
         assert msgs[-1].final and len(msgs) > 1
         _assert_same(trainer, replica.model)
@@ -71,17 +79,7 @@ def test_replica_follows_the_popularity_counts_through_a_renormalisation() -> No
     replica = ModelState(HybridModel(cfg))
     scales = []
     for start in range(0, len(world.events), 50):
-        chunk = world.events[start : start + 50]
-        for user, item, _ in chunk:
-            if not trainer.has_item(item):
-                tracker.item_defined(trainer.add_item(item, world.item_features(item)), item, None)
-            if not trainer.has_user(user):
-                tracker.user_defined(trainer.add_user(user, world.user_features(user)))
-        u = np.array([trainer.users.ids.get(e[0]) for e in chunk], dtype=np.int32)
-        i = np.array([trainer.items.ids.get(e[1]) for e in chunk], dtype=np.int32)
-        w = np.ones(len(chunk), dtype=np.float32)
-        trainer.learn_rows(u, i, w)
-        tracker.learned(u, i, w)
+        _learn(trainer, tracker, world, world.events[start : start + 50], meta=False)
         _sync(tracker, replica, start)
         scales.append(float(trainer.trend_state[0]))
         _assert_same(trainer, replica.model)

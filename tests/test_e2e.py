@@ -15,11 +15,10 @@ import pytest_asyncio
 from streamrec.settings import Settings
 from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
-from streamrec.stream.codec import decode
-from streamrec.stream.schemas import DeadLetter
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 from streamrec.workers.synthetic import World, make_world
+from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -119,23 +118,7 @@ async def test_clicks_move_recommendations_toward_the_clicked_cluster(env: Env) 
     assert env.clusters(after.ids).count("films") >= 3
 
 
-async def _dead_letters(bootstrap: str, topic: str, n: int) -> list[DeadLetter]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[DeadLetter] = []
-    try:
-        deadline = time.monotonic() + 20
-        while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            out += [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
-    finally:
-        await consumer.stop()
-    return out
-
-
-async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str) -> None:
+async def test_malformed_messages_land_inread_dead_letters(env: Env, bootstrap: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     topics = Topics(env.settings.topic_prefix)
@@ -155,7 +138,7 @@ async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str)
             await producer.send_and_wait(topic, value, key=b"bad")
     finally:
         await producer.stop()
-    letters = await _dead_letters(bootstrap, topics.dead_letters, len(bad))
+    letters = await read_dead_letters(bootstrap, topics.dead_letters, len(bad))
     assert len(letters) == len(bad)
     assert {d.source_topic for d in letters} == {t for t, _ in bad}
     assert any("teleport" in d.reason for d in letters)

@@ -20,13 +20,12 @@ from streamrec.settings import Settings
 from streamrec.store import EntityRecord, FeatureStore
 from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
-from streamrec.stream.codec import decode
-from streamrec.stream.schemas import DeadLetter
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 from streamrec.workers.checkpoints import checkpoint_path
 from streamrec.workers.store_seams import StoreItemAttributes
 from streamrec.workers.synthetic import World, make_world
+from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -54,22 +53,6 @@ async def _publish_world(client: Client, world: World, interactions: bool = True
         for user, item, kind in world.events:
             await client.track(user, item, kind, wait=False)
     await client.flush()
-
-
-async def _dead_letters(bootstrap: str, topic: str, n: int) -> list[DeadLetter]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[DeadLetter] = []
-    try:
-        deadline = time.monotonic() + 20
-        while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            out += [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def _trainer(settings: Settings, bootstrap: str, store: FeatureStore) -> Stack:
@@ -108,7 +91,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
             assert attrs[item].category == cluster
             assert attrs[item].available == world.available[item]
             assert attrs[item].created_at is not None
-        letters = await _dead_letters(bootstrap, topics.dead_letters, 1)
+        letters = await read_dead_letters(bootstrap, topics.dead_letters, 1)
         assert len(letters) == 1 and "feature store" in letters[0].reason
         assert "bad-item" in letters[0].reason and letters[0].source_topic == topics.entities
 

@@ -1,0 +1,25 @@
+"""Helpers for the tests that talk to a real broker."""
+
+from __future__ import annotations
+
+import time
+
+from streamrec.stream.codec import decode
+from streamrec.stream.schemas import DeadLetter
+
+
+async def read_dead_letters(bootstrap: str, topic: str, n: int) -> list[DeadLetter]:
+    """The first ``n`` dead letters on ``topic`` (fewer if 20 s pass first)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[DeadLetter] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(out) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            out += [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
+    finally:
+        await consumer.stop()
+    return out

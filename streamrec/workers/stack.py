@@ -6,9 +6,9 @@ it, they serve a replica fed by the deltas topic (:class:`DeltaFollower`).  The
 trainer publishes deltas either way, so separate recommender processes can follow.
 
 Given a :class:`~streamrec.store.FeatureStore` (``store=``), the trainer writes onboarding
-to it (:class:`~streamrec.workers.store_seams.StoreEntitySink`), registers its checkpoints
+to it (:class:`~streamrec.store.adapters.StoreEntitySink`), registers its checkpoints
 there and rebuilds from it without a checkpoint, and filters read item attributes from
-it (:class:`~streamrec.workers.store_seams.StoreItemAttributes`).  Without one, the
+it (:class:`~streamrec.store.adapters.StoreItemAttributes`).  Without one, the
 in-memory seams serve (library use, tests).
 """
 
@@ -23,18 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from streamrec.index import LiveIndex
 from streamrec.settings import Settings
-from streamrec.workers.follower import DeltaFollower
-from streamrec.workers.indexer import Indexer
+from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.recommender import Recommender
-from streamrec.workers.seams import EntitySink, ItemAttributes
+from streamrec.workers.serving.follower import DeltaFollower
+from streamrec.workers.serving.indexer import Indexer
+from streamrec.workers.serving.recommender import Recommender
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import Trainer
+from streamrec.workers.training.sinks import EntitySink
+from streamrec.workers.training.trainer import Trainer
 from streamrec.workers.web import WebServer
 
 if TYPE_CHECKING:
     from streamrec.store import FeatureStore
-    from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
+    from streamrec.store.adapters import StoreEntitySink, StoreItemAttributes
 
 log = logging.getLogger(__name__)
 ROLES = ("trainer", "indexer", "recommender")
@@ -47,7 +48,7 @@ class Stack:
         bootstrap: str,
         roles: Iterable[str] = ROLES,
         sink: EntitySink | None = None,
-        attributes: ItemAttributes | None = None,
+        attributes: ItemAttributeSource | None = None,
         fresh: bool = False,
         web: bool = True,
         store: FeatureStore | None = None,
@@ -116,10 +117,10 @@ class Stack:
         return True
 
     def _store_seams(self, store: FeatureStore) -> None:
-        from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
+        from streamrec.store.adapters import StoreEntitySink, StoreItemAttributes
 
         if self.attributes is None and {"trainer", "recommender"} & set(self.roles):
-            attributes = StoreItemAttributes(store).start()
+            attributes = StoreItemAttributes(store, MemoryItemAttributes()).start()
             self._owned.append(attributes)
             self.attributes = attributes
         if self.sink is None and "trainer" in self.roles:

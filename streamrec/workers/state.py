@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from streamrec.model import HybridModel
 from streamrec.stream.schemas import Watermark
-from streamrec.workers.seams import ItemAttributes, MemoryItemAttributes
+from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
 
 TopicPartitionKey = tuple[str, int]
 
@@ -24,10 +24,10 @@ class ModelState:
     def __init__(
         self,
         model: HybridModel,
-        attributes: ItemAttributes | None = None,
+        attributes: ItemAttributeSource | None = None,
     ) -> None:
         self.model = model
-        self.attributes: ItemAttributes = attributes or MemoryItemAttributes()
+        self.attributes: ItemAttributeSource = attributes or MemoryItemAttributes()
         self.applied: dict[TopicPartitionKey, int] = {}
         self.updated_at = time.time()
         self._event = asyncio.Event()

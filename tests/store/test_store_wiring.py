@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
+from streamrec.eval.synthetic import World, make_world
 from streamrec.settings import Settings
 from streamrec.store import EntityRecord, FeatureStore
+from streamrec.store.adapters import StoreItemAttributes
 from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 from streamrec.workers.checkpoints import checkpoint_path
-from streamrec.workers.store_seams import StoreItemAttributes
-from streamrec.workers.synthetic import World, make_world
 from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

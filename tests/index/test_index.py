@@ -68,7 +68,7 @@ def test_index_package_is_pure() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, streamrec.index, streamrec.workers.rerank\n"
+    code = ("import sys, streamrec.index, streamrec.workers.serving.rerank\n"
             "print([m for m in ('aiokafka','faust','sqlalchemy') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

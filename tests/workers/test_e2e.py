@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from streamrec.eval.synthetic import World, make_world
 from streamrec.settings import Settings
 from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
-from streamrec.workers.synthetic import World, make_world
 from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

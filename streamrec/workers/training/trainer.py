@@ -32,6 +32,7 @@ from streamrec.stream.schemas import (
     Watermark,
 )
 from streamrec.stream.topics import Topics
+from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.checkpoints import (
     KEEP_CHECKPOINTS,
     checkpoint_extra,
@@ -40,17 +41,12 @@ from streamrec.workers.checkpoints import (
     next_file_version,
     versioned_checkpoint_path,
 )
-from streamrec.workers.delta import DeltaTracker
+from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.lifecycle import cancel, close, logged
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.seams import (
-    CheckpointedAttributes,
-    EntitySink,
-    NullEntitySink,
-    SinkRejection,
-)
 from streamrec.workers.state import ModelState
-from streamrec.workers.training import WORKER, Decoded, TrainerCore, decode_record
+from streamrec.workers.training.core import WORKER, Decoded, TrainerCore, decode_record
+from streamrec.workers.training.sinks import EntitySink, NullEntitySink, SinkRejection
 
 if TYPE_CHECKING:
     from streamrec.store import FeatureStore

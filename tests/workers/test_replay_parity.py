@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from streamrec.eval.broker_replay import replay_log
 from streamrec.eval.datasets import load_movielens
 from streamrec.eval.prequential import replay
 from streamrec.settings import Settings
@@ -15,7 +16,6 @@ from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
-from streamrec.workers.replay import replay_log
 
 ML100K = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ml-100k"
 N_EVENTS = 5000

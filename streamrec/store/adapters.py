@@ -19,14 +19,33 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from streamrec.errors import InvalidRecordError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache, ItemAttributes
 from streamrec.store.records import ATTRIBUTES
-from streamrec.workers.seams import FeatureValue, MemoryItemAttributes, SinkRejection
 
 log = logging.getLogger(__name__)
+
+#: Features as the workers hand them over: names (weight 1) or ``{name: weight}``.
+FeatureValue = Sequence[str] | Mapping[str, float] | None
+#: An upsert the store rejected: the ``source`` given with it, and the reason.
+SinkRejection = tuple[Any, str]
+
+
+class EventAttributes(Protocol):
+    """Item attributes kept from entity events (what the store does not hold)."""
+
+    def update(self, item_id: str, attributes: Mapping[str, Any], created: float) -> None: ...
+
+    def get(self, item_id: str) -> Mapping[str, Any]: ...
+
+    def created(self, item_id: str) -> float | None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def load_dict(self, values: Mapping[str, Any]) -> None: ...
+
 
 #: Item attributes the store holds; other attributes of entity events stay in memory.
 STORE_ATTRIBUTES = frozenset(ATTRIBUTES)
@@ -38,7 +57,7 @@ OnWritten = Callable[[Sequence[str], int, float], None]
 
 
 class StoreEntitySink:
-    """:class:`~streamrec.workers.seams.EntitySink` writing to a :class:`FeatureStore`.
+    """:class:`~streamrec.workers.training.sinks.EntitySink` writing to a :class:`FeatureStore`.
 
     Item attributes the store does not know (anything but category, available,
     created_at, tags) are left out of the store's record; the model's process keeps
@@ -180,7 +199,7 @@ class StoreEntitySink:
 
 
 class StoreItemAttributes:
-    """:class:`~streamrec.workers.seams.ItemAttributes` served from the SQL store.
+    """:class:`~streamrec.workers.attributes.ItemAttributeSource` served from the SQL store.
 
     ``get`` returns the store's ``category``, ``available``, ``tags`` (list) and
     ``created_at`` (epoch seconds) over any other attributes the entity events carried
@@ -191,12 +210,22 @@ class StoreItemAttributes:
     that waited for its own ``item_update`` sees it before the store caught up; then
     the store is the truth again.  Without a confirmation (a replica fed by deltas, a
     rejected record) they win for ``hold_s`` seconds at most.
+
+    ``events`` keeps the attributes carried by entity events (the workers pass their
+    in-memory source, which also travels in checkpoints).
     """
 
-    def __init__(self, store: FeatureStore, *, interval: float = 0.2, hold_s: float = 2.0):
+    def __init__(
+        self,
+        store: FeatureStore,
+        events: EventAttributes,
+        *,
+        interval: float = 0.2,
+        hold_s: float = 2.0,
+    ) -> None:
         self.cache = ItemAttributeCache(store, interval=interval)
         self.hold_s = hold_s
-        self._memory = MemoryItemAttributes()
+        self._memory = events
         self._recent: dict[str, _Recent] = {}
         self._lock = threading.Lock()  # the sink's writer thread confirms entries
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from streamrec.errors import InvalidInputError
+from streamrec.eval.synthetic import make_world
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.settings import Settings
 from streamrec.stream.schemas import RecRequest
-from streamrec.workers.recommender import RecommenderCore
-from streamrec.workers.rerank import check_filters, freshness_bonus, matches, mmr
+from streamrec.workers.serving.recommender import RecommenderCore
+from streamrec.workers.serving.rerank import check_filters, freshness_bonus, matches, mmr
 from streamrec.workers.state import ModelState
-from streamrec.workers.synthetic import make_world
 
 
 def test_filters() -> None:

@@ -28,9 +28,9 @@ from streamrec.stream.schemas import (
     TrainerInput,
     UserUpdate,
 )
-from streamrec.workers.delta import DeltaTracker
-from streamrec.workers.seams import EntitySink
+from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.state import ModelState
+from streamrec.workers.training.sinks import EntitySink
 
 log = logging.getLogger(__name__)
 WORKER = "trainer"

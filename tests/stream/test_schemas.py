@@ -23,10 +23,10 @@ from streamrec.stream.schemas import (
     Watermark,
 )
 from streamrec.stream.topics import Topics
-from streamrec.workers.delta import DeltaTracker
-from streamrec.workers.seams import MemoryEntitySink
+from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.state import ModelState
-from streamrec.workers.training import TrainerCore, decode_batch
+from streamrec.workers.training.core import TrainerCore, decode_batch
+from streamrec.workers.training.sinks import MemoryEntitySink
 
 
 def test_messages_round_trip() -> None:

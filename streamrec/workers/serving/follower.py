@@ -18,11 +18,11 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
+from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.checkpoints import checkpoint_path
-from streamrec.workers.delta import apply_delta
+from streamrec.workers.deltas import apply_delta
 from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.seams import CheckpointedAttributes
 from streamrec.workers.state import ModelState
 
 log = logging.getLogger(__name__)

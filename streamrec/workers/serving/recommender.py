@@ -24,9 +24,9 @@ from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, Scored
 from streamrec.stream.topics import Topics
 from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.rerank import check_filters, freshness_bonus, matches, mmr
+from streamrec.workers.serving.rerank import check_filters, freshness_bonus, matches, mmr
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import send_dead_letters
+from streamrec.workers.training.trainer import send_dead_letters
 
 log = logging.getLogger(__name__)
 WORKER = "recommender"

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.eval.synthetic import World, make_world
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.stream.codec import decode, encode
 from streamrec.stream.schemas import Delta, ItemMeta, Watermark
-from streamrec.workers import delta as delta_mod
-from streamrec.workers.delta import DeltaTracker, apply_delta
+from streamrec.workers import deltas as delta_mod
+from streamrec.workers.deltas import DeltaTracker, apply_delta
 from streamrec.workers.state import ModelState
-from streamrec.workers.synthetic import World, make_world
 
 
 def _sync(tracker: DeltaTracker, replica: ModelState, mark: int) -> list[Delta]:

@@ -17,7 +17,7 @@ from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 
-ML100K = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ml-100k"
+ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
 N_EVENTS = 5000
 
 pytestmark = pytest.mark.integration

@@ -144,7 +144,7 @@ class Client:
             raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
         parts = self._consumer.partitions_for_topic(self.topics.responses)
         if not parts:
-            await self._consumer._client.force_metadata_update()
+            await self._consumer.topics()  # a metadata request: learns new topics
             parts = self._consumer.partitions_for_topic(self.topics.responses)
         if not parts:
             await self.stop()

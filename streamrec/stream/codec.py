@@ -1,8 +1,7 @@
-"""Encoding and edge validation: bytes in, a typed message or a dead letter out."""
+"""Encoding and edge validation: bytes in, a typed message or :class:`Rejected` out."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 import msgspec
@@ -57,25 +56,3 @@ def decode(data: bytes | None, kind: Any) -> Any:
             f"schema version {msg.v} is newer than this worker's {SCHEMA_VERSION}; upgrade it"
         )
     return msg
-
-
-def dead_letter(
-    reason: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    worker: str,
-    value: bytes | None,
-    key: bytes | None = None,
-) -> DeadLetter:
-    return DeadLetter(
-        reason=reason,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        worker=worker,
-        original=value or b"",
-        key=key,
-        ts=time.time(),
-    )

@@ -10,6 +10,7 @@ import pytest
 
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.records import Record
 from streamrec.stream.schemas import (
     SCHEMA_VERSION,
     DeadLetter,
@@ -101,7 +102,7 @@ def test_batch_is_merged_by_producer_time_keeping_partition_order() -> None:
         FakeTP(t.entities, 1): [FakeRecord(encode(NewItem(item="i", ts=1.0)), 0),
                                 FakeRecord(encode(NewItem(item="j", ts=4.0)), 1)],
     }  # fmt: skip
-    order = [(d[1], d[3].offset) for d in decode_batch(batch)]
+    order = [(d.record.topic, d.record.offset) for d in decode_batch(Record.batch(batch))]
     assert order == [(t.entities, 0), (t.interactions, 0), (t.entities, 1), (t.interactions, 1)]
 
 
@@ -119,7 +120,7 @@ def test_trainer_core_dead_letters_bad_records_and_keeps_going() -> None:
         encode(Interaction(user="u1", item="i1", type="click", ts=3.0)),
     ]
     batch = {FakeTP(t.interactions, 0): [FakeRecord(v, n, key=b"k") for n, v in enumerate(records)]}
-    dead = core.apply(decode_batch(batch))
+    dead = core.apply(decode_batch(Record.batch(batch)))
     assert [d.source_offset for d in dead] == [1, 2, 3]
     assert "not valid JSON" in dead[0].reason
     assert "teleport" in dead[1].reason
@@ -131,9 +132,9 @@ def test_trainer_core_dead_letters_bad_records_and_keeps_going() -> None:
 
 
 def test_dead_letter_carries_original_bytes_as_base64() -> None:
-    from streamrec.stream.codec import dead_letter
+    from streamrec.stream.dead_letters import dead_letter
 
-    d = dead_letter("bad", topic="t", partition=2, offset=7, worker="w", value=b"\xff\x00")
+    d = dead_letter("bad", Record("t", 2, 7, None, b"\xff\x00"), worker="w")
     obj = msgspec.json.decode(encode(d))
     assert obj["source_partition"] == 2 and obj["original"] == "/wA="
     assert np.frombuffer(decode(encode(d), DeadLetter).original, dtype=np.uint8).tolist() == [

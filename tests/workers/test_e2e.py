@@ -118,7 +118,7 @@ async def test_clicks_move_recommendations_toward_the_clicked_cluster(env: Env) 
     assert env.clusters(after.ids).count("films") >= 3
 
 
-async def test_malformed_messages_land_inread_dead_letters(env: Env, bootstrap: str) -> None:
+async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     topics = Topics(env.settings.topic_prefix)

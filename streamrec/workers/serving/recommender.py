@@ -19,14 +19,15 @@ import numpy as np
 from streamrec.errors import InvalidInputError
 from streamrec.index import LiveIndex
 from streamrec.settings import Settings
-from streamrec.stream.codec import Rejected, dead_letter, decode, encode
+from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
 from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.serving.rerank import check_filters, freshness_bonus, matches, mmr
 from streamrec.workers.state import ModelState
-from streamrec.workers.training.trainer import send_dead_letters
 
 log = logging.getLogger(__name__)
 WORKER = "recommender"
@@ -213,25 +214,26 @@ class Recommender:
                 batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20),
                                                      max_records=200)  # fmt: skip
                 dead: list[DeadLetter] = []
-                for tp, records in batch.items():
-                    for rec in records:
-                        letter = await self._handle(tp.topic, tp.partition, rec)
+                for records in Record.batch(batch):
+                    for record in records:
+                        letter = await self._handle(record)
                         if letter is not None:
                             dead.append(letter)
                 if dead:
-                    await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+                    n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
+                    self.metrics.inc(WORKER, "dead_letters_total", n,
+                                     "messages sent to the dead-letter topic")  # fmt: skip
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recommender loop error; continuing")
                 await asyncio.sleep(0.5)
 
-    async def _handle(self, topic: str, partition: int, rec: Any) -> DeadLetter | None:
+    async def _handle(self, record: Record) -> DeadLetter | None:
         try:
-            req = decode(rec.value, RecRequest)
+            req = decode(record.value, RecRequest)
         except Rejected as exc:
-            return dead_letter(exc.reason, topic=topic, partition=partition, offset=rec.offset,
-                               worker=WORKER, value=rec.value, key=rec.key)  # fmt: skip
+            return dead_letter(exc.reason, record, WORKER)
         t0 = time.perf_counter()
         stale = False
         if req.after:

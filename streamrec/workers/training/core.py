@@ -11,13 +11,16 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from streamrec.errors import InvalidInputError, ModelDivergedError
 from streamrec.model import HybridModel
-from streamrec.stream.codec import Rejected, dead_letter, decode
+from streamrec.stream.codec import Rejected, decode
+from streamrec.stream.dead_letters import dead_letter
+from streamrec.stream.records import Record
 from streamrec.stream.schemas import (
     DeadLetter,
     Interaction,
@@ -34,9 +37,6 @@ from streamrec.workers.training.sinks import EntitySink
 
 log = logging.getLogger(__name__)
 WORKER = "trainer"
-
-#: Where an upsert came from: (topic, partition, ConsumerRecord), for dead letters.
-Source = tuple[str, int, Any]
 
 
 class TrainerCore:
@@ -57,7 +57,8 @@ class TrainerCore:
     def apply(self, records: list[Decoded]) -> list[DeadLetter]:
         """Apply decoded records (see :func:`decode_batch`) in the given order."""
         dead: list[DeadLetter] = []
-        for _, topic, partition, rec, msg in records:
+        for decoded in records:
+            msg = decoded.message
             try:
                 if isinstance(msg, Rejected):
                     raise msg
@@ -65,13 +66,12 @@ class TrainerCore:
                     self._interaction(msg)
                 else:
                     self._flush()
-                    self._entity(msg, (topic, partition, rec))
+                    self._entity(msg, decoded.record)
             except (Rejected, InvalidInputError) as exc:
                 reason = (
                     exc.reason if isinstance(exc, Rejected) else f"rejected by the model: {exc}"
                 )
-                dead.append(dead_letter(reason, topic=topic, partition=partition, offset=rec.offset,
-                                        worker=WORKER, value=rec.value, key=rec.key))  # fmt: skip
+                dead.append(dead_letter(reason, decoded.record, WORKER))
         self._flush()
         return dead
 
@@ -115,7 +115,7 @@ class TrainerCore:
             log.error("update skipped: %s", exc)
         self.tracker.learned(users, items, weights)
 
-    def _entity(self, msg: Any, source: Source) -> None:
+    def _entity(self, msg: Any, source: Record) -> None:
         m = self.model
         ts = msg.ts or time.time()
         if isinstance(msg, NewUser | UserUpdate):
@@ -134,30 +134,32 @@ class TrainerCore:
             self.state.items_changed([row])
 
 
-#: (producer time, topic, partition, ConsumerRecord, message or the reason it was rejected)
-Decoded = tuple[float, str, int, Any, Any]
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A consumed record, its message (or why it was rejected) and its producer time."""
+
+    ts: float
+    record: Record
+    message: TrainerInput | Rejected
 
 
-def decode_record(topic: str, partition: int, rec: Any) -> Decoded:
+def decode_record(record: Record) -> Decoded:
     """One record decoded, with its producer time (or the reason it was rejected)."""
     try:
-        msg = decode(rec.value, TrainerInput)
-        ts = msg.ts or rec.timestamp / 1000.0
+        msg = decode(record.value, TrainerInput)
     except Rejected as exc:
-        msg, ts = exc, rec.timestamp / 1000.0
-    return (ts, topic, partition, rec, msg)
+        return Decoded(record.timestamp_ms / 1000.0, record, exc)
+    return Decoded(msg.ts or record.timestamp_ms / 1000.0, record, msg)
 
 
-def decode_batch(batch: dict[Any, list[Any]]) -> list[Decoded]:
+def decode_batch(partitions: list[list[Record]]) -> list[Decoded]:
     """Decode a whole batch into one list ordered by producer time across partitions.
 
     Each partition keeps its own order (``heapq.merge`` never reorders within an input),
     so a user's events stay in order while a new item's event lands before the clicks
     published after it on other partitions.
     """
-    streams = [
-        [decode_record(tp.topic, tp.partition, r) for r in recs] for tp, recs in batch.items()
-    ]
+    streams = [[decode_record(r) for r in records] for records in partitions]
     if len(streams) == 1:
         return streams[0]
-    return list(heapq.merge(*streams, key=lambda d: d[0]))
+    return list(heapq.merge(*streams, key=lambda d: d.ts))

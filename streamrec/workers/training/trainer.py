@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 from streamrec.errors import StreamrecError
 from streamrec.model import HybridModel, load, save
 from streamrec.settings import Settings
-from streamrec.stream.codec import dead_letter, encode
+from streamrec.stream.codec import encode
+from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.records import Record
 from streamrec.stream.schemas import (
     DeadLetter,
     ItemMeta,
@@ -106,7 +108,7 @@ class Trainer:
         for topic in (self.topics.interactions, self.topics.entities):
             parts = self._consumer.partitions_for_topic(topic) or set()
             if not parts:
-                await self._consumer._client.force_metadata_update()
+                await self._consumer.topics()  # a metadata request: learns new topics
                 parts = self._consumer.partitions_for_topic(topic) or set()
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
@@ -259,7 +261,7 @@ class Trainer:
         out: list[Decoded] = []
         queues = [q for q in self._held.values() if q]
         while queues:
-            head = min(queues, key=lambda q: q[0][1][0])
+            head = min(queues, key=lambda q: q[0][1].ts)
             arrival, record = head[0]
             if now - arrival < window:
                 break
@@ -272,16 +274,17 @@ class Trainer:
     async def _process(self, batch: dict[Any, list[Any]]) -> None:
         t0 = time.perf_counter()
         now = time.monotonic()
-        for tp, recs in batch.items():
-            queue = self._held.setdefault((tp.topic, tp.partition), deque())
-            queue.extend((now, decode_record(tp.topic, tp.partition, r)) for r in recs)
+        for partition in Record.batch(batch):
+            key = (partition[0].topic, partition[0].partition)
+            queue = self._held.setdefault(key, deque())
+            queue.extend((now, decode_record(r)) for r in partition)
         records = self._release(time.monotonic())
         if not records:
             return
         dead = self.core.apply(records)
         offsets: dict[tuple[str, int], int] = {}
-        for _, topic, partition, rec, _ in records:
-            offsets[(topic, partition)] = rec.offset + 1
+        for d in records:
+            offsets[(d.record.topic, d.record.partition)] = d.record.offset + 1
         self.state.advance(offsets)
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
@@ -294,7 +297,11 @@ class Trainer:
         m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
               "entity upserts not yet written to the feature store")  # fmt: skip
         if dead:
-            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+            await self._send_dead_letters(dead)
+
+    async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
+        self.metrics.inc(WORKER, "dead_letters_total", n, "messages sent to the dead-letter topic")
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
@@ -314,11 +321,9 @@ class Trainer:
             if source is None:
                 log.error("feature store rejected an implicit upsert: %s", reason)
                 continue
-            topic, partition, rec = source
-            dead.append(dead_letter(reason, topic=topic, partition=partition, offset=rec.offset,
-                                    worker=WORKER, value=rec.value, key=rec.key))  # fmt: skip
+            dead.append(dead_letter(reason, source, WORKER))
         if dead:
-            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+            await self._send_dead_letters(dead)
 
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
         """Write the model, consumed offsets and item attributes (atomic rename).
@@ -357,13 +362,3 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
-
-
-async def send_dead_letters(
-    producer: Any, topics: Topics, dead: list[DeadLetter], metrics: Metrics, worker: str
-) -> None:
-    for d in dead:
-        log.warning("dead letter from %s[%s]@%s: %s", d.source_topic, d.source_partition,
-                    d.source_offset, d.reason)  # fmt: skip
-        await producer.send(topics.dead_letters, encode(d), key=d.key)
-    metrics.inc(worker, "dead_letters_total", len(dead), "messages sent to the dead-letter topic")

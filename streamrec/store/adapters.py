@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from streamrec.errors import InvalidRecordError, StoreError
@@ -310,3 +310,31 @@ def _view(attrs: ItemAttributes) -> dict[str, Any]:
     if attrs.created_at is not None:
         out["created_at"] = attrs.created_at.timestamp()
     return out
+
+
+class StoreCatalog:
+    """:class:`~streamrec.workers.checkpoints.EntityCatalog` over the store's entities.
+
+    Items carry the attributes the workers' filters use (``available``, ``category``)
+    and their creation time.
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+
+    def users(self) -> Iterator[tuple[str, dict[str, float]]]:
+        return self.store.iter_entity_features("user")
+
+    def items(self) -> Iterator[tuple[str, dict[str, float], dict[str, Any], float | None]]:
+        _, attributes = self.store.item_attributes()
+        for item_id, features in self.store.iter_entity_features("item"):
+            a = attributes.get(item_id)
+            meta: dict[str, Any] = {}
+            created = None
+            if a is not None:
+                meta["available"] = a.available
+                if a.category is not None:
+                    meta["category"] = a.category
+                if a.created_at is not None:
+                    created = a.created_at.timestamp()
+            yield item_id, features, meta, created

@@ -89,8 +89,13 @@ class Stack:
             self._store_seams(self.store)
         state = ModelState(HybridModel(s.model), attributes=self.attributes)
         if "trainer" in self.roles:
+            catalog = None
+            if self.store is not None:
+                from streamrec.store.adapters import StoreCatalog
+
+                catalog = StoreCatalog(self.store)
             self.trainer = Trainer(s, self.bootstrap, state, self.sink, self.metrics, self.fresh,
-                                   store=self.store)  # fmt: skip
+                                   registry=self.store, catalog=catalog)  # fmt: skip
             await self.trainer.start()
         elif {"indexer", "recommender"} & set(self.roles):
             self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)

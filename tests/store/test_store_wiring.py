@@ -24,7 +24,7 @@ from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
-from streamrec.workers.checkpoints import checkpoint_path
+from streamrec.workers.checkpoints import Checkpoints
 from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -98,7 +98,10 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # the checkpoint is registered, with its offsets and metrics
         info = store.latest_checkpoint()
         assert info is not None and info.version == 1
-        assert str(checkpoint_path(settings).resolve()) == info.path
+        assert (
+            str(Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.resolve())
+            == info.path
+        )
         assert set(info.offsets) == {topics.interactions, topics.entities}
         assert info.metrics["users"] == len(world.users)
         assert info.metrics["events"] == len(world.events)
@@ -130,7 +133,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # a start-up prefers the newest registered checkpoint (the default link is gone)
         newest = store.latest_checkpoint()
         assert newest is not None and newest.version == 2
-        checkpoint_path(settings).unlink()
+        Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.unlink()
         stack = await _trainer(settings, bootstrap, store)
         try:
             assert stack.state.model.n_events == newest.metrics["events"] > 0

@@ -12,14 +12,13 @@ import logging
 import time
 from typing import Any
 
-from streamrec.errors import StreamrecError
-from streamrec.model import HybridModel, load, read_header
+from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
-from streamrec.workers.checkpoints import checkpoint_path
+from streamrec.workers.checkpoints import Checkpoints
 from streamrec.workers.deltas import apply_delta
 from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
@@ -42,27 +41,20 @@ class DeltaFollower:
         self.topics = Topics(settings.topic_prefix)
         self.state = state or ModelState(HybridModel(settings.model))
         self.metrics = metrics or Metrics()
+        self.checkpoints = Checkpoints(settings, self.topics.deltas)
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
 
     def _restore(self) -> int | None:
-        path = checkpoint_path(self.settings)
-        if not path.exists():
+        """Load the trainer's newest checkpoint; the deltas offset to follow from, or None."""
+        restored = self.checkpoints.latest()
+        if restored is None:
             return None
-        try:
-            model = load(path)
-            extra = read_header(path).get("extra", {})
-        except StreamrecError as exc:
-            log.error("replica ignores checkpoint %s: %s", path, exc)
-            return None
-        self.state.model = model
+        self.state.model = restored.model
         if isinstance(self.state.attributes, CheckpointedAttributes):
-            self.state.attributes.load_dict(extra.get("attributes", {}))
-        offsets = extra.get("offsets", {})
-        self.state.advance(
-            {(t, int(p)): int(o) for t, ps in offsets.items() for p, o in ps.items()}
-        )
-        return int(extra.get("deltas", {}).get(self.topics.deltas, 0))
+            self.state.attributes.load_dict(restored.attributes)
+        self.state.advance(restored.offsets)
+        return restored.deltas_offset
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition

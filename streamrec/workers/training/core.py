@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from streamrec.stream.schemas import (
     TrainerInput,
     UserUpdate,
 )
+from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.state import ModelState
 from streamrec.workers.training.sinks import EntitySink
@@ -132,6 +134,26 @@ class TrainerCore:
             stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
             self.sink.upsert_item(msg.item, msg.features, stored, ts, source=source)
             self.state.items_changed([row])
+
+    # -- re-onboarding from the entity catalog (no checkpoint; see workers.checkpoints) --
+    def restore_user(self, user_id: str, features: Mapping[str, float]) -> None:
+        self.tracker.user_defined(self.model.add_user(user_id, features))
+
+    def restore_item(
+        self,
+        item_id: str,
+        features: Mapping[str, float],
+        attributes: dict[str, Any],
+        created: float | None,
+    ) -> None:
+        row = self.model.add_item(item_id, features)
+        when = created or time.time()
+        self.tracker.item_defined(row, item_id, ItemMeta(attributes, when))
+        attrs = self.state.attributes
+        if isinstance(attrs, CheckpointedAttributes):  # as from a checkpoint: no news
+            attrs.load_dict({item_id: {"attributes": attributes, "created": when}})
+        else:
+            attrs.update(item_id, attributes, when)
 
 
 @dataclass(frozen=True, slots=True)

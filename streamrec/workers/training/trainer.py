@@ -8,9 +8,10 @@ to the dead-letter topic.  Every ``delta_interval_ms`` it publishes the coalesce
 embedding deltas; every ``checkpoint_interval_s`` (and at stop) it writes a checkpoint
 with the consumed offsets.
 
-With a feature store (``store=``), every checkpoint is a new versioned file registered
-in the store's checkpoint registry, and a start-up without any checkpoint rebuilds the
-feature vocabularies of every stored user and item (see :meth:`Trainer._restore`).
+Checkpoints go through :class:`~streamrec.workers.checkpoints.Checkpoints`: with a
+registry (the feature store) each one is a new versioned file registered there, and a
+start-up without any checkpoint re-onboards every user and item of the entity catalog
+(see :meth:`Trainer._restore`).
 """
 
 from __future__ import annotations
@@ -20,28 +21,21 @@ import logging
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from streamrec.errors import StreamrecError
-from streamrec.model import HybridModel, load, save
+from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.records import Record
-from streamrec.stream.schemas import (
-    DeadLetter,
-    ItemMeta,
-    Watermark,
-)
+from streamrec.stream.schemas import DeadLetter, Watermark
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.checkpoints import (
-    KEEP_CHECKPOINTS,
-    checkpoint_extra,
-    checkpoint_path,
-    link_newest,
-    next_file_version,
-    versioned_checkpoint_path,
+    CheckpointRegistry,
+    Checkpoints,
+    EntityCatalog,
+    rebuild,
 )
 from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.lifecycle import cancel, close, logged
@@ -49,9 +43,6 @@ from streamrec.workers.metrics import Metrics
 from streamrec.workers.state import ModelState
 from streamrec.workers.training.core import WORKER, Decoded, TrainerCore, decode_record
 from streamrec.workers.training.sinks import EntitySink, NullEntitySink, SinkRejection
-
-if TYPE_CHECKING:
-    from streamrec.store import FeatureStore
 
 log = logging.getLogger(__name__)
 #: Longest the trainer waits for the feature store before a checkpoint (seconds).
@@ -69,14 +60,16 @@ class Trainer:
         sink: EntitySink | None = None,
         metrics: Metrics | None = None,
         fresh: bool = False,
-        store: FeatureStore | None = None,
+        registry: CheckpointRegistry | None = None,
+        catalog: EntityCatalog | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.topics = Topics(settings.topic_prefix)
         self.metrics = metrics or Metrics()
         self.fresh = fresh
-        self.store = store
+        self.checkpoints = Checkpoints(settings, self.topics.deltas, registry)
+        self.catalog = catalog
         self.state = state or ModelState(HybridModel(settings.model))
         self.tracker = DeltaTracker(self.state.model)
         self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
@@ -130,76 +123,31 @@ class Trainer:
         self.running = True
         self._task = asyncio.create_task(self._run(), name="trainer")
 
-    def _checkpoint_candidates(self) -> list[Path]:
-        """Registered checkpoints (newest first), then the default path."""
-        paths = []
-        if self.store is not None:
-            paths = [Path(c.path) for c in self.store.list_checkpoints(limit=KEEP_CHECKPOINTS + 2)]
-        return [*paths, checkpoint_path(self.settings)]
-
     def _restore(self) -> dict[tuple[str, int], int]:
         """Load the newest readable checkpoint and return its offsets.
 
-        Without one (and unless ``fresh``), a store-backed trainer re-onboards every
-        stored user and item with its stored features, so known entities keep their
-        cold-start vectors; the topics are then read from the start.
+        Without one (and unless ``fresh``), a trainer with an entity catalog re-onboards
+        every stored user and item with its stored features, so known entities keep
+        their cold-start vectors; the topics are then read from the start.
         """
         if self.fresh:
             return {}
-        for path in self._checkpoint_candidates():
-            if not path.exists():
-                continue
-            try:
-                model = load(path)
-                extra = checkpoint_extra(path)
-            except StreamrecError as exc:
-                log.error("ignoring checkpoint %s: %s", path, exc)
-                continue
-            return self._restored(model, extra, path)
-        if self.store is not None:
-            self._rebuild_from_store(self.store)
+        restored = self.checkpoints.restore()
+        if restored is not None:
+            self.state.model = restored.model
+            self.tracker.model = restored.model
+            self.tracker.reset_bases()
+            attrs = self.state.attributes
+            if isinstance(attrs, CheckpointedAttributes):
+                attrs.load_dict(restored.attributes)
+            self._deltas_offset = restored.deltas_offset
+            log.info("trainer restored %s from %s", restored.model, restored.path)
+            return restored.offsets
+        if self.catalog is not None:
+            users, items = rebuild(self.catalog, self.core)
+            log.info("trainer rebuilt %d users and %d items from the feature store", users,
+                     items)  # fmt: skip
         return {}
-
-    def _rebuild_from_store(self, store: FeatureStore) -> None:
-        m, tracker = self.state.model, self.tracker
-        for user_id, features in store.iter_entity_features("user"):
-            tracker.user_defined(m.add_user(user_id, features))
-        _, attributes = store.item_attributes()
-        known: dict[str, Any] = {}
-        for item_id, features in store.iter_entity_features("item"):
-            row = m.add_item(item_id, features)
-            a = attributes.get(item_id)
-            meta: dict[str, str | int | float | bool | None] = {}
-            if a is not None:
-                meta["available"] = a.available
-            if a is not None and a.category is not None:
-                meta["category"] = a.category
-            created = a.created_at.timestamp() if a is not None and a.created_at else time.time()
-            known[item_id] = {"attributes": meta, "created": created}
-            tracker.item_defined(row, item_id, ItemMeta(meta, created))  # for the replicas
-        attrs = self.state.attributes
-        if isinstance(attrs, CheckpointedAttributes):
-            attrs.load_dict(known)  # as from a checkpoint: the store's values are no news
-        else:
-            for item_id, entry in known.items():
-                attrs.update(item_id, entry["attributes"], entry["created"])
-        log.info("trainer rebuilt %d users and %d items from the feature store", m.n_users,
-                 m.n_items)  # fmt: skip
-
-    def _restored(
-        self, model: HybridModel, extra: dict[str, Any], path: Path
-    ) -> dict[tuple[str, int], int]:
-        self.state.model = model
-        self.core.state = self.state
-        self.tracker.model = model
-        self.tracker.reset_bases()
-        attrs = self.state.attributes
-        if isinstance(attrs, CheckpointedAttributes):
-            attrs.load_dict(extra.get("attributes", {}))
-        offsets = {(t, int(p)): int(o) for t, ps in extra.get("offsets", {}).items()
-                   for p, o in ps.items()}  # fmt: skip
-        log.info("trainer restored %s from %s", model, path)
-        return offsets
 
     async def stop(self) -> None:
         self.running = False
@@ -326,12 +274,11 @@ class Trainer:
             await self._send_dead_letters(dead)
 
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
-        """Write the model, consumed offsets and item attributes (atomic rename).
+        """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).
 
         With a feature store: first wait (up to ``wait`` s) until the store holds every
         entity upsert so far, so a checkpoint's offsets never run ahead of the store (if
-        it does not catch up, the checkpoint is postponed: None); then write a new
-        versioned file, point :func:`checkpoint_path` at it and register it.
+        it does not catch up, the checkpoint is postponed: None).
         """
         self._rejected += self.core.sink.flush(wait=wait)
         backlog = self.core.sink.pending()
@@ -339,26 +286,10 @@ class Trainer:
             log.error("checkpoint postponed: the feature store has not written %d upserts yet",
                       backlog)  # fmt: skip
             return None
-        m = self.state.model
-        offsets: dict[str, dict[str, int]] = {}
-        for (t, p), o in self.state.applied.items():
-            offsets.setdefault(t, {})[str(p)] = o
-        extra: dict[str, Any] = {"offsets": offsets,
-                                 "deltas": {self.topics.deltas: self._deltas_offset}}  # fmt: skip
         attrs = self.state.attributes
-        if isinstance(attrs, CheckpointedAttributes):
-            extra["attributes"] = attrs.to_dict()
-        if self.store is None:
-            path = save(m, checkpoint_path(self.settings), extra=extra)
-        else:
-            # next version of the registry, never overwriting a file of another store's
-            latest = self.store.latest_checkpoint()
-            version = next_file_version(self.settings, 0 if latest is None else latest.version)
-            path = save(m, versioned_checkpoint_path(self.settings, version), extra=extra)
-            metrics = {"model_version": m.version, "events": m.n_events, "users": m.n_users,
-                       "items": m.n_items, "deltas_offset": self._deltas_offset}  # fmt: skip
-            self.store.register_checkpoint(str(path.resolve()), offsets, metrics, version)
-            link_newest(self.settings, path)
+        saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
+        path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
+                                     saved)  # fmt: skip
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path

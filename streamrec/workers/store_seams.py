@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamrec.errors import InvalidRecordError, StoreError
-from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache, ItemAttributes
+from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
 from streamrec.store.records import ATTRIBUTES
 from streamrec.workers.seams import FeatureValue, MemoryItemAttributes, SinkRejection
 
@@ -236,12 +236,12 @@ class StoreItemAttributes:
         return now < entry.expires
 
     def get(self, item_id: str) -> Mapping[str, Any]:
-        stored = self.cache.get(item_id)
+        stored = self.cache.view(item_id)
         events = self._memory.get(item_id)
         if stored is None:
             return events
         out = {k: v for k, v in events.items() if k not in STORE_ATTRIBUTES}
-        out.update(_view(stored))
+        out.update(stored)
         recent = self._recent.get(item_id)
         if recent is not None and self._live(recent, time.monotonic()):
             out.update(recent.attributes)
@@ -270,14 +270,3 @@ class _Recent:
         self.applied_at = applied_at
         self.expires = expires
         self.version: int | None = None  # the store version that holds them, once written
-
-
-def _view(attrs: ItemAttributes) -> dict[str, Any]:
-    out: dict[str, Any] = {"available": attrs.available}
-    if attrs.category is not None:
-        out["category"] = attrs.category
-    if attrs.tags:
-        out["tags"] = sorted(attrs.tags)
-    if attrs.created_at is not None:
-        out["created_at"] = attrs.created_at.timestamp()
-    return out

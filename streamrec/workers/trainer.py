@@ -171,7 +171,7 @@ class Trainer:
         for item_id, features in store.iter_entity_features("item"):
             row = m.add_item(item_id, features)
             a = attributes.get(item_id)
-            meta: dict[str, str | int | float | bool | None] = {}
+            meta: dict[str, Any] = {}
             if a is not None:
                 meta["available"] = a.available
             if a is not None and a.category is not None:

@@ -9,7 +9,7 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     │   ├── InvalidIdError          empty / non-string / reserved id
     │   ├── InvalidFeatureError     bad feature name or non-finite feature weight
     │   ├── InvalidWeightError      NaN, infinite or negative event weight
-    │   ├── InvalidFilterError      a re-ranking filter has an unknown key or a bad value
+    │   ├── InvalidFilterError      a request filter has an unknown operator or a bad value
     │   └── UnknownEntityError      a user or item the model has never seen
     ├── ModelDivergedError          an update would have written a non-finite value
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
@@ -79,7 +79,7 @@ class InvalidWeightError(InvalidInputError):
 
 
 class InvalidFilterError(InvalidInputError):
-    """A re-ranking filter with an unknown key or a value of the wrong type."""
+    """A request filter that breaks :mod:`streamrec.stream.filters` (operator, value, size)."""
 
 
 class UnknownEntityError(InvalidInputError, KeyError):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from streamrec.errors import InvalidRecordError, StoreError
-from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache, ItemAttributes
+from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
 from streamrec.store.records import ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -265,12 +265,12 @@ class StoreItemAttributes:
         return now < entry.expires
 
     def get(self, item_id: str) -> Mapping[str, Any]:
-        stored = self.cache.get(item_id)
+        stored = self.cache.view(item_id)
         events = self._memory.get(item_id)
         if stored is None:
             return events
         out = {k: v for k, v in events.items() if k not in STORE_ATTRIBUTES}
-        out.update(_view(stored))
+        out.update(stored)
         recent = self._recent.get(item_id)
         if recent is not None and self._live(recent, time.monotonic()):
             out.update(recent.attributes)
@@ -301,22 +301,11 @@ class _Recent:
         self.version: int | None = None  # the store version that holds them, once written
 
 
-def _view(attrs: ItemAttributes) -> dict[str, Any]:
-    out: dict[str, Any] = {"available": attrs.available}
-    if attrs.category is not None:
-        out["category"] = attrs.category
-    if attrs.tags:
-        out["tags"] = sorted(attrs.tags)
-    if attrs.created_at is not None:
-        out["created_at"] = attrs.created_at.timestamp()
-    return out
-
-
 class StoreCatalog:
     """:class:`~streamrec.workers.checkpoints.EntityCatalog` over the store's entities.
 
-    Items carry the attributes the workers' filters use (``available``, ``category``)
-    and their creation time.
+    Items carry the attributes the workers' filters use (``available``, ``category``,
+    ``tags``) and their creation time.
     """
 
     def __init__(self, store: FeatureStore) -> None:
@@ -329,12 +318,6 @@ class StoreCatalog:
         _, attributes = self.store.item_attributes()
         for item_id, features in self.store.iter_entity_features("item"):
             a = attributes.get(item_id)
-            meta: dict[str, Any] = {}
-            created = None
-            if a is not None:
-                meta["available"] = a.available
-                if a.category is not None:
-                    meta["category"] = a.category
-                if a.created_at is not None:
-                    created = a.created_at.timestamp()
+            meta: dict[str, Any] = dict(a.view()) if a is not None else {}
+            created = meta.pop("created_at", None)
             yield item_id, features, meta, created

@@ -24,6 +24,7 @@ import msgspec
 from streamrec.errors import BrokerError, RequestTimeoutError
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.filters import parse_filters
 from streamrec.stream.schemas import (
     Interaction,
     ItemUpdate,
@@ -272,8 +273,11 @@ class Client:
     ) -> Recommendations:
         """Ask for ``k`` items; raises RequestTimeoutError when no answer arrives in time.
 
-        ``consistent`` makes the answer reflect every event this client published before.
+        ``filters`` are checked here first (see :mod:`streamrec.stream.filters`): a bad
+        one raises InvalidFilterError before anything is sent.  ``consistent`` makes the
+        answer reflect every event this client published before.
         """
+        parse_filters(filters)
         if consistent:
             await self.flush()
         request_id = f"{self.client_id}-{next(self._ids)}"

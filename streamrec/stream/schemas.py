@@ -18,7 +18,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=512)]
 #: Features as names (``["genre=comedy"]``, weight 1 each) or ``{name: weight}``.
 Features = list[str] | dict[str, float] | None
 Scalar = str | int | float | bool | None
-Attributes = dict[str, Scalar]
+#: Item attributes: scalars, or lists of strings (``"tags": ["family", "new"]``).
+Attributes = dict[str, Scalar | list[str]]
 
 
 class Message(Struct, kw_only=True, omit_defaults=True):

@@ -65,6 +65,14 @@ def test_bad_messages_are_rejected_with_a_reason(raw: bytes | None, why: str) ->
     assert why in err.value.reason
 
 
+def test_item_attributes_are_scalars_or_lists_of_strings() -> None:
+    tagged = NewItem(item="i1", attributes={"tags": ["family", "new"], "available": True})
+    assert decode(encode(tagged), TrainerInput) == tagged
+    for bad in (b'{"tags": [1]}', b'{"tags": [["x"]]}', b'{"meta": {"a": 1}}'):
+        with pytest.raises(Rejected, match="invalid message"):
+            decode(b'{"kind":"new_item","item":"i","attributes":' + bad + b"}", TrainerInput)
+
+
 def test_request_limits() -> None:
     with pytest.raises(Rejected, match="k"):
         decode(b'{"kind":"rec_request","request_id":"r","k":0}', RecRequest)

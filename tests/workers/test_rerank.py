@@ -1,31 +1,20 @@
-"""Re-ranking: filters, freshness, MMR, and the recommender core, without a broker."""
+"""Re-ranking: freshness, MMR, and the recommender core with filters, without a broker.
+
+The filter language itself is tested in tests/stream/test_filters.py.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from streamrec.errors import InvalidInputError
 from streamrec.eval.synthetic import make_world
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.settings import Settings
 from streamrec.stream.schemas import RecRequest
 from streamrec.workers.serving.recommender import RecommenderCore
-from streamrec.workers.serving.rerank import check_filters, freshness_bonus, matches, mmr
+from streamrec.workers.serving.rerank import freshness_bonus, mmr
 from streamrec.workers.state import ModelState
-
-
-def test_filters() -> None:
-    item = {"category": "books", "available": True, "price": 12}
-    assert matches(item, {"category": "books"})
-    assert not matches(item, {"category": "music"})
-    assert matches(item, {"category": ["music", "books"], "available": True})
-    assert matches(item, {"price": {"min": 10, "max": 20}})
-    assert not matches(item, {"price": {"max": 10}})
-    assert not matches({}, {"category": "books"})  # missing attribute fails
-    assert matches({}, {"category": {"ne": "books"}})
-    with pytest.raises(InvalidInputError, match="unknown operator"):
-        check_filters({"price": {"below": 3}})
 
 
 def test_freshness_bonus_decays_with_age() -> None:
@@ -78,6 +67,44 @@ def test_core_filters_excludes_seen_and_falls_back(trained: tuple) -> None:
     assert sum(world.items[s.item] == "games" for s in cold.items) >= 8
     bad = core.answer(RecRequest(request_id="e", user="user-000", filters={"x": {"bad": 1}}))
     assert bad.error and not bad.items
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"available": {"in": 1}}, "'available': {'in': 1}: in needs a list of values"),
+        ({"tags": {"all": "x"}}, "all needs a list"),
+        ({"price": {"min": True}}, "min needs a finite number"),
+        ({"category": {"eq": {"a": 1}}}, "nested object"),
+    ],
+)
+def test_core_answers_a_bad_filter_with_an_error(
+    trained: tuple, filters: dict[str, object], message: str
+) -> None:
+    core, _ = trained
+    r = core.answer(RecRequest(request_id="f", user="user-000", k=5, filters=filters))
+    assert r.error is not None and message in r.error
+    assert r.items == [] and r.strategy == "none"
+
+
+def test_core_filters_on_list_attributes(trained: tuple) -> None:
+    core, world = trained
+    tagged = sorted(world.items)[:30:3]  # ten items, a known set
+    for n, item in enumerate(tagged):
+        core.state.attributes.update(item, {"tags": ["tagged", f"n{n % 2}"]}, 0.0)
+    try:
+        for filters, want in [
+            ({"tags": "tagged"}, set(tagged)),
+            ({"tags": ["n0"]}, set(tagged[0::2])),
+            ({"tags": {"all": ["tagged", "n1"]}}, set(tagged[1::2])),
+            ({"tags": {"any": ["x", "n1"]}}, set(tagged[1::2])),
+            ({"tags": {"all": ["tagged", "x"]}}, set()),
+        ]:
+            r = core.answer(RecRequest(request_id="t", user="ghost", k=50, filters=filters))
+            assert r.error is None and {s.item for s in r.items} == want, filters
+    finally:
+        for item in tagged:
+            core.state.attributes.update(item, {"tags": []}, 0.0)
 
 
 def test_core_diversity_spreads_categories(trained: tuple) -> None:

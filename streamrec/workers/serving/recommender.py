@@ -21,12 +21,13 @@ from streamrec.index import LiveIndex
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.filters import Filter, parse_filters
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
 from streamrec.workers.lifecycle import cancel, close
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.serving.rerank import check_filters, freshness_bonus, matches, mmr
+from streamrec.workers.serving.rerank import freshness_bonus, mmr
 from streamrec.workers.state import ModelState
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ class RecommenderCore:
         t0 = time.perf_counter()
         m = self.state.model
         try:
-            check_filters(req.filters)
+            flt = parse_filters(req.filters)  # a bad filter: InvalidFilterError, in the response
             strategy, vec, row = self._user(req)
-            rows, scores, retrieval = self._rank(req, strategy, vec, row)
+            rows, scores, retrieval = self._rank(req, strategy, vec, row, flt)
             items = [ScoredItem(m.items.ids.name(int(r)), float(s))
                      for r, s in zip(rows, scores, strict=True)]  # fmt: skip
             error = None
@@ -76,7 +77,7 @@ class RecommenderCore:
         return "popular", None, row
 
     def _rank(
-        self, req: RecRequest, strategy: str, vec: np.ndarray | None, user_row: int
+        self, req: RecRequest, strategy: str, vec: np.ndarray | None, user_row: int, flt: Filter
     ) -> tuple[np.ndarray, np.ndarray, str]:
         s = self.settings
         m = self.state.model
@@ -93,7 +94,7 @@ class RecommenderCore:
         )
         diversity = s.diversity if req.diversity is None else req.diversity
         freshness = s.freshness if req.freshness is None else req.freshness
-        plain = not req.filters and diversity == 0.0 and freshness == 0.0
+        plain = not flt and diversity == 0.0 and freshness == 0.0
         pool = req.k if plain else max(5 * req.k, 100)
         retrieval = "exact"
         cand: np.ndarray | None = None
@@ -122,11 +123,11 @@ class RecommenderCore:
             vals = np.concatenate([vals, scores_all[extra[keep]]])
         if plain:
             return rows, vals, retrieval
-        if req.filters:
-            rows, vals = self._filtered(rows, vals, req.filters)
+        if flt:
+            rows, vals = self._filtered(rows, vals, flt)
             if len(rows) < req.k and pool < n:
                 rows, vals = m.top_k_scores(scores_all, n, excl)
-                rows, vals = self._filtered(rows, vals, req.filters)
+                rows, vals = self._filtered(rows, vals, flt)
         vals = vals.astype(np.float64)
         if freshness > 0:
             attrs = self.state.attributes
@@ -144,10 +145,10 @@ class RecommenderCore:
         return rows[order], vals[order], retrieval
 
     def _filtered(
-        self, rows: np.ndarray, vals: np.ndarray, filters: dict[str, Any]
+        self, rows: np.ndarray, vals: np.ndarray, flt: Filter
     ) -> tuple[np.ndarray, np.ndarray]:
         m, attrs = self.state.model, self.state.attributes
-        keep = np.array([matches(attrs.get(m.items.ids.name(int(r))), filters) for r in rows],
+        keep = np.array([flt.matches(attrs.get(m.items.ids.name(int(r)))) for r in rows],
                         dtype=bool)  # fmt: skip
         return rows[keep], vals[keep]
 

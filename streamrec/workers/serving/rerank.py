@@ -1,72 +1,14 @@
-"""Re-ranking of scored candidates: attribute filters, freshness boost, MMR diversity.
+"""Re-ranking of scored candidates: freshness boost, MMR diversity.
 
-Pure functions over arrays and mappings (no broker), so they are tested on their own.
+Attribute filters are :mod:`streamrec.stream.filters` (one language for requests and
+the store's attribute cache).
+
+Pure functions over arrays (no broker), so they are tested on their own.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
-
-from streamrec.errors import InvalidInputError
-
-#: Operators of a filter given as an object, e.g. ``{"price": {"max": 20}}``.
-FILTER_OPS = ("eq", "ne", "in", "min", "max")
-
-
-def check_filters(filters: Mapping[str, Any]) -> None:
-    """Raise InvalidInputError for a filter this module cannot evaluate."""
-    for name, want in filters.items():
-        if isinstance(want, dict):
-            unknown = set(want) - set(FILTER_OPS)
-            if unknown:
-                raise InvalidInputError(
-                    f"filter {name!r}: unknown operator(s) {sorted(unknown)}; use {FILTER_OPS}"
-                )
-            for op in ("min", "max"):
-                if op in want and not isinstance(want[op], int | float):
-                    raise InvalidInputError(
-                        f"filter {name!r}: {op} needs a number, got {want[op]!r}"
-                    )
-
-
-def matches(attributes: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
-    """Does an item with ``attributes`` pass every filter?
-
-    A scalar filter means equality, a list means one of, an object applies operators
-    (eq, ne, in, min, max).  An item lacking the attribute fails the filter (but passes
-    ``ne``).
-    """
-    for name, want in filters.items():
-        have = attributes.get(name)
-        if isinstance(want, list):
-            if have not in want:
-                return False
-        elif isinstance(want, dict):
-            if "ne" in want and have == want["ne"]:
-                return False
-            if have is None and set(want) - {"ne"}:
-                return False
-            if "eq" in want and have != want["eq"]:
-                return False
-            if "in" in want and have not in want["in"]:
-                return False
-            if "min" in want and not (_num(have) >= want["min"]):
-                return False
-            if "max" in want and not (_num(have) <= want["max"]):
-                return False
-        elif have != want:
-            return False
-    return True
-
-
-def _num(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    return float(value)
 
 
 def freshness_bonus(

@@ -33,6 +33,19 @@ FeatureValue = Sequence[str] | Mapping[str, float] | None
 SinkRejection = tuple[Any, str]
 
 
+class Upserted(Protocol):
+    """An entity the trainer onboarded or re-featured (the workers' ``EntityUpsert``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def features(self) -> FeatureValue: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+
+
 class EventAttributes(Protocol):
     """Item attributes kept from entity events (what the store does not hold)."""
 
@@ -83,22 +96,11 @@ class StoreEntitySink:
 
     # -- the EntitySink seam (called on the trainer's event loop) -----------------
 
-    def upsert_user(
-        self, user_id: str, features: FeatureValue, ts: float, *, source: Any = None
-    ) -> None:
-        self._add(EntityRecord("user", user_id, features), source)
-
-    def upsert_item(
-        self,
-        item_id: str,
-        features: FeatureValue,
-        attributes: Mapping[str, Any],
-        ts: float,
-        *,
-        source: Any = None,
-    ) -> None:
-        stored = {k: v for k, v in attributes.items() if k in STORE_ATTRIBUTES}
-        self._add(EntityRecord("item", item_id, features, stored), source)
+    def upsert(self, entity: Upserted, source: Any = None) -> None:
+        stored = {k: v for k, v in entity.attributes.items() if k in STORE_ATTRIBUTES}
+        with self._cond:
+            self._buffer.append((EntityRecord(entity.kind, entity.id, entity.features, stored),
+                                 source))  # fmt: skip
 
     def flush(self, wait: float = 0.0) -> list[SinkRejection]:
         with self._cond:
@@ -114,10 +116,6 @@ class StoreEntitySink:
     def pending(self) -> int:
         with self._cond:
             return len(self._buffer) + sum(len(batch) for _, batch in self._queue)
-
-    def _add(self, record: EntityRecord, source: Any) -> None:
-        with self._cond:
-            self._buffer.append((record, source))
 
     def _idle(self) -> bool:
         return not self._queue and not self._busy

@@ -39,6 +39,7 @@ from streamrec.stream.topics import Topics
 
 T = TypeVar("T")
 FeatureArg = Iterable[str] | Mapping[str, float] | None
+Attrs = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -235,23 +236,13 @@ class Client:
         )
 
     async def add_item(
-        self,
-        item: str,
-        features: FeatureArg = None,
-        attributes: Mapping[str, Any] | None = None,
-        *,
-        wait: bool = True,
+        self, item: str, features: FeatureArg = None, attributes: Attrs = None, *, wait: bool = True
     ) -> Any:
         msg = NewItem(item=item, features=_features(features), attributes=dict(attributes or {}))
         return await self._publish(self.topics.entities, msg, item, wait)
 
     async def update_item(
-        self,
-        item: str,
-        features: FeatureArg = None,
-        attributes: Mapping[str, Any] | None = None,
-        *,
-        wait: bool = True,
+        self, item: str, features: FeatureArg = None, attributes: Attrs = None, *, wait: bool = True
     ) -> Any:
         msg = ItemUpdate(item=item, features=_features(features), attributes=dict(attributes or {}))
         return await self._publish(self.topics.entities, msg, item, wait)

@@ -39,34 +39,31 @@ class Interaction(Message, tag="interaction", tag_field="kind"):
 
 
 # ---------------------------------------------------------------------- entities
-class NewUser(Message, tag="new_user", tag_field="kind"):
+class _UserFields(Message):
+    user: Id
+    features: Features = None
+
+
+class _ItemFields(Message):
+    item: Id
+    features: Features = None
+    attributes: Attributes = {}
+
+
+class NewUser(_UserFields, tag="new_user", tag_field="kind"):
     """Onboard a user; its features build its cold-start vector."""
 
-    user: Id
-    features: Features = None
 
-
-class NewItem(Message, tag="new_item", tag_field="kind"):
+class NewItem(_ItemFields, tag="new_item", tag_field="kind"):
     """Onboard an item; ``attributes`` (category, available...) serve request filters."""
 
-    item: Id
-    features: Features = None
-    attributes: Attributes = {}
 
-
-class UserUpdate(Message, tag="user_update", tag_field="kind"):
+class UserUpdate(_UserFields, tag="user_update", tag_field="kind"):
     """Replace a user's features."""
 
-    user: Id
-    features: Features = None
 
-
-class ItemUpdate(Message, tag="item_update", tag_field="kind"):
+class ItemUpdate(_ItemFields, tag="item_update", tag_field="kind"):
     """Replace an item's features (when given) and merge its attributes."""
-
-    item: Id
-    features: Features = None
-    attributes: Attributes = {}
 
 
 EntityEvent = NewUser | NewItem | UserUpdate | ItemUpdate

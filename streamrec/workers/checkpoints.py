@@ -51,13 +51,7 @@ class RegisteredCheckpoint(Protocol):
 class CheckpointRegistry(Protocol):
     """Where written checkpoints are recorded (:class:`streamrec.store.FeatureStore`)."""
 
-    def register_checkpoint(
-        self,
-        path: str,
-        offsets: Mapping[str, Any],
-        metrics: Mapping[str, Any] | None = None,
-        version: int | None = None,
-    ) -> Any: ...
+    def register_checkpoint(self, path: str, offsets: Any, metrics: Any, version: int) -> Any: ...
 
     def latest_checkpoint(self) -> RegisteredCheckpoint | None: ...
 
@@ -203,13 +197,7 @@ class Onboarding(Protocol):
 
     def restore_user(self, user_id: str, features: Mapping[str, float]) -> None: ...
 
-    def restore_item(
-        self,
-        item_id: str,
-        features: Mapping[str, float],
-        attributes: dict[str, Any],
-        created: float | None,
-    ) -> None: ...
+    def restore_item(self, item: StoredItem) -> None: ...
 
 
 def rebuild(catalog: EntityCatalog, target: Onboarding) -> tuple[int, int]:
@@ -223,6 +211,6 @@ def rebuild(catalog: EntityCatalog, target: Onboarding) -> tuple[int, int]:
         target.restore_user(user_id, features)
         users += 1
     for item in catalog.items():
-        target.restore_item(*item)
+        target.restore_item(item)
         items += 1
     return users, items

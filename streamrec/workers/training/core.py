@@ -33,9 +33,10 @@ from streamrec.stream.schemas import (
     UserUpdate,
 )
 from streamrec.workers.attributes import CheckpointedAttributes
+from streamrec.workers.checkpoints import StoredItem
 from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.state import ModelState
-from streamrec.workers.training.sinks import EntitySink
+from streamrec.workers.training.sinks import EntitySink, EntityUpsert
 
 log = logging.getLogger(__name__)
 WORKER = "trainer"
@@ -86,13 +87,13 @@ class TrainerCore:
         if kind == "user":
             row = m.add_user(entity_id)
             self.tracker.user_defined(row)
-            self.sink.upsert_user(entity_id, None, time.time())
+            self.sink.upsert(EntityUpsert("user", entity_id, ts=time.time()))
         else:
             row = m.add_item(entity_id)
             now = time.time()
             self.state.attributes.update(entity_id, {}, now)
             self.tracker.item_defined(row, entity_id, ItemMeta({}, now))
-            self.sink.upsert_item(entity_id, None, {"created_at": now}, now)
+            self.sink.upsert(EntityUpsert("item", entity_id, None, {"created_at": now}, now))
             self.state.items_changed([row])
         return row
 
@@ -123,7 +124,7 @@ class TrainerCore:
         if isinstance(msg, NewUser | UserUpdate):
             row = m.add_user(msg.user, msg.features)
             self.tracker.user_defined(row)
-            self.sink.upsert_user(msg.user, msg.features, ts, source=source)
+            self.sink.upsert(EntityUpsert("user", msg.user, msg.features, ts=ts), source)
         elif isinstance(msg, NewItem | ItemUpdate):
             new = not m.has_item(msg.item)
             row = m.add_item(msg.item, msg.features)
@@ -132,20 +133,15 @@ class TrainerCore:
             self.tracker.item_defined(row, msg.item, ItemMeta(dict(msg.attributes), created))
             # the store learns the creation time once, from the event that created the item
             stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
-            self.sink.upsert_item(msg.item, msg.features, stored, ts, source=source)
+            self.sink.upsert(EntityUpsert("item", msg.item, msg.features, stored, ts), source)
             self.state.items_changed([row])
 
     # -- re-onboarding from the entity catalog (no checkpoint; see workers.checkpoints) --
     def restore_user(self, user_id: str, features: Mapping[str, float]) -> None:
         self.tracker.user_defined(self.model.add_user(user_id, features))
 
-    def restore_item(
-        self,
-        item_id: str,
-        features: Mapping[str, float],
-        attributes: dict[str, Any],
-        created: float | None,
-    ) -> None:
+    def restore_item(self, item: StoredItem) -> None:
+        item_id, features, attributes, created = item
         row = self.model.add_item(item_id, features)
         when = created or time.time()
         self.tracker.item_defined(row, item_id, ItemMeta(attributes, when))

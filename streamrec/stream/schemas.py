@@ -155,7 +155,7 @@ class ItemMeta(Struct, omit_defaults=True):
 
 
 class Delta(Message, tag="delta", tag_field="kind"):
-    """Coalesced model changes since the previous delta (see workers/delta.py).
+    """Coalesced model changes since the previous delta (see workers/deltas.py).
 
     Entity and feature rows are appended in trainer row order (``*_base`` is the first
     new row), so a replica that applies deltas in order holds the same rows.

@@ -93,12 +93,14 @@ class Trainer:
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamrec.stream.kafka_clients import make_producer
 
         s = self.settings
         start_offsets = self._restore()
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2,
-                                          max_request_size=4 * 1024 * 1024)  # fmt: skip
+        self._producer = await make_producer(self.bootstrap, linger_ms=2,
+                                             max_request_size=4 * 1024 * 1024)  # fmt: skip
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,

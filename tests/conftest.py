@@ -12,6 +12,7 @@ import pytest
 
 from streamrec.settings import Settings
 from tests.brokers import BROKERS, embedded_kafka, real_kafka
+from tests.databases import postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,13 @@ def bootstrap(request: pytest.FixtureRequest) -> str:
     """A Kafka bootstrap address: every test using it runs on both brokers."""
     address: str = request.getfixturevalue(f"{request.param}_bootstrap")
     return address
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> Iterator[str]:
+    """URL of a reachable PostgreSQL server, started once per session (tests/databases.py)."""
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Backends of the store suite: every test using ``db_url`` runs on SQLite and PostgreSQL.
 
-PostgreSQL (tests/databases.py): STREAMREC_TEST_PG_URL, else a testcontainers server when
+PostgreSQL (``pg_base_url`` in tests/conftest.py, from tests/databases.py): STREAMREC_TEST_PG_URL, else a testcontainers server when
 a Docker daemon answers, else the server on 127.0.0.1:5432, else pgserver; unreachable ->
 a failure in CI, skipped with the reason elsewhere.  Each test gets its own schema
 (``search_path`` set in the URL), dropped after, so concurrent runs against the same
@@ -19,14 +19,6 @@ from sqlalchemy.engine import make_url
 
 from streamrec.store import FeatureStore
 from tests.databases import libpq as _libpq
-from tests.databases import postgres_server
-
-
-@pytest.fixture(scope="session")
-def pg_base_url() -> Iterator[str]:
-    """URL of a reachable PostgreSQL server (session-wide; see tests/databases.py)."""
-    with postgres_server() as url:
-        yield url
 
 
 def pg_schema_url(base: str, schema: str) -> str:

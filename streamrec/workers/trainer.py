@@ -89,6 +89,7 @@ class Trainer:
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
+        self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self.running = False
 
     # ------------------------------------------------------------- lifecycle
@@ -300,7 +301,8 @@ class Trainer:
         m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
               "entity upserts not yet written to the feature store")  # fmt: skip
         if dead:
-            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+            self._dead += dead
+            await self._send_dead_letters()
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
@@ -323,8 +325,20 @@ class Trainer:
             topic, partition, rec = source
             dead.append(dead_letter(reason, topic=topic, partition=partition, offset=rec.offset,
                                     worker=WORKER, value=rec.value, key=rec.key))  # fmt: skip
-        if dead:
-            await send_dead_letters(self._producer, self.topics, dead, self.metrics, WORKER)
+        self._dead += dead
+        await self._send_dead_letters()
+
+    async def _send_dead_letters(self) -> None:
+        """Hand the pending dead letters to the producer, one at a time.
+
+        A letter leaves the pending list only once the producer has it, so a stop that
+        cancels the loop mid-send (on Kafka a first send to a topic waits for its
+        metadata) loses none: ``stop`` sends what is left.
+        """
+        while self._dead:
+            await send_dead_letters(self._producer, self.topics, self._dead[:1], self.metrics,
+                                    WORKER)  # fmt: skip
+            del self._dead[0]
 
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
         """Write the model, consumed offsets and item attributes (atomic rename).

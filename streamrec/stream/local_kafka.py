@@ -247,11 +247,15 @@ class LocalKafka:
         log.info("Kafka %s ready on %s (data in %s)", self.version, self.bootstrap, self.dir)
         return self.bootstrap
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 20) -> str:
+        """The broker log's first errors, then its last ``lines`` lines."""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"
+        errors = [line for line in text if " ERROR " in line or " FATAL " in line][:5]
+        tail = text[-lines:]
+        return "\n".join([*(e for e in errors if e not in tail), *tail])
 
     async def _wait_ready(self, timeout: float) -> None:
         import asyncio

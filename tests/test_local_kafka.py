@@ -80,7 +80,6 @@ def test_the_broker_dies_with_the_process_that_started_it(jars: Path) -> None:
             os.kill(java, 0)
         except ProcessLookupError:
             break
-        # reap it if it became our zombie (it is not our child: this only waits)
         time.sleep(0.1)
     else:
         os.kill(java, signal.SIGKILL)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import pytest
 
+from streamrec.settings import Settings
+from streamrec.stream.broker import ensure_topics
+from streamrec.stream.client import Client
 from streamrec.stream.kafka_clients import is_idempotent, make_producer, supports_idempotence
+from streamrec.stream.topics import Topics
+from streamrec.workers import Stack
 
 
 def test_the_producer_is_idempotent_exactly_on_real_kafka(
@@ -32,3 +38,26 @@ def test_the_producer_is_idempotent_exactly_on_real_kafka(
     assert idempotent is (kind == "kafka")
     if kind == "kafka":
         assert producer_id >= 0  # the broker granted a producer id and the send used it
+
+
+def test_the_workers_and_the_sdk_produce_idempotently_exactly_on_real_kafka(
+    bootstrap: str, request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
+) -> None:
+    kind = request.node.callspec.params["bootstrap"]
+    settings = settings_factory()
+
+    async def scenario() -> list[bool]:
+        await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(1))
+        stack = Stack(settings, bootstrap, roles=("trainer", "recommender"), fresh=True,
+                      web=False)  # fmt: skip
+        await stack.start()
+        try:
+            async with Client(bootstrap, settings=settings) as client:
+                assert stack.trainer is not None and stack.recommender is not None
+                return [is_idempotent(stack.trainer._producer),
+                        is_idempotent(stack.recommender._producer),
+                        is_idempotent(client._producer)]  # fmt: skip
+        finally:
+            await stack.stop()
+
+    assert asyncio.run(scenario()) == [kind == "kafka"] * 3

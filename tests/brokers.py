@@ -75,7 +75,7 @@ def real_kafka() -> Iterator[str]:
     broker = LocalKafka()
     try:
         asyncio.run(broker.start(timeout=120))
-    except BrokerError as exc:
+    except (BrokerError, OSError) as exc:
         unavailable("Apache Kafka", str(exc))
     try:
         yield broker.bootstrap

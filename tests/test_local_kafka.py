@@ -84,3 +84,22 @@ def test_the_broker_dies_with_the_process_that_started_it(jars: Path) -> None:
     else:
         os.kill(java, signal.SIGKILL)
         pytest.fail("the Kafka process outlived its parent")
+
+
+def test_the_kafka_command_serves_until_interrupted(jars: Path) -> None:
+    from streamrec.stream.broker import check_reachable
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamrec", "kafka", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        bootstrap = proc.stdout.readline().strip()
+        assert bootstrap.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        asyncio.run(check_reachable(bootstrap))  # a real broker answers there
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping Kafka" in err

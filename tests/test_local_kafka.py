@@ -55,7 +55,7 @@ from streamrec.stream.local_kafka import LocalKafka
 async def main():
     broker = LocalKafka()
     await broker.start(timeout=120)
-    print(broker._proc.pid, broker.bootstrap, flush=True)
+    print(broker._proc.pid, broker.dir, flush=True)
     await asyncio.sleep(600)
 asyncio.run(main())
 """
@@ -69,7 +69,7 @@ def test_the_broker_dies_with_the_process_that_started_it(jars: Path) -> None:
         assert parent.stdout is not None
         line = parent.stdout.readline().split()
         assert line, "the parent did not start Kafka"
-        java = int(line[0])
+        java, data = int(line[0]), Path(line[1])
         os.kill(java, 0)  # running
     finally:
         parent.send_signal(signal.SIGKILL)
@@ -84,6 +84,7 @@ def test_the_broker_dies_with_the_process_that_started_it(jars: Path) -> None:
     else:
         os.kill(java, signal.SIGKILL)
         pytest.fail("the Kafka process outlived its parent")
+    shutil.rmtree(data)  # the parent was killed: nobody else removes its temporary data
 
 
 def test_the_kafka_command_serves_until_interrupted(jars: Path) -> None:

@@ -224,22 +224,22 @@ class LocalKafka:
         """Fetch the jars if needed, format the storage, start the broker, wait until it answers."""
         import asyncio
 
-        libs = await asyncio.to_thread(kafka_libs, self.version)
-        await asyncio.to_thread(self.format_storage, libs)
-        cmd = self._java(libs, "kafka.Kafka", str(self.dir / "server.properties"))
-        with self.log_file.open("ab") as out:
-            try:
-                self._proc = subprocess.Popen(
-                    cmd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=_die_with_parent(),  # only a prctl: no locks taken
-                    cwd=self.dir,
-                )
-            except OSError as exc:
-                raise BrokerError(f"cannot start Kafka ({cmd[0]}): {exc}") from exc
         try:
+            libs = await asyncio.to_thread(kafka_libs, self.version)
+            await asyncio.to_thread(self.format_storage, libs)
+            cmd = self._java(libs, "kafka.Kafka", str(self.dir / "server.properties"))
+            with self.log_file.open("ab") as out:
+                try:
+                    self._proc = subprocess.Popen(
+                        cmd,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        preexec_fn=_die_with_parent(),  # only a prctl: no locks taken
+                        cwd=self.dir,
+                    )
+                except OSError as exc:
+                    raise BrokerError(f"cannot start Kafka ({cmd[0]}): {exc}") from exc
             await self._wait_ready(timeout)
         except BaseException:
             await self.stop()

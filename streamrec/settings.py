@@ -27,6 +27,7 @@ diversity                   STREAMREC_DIVERSITY           0.0 (MMR weight)
 freshness                   STREAMREC_FRESHNESS           0.0 (boost, x score range)
 freshness_half_life_s       STREAMREC_FRESHNESS_HALF_LIFE_S  3600
 web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1: off)
+web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in containers)
 ==========================  ============================  ================================
 """
 
@@ -87,6 +88,9 @@ class Settings:
     freshness_half_life_s: float = 3600.0
     #: Port of the health / Prometheus metrics web server (0: any free port, -1: off).
     web_port: int = 6066
+    #: Interface of that server: loopback by default; ``0.0.0.0`` in a container, so the
+    #: health checks and metrics scrapers outside it reach it.
+    web_host: str = "127.0.0.1"
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

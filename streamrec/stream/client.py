@@ -130,11 +130,13 @@ class Client:
         await self.stop()
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamrec.stream.kafka_clients import make_producer
 
         try:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1,
-                                              client_id=self.client_id)  # fmt: skip
+            self._producer = await make_producer(self.bootstrap, linger_ms=1,
+                                                 client_id=self.client_id)  # fmt: skip
             await self._producer.start()
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,

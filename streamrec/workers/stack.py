@@ -109,7 +109,7 @@ class Stack:
             self.recommender = Recommender(s, self.bootstrap, state, self.index, self.metrics)
             await self.recommender.start()
         if self.web_enabled:
-            self.web = WebServer(self.metrics, self.health, s.web_port)
+            self.web = WebServer(self.metrics, self.health, s.web_port, s.web_host)
             try:
                 await self.web.start()
             except OSError as exc:

@@ -179,10 +179,12 @@ class Recommender:
         return self.core.state
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+        from aiokafka import AIOKafkaConsumer
+
+        from streamrec.stream.kafka_clients import make_producer
 
         s = self.settings
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+        self._producer = await make_producer(self.bootstrap, linger_ms=0)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             self.topics.requests, bootstrap_servers=self.bootstrap,

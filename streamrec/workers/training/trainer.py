@@ -80,16 +80,19 @@ class Trainer:
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
+        self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self.running = False
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamrec.stream.kafka_clients import make_producer
 
         s = self.settings
         start_offsets = self._restore()
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2,
-                                          max_request_size=4 * 1024 * 1024)  # fmt: skip
+        self._producer = await make_producer(self.bootstrap, linger_ms=2,
+                                             max_request_size=4 * 1024 * 1024)  # fmt: skip
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
@@ -245,11 +248,8 @@ class Trainer:
         m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
               "entity upserts not yet written to the feature store")  # fmt: skip
         if dead:
-            await self._send_dead_letters(dead)
-
-    async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
-        n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
-        self.metrics.inc(WORKER, "dead_letters_total", n, "messages sent to the dead-letter topic")
+            self._dead += dead
+            await self._send_dead_letters()
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
@@ -270,8 +270,21 @@ class Trainer:
                 log.error("feature store rejected an implicit upsert: %s", reason)
                 continue
             dead.append(dead_letter(reason, source, WORKER))
-        if dead:
-            await self._send_dead_letters(dead)
+        self._dead += dead
+        await self._send_dead_letters()
+
+    async def _send_dead_letters(self) -> None:
+        """Hand the pending dead letters to the producer, one at a time.
+
+        A letter leaves the pending list only once the producer has it, so a stop that
+        cancels the loop mid-send (on Kafka a first send to a topic waits for its
+        metadata) loses none: ``stop`` sends what is left.
+        """
+        while self._dead:
+            n = await send_dead_letters(self._producer, self.topics.dead_letters, self._dead[:1])
+            del self._dead[0]
+            self.metrics.inc(WORKER, "dead_letters_total", n,
+                             "messages sent to the dead-letter topic")  # fmt: skip
 
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
         """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).

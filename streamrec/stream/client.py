@@ -132,7 +132,7 @@ class Client:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamrec.stream.kafka_clients import make_producer
+        from streamrec.stream.kafka_clients import make_producer, partitions
 
         try:
             self._producer = await make_producer(self.bootstrap, linger_ms=1,
@@ -146,10 +146,7 @@ class Client:
         except Exception as exc:
             await self.stop()
             raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
-        parts = self._consumer.partitions_for_topic(self.topics.responses)
-        if not parts:
-            await self._consumer.topics()  # a metadata request: learns new topics
-            parts = self._consumer.partitions_for_topic(self.topics.responses)
+        parts = await partitions(self._producer, self.topics.responses)
         if not parts:
             await self.stop()
             raise BrokerError(

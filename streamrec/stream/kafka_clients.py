@@ -83,3 +83,16 @@ def make_consumer(bootstrap: str, *topics: str, **options: Any) -> Any:
 def is_idempotent(producer: Any) -> bool:
     """Whether ``producer`` was built with ``enable_idempotence=True``."""
     return getattr(producer, "_txn_manager", None) is not None
+
+
+async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[int]:
+    """The partitions of ``topic``, asking the broker when they are not known yet.
+
+    Empty when the topic does not exist within ``timeout`` seconds.
+    """
+    from aiokafka.errors import KafkaError
+
+    try:
+        return set(await asyncio.wait_for(producer.partitions_for(topic), timeout))
+    except (TimeoutError, KafkaError):
+        return set()

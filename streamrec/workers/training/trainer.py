@@ -87,7 +87,7 @@ class Trainer:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamrec.stream.kafka_clients import make_producer
+        from streamrec.stream.kafka_clients import make_producer, partitions
 
         s = self.settings
         start_offsets = self._restore()
@@ -102,10 +102,7 @@ class Trainer:
         await self._consumer.start()
         tps = []
         for topic in (self.topics.interactions, self.topics.entities):
-            parts = self._consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                await self._consumer.topics()  # a metadata request: learns new topics
-                parts = self._consumer.partitions_for_topic(topic) or set()
+            parts = await partitions(self._producer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         ends = await self._consumer.end_offsets(tps)

@@ -27,6 +27,8 @@ diversity                   STREAMREC_DIVERSITY           0.0 (MMR weight)
 freshness                   STREAMREC_FRESHNESS           0.0 (boost, x score range)
 freshness_half_life_s       STREAMREC_FRESHNESS_HALF_LIFE_S  3600
 web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1: off)
+runtime                     STREAMREC_RUNTIME             faust (or asyncio)
+request_concurrency         STREAMREC_REQUEST_CONCURRENCY  4 (faust recommender actors)
 ==========================  ============================  ================================
 """
 
@@ -43,6 +45,8 @@ from streamrec.errors import ConfigError
 from streamrec.model.config import ModelConfig
 
 ENV_PREFIX = "STREAMREC_"
+#: The worker runtimes (``streamrec.workers.runtime``).
+RUNTIMES = ("faust", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ class Settings:
     freshness_half_life_s: float = 3600.0
     #: Port of the health / Prometheus metrics web server (0: any free port, -1: off).
     web_port: int = 6066
+    #: What drives the workers: ``faust`` (a faust App: agents, tasks, timers, web views)
+    #: or ``asyncio`` (plain aiokafka loops, kept for comparison).
+    runtime: str = "faust"
+    #: faust runtime: concurrent actors of the recommender agent in one process (a
+    #: request waiting for the model to catch up holds one actor, not the process).
+    request_concurrency: int = 4
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -95,9 +105,11 @@ class Settings:
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms"):  # fmt: skip
+                     "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
 

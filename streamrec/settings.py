@@ -28,7 +28,8 @@ freshness                   STREAMREC_FRESHNESS           0.0 (boost, x score ra
 freshness_half_life_s       STREAMREC_FRESHNESS_HALF_LIFE_S  3600
 web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1: off)
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
-request_concurrency         STREAMREC_REQUEST_CONCURRENCY  4 (faust recommender actors)
+faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
+request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 ==========================  ============================  ================================
 """
 
@@ -47,6 +48,8 @@ from streamrec.model.config import ModelConfig
 ENV_PREFIX = "STREAMREC_"
 #: The worker runtimes (``streamrec.workers.runtime``).
 RUNTIMES = ("faust", "asyncio")
+#: How the faust runtime's recommenders read requests.
+FAUST_REQUESTS = ("fetch", "agent")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,13 @@ class Settings:
     #: What drives the workers: ``faust`` (a faust App: agents, tasks, timers, web views)
     #: or ``asyncio`` (plain aiokafka loops, kept for comparison).
     runtime: str = "faust"
-    #: faust runtime: concurrent actors of the recommender agent in one process (a
-    #: request waiting for the model to catch up holds one actor, not the process).
-    request_concurrency: int = 4
+    #: faust runtime, how recommenders read requests: ``fetch`` (a faust task with
+    #: aiokafka batch fetches in the ``<prefix>.recommender`` consumer group) or ``agent``
+    #: (a faust agent in the app's consumer group, ``stream.take_events`` batches).
+    faust_requests: str = "fetch"
+    #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
+    #: agent in one process (a request waiting for the model holds one actor).
+    request_concurrency: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -110,6 +117,9 @@ class Settings:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if self.faust_requests not in FAUST_REQUESTS:
+            raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
+                              f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
 

@@ -1,5 +1,5 @@
-"""Shared fixtures: the MovieLens path, and one broker per test session (embedded Tansu,
-or STREAMREC_BOOTSTRAP)."""
+"""Shared fixtures: the MovieLens path, one broker per test session (embedded Tansu, or
+STREAMREC_BOOTSTRAP), and the worker runtimes the broker tests run on."""
 
 from __future__ import annotations
 
@@ -30,6 +30,26 @@ def bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         asyncio.run(broker.stop())
+
+
+@pytest.fixture(scope="session")
+def embedded(bootstrap: str) -> bool:
+    """Whether ``bootstrap`` is the embedded broker (faust gets its tuned timings there)."""
+    return not os.environ.get("STREAMREC_BOOTSTRAP")
+
+
+RUNTIMES = {
+    "faust": {"runtime": "faust"},
+    "faust-agent": {"runtime": "faust", "faust_requests": "agent"},
+    "asyncio": {"runtime": "asyncio"},
+}
+
+
+@pytest.fixture(scope="session", params=list(RUNTIMES))
+def runtime(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of the worker runtime a stack test runs on: faust (requests by fetch
+    task), faust with requests through a faust agent, plain asyncio; ids say which."""
+    return RUNTIMES[request.param]
 
 
 @pytest.fixture

@@ -2,10 +2,20 @@
 
 What runs as what:
 
-- **recommender**: a faust agent on the requests topic.  Every recommender process joins
-  the app's consumer group (group id = app id), so replicas scale out by partitions;
-  ``settings.request_concurrency`` actors per process; ``stream.take_events`` hands
-  :meth:`Recommender.answer_batch` up to :data:`REQUEST_BATCH` requests at a time.
+- **recommender**, two ways (``settings.faust_requests``); either way a consumer group,
+  so replicas scale out by partitions:
+
+  - ``agent``: a faust agent on the requests topic in the app's consumer group (group
+    id = app id), ``settings.request_concurrency`` actors per process,
+    ``stream.take_events`` handing :meth:`Recommender.answer_batch` up to
+    :data:`REQUEST_BATCH` requests at a time; the group consumer waits ``fetch_wait_ms``
+    per fetch (:mod:`.faust_transport`).
+  - ``fetch`` (the default): a faust task running :meth:`Recommender.poll_once`, aiokafka
+    batch fetches in the ``<prefix>.recommender`` group.  Measured with
+    ``bench/runtime.py`` (16 closed-loop callers), the agent path answered about half
+    the requests per second of the aiokafka fetch loop: faust's take buffer waits its
+    ``within`` window for every batch, and its group consumer runs in a thread of its
+    own, handing each fetch over to the event loop.
 - **trainer**: a faust *task* that keeps raw aiokafka batch fetches with manual partition
   assignment (:meth:`Trainer.poll_once`), not an agent.  The trainer is the single writer
   and its position in the input topics is part of its checkpoint (model and offsets are
@@ -24,8 +34,9 @@ What runs as what:
 - **indexer**: a timer every :data:`INDEX_CHECK_S` checks whether a rebuild is due.
 - **health and metrics**: faust web views (:mod:`.faust_web`) on ``settings.web_port``.
 
-A process without a recommender starts no faust consumer or producer (faust's boot
-strategy with Kafka off): it has nothing to read through the group, so it joins none.
+Only the ``agent`` path starts faust's own consumer and producer; otherwise faust's boot
+strategy has Kafka off: the process reads nothing through the app's group, so it joins
+none.
 """
 
 from __future__ import annotations
@@ -129,14 +140,21 @@ class FaustRuntime:
         """The faust App with this process's agents, tasks, timers and pages."""
         import faust
 
+        from streamrec.workers.runtime.faust_transport import transport
+
         w, s = self.workers, self.settings
         options = app_options(s, self.bootstrap, self.embedded, self.web_port)
         app = faust.App(s.topic_prefix, **options)
+        app.transport = transport(app, s.fetch_wait_ms)
         app.boot_strategy = app.BootStrategy(
-            app, enable_kafka=w.recommender is not None, enable_web=self.web_port is not None
+            app, enable_kafka=self._agent, enable_web=self.web_port is not None
         )
-        if w.recommender is not None:
-            self._recommender(app)
+        recommender = w.recommender
+        if recommender is not None and self._agent:
+            self._recommender_agent(app)
+        elif recommender is not None:
+            self._task(app, "recommender",
+                       lambda: forever(recommender.poll_once, "recommender fetch"))  # fmt: skip
         trainer = w.trainer
         if trainer is not None:
             self._task(app, "trainer", lambda: forever(trainer.poll_once, "trainer fetch"))
@@ -152,7 +170,12 @@ class FaustRuntime:
             add_views(app, w.metrics, w.health)
         return app
 
-    def _recommender(self, app: Any) -> None:
+    @property
+    def _agent(self) -> bool:
+        """Whether requests go through a faust agent (else a fetch task)."""
+        return self.workers.recommender is not None and self.settings.faust_requests == "agent"
+
+    def _recommender_agent(self, app: Any) -> None:
         recommender = self.workers.recommender
         assert recommender is not None
         requests = app.topic(self.topics.requests, key_serializer="raw", value_serializer="raw")
@@ -187,22 +210,30 @@ class FaustRuntime:
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        """Open the workers' own Kafka clients, then start the App in this event loop."""
         w = self.workers
-        if w.trainer is not None:
-            await w.trainer.open()
-        if w.follower is not None:
-            await w.follower.open()
-        if w.recommender is not None:
-            await w.recommender.open(consume=False)
-        self.app = self.build()
-        await self.app.start()
+        try:
+            if w.trainer is not None:
+                await w.trainer.open()
+            if w.follower is not None:
+                await w.follower.open()
+            if w.recommender is not None:
+                await w.recommender.open(consume=not self._agent)
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust's datadir parent
+            self.app = self.build()
+            await self.app.start()
+        except BaseException:
+            await self.stop()
+            raise
         if self.web_port is not None:
             self._web = FaustWeb(self.web_port)
 
     async def ready(self, timeout: float) -> bool:
-        """With a recommender: wait until the group gave this app request partitions."""
+        """With a recommender: wait until its group gave it request partitions."""
         if self.workers.recommender is None:
             return True
+        if not self._agent:
+            return await self.workers.recommender.ready(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._serving():

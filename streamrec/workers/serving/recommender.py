@@ -217,18 +217,21 @@ class Recommender:
         await close(self._consumer, self._producer)
 
     async def _run(self) -> None:
-        s = self.settings
         while self.running:
             try:
-                batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20),
-                                                     max_records=200)  # fmt: skip
-                for records in Record.batch(batch):
-                    await self.answer_batch(records)
+                await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recommender loop error; continuing")
                 await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch from the request consumer group, answered."""
+        s = self.settings
+        batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
+        for records in Record.batch(batch):
+            await self.answer_batch(records)
 
     async def answer_batch(self, records: list[Record]) -> None:
         """Answer each request in order; undecodable ones go to the dead-letter topic."""

@@ -1,5 +1,6 @@
-"""Shared fixtures: the MovieLens path, and the brokers of the session: every test using
-``bootstrap`` runs on the embedded Tansu and on a real Apache Kafka (tests/brokers.py)."""
+"""Shared fixtures: the MovieLens path, the brokers of the session (every test using
+``bootstrap`` runs on the embedded Tansu and on a real Apache Kafka, tests/brokers.py), and
+the worker runtimes the broker tests run on."""
 
 from __future__ import annotations
 
@@ -41,6 +42,26 @@ def pg_base_url() -> Iterator[str]:
     """URL of a reachable PostgreSQL server, started once per session (tests/databases.py)."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def embedded(request: pytest.FixtureRequest, bootstrap: str) -> bool:
+    """Whether ``bootstrap`` is the embedded broker (faust gets its tuned timings there)."""
+    return bool(bootstrap == request.getfixturevalue("embedded_bootstrap"))
+
+
+RUNTIMES = {
+    "faust": {"runtime": "faust"},
+    "faust-agent": {"runtime": "faust", "faust_requests": "agent"},
+    "asyncio": {"runtime": "asyncio"},
+}
+
+
+@pytest.fixture(scope="session", params=list(RUNTIMES))
+def runtime(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of the worker runtime a stack test runs on: faust (requests by fetch
+    task), faust with requests through a faust agent, plain asyncio; ids say which."""
+    return RUNTIMES[request.param]
 
 
 @pytest.fixture

@@ -28,6 +28,15 @@ RULES: dict[str, set[str]] = {
     # the roles never import each other; workers/stack.py wires them together
     "workers.training": {"errors", "settings", "model", "stream", "workers"},
     "workers.serving": {"errors", "settings", "model", "index", "stream", "workers"},
+    # the runtimes drive the roles' workers (as workers/stack.py wires them)
+    "workers.runtime": {
+        "errors",
+        "settings",
+        "stream",
+        "workers",
+        "workers.training",
+        "workers.serving",
+    },
     "cli": {
         "__init__",
         "errors",

@@ -42,3 +42,9 @@ def test_recommend_without_a_broker_says_what_to_do(runner: CliRunner, tmp_path:
 def test_workers_take_the_feature_store_url(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(cli, [*args, "--help"])
     assert "--database-url" in result.output and "STREAMREC_DATABASE_URL" in result.output
+
+
+@pytest.mark.parametrize("args", [["up"], ["worker"]])
+def test_workers_take_the_runtime(runner: CliRunner, args: list[str]) -> None:
+    result = runner.invoke(cli, [*args, "--help"])
+    assert "--runtime [faust|asyncio]" in result.output and "STREAMREC_RUNTIME" in result.output

@@ -55,16 +55,23 @@ async def _publish_world(client: Client, world: World, interactions: bool = True
     await client.flush()
 
 
-async def _trainer(settings: Settings, bootstrap: str, store: FeatureStore) -> Stack:
-    stack = Stack(settings, bootstrap, roles=("trainer",), store=store, web=False)
+async def _trainer(
+    settings: Settings, bootstrap: str, store: FeatureStore, embedded: bool
+) -> Stack:
+    stack = Stack(settings, bootstrap, roles=("trainer",), store=store, web=False,
+                  embedded=embedded)  # fmt: skip
     await stack.start()
     return stack
 
 
 async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_nothing(
-    db_url: str, bootstrap: str, settings_factory: Callable[..., Settings]
+    db_url: str,
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(database_url=db_url, checkpoint_interval_s=0)
+    settings = settings_factory(database_url=db_url, checkpoint_interval_s=0, **runtime)
     topics = Topics(settings.topic_prefix)
     await ensure_topics(bootstrap, topics.partitions(settings.partitions))
     world = make_world(n_users=12, items_per_cluster=4, events_per_user=3)
@@ -75,7 +82,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
             await client.add_item("bad-item", ["topic=books"], {"available": "maybe"})
             marks = client.watermarks()
 
-        stack = await _trainer(settings, bootstrap, store)
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             assert await stack.state.wait_for(marks, 20)
             await _until(lambda: stack.sink is not None and stack.sink.pending() == 0)
@@ -113,7 +120,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # restart without any checkpoint: vocabularies come back from the store, and the
         # topics are read again from the start -- a replay that must change no row
         shutil.rmtree(settings.data_dir / "checkpoints")
-        stack = await _trainer(settings, bootstrap, store)
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             model = stack.state.model
             assert model.n_events == 0  # no checkpoint was loaded...
@@ -134,7 +141,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         newest = store.latest_checkpoint()
         assert newest is not None and newest.version == 2
         Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.unlink()
-        stack = await _trainer(settings, bootstrap, store)
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             assert stack.state.model.n_events == newest.metrics["events"] > 0
         finally:
@@ -142,13 +149,17 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
 
 
 async def test_item_withdrawn_in_the_store_disappears_within_one_second(
-    db_url: str, bootstrap: str, settings_factory: Callable[..., Settings]
+    db_url: str,
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(database_url=db_url)
+    settings = settings_factory(database_url=db_url, **runtime)
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=20, items_per_cluster=8, events_per_user=5)
     with FeatureStore.open(db_url) as store, FeatureStore.open(db_url) as other_writer:
-        stack = Stack(settings, bootstrap, store=store, web=False)
+        stack = Stack(settings, bootstrap, store=store, web=False, embedded=embedded)
         await stack.start()
         try:
             assert await stack.ready(30)

@@ -24,23 +24,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 class Env:
-    def __init__(self, settings: Settings, stack: Stack, client: Client, world: World) -> None:
+    def __init__(
+        self, settings: Settings, stack: Stack, client: Client, world: World, embedded: bool
+    ) -> None:
         self.settings, self.stack, self.client, self.world = settings, stack, client, world
+        self.embedded = embedded
 
     def clusters(self, items: list[str]) -> list[str]:
         return [self.world.items.get(i, i.split("-")[0]) for i in items]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+async def env(
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Env]:
     settings = Settings.load(
         {"topic_prefix": f"e2e{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("e2e"),
-         "web_port": 0, "fetch_wait_ms": 5, "exact_below": 0, "index_rebuild_s": 1.0,
+         "web_port": 0, **runtime, "fetch_wait_ms": 5, "exact_below": 0, "index_rebuild_s": 1.0,
          "delta_interval_ms": 100, "freshness_half_life_s": 0.5},
         environ={},
     )  # fmt: skip
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    stack = Stack(settings, bootstrap, fresh=True)
+    stack = Stack(settings, bootstrap, fresh=True, embedded=embedded)
     await stack.start()
     assert await stack.ready(30)
     world = make_world()
@@ -54,7 +62,7 @@ async def env(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Async
         for user, item, kind in world.events:
             await client.track(user, item, kind, wait=False)
     await client.flush()
-    yield Env(settings, stack, client, world)
+    yield Env(settings, stack, client, world, embedded)
     await client.stop()
     await stack.stop()
 
@@ -151,7 +159,8 @@ async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str)
 async def test_separate_recommender_follows_the_deltas(
     env: Env, bootstrap: str, tmp_path: Path
 ) -> None:
-    replica = Stack(env.settings, bootstrap, roles=("recommender",), web=False)
+    replica = Stack(env.settings, bootstrap, roles=("recommender",), web=False,
+                    embedded=env.embedded)  # fmt: skip
     await replica.start()
     try:
         await env.client.add_item("films-late", ["topic=films"], {"category": "films"})

@@ -46,19 +46,23 @@ class Env:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["memory", "sqlite"])
 async def env(
-    request: pytest.FixtureRequest, bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Env]:
     data: Path = tmp_path_factory.mktemp("filters")
     settings = Settings.load(
         {"topic_prefix": f"flt{uuid.uuid4().hex[:8]}", "data_dir": data, "web_port": -1,
-         "fetch_wait_ms": 5, "checkpoint_interval_s": 0},
+         "fetch_wait_ms": 5, "checkpoint_interval_s": 0, **runtime},
         environ={},
     )  # fmt: skip
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     store = (
         FeatureStore.open(f"sqlite:///{data / 'store.db'}") if request.param == "sqlite" else None
     )
-    stack = Stack(settings, bootstrap, fresh=True, store=store)
+    stack = Stack(settings, bootstrap, fresh=True, store=store, embedded=embedded)
     await stack.start()
     assert await stack.ready(30)
     client = Client(bootstrap, settings=settings)

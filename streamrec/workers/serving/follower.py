@@ -57,6 +57,12 @@ class DeltaFollower:
         return restored.deltas_offset
 
     async def start(self) -> None:
+        """Bootstrap, then follow the deltas from an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self._task = asyncio.create_task(self._run(), name="delta-follower")
+
+    async def open(self) -> None:
+        """Load the checkpoint; assign the deltas partition at the checkpoint's offset."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         start = self._restore()
@@ -73,7 +79,6 @@ class DeltaFollower:
             self._consumer.seek(tp, start)
         else:
             await self._consumer.seek_to_beginning(tp)
-        self._task = asyncio.create_task(self._run(), name="delta-follower")
 
     async def stop(self) -> None:
         await cancel(self._task)
@@ -82,17 +87,19 @@ class DeltaFollower:
     async def _run(self) -> None:
         while True:
             try:
-                batch = await self._consumer.getmany(
-                    timeout_ms=max(self.settings.fetch_wait_ms, 20)
-                )
-                for records in batch.values():
-                    for rec in records:
-                        self.apply(rec.value)
+                await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delta follower error; continuing")
                 await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch of the deltas topic, applied."""
+        batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+        for records in batch.values():
+            for rec in records:
+                self.apply(rec.value)
 
     def apply(self, value: bytes | None) -> None:
         try:

@@ -65,14 +65,18 @@ class Indexer:
     async def _run(self) -> None:
         while True:
             try:
-                if self.due():
-                    await self.rebuild()
-                self._report()
+                await self.check_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("index rebuild failed; retrying later")
             await asyncio.sleep(0.2)
+
+    async def check_once(self) -> None:
+        """Rebuild if due; report the index gauges."""
+        if self.due():
+            await self.rebuild()
+        self._report()
 
     async def rebuild(self) -> None:
         m = self.state.model

@@ -179,6 +179,14 @@ class Recommender:
         return self.core.state
 
     async def start(self) -> None:
+        """Open the clients and answer from an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self.running = True
+        self._task = asyncio.create_task(self._run(), name="recommender")
+
+    async def open(self, consume: bool = True) -> None:
+        """Open the response producer and, with ``consume``, the request consumer group
+        (the faust runtime consumes through its agent instead: ``consume=False``)."""
         from aiokafka import AIOKafkaConsumer
 
         from streamrec.stream.kafka_clients import make_producer
@@ -186,6 +194,8 @@ class Recommender:
         s = self.settings
         self._producer = await make_producer(self.bootstrap, linger_ms=0)
         await self._producer.start()
+        if not consume:
+            return
         self._consumer = AIOKafkaConsumer(
             self.topics.requests, bootstrap_servers=self.bootstrap,
             group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",
@@ -193,8 +203,6 @@ class Recommender:
             heartbeat_interval_ms=500, session_timeout_ms=10000,
         )  # fmt: skip
         await self._consumer.start()
-        self.running = True
-        self._task = asyncio.create_task(self._run(), name="recommender")
 
     async def ready(self, timeout: float = 30.0) -> bool:
         """Wait until the group gave this member partitions of the request topic."""
@@ -211,26 +219,33 @@ class Recommender:
         await close(self._consumer, self._producer)
 
     async def _run(self) -> None:
-        s = self.settings
         while self.running:
             try:
-                batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20),
-                                                     max_records=200)  # fmt: skip
-                dead: list[DeadLetter] = []
-                for records in Record.batch(batch):
-                    for record in records:
-                        letter = await self._handle(record)
-                        if letter is not None:
-                            dead.append(letter)
-                if dead:
-                    n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
-                    self.metrics.inc(WORKER, "dead_letters_total", n,
-                                     "messages sent to the dead-letter topic")  # fmt: skip
+                await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recommender loop error; continuing")
                 await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch from the request consumer group, answered."""
+        s = self.settings
+        batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
+        for records in Record.batch(batch):
+            await self.answer_batch(records)
+
+    async def answer_batch(self, records: list[Record]) -> None:
+        """Answer each request in order; undecodable ones go to the dead-letter topic."""
+        dead: list[DeadLetter] = []
+        for record in records:
+            letter = await self._handle(record)
+            if letter is not None:
+                dead.append(letter)
+        if dead:
+            n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
+            self.metrics.inc(WORKER, "dead_letters_total", n,
+                             "messages sent to the dead-letter topic")  # fmt: skip
 
     async def _handle(self, record: Record) -> DeadLetter | None:
         try:

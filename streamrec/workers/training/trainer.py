@@ -8,6 +8,12 @@ to the dead-letter topic.  Every ``delta_interval_ms`` it publishes the coalesce
 embedding deltas; every ``checkpoint_interval_s`` (and at stop) it writes a checkpoint
 with the consumed offsets.
 
+The loop body is split into callable steps, so both runtimes drive the same code:
+:meth:`Trainer.poll_once` (one fetch, learned), :meth:`Trainer.publish_deltas` and
+:meth:`Trainer.checkpoint_now`.  The asyncio runtime calls them from :meth:`Trainer._run`;
+the faust runtime from a task and two timers (``streamrec.workers.runtime``).  One lock
+keeps them sequential, as in one loop: a checkpoint never sees a half-learned batch.
+
 Checkpoints go through :class:`~streamrec.workers.checkpoints.Checkpoints`: with a
 registry (the feature store) each one is a new versioned file registered there, and a
 start-up without any checkpoint re-onboards every user and item of the entity catalog
@@ -81,10 +87,17 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
+        self._lock = asyncio.Lock()  # the steps below run one at a time
         self.running = False
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        """Open the clients and run the loop as an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self._task = asyncio.create_task(self._run(), name="trainer")
+
+    async def open(self) -> None:
+        """Restore, open the Kafka clients, assign the partitions at the checkpoint offsets."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from streamrec.stream.kafka_clients import make_producer, partitions
@@ -121,7 +134,6 @@ class Trainer:
                     )
                 await self._consumer.seek_to_beginning(tp)
         self.running = True
-        self._task = asyncio.create_task(self._run(), name="trainer")
 
     def _restore(self) -> dict[tuple[str, int], int]:
         """Load the newest readable checkpoint and return its offsets.
@@ -153,8 +165,8 @@ class Trainer:
         self.running = False
         await cancel(self._task)
         with logged(log, "publishing the last deltas"):
-            if self._producer is not None and self.tracker.dirty:
-                await self._publish_deltas()
+            if self._producer is not None:
+                await self.publish_deltas()
         with logged(log, "the final checkpoint"):
             self.checkpoint(wait=2 * STORE_WAIT_S)
         with logged(log, "dead-lettering the store's rejections"):
@@ -169,30 +181,38 @@ class Trainer:
         last_delta = time.monotonic()
         while self.running:
             try:
-                wait = (
-                    s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
-                )
-                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
-                if batch or self._holding():
-                    await self._process(batch)
-                # once per batch: the sink writes it (in the background); collect rejections
-                self._rejected += self.core.sink.flush()
-                if self._rejected:
-                    await self._dead_letter_rejected()
+                await self.poll_once()
                 now = time.monotonic()
                 if self.tracker.dirty and now - last_delta >= interval:
                     last_delta = now
-                    await self._publish_deltas()
+                    await self.publish_deltas()
                 if (s.checkpoint_interval_s > 0
                         and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
-                    # off the loop: waits for the store, then writes the file; the model
-                    # does not move meanwhile (this task is the only writer)
-                    await asyncio.to_thread(self.checkpoint)
+                    await self.checkpoint_now()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("trainer loop error; continuing")
                 await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
+        s = self.settings
+        async with self._lock:
+            wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
+            batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            if batch or self._holding():
+                await self._process(batch)
+            # once per batch: the sink writes it (in the background); collect rejections
+            self._rejected += self.core.sink.flush()
+            if self._rejected:
+                await self._dead_letter_rejected()
+
+    async def checkpoint_now(self) -> None:
+        """A checkpoint off the event loop (it waits for the store, then writes the file);
+        the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
+        async with self._lock:
+            await asyncio.to_thread(self.checkpoint)
 
     def _holding(self) -> bool:
         return any(self._held.values())
@@ -247,6 +267,12 @@ class Trainer:
         if dead:
             self._dead += dead
             await self._send_dead_letters()
+
+    async def publish_deltas(self) -> None:
+        """Publish the coalesced deltas of everything learned since the last call (if any)."""
+        async with self._lock:
+            if self.tracker.dirty:
+                await self._publish_deltas()
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]

@@ -24,9 +24,11 @@ from streamrec.errors import (
 )
 from streamrec.model import kernels, scoring, vectors
 from streamrec.model.config import ModelConfig
+from streamrec.model.dirty import ChangeLog, DirtyRows
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
 from streamrec.model.seen import SeenSets
 from streamrec.model.state import (
+    ChangeMarks,
     ContextTables,
     ItemTables,
     KernelTables,
@@ -51,8 +53,17 @@ class LearnStats:
 class EntitySide:
     """One side of the model (users or items): ids, features and their embeddings."""
 
-    def __init__(self, kind: str, config: ModelConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config: ModelConfig,
+        rng: np.random.Generator,
+        feature_marks: DirtyRows,
+        entity_marks: DirtyRows,
+    ) -> None:
         self.kind = kind
+        self.feature_marks = feature_marks
+        self.entity_marks = entity_marks
         self.identity_weight = config.identity_weight
         self.normalize = config.normalize_features
         self.ids = Vocabulary()
@@ -69,6 +80,7 @@ class EntitySide:
         if new:
             appended = self.table.append(identity=identity)
             assert appended == row, "feature vocabulary and table out of step"
+            self.feature_marks.mark(row)
         return row
 
     def upsert(self, entity_id: str, features: FeatureInput) -> tuple[int, bool]:
@@ -90,6 +102,7 @@ class EntitySide:
         if self.normalize and w.sum() > 0:
             w = w / w.sum()
         self.fx.set(row, np.asarray(rows, dtype=np.int32), w.astype(np.float32))
+        self.entity_marks.mark(row)
         return row, new
 
     def row(self, entity_id: str) -> int:
@@ -137,8 +150,10 @@ class HybridModel:
         self.config = config or ModelConfig()
         cfg = self.config
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
-        self.users = EntitySide("user", cfg, self.rng)
-        self.items = EntitySide("item", cfg, self.rng)
+        self.changes = ChangeLog()
+        log = self.changes
+        self.users = EntitySide("user", cfg, self.rng, log.user_features, log.user_entities)
+        self.items = EntitySide("item", cfg, self.rng, log.item_features, log.item_entities)
         # Items as context of the user's recent history (random start: they are not identities).
         self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
         self.activity = np.zeros(64, dtype=np.int32)
@@ -204,7 +219,7 @@ class HybridModel:
     def ensure_item_capacity(self, n: int) -> None:
         """Size the per-item state (context embeddings, trend counts) for items 0 .. n-1."""
         while self.context.n < n:
-            self.context.append(identity=False)
+            self.changes.context.mark(self.context.append(identity=False))
         if n > self.trend.shape[0]:
             self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
 
@@ -273,6 +288,8 @@ class HybridModel:
         before = self.stats.copy()
         status = self._kernel_call(users, items, weights)
         self.seen.add_many(users, items)
+        if n:
+            self.changes.seen.append(np.stack([users, items], axis=1))
         self.n_events += n
         self.version += 1
         if status >= 0:
@@ -294,7 +311,15 @@ class HybridModel:
     def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()
         status = kernels.learn_batch(
-            users, items, weights, self.rng_state, *tables, self.n_items, self.hp, self.stats
+            users,
+            items,
+            weights,
+            self.rng_state,
+            *tables,
+            self.n_items,
+            self.hp,
+            self.stats,
+            self.kernel_changes(),
         )
         return int(status)
 
@@ -319,9 +344,28 @@ class HybridModel:
             PopularityTables(self.pop_ring, self.pop_state, self.trend, self.trend_state),
         )
 
+    def kernel_changes(self) -> ChangeMarks:
+        """Where the kernels mark the rows they write, sized to the current tables."""
+        log = self.changes
+        return ChangeMarks(
+            log.user_features.marks(self.users.table.emb.shape[0]),
+            log.item_features.marks(self.items.table.emb.shape[0]),
+            log.context.marks(self.context.emb.shape[0]),
+            log.users.marks(self.recent_n.shape[0]),
+            log.items.marks(self.trend.shape[0]),
+            log.ring.marks(self.pop_ring.shape[0]),
+        )
+
+    def forget_changes(self) -> None:
+        """Start the change log afresh: the next change set holds only later changes."""
+        self.changes.clear(
+            self.n_users, self.n_items, len(self.users.feature_names), len(self.items.feature_names)
+        )
+
     def mark_seen(self, user: int, item: int) -> None:
         """Record that ``user`` has an event for ``item`` without learning it."""
         self.seen.add(user, item)
+        self.changes.seen.append(np.array([[user, item]], dtype=np.int32))
 
     # ---------------------------------------------------------------- scoring
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.config import ModelConfig
+from streamrec.model.dirty import mark
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
@@ -149,11 +150,12 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _apply_grads(
-    user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
+    user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp, changes
 ):
     """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0).
 
     Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
+    Every row written is marked in ``changes``.
     """
     U, Ub, Ua, Uba = users.emb, users.bias, users.emb_acc, users.bias_acc
     ufx, ufw = users.feature_rows, users.feature_weights
@@ -183,11 +185,13 @@ def _apply_grads(
         ok &= _adagrad_row(U, Ua, f, grad_u, ufw[user, k], lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, f, ufw[user, k] * g_aff, blr, bdecay, l2)
+        mark(changes.user_features, f)
     r = activity_row(user, users)
     if r >= 0:
         ok &= _adagrad_row(U, Ua, r, grad_u, 1.0, lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, r, g_aff, blr, bdecay, l2)
+        mark(changes.user_features, r)
     width = recent.shape[1]
     if width > 0 and hp[HP_RECENT_W] != 0.0:
         n = min(recent_n[user], width)
@@ -195,6 +199,7 @@ def _apply_grads(
             scale = hp[HP_RECENT_W] / n
             for t in range(n):
                 ok &= _adagrad_row(C, Ca, recent[user, t], grad_u, scale, lr, decay, l2, tmp)
+                mark(changes.context, recent[user, t])
     for side in range(2):
         item = i if side == 0 else j
         ds = dsi if side == 0 else dsj
@@ -207,6 +212,7 @@ def _apply_grads(
             w = ifw[item, k]
             ok &= _adagrad_row(V, Va, f, u, w * ds, lr, decay, l2, tmp)
             ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, bdecay, l2)
+            mark(changes.item_features, f)
     return ok
 
 
@@ -222,9 +228,11 @@ def _sample_negative(rng, n_items, popularity, pop_frac):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def learn_batch(
-    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats
+    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats, changes
 ):
     """Learn events ``(users_[e], items_[e], weights[e])`` in order.
+
+    Every row written is marked in ``changes`` (:class:`streamrec.model.state.ChangeMarks`).
 
     Events of weight <= 0 are not learned (the caller marks them seen); with
     ``HP_RECENT_SEEN`` they join the user's recent items.  Returns -1 on
@@ -249,7 +257,7 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, context.recent, context.recent_count)
+                push_recent(user, i, context.recent, context.recent_count, changes.users)
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)
@@ -291,6 +299,7 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
+                    changes,
                 )
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
@@ -326,13 +335,29 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
+                    changes,
                 )
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
             ok &= _apply_grads(
-                user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
+                user,
+                i,
+                g,
+                -1,
+                0.0,
+                u,
+                vi,
+                vj,
+                users,
+                items,
+                context,
+                popularity,
+                hp,
+                grad_u,
+                tmp,
+                changes,
             )
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
@@ -361,6 +386,7 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
+                    changes,
                 )
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
@@ -368,8 +394,9 @@ def learn_batch(
             return e
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
-        push_recent(user, i, context.recent, context.recent_count)
-        push_positive(i, popularity, hp[HP_TREND_GROWTH])
+        mark(changes.users, user)
+        push_recent(user, i, context.recent, context.recent_count, changes.users)
+        push_positive(i, popularity, hp[HP_TREND_GROWTH], changes)
     return -1
 
 

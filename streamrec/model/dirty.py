@@ -1,0 +1,98 @@
+"""Dirty-row logs: which rows of a table were written since they were last taken.
+
+Kernels mark rows through :func:`mark` (O(1), no allocation); Python code marks rows
+through :class:`DirtyRows`, which owns the arrays and grows them with the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from streamrec.model.state import DirtyMarks
+from streamrec.model.tables import capacity_for, grown
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def mark(marks: DirtyMarks, row: int) -> None:
+    """Record that ``row`` was written (once per row until the marks are taken)."""
+    if marks.flags[row] == 0:
+        marks.flags[row] = 1
+        marks.rows[marks.n_rows[0]] = row
+        marks.n_rows[0] += 1
+
+
+class DirtyRows:
+    """The rows of one table written since the last :meth:`take`."""
+
+    def __init__(self) -> None:
+        self.flags = np.zeros(64, dtype=np.uint8)
+        self.rows = np.zeros(64, dtype=np.int32)
+        self.count = np.zeros(1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.count[0])
+
+    def ensure(self, n: int) -> None:
+        """Room to mark rows ``0 .. n - 1`` (each row is listed at most once)."""
+        if n > self.flags.shape[0]:
+            cap = capacity_for(n, self.flags.shape[0])
+            self.flags = grown(self.flags, cap)
+            self.rows = grown(self.rows, cap)
+
+    def marks(self, capacity: int) -> DirtyMarks:
+        """The kernel view, with room for a table of ``capacity`` rows."""
+        self.ensure(capacity)
+        return DirtyMarks(self.flags, self.rows, self.count)
+
+    def mark(self, row: int) -> None:
+        self.ensure(row + 1)
+        if not self.flags[row]:
+            self.flags[row] = 1
+            self.rows[self.count[0]] = row
+            self.count[0] += 1
+
+    def mark_range(self, start: int, stop: int) -> None:
+        for row in range(start, stop):
+            self.mark(row)
+
+    def take(self) -> np.ndarray:
+        """The marked rows, ascending, and forget them: O(rows marked)."""
+        n = int(self.count[0])
+        rows = np.sort(self.rows[:n])
+        self.flags[rows] = 0
+        self.count[0] = 0
+        return rows
+
+
+class ChangeLog:
+    """Everything written to a model since its last export (see :mod:`streamrec.model.replica`).
+
+    ``*_base`` are the entity and feature counts at the last export: rows past them are
+    new.  ``user_entities``/``item_entities`` mark entities whose feature lists were
+    (re)defined; ``seen`` collects (user, item) pairs in the order they were marked.
+    """
+
+    def __init__(self) -> None:
+        self.user_features = DirtyRows()
+        self.item_features = DirtyRows()
+        self.context = DirtyRows()
+        self.users = DirtyRows()
+        self.items = DirtyRows()
+        self.ring = DirtyRows()
+        self.user_entities = DirtyRows()
+        self.item_entities = DirtyRows()
+        self.seen: list[np.ndarray] = []
+        self.user_base = 0
+        self.item_base = 0
+        self.user_feature_base = 0
+        self.item_feature_base = 0
+
+    def clear(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int) -> None:
+        """Forget every mark; the given counts become the new bases."""
+        for rows in (self.user_features, self.item_features, self.context, self.users,
+                     self.items, self.ring, self.user_entities, self.item_entities):  # fmt: skip
+            rows.take()
+        self.seen.clear()
+        self.user_base, self.item_base = n_users, n_items
+        self.user_feature_base, self.item_feature_base = n_user_features, n_item_features

@@ -22,10 +22,11 @@ from streamrec.errors import (
     UnknownEntityError,
     UnknownEventTypeError,
 )
-from streamrec.model import kernels, scoring, vectors
+from streamrec.model import kernels, replica, scoring, vectors
 from streamrec.model.config import ModelConfig
 from streamrec.model.dirty import ChangeLog, DirtyRows
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
+from streamrec.model.replica import ChangeSet
 from streamrec.model.seen import SeenSets
 from streamrec.model.state import (
     ChangeMarks,
@@ -361,6 +362,21 @@ class HybridModel:
         self.changes.clear(
             self.n_users, self.n_items, len(self.users.feature_names), len(self.items.feature_names)
         )
+
+    def has_changes(self) -> bool:
+        """Whether anything was written since the last :meth:`export_changes` (O(1))."""
+        log = self.changes
+        marks = (log.user_features, log.item_features, log.context, log.users, log.items,
+                 log.ring, log.user_entities, log.item_entities)  # fmt: skip
+        return bool(log.seen) or any(len(m) for m in marks)
+
+    def export_changes(self) -> ChangeSet:
+        """What changed since the previous export, as a :class:`ChangeSet` (O(rows touched))."""
+        return replica.export(self)
+
+    def apply_changes(self, changes: ChangeSet) -> None:
+        """Bring this replica up to another model's exported ``changes`` (same config)."""
+        replica.apply(self, changes)
 
     def mark_seen(self, user: int, item: int) -> None:
         """Record that ``user`` has an event for ``item`` without learning it."""

@@ -230,6 +230,41 @@ class HybridModel:
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items.ids
 
+    # ------------------------------------------------------- ids and history
+    def user_row(self, user_id: str) -> int:
+        """The row of a known user, -1 for an unknown one."""
+        return self.users.ids.get(user_id)
+
+    def item_row(self, item_id: str) -> int:
+        """The row of a known item, -1 for an unknown one."""
+        return self.items.ids.get(item_id)
+
+    def item_rows(self, item_ids: Iterable[str]) -> np.ndarray:
+        """The rows (int32) of the known items among ``item_ids``; unknown ones are left out."""
+        rows = np.array([self.items.ids.get(i) for i in item_ids], dtype=np.int32)
+        return rows[rows >= 0]
+
+    def user_id(self, row: int) -> str:
+        return self.users.ids.name(row)
+
+    def item_id(self, row: int) -> str:
+        return self.items.ids.name(row)
+
+    def item_ids(self, rows: Iterable[int]) -> list[str]:
+        return self.items.ids.names(int(r) for r in rows)
+
+    def seen_count(self, user: int) -> int:
+        """How many distinct items user row ``user`` has an event for (0 if none)."""
+        return self.seen.count(user)
+
+    def seen_items(self, user: int) -> np.ndarray:
+        """The item rows user row ``user`` has an event for, most recent first (a new array)."""
+        return self.seen.items(user)
+
+    def user_feature_count(self, user: int) -> int:
+        """How many features user row ``user`` has, its identity feature included."""
+        return int(np.count_nonzero(self.users.fx.idx[user] >= 0))
+
     # --------------------------------------------------------------- learning
     def event_weight(self, event_type: str) -> float:
         """The configured weight of ``event_type``; 0 means 'seen only'."""
@@ -479,8 +514,7 @@ class HybridModel:
         """The ``k`` best ``(item_id, score)`` for a user; unknown users need ``features``."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        excl = np.array([self.items.ids.get(i) for i in exclude], dtype=np.int32)
-        excl = excl[excl >= 0]
+        excl = self.item_rows(exclude)
         if self.has_user(user_id):
             rows, vals = self.top_k_rows(self.users.row(user_id), k, exclude_seen, excl)
         else:

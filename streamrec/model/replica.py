@@ -270,11 +270,12 @@ _SECTIONS: Sequence[_Section] = (
 
 # ---------------------------------------------------------------------- export
 def _table_rows(table: FeatureTable, rows: np.ndarray, with_bias: bool) -> FeatureRows:
-    rows = rows.astype(_I32)
+    """Copies of the rows' contents (``np.take`` gathers rows faster than fancy indexing)."""
+    rows = rows.astype(_I32, copy=False)
+    emb, emb_acc = np.take(table.emb, rows, axis=0), np.take(table.emb_acc, rows)
     if not with_bias:
-        return FeatureRows(rows, table.emb[rows].copy(), table.emb_acc[rows].copy())
-    return FeatureRows(rows, table.emb[rows].copy(), table.emb_acc[rows].copy(),
-                       table.bias[rows].copy(), table.bias_acc[rows].copy())  # fmt: skip
+        return FeatureRows(rows, emb, emb_acc)
+    return FeatureRows(rows, emb, emb_acc, np.take(table.bias, rows), np.take(table.bias_acc, rows))
 
 
 def _feature_lists(side: EntitySide, rows: np.ndarray) -> list[FeatureList]:
@@ -310,11 +311,11 @@ def export(model: HybridModel) -> ChangeSet:
         user_rows=_table_rows(users.table, log.user_features.take(), with_bias=True),
         item_rows=_table_rows(items.table, log.item_features.take(), with_bias=True),
         context_rows=_table_rows(model.context, log.context.take(), with_bias=False),
-        users=UserHistory(user_rows, model.recent[user_rows].copy(),
-                          model.recent_n[user_rows].copy(), model.activity[user_rows].copy()),
-        items=ItemTrend(item_rows, model.trend[item_rows].copy()),
-        ring=RingSlots(ring, model.pop_ring[ring].copy()),
-        seen=np.concatenate(log.seen).astype(_I32) if log.seen else _i32(0, 2),
+        users=UserHistory(user_rows, np.take(model.recent, user_rows, axis=0),
+                          np.take(model.recent_n, user_rows), np.take(model.activity, user_rows)),
+        items=ItemTrend(item_rows, np.take(model.trend, item_rows)),
+        ring=RingSlots(ring, np.take(model.pop_ring, ring)),
+        seen=np.concatenate(log.seen).astype(_I32, copy=False) if log.seen else _i32(0, 2),
         trend_scale=float(model.trend_state[0]),
         ring_count=int(model.pop_state[0]),
         rng_state=int(model.rng_state[0]),

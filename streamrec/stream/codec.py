@@ -27,6 +27,10 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {
 }
 
 
+_binary_encoder = msgspec.msgpack.Encoder()
+_binary_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
 class Rejected(Exception):
     """A message failed validation; ``reason`` says why (goes to the dead letters)."""
 
@@ -37,6 +41,12 @@ class Rejected(Exception):
 
 def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
+
+
+def encode_binary(message: msgspec.Struct) -> bytes:
+    """MessagePack instead of JSON: for internal topics carrying tables (deltas), where
+    base64 would cost a third more bytes and most of the encoding time."""
+    return _binary_encoder.encode(message)
 
 
 def decode(data: bytes | None, kind: Any) -> Any:
@@ -52,6 +62,26 @@ def decode(data: bytes | None, kind: Any) -> Any:
         raise Rejected(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise Rejected(f"not valid JSON: {exc}") from None
+    return _checked_version(msg)
+
+
+def decode_binary(data: bytes | None, kind: Any) -> Any:
+    """:func:`decode` for :func:`encode_binary`'s MessagePack."""
+    if data is None:
+        raise Rejected("empty message (null value)")
+    decoder = _binary_decoders.get(kind)
+    if decoder is None:
+        decoder = _binary_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    try:
+        msg = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise Rejected(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(f"not valid MessagePack: {exc}") from None
+    return _checked_version(msg)
+
+
+def _checked_version(msg: Any) -> Any:
     if msg.v > SCHEMA_VERSION:
         raise Rejected(
             f"schema version {msg.v} is newer than this worker's {SCHEMA_VERSION}; upgrade it"

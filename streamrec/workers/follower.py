@@ -15,7 +15,7 @@ from typing import Any
 from streamrec.errors import StreamrecError
 from streamrec.model import HybridModel, load, read_header
 from streamrec.settings import Settings
-from streamrec.stream.codec import Rejected, decode
+from streamrec.stream.codec import Rejected, decode_binary
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.checkpoints import checkpoint_path
@@ -104,7 +104,7 @@ class DeltaFollower:
 
     def apply(self, value: bytes | None) -> None:
         try:
-            delta = decode(value, Delta)
+            delta = decode_binary(value, Delta)
         except Rejected as exc:
             log.error("skipping a bad delta: %s", exc.reason)
             return

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from streamrec.errors import StreamrecError
 from streamrec.model import HybridModel, load, save
 from streamrec.settings import Settings
-from streamrec.stream.codec import dead_letter, encode
+from streamrec.stream.codec import dead_letter, encode, encode_binary
 from streamrec.stream.schemas import (
     DeadLetter,
     ItemMeta,
@@ -165,11 +165,11 @@ class Trainer:
     def _rebuild_from_store(self, store: FeatureStore) -> None:
         m, tracker = self.state.model, self.tracker
         for user_id, features in store.iter_entity_features("user"):
-            tracker.user_defined(m.add_user(user_id, features))
+            m.add_user(user_id, features)
         _, attributes = store.item_attributes()
         known: dict[str, Any] = {}
         for item_id, features in store.iter_entity_features("item"):
-            row = m.add_item(item_id, features)
+            m.add_item(item_id, features)
             a = attributes.get(item_id)
             meta: dict[str, str | int | float | bool | None] = {}
             if a is not None:
@@ -178,7 +178,7 @@ class Trainer:
                 meta["category"] = a.category
             created = a.created_at.timestamp() if a is not None and a.created_at else time.time()
             known[item_id] = {"attributes": meta, "created": created}
-            tracker.item_defined(row, item_id, ItemMeta(meta, created))  # for the replicas
+            tracker.item_meta(item_id, ItemMeta(meta, created))  # for the replicas
         attrs = self.state.attributes
         if isinstance(attrs, CheckpointedAttributes):
             attrs.load_dict(known)  # as from a checkpoint: the store's values are no news
@@ -303,7 +303,7 @@ class Trainer:
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
-        futures = [await self._producer.send(self.topics.deltas, encode(d), key=b"trainer")
+        futures = [await self._producer.send(self.topics.deltas, encode_binary(d), key=b"trainer")
                    for d in messages]  # fmt: skip
         for fut in futures:
             md = await fut

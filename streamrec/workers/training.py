@@ -77,19 +77,17 @@ class TrainerCore:
 
     def _row(self, kind: str, entity_id: str) -> int:
         m = self.model
-        side = m.users if kind == "user" else m.items
-        row = side.ids.get(entity_id)
+        row = m.user_row(entity_id) if kind == "user" else m.item_row(entity_id)
         if row >= 0:
             return row
         if kind == "user":
             row = m.add_user(entity_id)
-            self.tracker.user_defined(row)
             self.sink.upsert_user(entity_id, None, time.time())
         else:
             row = m.add_item(entity_id)
             now = time.time()
             self.state.attributes.update(entity_id, {}, now)
-            self.tracker.item_defined(row, entity_id, ItemMeta({}, now))
+            self.tracker.item_meta(entity_id, ItemMeta({}, now))
             self.sink.upsert_item(entity_id, None, {"created_at": now}, now)
             self.state.items_changed([row])
         return row
@@ -113,21 +111,19 @@ class TrainerCore:
             self.model.learn_rows(users, items, weights)
         except ModelDivergedError as exc:
             log.error("update skipped: %s", exc)
-        self.tracker.learned(users, items, weights)
 
     def _entity(self, msg: Any, source: Source) -> None:
         m = self.model
         ts = msg.ts or time.time()
         if isinstance(msg, NewUser | UserUpdate):
-            row = m.add_user(msg.user, msg.features)
-            self.tracker.user_defined(row)
+            m.add_user(msg.user, msg.features)
             self.sink.upsert_user(msg.user, msg.features, ts, source=source)
         elif isinstance(msg, NewItem | ItemUpdate):
             new = not m.has_item(msg.item)
             row = m.add_item(msg.item, msg.features)
             self.state.attributes.update(msg.item, msg.attributes, ts)
             created = self.state.attributes.created(msg.item) or ts
-            self.tracker.item_defined(row, msg.item, ItemMeta(dict(msg.attributes), created))
+            self.tracker.item_meta(msg.item, ItemMeta(dict(msg.attributes), created))
             # the store learns the creation time once, from the event that created the item
             stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
             self.sink.upsert_item(msg.item, msg.features, stored, ts, source=source)

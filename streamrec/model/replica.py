@@ -13,8 +13,8 @@ applying the parts in order equals applying the whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -38,8 +38,19 @@ def _f32(n: int = 0, width: int | None = None) -> np.ndarray:
     return np.zeros((n, width) if width is not None else n, dtype=_F32)
 
 
+class _RowArrays:
+    """Arrays of one entry per row, the first field naming the rows; sliced together."""
+
+    def __len__(self) -> int:
+        return int(getattr(self, fields(self)[0].name).shape[0])  # type: ignore[arg-type]
+
+    def slice(self, a: int, b: int) -> Self:
+        """Entries ``a .. b - 1`` (an empty array field stays empty)."""
+        return type(self)(*(getattr(self, f.name)[a:b] for f in fields(self)))  # type: ignore[arg-type]
+
+
 @dataclass
-class FeatureRows:
+class FeatureRows(_RowArrays):
     """Absolute contents of some rows of a feature table (context rows have no bias)."""
 
     rows: np.ndarray = field(default_factory=_i32)
@@ -47,16 +58,6 @@ class FeatureRows:
     emb_acc: np.ndarray = field(default_factory=_f32)
     bias: np.ndarray = field(default_factory=_f32)
     bias_acc: np.ndarray = field(default_factory=_f32)
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def slice(self, a: int, b: int) -> FeatureRows:
-        has_bias = self.bias.shape[0] == self.rows.shape[0]
-        return FeatureRows(
-            self.rows[a:b], self.emb[a:b], self.emb_acc[a:b],
-            self.bias[a:b] if has_bias else _f32(), self.bias_acc[a:b] if has_bias else _f32(),
-        )  # fmt: skip
 
     def row_bytes(self) -> int:
         return 4 * (2 + self.emb.shape[1] + (2 if self.bias.shape[0] else 0))
@@ -72,7 +73,7 @@ class FeatureList:
 
 
 @dataclass
-class UserHistory:
+class UserHistory(_RowArrays):
     """Per-user state: the ring of recent items, how many were pushed, positive counts."""
 
     rows: np.ndarray = field(default_factory=_i32)
@@ -80,40 +81,21 @@ class UserHistory:
     recent_count: np.ndarray = field(default_factory=_i32)
     activity: np.ndarray = field(default_factory=_i32)
 
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def slice(self, a: int, b: int) -> UserHistory:
-        return UserHistory(self.rows[a:b], self.recent[a:b], self.recent_count[a:b],
-                           self.activity[a:b])  # fmt: skip
-
 
 @dataclass
-class ItemTrend:
+class ItemTrend(_RowArrays):
     """Items' raw decayed positive counts (divide by ``ChangeSet.trend_scale``)."""
 
     rows: np.ndarray = field(default_factory=_i32)
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def slice(self, a: int, b: int) -> ItemTrend:
-        return ItemTrend(self.rows[a:b], self.counts[a:b])
-
 
 @dataclass
-class RingSlots:
+class RingSlots(_RowArrays):
     """Slots of the ring of recent positives and the items now in them."""
 
     slots: np.ndarray = field(default_factory=_i32)
     items: np.ndarray = field(default_factory=_i32)
-
-    def __len__(self) -> int:
-        return int(self.slots.shape[0])
-
-    def slice(self, a: int, b: int) -> RingSlots:
-        return RingSlots(self.slots[a:b], self.items[a:b])
 
 
 @dataclass

@@ -51,37 +51,29 @@ def encode_binary(message: msgspec.Struct) -> bytes:
 
 def decode(data: bytes | None, kind: Any) -> Any:
     """Decode and validate ``data`` as ``kind`` (a Struct type or a union); raise Rejected."""
-    if data is None:
-        raise Rejected("empty message (null value)")
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
-    try:
-        msg = decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise Rejected(f"invalid message: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise Rejected(f"not valid JSON: {exc}") from None
-    return _checked_version(msg)
+    return _decoded(decoder, data, "JSON")
 
 
 def decode_binary(data: bytes | None, kind: Any) -> Any:
     """:func:`decode` for :func:`encode_binary`'s MessagePack."""
-    if data is None:
-        raise Rejected("empty message (null value)")
     decoder = _binary_decoders.get(kind)
     if decoder is None:
         decoder = _binary_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    return _decoded(decoder, data, "MessagePack")
+
+
+def _decoded(decoder: Any, data: bytes | None, fmt: str) -> Any:
+    if data is None:
+        raise Rejected("empty message (null value)")
     try:
         msg = decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise Rejected(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise Rejected(f"not valid MessagePack: {exc}") from None
-    return _checked_version(msg)
-
-
-def _checked_version(msg: Any) -> Any:
+        raise Rejected(f"not valid {fmt}: {exc}") from None
     if msg.v > SCHEMA_VERSION:
         raise Rejected(
             f"schema version {msg.v} is newer than this worker's {SCHEMA_VERSION}; upgrade it"

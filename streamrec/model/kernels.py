@@ -148,7 +148,7 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _apply_grads(
     user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp, changes
 ):
@@ -162,6 +162,9 @@ def _apply_grads(
     V, Vb, Va, Vba = items.emb, items.bias, items.emb_acc, items.bias_acc
     ifx, ifw = items.feature_rows, items.feature_weights
     C, Ca, recent, recent_n = context.emb, context.emb_acc, context.recent, context.recent_count
+    uf_flags, uf_rows, uf_n = changes.user_features
+    if_flags, if_rows, if_n = changes.item_features
+    cx_flags, cx_rows, cx_n = changes.context
     lr = hp[HP_LR]
     blr = hp[HP_BIAS_LR]
     sgd = hp[HP_SGD] != 0.0
@@ -185,13 +188,13 @@ def _apply_grads(
         ok &= _adagrad_row(U, Ua, f, grad_u, ufw[user, k], lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, f, ufw[user, k] * g_aff, blr, bdecay, l2)
-        mark(changes.user_features, f)
+        mark(uf_flags, uf_rows, uf_n, f)
     r = activity_row(user, users)
     if r >= 0:
         ok &= _adagrad_row(U, Ua, r, grad_u, 1.0, lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, r, g_aff, blr, bdecay, l2)
-        mark(changes.user_features, r)
+        mark(uf_flags, uf_rows, uf_n, r)
     width = recent.shape[1]
     if width > 0 and hp[HP_RECENT_W] != 0.0:
         n = min(recent_n[user], width)
@@ -199,7 +202,7 @@ def _apply_grads(
             scale = hp[HP_RECENT_W] / n
             for t in range(n):
                 ok &= _adagrad_row(C, Ca, recent[user, t], grad_u, scale, lr, decay, l2, tmp)
-                mark(changes.context, recent[user, t])
+                mark(cx_flags, cx_rows, cx_n, recent[user, t])
     for side in range(2):
         item = i if side == 0 else j
         ds = dsi if side == 0 else dsj
@@ -212,7 +215,7 @@ def _apply_grads(
             w = ifw[item, k]
             ok &= _adagrad_row(V, Va, f, u, w * ds, lr, decay, l2, tmp)
             ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, bdecay, l2)
-            mark(changes.item_features, f)
+            mark(if_flags, if_rows, if_n, f)
     return ok
 
 
@@ -245,6 +248,7 @@ def learn_batch(
     vj = np.empty(d, dtype=np.float32)
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
+    u_flags, u_rows, u_n = changes.users
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
     n_neg = int(hp[HP_N_NEG])
@@ -394,9 +398,9 @@ def learn_batch(
             return e
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
-        mark(changes.users, user)
+        mark(u_flags, u_rows, u_n, user)
         push_recent(user, i, context.recent, context.recent_count, changes.users)
-        push_positive(i, popularity, hp[HP_TREND_GROWTH], changes)
+        push_positive(i, popularity, hp[HP_TREND_GROWTH], changes.ring, changes.items)
     return -1
 
 

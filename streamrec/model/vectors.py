@@ -119,7 +119,7 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
             out[c] += scale * C[j, c]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def push_recent(user, item, recent, recent_n, user_marks):
     """Append ``item`` to the user's ring of recent items (marking the user changed)."""
     width = recent.shape[1]
@@ -127,11 +127,12 @@ def push_recent(user, item, recent, recent_n, user_marks):
         return
     recent[user, recent_n[user] % width] = item
     recent_n[user] += 1
-    mark(user_marks, user)
+    flags, rows, n_rows = user_marks
+    mark(flags, rows, n_rows, user)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def push_positive(item, popularity, growth, changes):
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def push_positive(item, popularity, growth, ring_marks, item_marks):
     """Record a positive event of ``item`` in the popularity ring and decayed counts.
 
     A rescale changes every non-zero count: those items are all marked.
@@ -143,19 +144,21 @@ def push_positive(item, popularity, growth, changes):
         popularity.trend_scale,
     )
     slot = pop_state[0] % pop_ring.shape[0]
+    ring_flags, ring_rows, ring_n = ring_marks
+    item_flags, item_rows, item_n = item_marks
     if pop_ring[slot] != item:
         pop_ring[slot] = item
-        mark(changes.ring, slot)
+        mark(ring_flags, ring_rows, ring_n, slot)
     pop_state[0] += 1
     trend_state[0] *= growth
     trend[item] += trend_state[0]
-    mark(changes.items, item)
+    mark(item_flags, item_rows, item_n, item)
     if trend_state[0] > _TREND_RESCALE:
         trend /= trend_state[0]
         trend_state[0] = 1.0
         for r in range(trend.shape[0]):
             if trend[r] != 0.0:
-                mark(changes.items, r)
+                mark(item_flags, item_rows, item_n, r)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

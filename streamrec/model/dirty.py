@@ -58,6 +58,17 @@ class DirtyRows:
             self.rows[self.count[0]] = row
             self.count[0] += 1
 
+    def mark_many(self, rows: np.ndarray) -> None:
+        """Mark each of ``rows`` (distinct rows, O(len(rows)))."""
+        if not len(rows):
+            return
+        self.ensure(int(rows.max()) + 1)
+        new = rows[self.flags[rows] == 0]
+        n = int(self.count[0])
+        self.flags[new] = 1
+        self.rows[n : n + len(new)] = new
+        self.count[0] = n + len(new)
+
     def take(self) -> np.ndarray:
         """The marked rows, ascending, and forget them: O(rows marked)."""
         n = int(self.count[0])
@@ -78,6 +89,8 @@ class ChangeLog:
     def __init__(self) -> None:
         self.user_features = DirtyRows()
         self.item_features = DirtyRows()
+        self.trained_users = DirtyRows()
+        self.trained_items = DirtyRows()
         self.context = DirtyRows()
         self.users = DirtyRows()
         self.items = DirtyRows()
@@ -90,10 +103,42 @@ class ChangeLog:
         self.user_feature_base = 0
         self.item_feature_base = 0
 
+    def _all(self) -> tuple[DirtyRows, ...]:
+        return (self.user_features, self.item_features, self.trained_users, self.trained_items,
+                self.context, self.users, self.items, self.ring, self.user_entities,
+                self.item_entities)  # fmt: skip
+
+    def pending(self) -> bool:
+        """Whether anything was marked since the last :meth:`clear` (O(1))."""
+        return bool(self.seen) or any(len(rows) for rows in self._all())
+
+    def settle(self, user_feature_rows: np.ndarray, item_feature_rows: np.ndarray) -> None:
+        """Turn trained-entity marks into the feature rows they wrote (O(rows touched)).
+
+        ``*_feature_rows`` are the entities' feature rows (padded with -1).
+        """
+        for trained, fx, features in ((self.trained_users, user_feature_rows, self.user_features),
+                                      (self.trained_items, item_feature_rows,
+                                       self.item_features)):  # fmt: skip
+            entities = trained.take()
+            if len(entities):
+                rows = np.unique(fx[entities])
+                features.mark_many(rows[rows >= 0])
+
+    def refeaturing(self, side: str, row: int, feature_rows: np.ndarray) -> None:
+        """Entity ``row`` of ``side`` gets new features: the old ones it trained are written.
+
+        (The entity stays marked, so its new features are reported too: harmless, the
+        contents are absolute.)
+        """
+        trained = self.trained_users if side == "user" else self.trained_items
+        features = self.user_features if side == "user" else self.item_features
+        if row < trained.flags.shape[0] and trained.flags[row]:
+            features.mark_many(feature_rows[feature_rows >= 0])
+
     def clear(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int) -> None:
         """Forget every mark; the given counts become the new bases."""
-        for rows in (self.user_features, self.item_features, self.context, self.users,
-                     self.items, self.ring, self.user_entities, self.item_entities):  # fmt: skip
+        for rows in self._all():
             rows.take()
         self.seen.clear()
         self.user_base, self.item_base = n_users, n_items

@@ -24,7 +24,7 @@ from streamrec.errors import (
 )
 from streamrec.model import kernels, replica, scoring, vectors
 from streamrec.model.config import ModelConfig
-from streamrec.model.dirty import ChangeLog, DirtyRows
+from streamrec.model.dirty import ChangeLog
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
 from streamrec.model.replica import ChangeSet
 from streamrec.model.seen import SeenSets
@@ -59,12 +59,13 @@ class EntitySide:
         kind: str,
         config: ModelConfig,
         rng: np.random.Generator,
-        feature_marks: DirtyRows,
-        entity_marks: DirtyRows,
+        changes: ChangeLog,
     ) -> None:
         self.kind = kind
-        self.feature_marks = feature_marks
-        self.entity_marks = entity_marks
+        self.changes = changes
+        user = kind == "user"
+        self.feature_marks = changes.user_features if user else changes.item_features
+        self.entity_marks = changes.user_entities if user else changes.item_entities
         self.identity_weight = config.identity_weight
         self.normalize = config.normalize_features
         self.ids = Vocabulary()
@@ -102,6 +103,8 @@ class EntitySide:
         w = np.asarray(weights, dtype=np.float64)
         if self.normalize and w.sum() > 0:
             w = w / w.sum()
+        if not new:
+            self.changes.refeaturing(self.kind, row, self.fx.idx[row])
         self.fx.set(row, np.asarray(rows, dtype=np.int32), w.astype(np.float32))
         self.entity_marks.mark(row)
         return row, new
@@ -152,9 +155,8 @@ class HybridModel:
         cfg = self.config
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
         self.changes = ChangeLog()
-        log = self.changes
-        self.users = EntitySide("user", cfg, self.rng, log.user_features, log.user_entities)
-        self.items = EntitySide("item", cfg, self.rng, log.item_features, log.item_entities)
+        self.users = EntitySide("user", cfg, self.rng, self.changes)
+        self.items = EntitySide("item", cfg, self.rng, self.changes)
         # Items as context of the user's recent history (random start: they are not identities).
         self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
         self.activity = np.zeros(64, dtype=np.int32)
@@ -385,7 +387,8 @@ class HybridModel:
         log = self.changes
         return ChangeMarks(
             log.user_features.marks(self.users.table.emb.shape[0]),
-            log.item_features.marks(self.items.table.emb.shape[0]),
+            log.trained_users.marks(self.recent_n.shape[0]),
+            log.trained_items.marks(self.trend.shape[0]),
             log.context.marks(self.context.emb.shape[0]),
             log.users.marks(self.recent_n.shape[0]),
             log.items.marks(self.trend.shape[0]),
@@ -401,9 +404,7 @@ class HybridModel:
     def has_changes(self) -> bool:
         """Whether anything was written since the last :meth:`export_changes` (O(1))."""
         log = self.changes
-        marks = (log.user_features, log.item_features, log.context, log.users, log.items,
-                 log.ring, log.user_entities, log.item_entities)  # fmt: skip
-        return bool(log.seen) or any(len(m) for m in marks)
+        return log.pending()
 
     def export_changes(self) -> ChangeSet:
         """What changed since the previous export, as a :class:`ChangeSet` (O(rows touched))."""

@@ -148,23 +148,20 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _apply_grads(
-    user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp, changes
+    user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
 ):
     """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0).
 
-    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
-    Every row written is marked in ``changes``.
+    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update;
+    the caller marks what it wrote (:func:`_mark_update`).
     """
     U, Ub, Ua, Uba = users.emb, users.bias, users.emb_acc, users.bias_acc
     ufx, ufw = users.feature_rows, users.feature_weights
     V, Vb, Va, Vba = items.emb, items.bias, items.emb_acc, items.bias_acc
     ifx, ifw = items.feature_rows, items.feature_weights
     C, Ca, recent, recent_n = context.emb, context.emb_acc, context.recent, context.recent_count
-    uf_flags, uf_rows, uf_n = changes.user_features
-    if_flags, if_rows, if_n = changes.item_features
-    cx_flags, cx_rows, cx_n = changes.context
     lr = hp[HP_LR]
     blr = hp[HP_BIAS_LR]
     sgd = hp[HP_SGD] != 0.0
@@ -188,13 +185,11 @@ def _apply_grads(
         ok &= _adagrad_row(U, Ua, f, grad_u, ufw[user, k], lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, f, ufw[user, k] * g_aff, blr, bdecay, l2)
-        mark(uf_flags, uf_rows, uf_n, f)
     r = activity_row(user, users)
     if r >= 0:
         ok &= _adagrad_row(U, Ua, r, grad_u, 1.0, lr, decay, l2, tmp)
         if learn_affinity:
             ok &= _adagrad_scalar(Ub, Uba, r, g_aff, blr, bdecay, l2)
-        mark(uf_flags, uf_rows, uf_n, r)
     width = recent.shape[1]
     if width > 0 and hp[HP_RECENT_W] != 0.0:
         n = min(recent_n[user], width)
@@ -202,7 +197,6 @@ def _apply_grads(
             scale = hp[HP_RECENT_W] / n
             for t in range(n):
                 ok &= _adagrad_row(C, Ca, recent[user, t], grad_u, scale, lr, decay, l2, tmp)
-                mark(cx_flags, cx_rows, cx_n, recent[user, t])
     for side in range(2):
         item = i if side == 0 else j
         ds = dsi if side == 0 else dsj
@@ -215,8 +209,27 @@ def _apply_grads(
             w = ifw[item, k]
             ok &= _adagrad_row(V, Va, f, u, w * ds, lr, decay, l2, tmp)
             ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, bdecay, l2)
-            mark(if_flags, if_rows, if_n, f)
     return ok
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, trained_users, trained_items,
+                 feature_rows, context_rows):  # fmt: skip
+    """Mark what :func:`_apply_grads` wrote: the user and the items as trained (every
+    feature row of theirs; :meth:`ChangeLog.settle` lists them), the activity row and
+    the context rows of the user's recent items.  Each mark argument is a
+    ``(flags, rows, n_rows)`` triple of arrays unpacked once by :func:`learn_batch`:
+    passing the named tuples down the call would cost reference counting per update.
+    """
+    mark(trained_users[0], trained_users[1], trained_users[2], user)
+    mark(trained_items[0], trained_items[1], trained_items[2], i)
+    if j >= 0:
+        mark(trained_items[0], trained_items[1], trained_items[2], j)
+    if act_row >= 0:
+        mark(feature_rows[0], feature_rows[1], feature_rows[2], act_row)
+    if ctx_on:
+        for t in range(min(recent_n[user], recent.shape[1])):
+            mark(context_rows[0], context_rows[1], context_rows[2], recent[user, t])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -249,6 +262,10 @@ def learn_batch(
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
     u_flags, u_rows, u_n = changes.users
+    trained_users, trained_items = changes.trained_users, changes.trained_items
+    feature_rows, context_rows = changes.user_features, changes.context
+    recent, recent_n = context.recent, context.recent_count
+    ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
     n_neg = int(hp[HP_N_NEG])
@@ -261,7 +278,7 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, context.recent, context.recent_count, changes.users)
+                push_recent(user, i, recent, recent_n, changes.users)
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)
@@ -303,8 +320,9 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
-                    changes,
                 )
+                _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
+                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -339,8 +357,9 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
-                    changes,
                 )
+                _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
+                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
@@ -361,8 +380,9 @@ def learn_batch(
                 hp,
                 grad_u,
                 tmp,
-                changes,
             )
+            _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
+                         ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
@@ -390,8 +410,9 @@ def learn_batch(
                     hp,
                     grad_u,
                     tmp,
-                    changes,
                 )
+                _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
+                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
         if not ok:
@@ -399,7 +420,7 @@ def learn_batch(
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
         mark(u_flags, u_rows, u_n, user)
-        push_recent(user, i, context.recent, context.recent_count, changes.users)
+        push_recent(user, i, recent, recent_n, changes.users)
         push_positive(i, popularity, hp[HP_TREND_GROWTH], changes.ring, changes.items)
     return -1
 

@@ -97,13 +97,17 @@ class DirtyMarks(NamedTuple):
 class ChangeMarks(NamedTuple):
     """The rows the kernels wrote, per table group (see :mod:`streamrec.model.replica`).
 
-    ``user_features``/``item_features``: feature rows (embedding, bias, accumulators);
-    ``context``: context rows; ``users``: per-user state (recent ring, activity);
-    ``items``: per-item decayed counts; ``ring``: slots of the popularity ring.
+    ``user_features``: user feature rows (embedding, bias, accumulators) written one by
+    one (activity rows); ``trained_users``/``trained_items``: entities whose every
+    feature row was written (one mark instead of one per feature, expanded when the
+    change set is taken); ``context``: context rows; ``users``: per-user state (recent
+    ring, activity); ``items``: per-item decayed counts; ``ring``: slots of the
+    popularity ring.
     """
 
     user_features: DirtyMarks
-    item_features: DirtyMarks
+    trained_users: DirtyMarks
+    trained_items: DirtyMarks
     context: DirtyMarks
     users: DirtyMarks
     items: DirtyMarks

@@ -48,6 +48,11 @@ def marked(rows: DirtyRows) -> set[int]:
     return set(rows.rows[: len(rows)].tolist())
 
 
+def settled(model: HybridModel) -> None:
+    """Trained entities stand for all their feature rows: list those rows."""
+    model.changes.settle(model.users.fx.idx, model.items.fx.idx)
+
+
 def snapshot(model: HybridModel) -> dict[str, np.ndarray]:
     return {name: a.copy() for name, a in model.arrays().items()}
 
@@ -72,6 +77,7 @@ def test_kernels_mark_exactly_the_rows_they_change(loss: str, half_life: float) 
         items = rng.integers(model.n_items, size=n).astype(np.int32)
         weights = rng.choice([0.0, 1.0, 2.0], size=n).astype(np.float32)
         model.learn_rows(users, items, weights)
+        settled(model)
         after = model.arrays()
         for group, names in GROUPS.items():
             expected = changed_rows(before, after, names)
@@ -95,3 +101,18 @@ def test_onboarding_marks_new_feature_rows_entities_and_context() -> None:
     assert marked(log.user_features) == changed_rows(before, after, GROUPS["user_features"])
     assert marked(log.item_features) == changed_rows(before, after, GROUPS["item_features"])
     assert marked(log.context) == {model.n_items - 1}
+
+
+def test_features_trained_then_replaced_are_still_reported() -> None:
+    """A trained entity re-featured before the export: its old rows were written."""
+    model = onboarded(4, loss="bpr", **FULL)
+    model.forget_changes()
+    before = snapshot(model)
+    model.learn_rows(np.array([3], np.int32), np.array([5], np.int32), np.ones(1, np.float32))
+    model.add_user("u3", ["brand-new=1"])
+    model.add_item("i5", ["genre=0"])
+    settled(model)
+    after = model.arrays()
+    for group in ("user_features", "item_features"):
+        changed = changed_rows(before, after, GROUPS[group])
+        assert changed and changed <= marked(getattr(model.changes, group)), group

@@ -28,6 +28,31 @@ def mark(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, row: int) -> N
     flags[row] = 1
 
 
+@njit(cache=True, error_model="numpy")
+def _mark_each(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, marked: np.ndarray) -> None:
+    for row in marked:
+        if row >= 0 and flags[row] == 0:
+            flags[row] = 1
+            rows[n_rows[0]] = row
+            n_rows[0] += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _mark_features(
+    flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, fx: np.ndarray, entities: np.ndarray
+) -> None:
+    """Mark every feature row (``fx[e]``, padded with -1) of each entity ``e``."""
+    for e in entities:
+        for k in range(fx.shape[1]):
+            row = fx[e, k]
+            if row < 0:
+                break
+            if flags[row] == 0:
+                flags[row] = 1
+                rows[n_rows[0]] = row
+                n_rows[0] += 1
+
+
 class DirtyRows:
     """The rows of one table written since the last :meth:`take`."""
 
@@ -59,20 +84,17 @@ class DirtyRows:
             self.count[0] += 1
 
     def mark_many(self, rows: np.ndarray) -> None:
-        """Mark each of ``rows`` (distinct rows, O(len(rows)))."""
+        """Mark each of ``rows`` (repeats and -1 padding ignored), O(len(rows))."""
         if not len(rows):
             return
+        rows = np.ascontiguousarray(rows, dtype=np.int32).ravel()
         self.ensure(int(rows.max()) + 1)
-        new = rows[self.flags[rows] == 0]
-        n = int(self.count[0])
-        self.flags[new] = 1
-        self.rows[n : n + len(new)] = new
-        self.count[0] = n + len(new)
+        _mark_each(self.flags, self.rows, self.count, rows)
 
-    def take(self) -> np.ndarray:
-        """The marked rows, ascending, and forget them: O(rows marked)."""
+    def take(self, ordered: bool = True) -> np.ndarray:
+        """The marked rows (ascending unless not ``ordered``), forgotten: O(rows marked)."""
         n = int(self.count[0])
-        rows = np.sort(self.rows[:n])
+        rows = np.sort(self.rows[:n]) if ordered else self.rows[:n].copy()
         self.flags[rows] = 0
         self.count[0] = 0
         return rows
@@ -112,18 +134,19 @@ class ChangeLog:
         """Whether anything was marked since the last :meth:`clear` (O(1))."""
         return bool(self.seen) or any(len(rows) for rows in self._all())
 
-    def settle(self, user_feature_rows: np.ndarray, item_feature_rows: np.ndarray) -> None:
+    def settle(self, users: tuple[np.ndarray, int], items: tuple[np.ndarray, int]) -> None:
         """Turn trained-entity marks into the feature rows they wrote (O(rows touched)).
 
-        ``*_feature_rows`` are the entities' feature rows (padded with -1).
+        ``users`` and ``items`` are each side's entity feature rows (padded with -1) and
+        its number of feature rows.
         """
-        for trained, fx, features in ((self.trained_users, user_feature_rows, self.user_features),
-                                      (self.trained_items, item_feature_rows,
-                                       self.item_features)):  # fmt: skip
-            entities = trained.take()
+        for trained, (fx, n_features), features in ((self.trained_users, users, self.user_features),
+                                                    (self.trained_items, items,
+                                                     self.item_features)):  # fmt: skip
+            entities = trained.take(ordered=False)
             if len(entities):
-                rows = np.unique(fx[entities])
-                features.mark_many(rows[rows >= 0])
+                features.ensure(n_features)
+                _mark_features(features.flags, features.rows, features.count, fx, entities)
 
     def refeaturing(self, side: str, row: int, feature_rows: np.ndarray) -> None:
         """Entity ``row`` of ``side`` gets new features: the old ones it trained are written.
@@ -134,7 +157,7 @@ class ChangeLog:
         trained = self.trained_users if side == "user" else self.trained_items
         features = self.user_features if side == "user" else self.item_features
         if row < trained.flags.shape[0] and trained.flags[row]:
-            features.mark_many(feature_rows[feature_rows >= 0])
+            features.mark_many(feature_rows)
 
     def clear(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int) -> None:
         """Forget every mark; the given counts become the new bases."""

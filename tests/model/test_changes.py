@@ -50,7 +50,8 @@ def marked(rows: DirtyRows) -> set[int]:
 
 def settled(model: HybridModel) -> None:
     """Trained entities stand for all their feature rows: list those rows."""
-    model.changes.settle(model.users.fx.idx, model.items.fx.idx)
+    model.changes.settle((model.users.fx.idx, len(model.users.feature_names)),
+                         (model.items.fx.idx, len(model.items.feature_names)))  # fmt: skip
 
 
 def snapshot(model: HybridModel) -> dict[str, np.ndarray]:

@@ -213,23 +213,23 @@ def _apply_grads(
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, trained_users, trained_items,
-                 feature_rows, context_rows):  # fmt: skip
+def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r,
+                 ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
     """Mark what :func:`_apply_grads` wrote: the user and the items as trained (every
     feature row of theirs; :meth:`ChangeLog.settle` lists them), the activity row and
-    the context rows of the user's recent items.  Each mark argument is a
-    ``(flags, rows, n_rows)`` triple of arrays unpacked once by :func:`learn_batch`:
-    passing the named tuples down the call would cost reference counting per update.
+    the context rows of the user's recent items.  The marks come as the
+    ``(flags, rows, n_rows)`` arrays of each :class:`DirtyMarks`, unpacked once by
+    :func:`learn_batch`: unpacking named tuples per update costs reference counting.
     """
-    mark(trained_users[0], trained_users[1], trained_users[2], user)
-    mark(trained_items[0], trained_items[1], trained_items[2], i)
+    mark(tu_f, tu_r, tu_n, user)
+    mark(ti_f, ti_r, ti_n, i)
     if j >= 0:
-        mark(trained_items[0], trained_items[1], trained_items[2], j)
+        mark(ti_f, ti_r, ti_n, j)
     if act_row >= 0:
-        mark(feature_rows[0], feature_rows[1], feature_rows[2], act_row)
+        mark(uf_f, uf_r, uf_n, act_row)
     if ctx_on:
         for t in range(min(recent_n[user], recent.shape[1])):
-            mark(context_rows[0], context_rows[1], context_rows[2], recent[user, t])
+            mark(cx_f, cx_r, cx_n, recent[user, t])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -262,8 +262,12 @@ def learn_batch(
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
     u_flags, u_rows, u_n = changes.users
-    trained_users, trained_items = changes.trained_users, changes.trained_items
-    feature_rows, context_rows = changes.user_features, changes.context
+    tu_f, tu_r, tu_n = changes.trained_users
+    ti_f, ti_r, ti_n = changes.trained_items
+    uf_f, uf_r, uf_n = changes.user_features
+    cx_f, cx_r, cx_n = changes.context
+    rg_f, rg_r, rg_n = changes.ring
+    it_f, it_r, it_n = changes.items
     recent, recent_n = context.recent, context.recent_count
     ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
@@ -278,7 +282,7 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, recent, recent_n, changes.users)
+                push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)
@@ -322,7 +326,8 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
-                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -359,7 +364,8 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
-                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
@@ -382,7 +388,8 @@ def learn_batch(
                 tmp,
             )
             _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
-                         ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
+                         ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
@@ -412,7 +419,8 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
-                             ctx_on, trained_users, trained_items, feature_rows, context_rows)  # fmt: skip
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
         if not ok:
@@ -420,8 +428,8 @@ def learn_batch(
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
         mark(u_flags, u_rows, u_n, user)
-        push_recent(user, i, recent, recent_n, changes.users)
-        push_positive(i, popularity, hp[HP_TREND_GROWTH], changes.ring, changes.items)
+        push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+        push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
     return -1
 
 

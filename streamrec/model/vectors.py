@@ -120,19 +120,19 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def push_recent(user, item, recent, recent_n, user_marks):
+def push_recent(user, item, recent, recent_n, u_flags, u_rows, u_n):
     """Append ``item`` to the user's ring of recent items (marking the user changed)."""
     width = recent.shape[1]
     if width == 0:
         return
     recent[user, recent_n[user] % width] = item
     recent_n[user] += 1
-    flags, rows, n_rows = user_marks
-    mark(flags, rows, n_rows, user)
+    mark(u_flags, u_rows, u_n, user)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def push_positive(item, popularity, growth, ring_marks, item_marks):
+def push_positive(item, popularity, growth, ring_flags, ring_rows, ring_n, item_flags, item_rows,
+                  item_n):  # fmt: skip
     """Record a positive event of ``item`` in the popularity ring and decayed counts.
 
     A rescale changes every non-zero count: those items are all marked.
@@ -144,8 +144,6 @@ def push_positive(item, popularity, growth, ring_marks, item_marks):
         popularity.trend_scale,
     )
     slot = pop_state[0] % pop_ring.shape[0]
-    ring_flags, ring_rows, ring_n = ring_marks
-    item_flags, item_rows, item_n = item_marks
     if pop_ring[slot] != item:
         pop_ring[slot] = item
         mark(ring_flags, ring_rows, ring_n, slot)

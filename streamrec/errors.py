@@ -13,6 +13,7 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     │   └── UnknownEntityError      a user or item the model has never seen
     ├── ModelDivergedError          an update would have written a non-finite value
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
+    ├── ReplicaError                a change set does not fit the replica it is applied to
     ├── DatasetError                an interaction log cannot be read
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
     │   ├── TopicError              topics could not be created or described
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidWeightError",
     "ModelDivergedError",
+    "ReplicaError",
     "RequestTimeoutError",
     "StoreError",
     "StoreSchemaError",
@@ -98,6 +100,10 @@ class ModelDivergedError(StreamrecError, ArithmeticError):
 
 class CheckpointError(StreamrecError):
     """A checkpoint file is missing, truncated, corrupt or of an unknown format."""
+
+
+class ReplicaError(StreamrecError, ValueError):
+    """A change set names rows the replica holds differently, or skips rows (one was lost)."""
 
 
 class DatasetError(StreamrecError):

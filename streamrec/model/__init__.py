@@ -7,10 +7,12 @@ from streamrec.model.checkpoint import load, read_header, save
 from streamrec.model.config import DEFAULT_EVENT_WEIGHTS, LOSSES, ModelConfig
 from streamrec.model.hybrid import HybridModel, LearnStats
 from streamrec.model.popularity import DecayedPopularity
+from streamrec.model.replica import ChangeSet
 
 __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
     "LOSSES",
+    "ChangeSet",
     "DecayedPopularity",
     "HybridModel",
     "LearnStats",

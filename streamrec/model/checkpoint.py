@@ -169,4 +169,5 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model.seen.ensure(model.n_users)
     model.n_events = int(header["n_events"])
     model.version = int(header["model_version"])
+    model.forget_changes()
     return model

@@ -3,27 +3,16 @@
 Every kernel is a plain ``@njit`` function over arrays and scalars; its pure-Python twin
 is ``kernel.py_func`` (the parity tests run both on the same inputs).
 
-The arrays travel in four tuples, built by :mod:`streamrec.model.hybrid`:
-
-* ``users = (U, Ub, Ua, Uba, ufx, ufw, activity, activity_rows)``: user-feature
-  embeddings (rows x d, float32), their biases, the row-wise Adagrad accumulators of
-  both, and each user's feature rows (padded with -1) and weights.  A user vector is
-  ``sum_k ufw[u, k] * U[ufx[u, k]]`` plus the row of its activity bucket:
-  ``activity[u]`` counts the user's positive events, and ``activity_rows[b]`` is the
-  feature row of bucket ``b = bit_length(count)`` (capped), a dynamic feature that lets
-  the model learn how users with no or little history behave.
-* ``items = (V, Vb, Va, Vba, ifx, ifw)``: the same for items; an item's bias is
-  ``sum_k ifw[i, k] * Vb[ifx[i, k]]``.
-* ``context = (C, Ca, recent, recent_n)``: context embeddings of items as they appear in
-  a user's recent history; ``recent[u]`` is a ring of the user's last items and
-  ``recent_n[u]`` how many were pushed.  The user vector adds
-  ``recent_weight / n * sum C[recent items]``.
-* ``popularity = (pop_ring, pop_state, trend, trend_state)``: the last positive items (for
-  popularity-aware negatives; ``pop_state[0]`` counts pushes), and exponentially decayed
-  positive counts per item (``trend[i] / trend_state[0]`` is the decayed count).  The
-  score adds ``affinity(user) * log1p(decayed count)``: a recency-popularity prior that
-  the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
-  the sum of its features' (otherwise unused) user biases, learned like any bias.
+The arrays travel in four named tuples (:mod:`streamrec.model.state`), built by
+:mod:`streamrec.model.hybrid`: ``users`` (:class:`UserTables`: user-feature embeddings,
+biases, Adagrad accumulators, each user's feature rows and weights, activity counts and
+activity-bucket rows), ``items`` (:class:`ItemTables`), ``context`` (:class:`ContextTables`:
+context embeddings of items in a user's recent history, and each user's ring of recent
+items) and ``popularity`` (:class:`PopularityTables`: the ring of recent positives for
+popularity-aware negatives, and exponentially decayed positive counts per item).  The
+score adds ``affinity(user) * log1p(decayed count)``: a recency-popularity prior that
+the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
+the sum of its features' (otherwise unused) user biases, learned like any bias.
 
 ``rng`` is a one-element int64 array holding the state of a xorshift32 generator: the
 kernels draw their negatives from it, so a run is deterministic for a given seed, the
@@ -40,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.config import ModelConfig
+from streamrec.model.dirty import mark
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
@@ -164,11 +154,14 @@ def _apply_grads(
 ):
     """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0).
 
-    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
+    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update;
+    the caller marks what it wrote (:func:`_mark_update`).
     """
-    U, Ub, Ua, Uba, ufx, ufw = users[0], users[1], users[2], users[3], users[4], users[5]
-    V, Vb, Va, Vba, ifx, ifw = items
-    C, Ca, recent, recent_n = context
+    U, Ub, Ua, Uba = users.emb, users.bias, users.emb_acc, users.bias_acc
+    ufx, ufw = users.feature_rows, users.feature_weights
+    V, Vb, Va, Vba = items.emb, items.bias, items.emb_acc, items.bias_acc
+    ifx, ifw = items.feature_rows, items.feature_weights
+    C, Ca, recent, recent_n = context.emb, context.emb_acc, context.recent, context.recent_count
     lr = hp[HP_LR]
     blr = hp[HP_BIAS_LR]
     sgd = hp[HP_SGD] != 0.0
@@ -220,32 +213,63 @@ def _apply_grads(
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r,
+                 ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
+    """Mark what :func:`_apply_grads` wrote: the user and the items as trained (every
+    feature row of theirs; :meth:`ChangeLog.settle` lists them), the activity row and
+    the context rows of the user's recent items.  The marks come as the
+    ``(flags, rows, n_rows)`` arrays of each :class:`DirtyMarks`, unpacked once by
+    :func:`learn_batch`: unpacking named tuples per update costs reference counting.
+    """
+    mark(tu_f, tu_r, tu_n, user)
+    mark(ti_f, ti_r, ti_n, i)
+    if j >= 0:
+        mark(ti_f, ti_r, ti_n, j)
+    if act_row >= 0:
+        mark(uf_f, uf_r, uf_n, act_row)
+    if ctx_on:
+        for t in range(min(recent_n[user], recent.shape[1])):
+            mark(cx_f, cx_r, cx_n, recent[user, t])
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _sample_negative(rng, n_items, popularity, pop_frac):
     """A uniform item, or with probability ``pop_frac`` a recent positive."""
-    pop_ring, pop_state = popularity[0], popularity[1]
-    m = min(pop_state[0], pop_ring.shape[0])
+    ring = popularity.ring
+    m = min(popularity.ring_count[0], ring.shape[0])
     if pop_frac > 0.0 and m > 0 and next_uniform(rng) < pop_frac:
-        return pop_ring[min(int(next_uniform(rng) * m), m - 1)]
+        return ring[min(int(next_uniform(rng) * m), m - 1)]
     return min(int(next_uniform(rng) * n_items), n_items - 1)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def learn_batch(
-    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats
+    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats, changes
 ):
     """Learn events ``(users_[e], items_[e], weights[e])`` in order.
+
+    Every row written is marked in ``changes`` (:class:`streamrec.model.state.ChangeMarks`).
 
     Events of weight <= 0 are not learned (the caller marks them seen); with
     ``HP_RECENT_SEEN`` they join the user's recent items.  Returns -1 on
     success, or the index of the event whose update would have written a non-finite
     value: that event is left partly applied, never with NaN or infinity in a table.
     """
-    d = users[0].shape[1]
+    d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vi = np.empty(d, dtype=np.float32)
     vj = np.empty(d, dtype=np.float32)
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
+    u_flags, u_rows, u_n = changes.users
+    tu_f, tu_r, tu_n = changes.trained_users
+    ti_f, ti_r, ti_n = changes.trained_items
+    uf_f, uf_r, uf_n = changes.user_features
+    cx_f, cx_r, cx_n = changes.context
+    rg_f, rg_r, rg_n = changes.ring
+    it_f, it_r, it_n = changes.items
+    recent, recent_n = context.recent, context.recent_count
+    ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
     n_neg = int(hp[HP_N_NEG])
@@ -258,7 +282,7 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, context[2], context[3])
+                push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)
@@ -301,6 +325,9 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -336,13 +363,33 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
             ok &= _apply_grads(
-                user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
+                user,
+                i,
+                g,
+                -1,
+                0.0,
+                u,
+                vi,
+                vj,
+                users,
+                items,
+                context,
+                popularity,
+                hp,
+                grad_u,
+                tmp,
             )
+            _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
+                         ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
@@ -371,14 +418,18 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
+                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
         if not ok:
             return e
         stats[STAT_EVENTS] += 1
-        users[6][user] += 1
-        push_recent(user, i, context[2], context[3])
-        push_positive(i, popularity, hp[HP_TREND_GROWTH])
+        users.activity[user] += 1
+        mark(u_flags, u_rows, u_n, user)
+        push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+        push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
     return -1
 
 
@@ -389,7 +440,7 @@ def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     WARP's is the hinge ``max(0, 1 - s_i + s_j)`` (rank weight 1); logistic's is the
     positive's plus the negative's log loss.  The gradient check differentiates it.
     """
-    d = users[0].shape[1]
+    d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vbuf = np.empty(d, dtype=np.float32)
     user_representation(user, users, context, hp[HP_RECENT_W], u)

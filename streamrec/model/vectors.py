@@ -1,6 +1,6 @@
 """Numba helpers that build representations: entity vectors, trend, activity, context.
 
-The array tuples they take are described in :mod:`streamrec.model.kernels`.  Also the
+The named tables they take are described in :mod:`streamrec.model.state`.  Also the
 xorshift32 generator the kernels draw negatives from: it needs only shifts and xors,
 which never overflow an int64, so the Python twins draw exactly the same numbers.
 """
@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from streamrec.model.dirty import mark
 
 #: The decayed counts are rescaled before their weights overflow.
 _TREND_RESCALE = 1e100
@@ -72,13 +74,13 @@ def entity_bias(row, B, fx, fw):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
     """log1p(decayed positive count of ``item``)."""
-    return math.log1p(popularity[2][item] / popularity[3][0])
+    return math.log1p(popularity.trend[item] / popularity.trend_scale[0])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def activity_row(user, users):
     """Feature row of the user's activity bucket, or -1 when buckets are off."""
-    activity, rows = users[6], users[7]
+    activity, rows = users.activity, users.activity_rows
     if rows.shape[0] == 0:
         return -1
     n = activity[user]
@@ -94,10 +96,10 @@ def trend_affinity(user, users, trend_w):
     """How much the user follows the trend: trend_w plus its features' learned biases."""
     if trend_w == 0.0:
         return 0.0
-    a = trend_w + entity_bias(user, users[1], users[4], users[5])
+    a = trend_w + entity_bias(user, users.bias, users.feature_rows, users.feature_weights)
     r = activity_row(user, users)
     if r >= 0:
-        a += users[1][r]
+        a += users.bias[r]
     return a
 
 
@@ -117,27 +119,44 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
             out[c] += scale * C[j, c]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def push_recent(user, item, recent, recent_n):
-    """Append ``item`` to the user's ring of recent items."""
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def push_recent(user, item, recent, recent_n, u_flags, u_rows, u_n):
+    """Append ``item`` to the user's ring of recent items (marking the user changed)."""
     width = recent.shape[1]
     if width == 0:
         return
     recent[user, recent_n[user] % width] = item
     recent_n[user] += 1
+    mark(u_flags, u_rows, u_n, user)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def push_positive(item, popularity, growth):
-    """Record a positive event of ``item`` in the popularity ring and decayed counts."""
-    pop_ring, pop_state, trend, trend_state = popularity
-    pop_ring[pop_state[0] % pop_ring.shape[0]] = item
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def push_positive(item, popularity, growth, ring_flags, ring_rows, ring_n, item_flags, item_rows,
+                  item_n):  # fmt: skip
+    """Record a positive event of ``item`` in the popularity ring and decayed counts.
+
+    A rescale changes every non-zero count: those items are all marked.
+    """
+    pop_ring, pop_state, trend, trend_state = (
+        popularity.ring,
+        popularity.ring_count,
+        popularity.trend,
+        popularity.trend_scale,
+    )
+    slot = pop_state[0] % pop_ring.shape[0]
+    if pop_ring[slot] != item:
+        pop_ring[slot] = item
+        mark(ring_flags, ring_rows, ring_n, slot)
     pop_state[0] += 1
     trend_state[0] *= growth
     trend[item] += trend_state[0]
+    mark(item_flags, item_rows, item_n, item)
     if trend_state[0] > _TREND_RESCALE:
         trend /= trend_state[0]
         trend_state[0] = 1.0
+        for r in range(trend.shape[0]):
+            if trend[r] != 0.0:
+                mark(item_flags, item_rows, item_n, r)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -150,8 +169,8 @@ def dot(a, b):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def user_representation(user, users, context, recent_w, out):
-    U, ufx, ufw = users[0], users[4], users[5]
-    C, _, recent, recent_n = context
+    U, ufx, ufw = users.emb, users.feature_rows, users.feature_weights
+    C, recent, recent_n = context.emb, context.recent, context.recent_count
     entity_vector(user, U, ufx, ufw, out)
     r = activity_row(user, users)
     if r >= 0:
@@ -163,7 +182,7 @@ def user_representation(user, users, context, recent_w, out):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def item_score(item, u, affinity, items, popularity, out):
     """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
-    V, Vb, _, _, ifx, ifw = items
+    V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
     entity_vector(item, V, ifx, ifw, out)
     s = dot(u, out) + entity_bias(item, Vb, ifx, ifw)
     if affinity != 0.0:

@@ -14,7 +14,7 @@ from typing import Any
 
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
-from streamrec.stream.codec import Rejected, decode
+from streamrec.stream.codec import Rejected, decode_binary
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
@@ -103,7 +103,7 @@ class DeltaFollower:
 
     def apply(self, value: bytes | None) -> None:
         try:
-            delta = decode(value, Delta)
+            delta = decode_binary(value, Delta)
         except Rejected as exc:
             log.error("skipping a bad delta: %s", exc.reason)
             return

@@ -49,8 +49,8 @@ class RecommenderCore:
             flt = parse_filters(req.filters)  # a bad filter: InvalidFilterError, in the response
             strategy, vec, row = self._user(req)
             rows, scores, retrieval = self._rank(req, strategy, vec, row, flt)
-            items = [ScoredItem(m.items.ids.name(int(r)), float(s))
-                     for r, s in zip(rows, scores, strict=True)]  # fmt: skip
+            items = [ScoredItem(item, float(s))
+                     for item, s in zip(m.item_ids(rows), scores, strict=True)]  # fmt: skip
             error = None
         except InvalidInputError as exc:
             items, strategy, retrieval, error = [], "none", "none", str(exc)
@@ -65,12 +65,11 @@ class RecommenderCore:
     def _user(self, req: RecRequest) -> tuple[str, np.ndarray | None, int]:
         """(strategy, the user's query vector (see HybridModel.user_query) or None, row)."""
         m = self.state.model
-        row = m.users.ids.get(req.user) if req.user else -1
+        row = m.user_row(req.user) if req.user else -1
         if row >= 0:
-            n_features = int(np.count_nonzero(m.users.fx.idx[row] >= 0))
-            if m.seen.count(row) > 0:
+            if m.seen_count(row) > 0:
                 return "personalised", m.user_query_row(row), row
-            if n_features > 1:
+            if m.user_feature_count(row) > 1:
                 return "cold-start", m.user_query_row(row), row
         if req.features:
             return "cold-start", m.user_query(None, req.features), row
@@ -85,10 +84,9 @@ class RecommenderCore:
         empty = np.zeros(0, dtype=np.int64)
         if n == 0:
             return empty, np.zeros(0, dtype=np.float32), "exact"
-        excluded = [m.seen.items(user_row)] if user_row >= 0 else []
+        excluded = [m.seen_items(user_row)] if user_row >= 0 else []
         if req.exclude:
-            ex = np.array([m.items.ids.get(i) for i in req.exclude], dtype=np.int32)
-            excluded.append(ex[ex >= 0])
+            excluded.append(m.item_rows(req.exclude))
         excl = (
             np.concatenate(excluded).astype(np.int32) if excluded else np.zeros(0, dtype=np.int32)
         )
@@ -131,7 +129,7 @@ class RecommenderCore:
         vals = vals.astype(np.float64)
         if freshness > 0:
             attrs = self.state.attributes
-            created = np.array([attrs.created(m.items.ids.name(int(r))) or math.nan for r in rows])
+            created = np.array([attrs.created(item) or math.nan for item in m.item_ids(rows)])
             finite = vals[np.isfinite(vals)]
             spread = float(finite.max() - finite.min()) if len(finite) > 1 else 1.0
             vals = vals + freshness_bonus(created, time.time(), freshness,
@@ -148,7 +146,7 @@ class RecommenderCore:
         self, rows: np.ndarray, vals: np.ndarray, flt: Filter
     ) -> tuple[np.ndarray, np.ndarray]:
         m, attrs = self.state.model, self.state.attributes
-        keep = np.array([flt.matches(attrs.get(m.items.ids.name(int(r)))) for r in rows],
+        keep = np.array([flt.matches(attrs.get(item)) for item in m.item_ids(rows)],
                         dtype=bool)  # fmt: skip
         return rows[keep], vals[keep]
 

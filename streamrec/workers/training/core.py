@@ -80,19 +80,17 @@ class TrainerCore:
 
     def _row(self, kind: str, entity_id: str) -> int:
         m = self.model
-        side = m.users if kind == "user" else m.items
-        row = side.ids.get(entity_id)
+        row = m.user_row(entity_id) if kind == "user" else m.item_row(entity_id)
         if row >= 0:
             return row
         if kind == "user":
             row = m.add_user(entity_id)
-            self.tracker.user_defined(row)
             self.sink.upsert(EntityUpsert("user", entity_id, ts=time.time()))
         else:
             row = m.add_item(entity_id)
             now = time.time()
             self.state.attributes.update(entity_id, {}, now)
-            self.tracker.item_defined(row, entity_id, ItemMeta({}, now))
+            self.tracker.item_meta(entity_id, ItemMeta({}, now))
             self.sink.upsert(EntityUpsert("item", entity_id, None, {"created_at": now}, now))
             self.state.items_changed([row])
         return row
@@ -116,21 +114,19 @@ class TrainerCore:
             self.model.learn_rows(users, items, weights)
         except ModelDivergedError as exc:
             log.error("update skipped: %s", exc)
-        self.tracker.learned(users, items, weights)
 
     def _entity(self, msg: Any, source: Record) -> None:
         m = self.model
         ts = msg.ts or time.time()
         if isinstance(msg, NewUser | UserUpdate):
-            row = m.add_user(msg.user, msg.features)
-            self.tracker.user_defined(row)
+            m.add_user(msg.user, msg.features)
             self.sink.upsert(EntityUpsert("user", msg.user, msg.features, ts=ts), source)
         elif isinstance(msg, NewItem | ItemUpdate):
             new = not m.has_item(msg.item)
             row = m.add_item(msg.item, msg.features)
             self.state.attributes.update(msg.item, msg.attributes, ts)
             created = self.state.attributes.created(msg.item) or ts
-            self.tracker.item_defined(row, msg.item, ItemMeta(dict(msg.attributes), created))
+            self.tracker.item_meta(msg.item, ItemMeta(dict(msg.attributes), created))
             # the store learns the creation time once, from the event that created the item
             stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
             self.sink.upsert(EntityUpsert("item", msg.item, msg.features, stored, ts), source)
@@ -138,13 +134,13 @@ class TrainerCore:
 
     # -- re-onboarding from the entity catalog (no checkpoint; see workers.checkpoints) --
     def restore_user(self, user_id: str, features: Mapping[str, float]) -> None:
-        self.tracker.user_defined(self.model.add_user(user_id, features))
+        self.model.add_user(user_id, features)
 
     def restore_item(self, item: StoredItem) -> None:
         item_id, features, attributes, created = item
-        row = self.model.add_item(item_id, features)
+        self.model.add_item(item_id, features)
         when = created or time.time()
-        self.tracker.item_defined(row, item_id, ItemMeta(attributes, when))
+        self.tracker.item_meta(item_id, ItemMeta(attributes, when))
         attrs = self.state.attributes
         if isinstance(attrs, CheckpointedAttributes):  # as from a checkpoint: no news
             attrs.load_dict({item_id: {"attributes": attributes, "created": when}})

@@ -31,7 +31,7 @@ from typing import Any
 
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
-from streamrec.stream.codec import encode
+from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Watermark
@@ -277,7 +277,7 @@ class Trainer:
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
-        futures = [await self._producer.send(self.topics.deltas, encode(d), key=b"trainer")
+        futures = [await self._producer.send(self.topics.deltas, encode_binary(d), key=b"trainer")
                    for d in messages]  # fmt: skip
         for fut in futures:
             md = await fut

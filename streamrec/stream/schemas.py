@@ -196,6 +196,8 @@ class Delta(Message, tag="delta", tag_field="kind"):
     seq: int
     version: int
     n_events: int
+    #: The trainer incarnation that published it; ``seq`` counts from 0 in each epoch.
+    epoch: str = ""
     final: bool = True
     offsets: list[Watermark] = []
     user_base: int = 0

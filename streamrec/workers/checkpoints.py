@@ -83,6 +83,9 @@ class Restored:
     offsets: Offsets = field(default_factory=dict)
     deltas_offset: int = 0
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: The trainer incarnation that wrote it, and the ``seq`` of its next delta message.
+    epoch: str = ""
+    next_seq: int = 0
 
 
 class Checkpoints:
@@ -109,12 +112,20 @@ class Checkpoints:
         offsets: Mapping[tuple[str, int], int],
         deltas_offset: int,
         attributes: dict[str, Any] | None = None,
+        epoch: str = "",
+        next_seq: int = 0,
     ) -> Path:
-        """Write a checkpoint (atomic), register it, and point :attr:`path` at it."""
+        """Write a checkpoint (atomic), register it, and point :attr:`path` at it.
+
+        ``deltas_offset`` is where the deltas after this model start, ``epoch`` and
+        ``next_seq`` name the first of them (see :class:`~streamrec.workers.serving.
+        follower.DeltaFollower`).
+        """
         by_topic: dict[str, dict[str, int]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, {})[str(partition)] = offset
-        extra: dict[str, Any] = {"offsets": by_topic, "deltas": {self.deltas_topic: deltas_offset}}
+        extra: dict[str, Any] = {"offsets": by_topic, "deltas": {self.deltas_topic: deltas_offset},
+                                 "epoch": epoch, "next_seq": next_seq}  # fmt: skip
         if attributes is not None:
             extra["attributes"] = attributes
         if self.registry is None:
@@ -189,7 +200,8 @@ class Checkpoints:
         offsets = {(topic, int(p)): int(o) for topic, parts in extra.get("offsets", {}).items()
                    for p, o in parts.items()}  # fmt: skip
         deltas = int(extra.get("deltas", {}).get(self.deltas_topic, 0))
-        return Restored(model, path, offsets, deltas, dict(extra.get("attributes", {})))
+        return Restored(model, path, offsets, deltas, dict(extra.get("attributes", {})),
+                        str(extra.get("epoch", "")), int(extra.get("next_seq", 0)))  # fmt: skip
 
 
 class Onboarding(Protocol):

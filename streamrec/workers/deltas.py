@@ -33,8 +33,9 @@ MAX_BYTES = 600_000
 class DeltaTracker:
     """Builds the next delta messages from the trainer model's change log."""
 
-    def __init__(self, model: HybridModel) -> None:
+    def __init__(self, model: HybridModel, epoch: str = "") -> None:
         self.model = model
+        self.epoch = epoch
         self.seq = 0
         self._meta: dict[str, ItemMeta] = {}
 
@@ -56,12 +57,16 @@ class DeltaTracker:
         self._meta[item_id] = meta
 
     def build(self, offsets: list[Watermark]) -> list[Delta]:
-        """The delta messages for everything since the last build (last one ``final``)."""
+        """The delta messages for everything since the last build (last one ``final``).
+
+        There is always at least one message, empty when nothing changed.
+        """
         parts = self.model.export_changes().split(MAX_BYTES)
         messages = [to_delta(part) for part in parts]
         messages[0].item_meta = self._meta
         self._meta = {}
         for msg in messages:
+            msg.epoch = self.epoch
             msg.seq = self.seq
             msg.final = False
             self.seq += 1

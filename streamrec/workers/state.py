@@ -44,6 +44,11 @@ class ModelState:
                 self.applied[tp] = off
         self.notify()
 
+    def reset_applied(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Applied offsets as of a checkpoint the model was just reloaded from."""
+        self.applied = dict(offsets)
+        self.notify()
+
     def notify(self) -> None:
         self.updated_at = time.time()
         event, self._event = self._event, asyncio.Event()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class Trainer:
         self._producer = await make_producer(self.bootstrap, linger_ms=2,
                                              max_request_size=4 * 1024 * 1024)  # fmt: skip
         await self._producer.start()
+        await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
             fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="earliest",
@@ -153,6 +155,7 @@ class Trainer:
             if isinstance(attrs, CheckpointedAttributes):
                 attrs.load_dict(restored.attributes)
             self._deltas_offset = restored.deltas_offset
+            self.state.reset_applied(restored.offsets)
             log.info("trainer restored %s from %s", restored.model, restored.path)
             return restored.offsets
         if self.catalog is not None:
@@ -274,14 +277,35 @@ class Trainer:
             if self.tracker.dirty:
                 await self._publish_deltas()
 
+    async def _begin_epoch(self) -> None:
+        """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
+
+        Replicas apply a delta only when it is the next ``seq`` of the epoch they hold
+        (duplicates are skipped); on a new epoch or a gap they load the newest checkpoint
+        of that epoch and follow the deltas from there.  So a change learned by a trainer
+        that died before its next checkpoint never stays in a replica: the restarted
+        trainer's epoch begins at the checkpoint it restored.
+        """
+        self.tracker.epoch = uuid.uuid4().hex
+        self.tracker.seq = 0
+        await self._publish_deltas()
+        await asyncio.to_thread(self.checkpoint)
+
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
-        futures = [await self._producer.send(self.topics.deltas, encode_binary(d), key=b"trainer")
-                   for d in messages]  # fmt: skip
-        for fut in futures:
-            md = await fut
-            self._deltas_offset = md.offset + 1
+        try:
+            futures = [await self._producer.send(self.topics.deltas, encode_binary(d),
+                                                 key=b"trainer") for d in messages]  # fmt: skip
+            for fut in futures:
+                md = await fut
+                self._deltas_offset = md.offset + 1
+        except Exception:
+            # the change set is gone from the model's log: replicas will see a gap in
+            # ``seq`` and wait for a checkpoint that holds it; write one now
+            self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
+            await asyncio.to_thread(self.checkpoint)
+            raise
         self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
 
     async def _dead_letter_rejected(self) -> None:
@@ -325,7 +349,7 @@ class Trainer:
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
         path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
-                                     saved)  # fmt: skip
+                                     saved, self.tracker.epoch, self.tracker.seq)  # fmt: skip
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path

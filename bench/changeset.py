@@ -30,10 +30,10 @@ import msgspec
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from streamrec.workers.delta import DeltaTracker
 
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.stream.codec import encode, encode_binary
+from streamrec.workers.deltas import DeltaTracker
 
 
 class TableWatch:

@@ -103,8 +103,9 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         assert "bad-item" in letters[0].reason and letters[0].source_topic == topics.entities
 
         # the checkpoint is registered, with its offsets and metrics
+        # (version 1: the trainer's checkpoint at start, of its new epoch; 2: at stop)
         info = store.latest_checkpoint()
-        assert info is not None and info.version == 1
+        assert info is not None and info.version == 2
         assert (
             str(Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.resolve())
             == info.path
@@ -138,8 +139,8 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         assert store.attributes_version() == attributes_version
 
         # a start-up prefers the newest registered checkpoint (the default link is gone)
-        newest = store.latest_checkpoint()
-        assert newest is not None and newest.version == 2
+        newest = store.latest_checkpoint()  # the second run's: 3 at start, 4 at stop
+        assert newest is not None and newest.version == 4
         Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.unlink()
         stack = await _trainer(settings, bootstrap, store, embedded)
         try:

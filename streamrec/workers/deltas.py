@@ -10,6 +10,8 @@ only :mod:`streamrec.model.replica` knows; this module only translates.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from streamrec.model import HybridModel
@@ -89,8 +91,9 @@ def apply_delta(state: ModelState, delta: Delta) -> None:
 
 
 # ------------------------------------------------------------------ translation
-def _b(a: np.ndarray, dtype: type) -> bytes:
-    return np.ascontiguousarray(a, dtype=dtype).tobytes()
+def _b(a: np.ndarray, dtype: type) -> Any:
+    """The array's bytes without a copy when it is contiguous (msgspec encodes views)."""
+    return np.ascontiguousarray(a, dtype=dtype).data.cast("B")
 
 
 def _rows_out(part: FeatureRows) -> schemas.FeatureRows | None:

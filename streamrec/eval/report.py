@@ -14,12 +14,6 @@ from rich.table import Table
 
 from streamrec.eval.prequential import ReplayResult
 
-LABELS = {
-    "model": "streamrec",
-    "popularity": "popularity (all-time)",
-    "decayed_popularity": "popularity (decayed)",
-}
-
 
 def to_dict(result: ReplayResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: protocol, counters, per-system metrics and the model config."""
@@ -64,7 +58,7 @@ def print_table(result: ReplayResult, console: Console, wall_seconds: float | No
     for name, m in metrics.items():
         hr = f"{m['hr']:.4f}"
         table.add_row(
-            LABELS.get(name, name),
+            result.labels.get(name, name),
             f"[bold]{hr}[/]" if m["hr"] == best else hr,
             f"{m['mrr']:.4f}",
             f"{m['ndcg']:.4f}",
@@ -100,7 +94,7 @@ def plot(result: ReplayResult, path: str | Path, window: int = 2000) -> None:
         hits = sys_result.hits.astype(np.float64)
         csum = np.concatenate([[0.0], np.cumsum(hits)])
         moving = (csum[w:] - csum[:-w]) / w
-        ax.plot(x, moving, label=f"{LABELS.get(name, name)} (HR@{result.k} {metrics[name]['hr']:.4f})",
+        ax.plot(x, moving, label=f"{result.labels.get(name, name)} (HR@{result.k} {metrics[name]['hr']:.4f})",
                 linewidth=2.0 if name == "model" else 1.2)  # fmt: skip
     ax.set_xlabel("positive events in the stream")
     ax.set_ylabel(f"HR@{result.k}, moving average over {w:,} scored events")

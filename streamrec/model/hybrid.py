@@ -26,6 +26,13 @@ from streamrec.model import kernels, scoring, vectors
 from streamrec.model.config import ModelConfig
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
 from streamrec.model.seen import SeenSets
+from streamrec.model.state import (
+    ContextTables,
+    ItemTables,
+    KernelTables,
+    PopularityTables,
+    UserTables,
+)
 from streamrec.model.tables import EntityFeatures, FeatureTable, capacity_for, grown
 from streamrec.model.vocab import Vocabulary
 
@@ -286,16 +293,16 @@ class HybridModel:
 
     def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()
-        status = kernels.learn_batch(  # type: ignore[call-arg]
+        status = kernels.learn_batch(
             users, items, weights, self.rng_state, *tables, self.n_items, self.hp, self.stats
         )
         return int(status)
 
-    def kernel_tables(self) -> tuple[tuple[np.ndarray, ...], ...]:
-        """The (users, items, context, popularity) array tuples the kernels take."""
+    def kernel_tables(self) -> KernelTables:
+        """The named tables the kernels take (views of the model's arrays)."""
         u, i, c = self.users, self.items, self.context
-        return (
-            (
+        return KernelTables(
+            UserTables(
                 u.table.emb,
                 u.table.bias,
                 u.table.emb_acc,
@@ -305,9 +312,11 @@ class HybridModel:
                 self.activity,
                 self.activity_rows,
             ),
-            (i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w),
-            (c.emb, c.emb_acc, self.recent, self.recent_n),
-            (self.pop_ring, self.pop_state, self.trend, self.trend_state),
+            ItemTables(
+                i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w
+            ),
+            ContextTables(c.emb, c.emb_acc, self.recent, self.recent_n),
+            PopularityTables(self.pop_ring, self.pop_state, self.trend, self.trend_state),
         )
 
     def mark_seen(self, user: int, item: int) -> None:
@@ -317,13 +326,15 @@ class HybridModel:
     # ---------------------------------------------------------------- scoring
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32) if out is None else out
-        users, _, context, _ = self.kernel_tables()
-        vectors.user_representation(user, users, context, self.config.recent_weight, out)
+        tables = self.kernel_tables()
+        vectors.user_representation(
+            user, tables.users, tables.context, self.config.recent_weight, out
+        )
         return out
 
     def trend_affinity_row(self, user: int) -> float:
         """How strongly the user's scores follow the recency-popularity prior."""
-        users = self.kernel_tables()[0]
+        users = self.kernel_tables().users
         return float(vectors.trend_affinity(user, users, self.config.trend_weight))
 
     def user_state(
@@ -357,8 +368,10 @@ class HybridModel:
             self._proj = np.zeros(capacity_for(nf, self._proj.shape[0]), dtype=np.float32)
         if self._scores.shape[0] < n:
             self._scores = np.zeros(capacity_for(n, self._scores.shape[0]), dtype=np.float32)
-        _, items, _, popularity = self.kernel_tables()
-        scoring.score_items(u, affinity, items, popularity, n, nf, self._proj, self._scores)
+        tables = self.kernel_tables()
+        scoring.score_items(
+            u, affinity, tables.items, tables.popularity, n, nf, self._proj, self._scores
+        )
         return self._scores[:n]
 
     def scores_for_query(self, query: np.ndarray) -> np.ndarray:

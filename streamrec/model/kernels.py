@@ -3,27 +3,16 @@
 Every kernel is a plain ``@njit`` function over arrays and scalars; its pure-Python twin
 is ``kernel.py_func`` (the parity tests run both on the same inputs).
 
-The arrays travel in four tuples, built by :mod:`streamrec.model.hybrid`:
-
-* ``users = (U, Ub, Ua, Uba, ufx, ufw, activity, activity_rows)``: user-feature
-  embeddings (rows x d, float32), their biases, the row-wise Adagrad accumulators of
-  both, and each user's feature rows (padded with -1) and weights.  A user vector is
-  ``sum_k ufw[u, k] * U[ufx[u, k]]`` plus the row of its activity bucket:
-  ``activity[u]`` counts the user's positive events, and ``activity_rows[b]`` is the
-  feature row of bucket ``b = bit_length(count)`` (capped), a dynamic feature that lets
-  the model learn how users with no or little history behave.
-* ``items = (V, Vb, Va, Vba, ifx, ifw)``: the same for items; an item's bias is
-  ``sum_k ifw[i, k] * Vb[ifx[i, k]]``.
-* ``context = (C, Ca, recent, recent_n)``: context embeddings of items as they appear in
-  a user's recent history; ``recent[u]`` is a ring of the user's last items and
-  ``recent_n[u]`` how many were pushed.  The user vector adds
-  ``recent_weight / n * sum C[recent items]``.
-* ``popularity = (pop_ring, pop_state, trend, trend_state)``: the last positive items (for
-  popularity-aware negatives; ``pop_state[0]`` counts pushes), and exponentially decayed
-  positive counts per item (``trend[i] / trend_state[0]`` is the decayed count).  The
-  score adds ``affinity(user) * log1p(decayed count)``: a recency-popularity prior that
-  the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
-  the sum of its features' (otherwise unused) user biases, learned like any bias.
+The arrays travel in four named tuples (:mod:`streamrec.model.state`), built by
+:mod:`streamrec.model.hybrid`: ``users`` (:class:`UserTables`: user-feature embeddings,
+biases, Adagrad accumulators, each user's feature rows and weights, activity counts and
+activity-bucket rows), ``items`` (:class:`ItemTables`), ``context`` (:class:`ContextTables`:
+context embeddings of items in a user's recent history, and each user's ring of recent
+items) and ``popularity`` (:class:`PopularityTables`: the ring of recent positives for
+popularity-aware negatives, and exponentially decayed positive counts per item).  The
+score adds ``affinity(user) * log1p(decayed count)``: a recency-popularity prior that
+the embeddings learn around, where the user's trend affinity is ``trend_weight`` plus
+the sum of its features' (otherwise unused) user biases, learned like any bias.
 
 ``rng`` is a one-element int64 array holding the state of a xorshift32 generator: the
 kernels draw their negatives from it, so a run is deterministic for a given seed, the
@@ -166,9 +155,11 @@ def _apply_grads(
 
     Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
     """
-    U, Ub, Ua, Uba, ufx, ufw = users[0], users[1], users[2], users[3], users[4], users[5]
-    V, Vb, Va, Vba, ifx, ifw = items
-    C, Ca, recent, recent_n = context
+    U, Ub, Ua, Uba = users.emb, users.bias, users.emb_acc, users.bias_acc
+    ufx, ufw = users.feature_rows, users.feature_weights
+    V, Vb, Va, Vba = items.emb, items.bias, items.emb_acc, items.bias_acc
+    ifx, ifw = items.feature_rows, items.feature_weights
+    C, Ca, recent, recent_n = context.emb, context.emb_acc, context.recent, context.recent_count
     lr = hp[HP_LR]
     blr = hp[HP_BIAS_LR]
     sgd = hp[HP_SGD] != 0.0
@@ -222,10 +213,10 @@ def _apply_grads(
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _sample_negative(rng, n_items, popularity, pop_frac):
     """A uniform item, or with probability ``pop_frac`` a recent positive."""
-    pop_ring, pop_state = popularity[0], popularity[1]
-    m = min(pop_state[0], pop_ring.shape[0])
+    ring = popularity.ring
+    m = min(popularity.ring_count[0], ring.shape[0])
     if pop_frac > 0.0 and m > 0 and next_uniform(rng) < pop_frac:
-        return pop_ring[min(int(next_uniform(rng) * m), m - 1)]
+        return ring[min(int(next_uniform(rng) * m), m - 1)]
     return min(int(next_uniform(rng) * n_items), n_items - 1)
 
 
@@ -240,7 +231,7 @@ def learn_batch(
     success, or the index of the event whose update would have written a non-finite
     value: that event is left partly applied, never with NaN or infinity in a table.
     """
-    d = users[0].shape[1]
+    d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vi = np.empty(d, dtype=np.float32)
     vj = np.empty(d, dtype=np.float32)
@@ -258,7 +249,7 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, context[2], context[3])
+                push_recent(user, i, context.recent, context.recent_count)
             continue
         user_representation(user, users, context, recent_w, u)
         aff = trend_affinity(user, users, trend_w)
@@ -376,8 +367,8 @@ def learn_batch(
         if not ok:
             return e
         stats[STAT_EVENTS] += 1
-        users[6][user] += 1
-        push_recent(user, i, context[2], context[3])
+        users.activity[user] += 1
+        push_recent(user, i, context.recent, context.recent_count)
         push_positive(i, popularity, hp[HP_TREND_GROWTH])
     return -1
 
@@ -389,7 +380,7 @@ def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     WARP's is the hinge ``max(0, 1 - s_i + s_j)`` (rank weight 1); logistic's is the
     positive's plus the negative's log loss.  The gradient check differentiates it.
     """
-    d = users[0].shape[1]
+    d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vbuf = np.empty(d, dtype=np.float32)
     user_representation(user, users, context, hp[HP_RECENT_W], u)

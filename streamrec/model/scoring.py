@@ -16,8 +16,8 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out):
     sums each item's weighted projections: cost ``n_feats * d + nnz`` instead of
     ``nnz * d``.
     """
-    V, Vb, _, _, ifx, ifw = items
-    trend, trend_state = popularity[2], popularity[3]
+    V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
+    trend, trend_state = popularity.trend, popularity.trend_scale
     d = V.shape[1]
     for f in range(n_feats):
         s = 0.0

@@ -1,6 +1,6 @@
 """Numba helpers that build representations: entity vectors, trend, activity, context.
 
-The array tuples they take are described in :mod:`streamrec.model.kernels`.  Also the
+The named tables they take are described in :mod:`streamrec.model.state`.  Also the
 xorshift32 generator the kernels draw negatives from: it needs only shifts and xors,
 which never overflow an int64, so the Python twins draw exactly the same numbers.
 """
@@ -72,13 +72,13 @@ def entity_bias(row, B, fx, fw):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
     """log1p(decayed positive count of ``item``)."""
-    return math.log1p(popularity[2][item] / popularity[3][0])
+    return math.log1p(popularity.trend[item] / popularity.trend_scale[0])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def activity_row(user, users):
     """Feature row of the user's activity bucket, or -1 when buckets are off."""
-    activity, rows = users[6], users[7]
+    activity, rows = users.activity, users.activity_rows
     if rows.shape[0] == 0:
         return -1
     n = activity[user]
@@ -94,10 +94,10 @@ def trend_affinity(user, users, trend_w):
     """How much the user follows the trend: trend_w plus its features' learned biases."""
     if trend_w == 0.0:
         return 0.0
-    a = trend_w + entity_bias(user, users[1], users[4], users[5])
+    a = trend_w + entity_bias(user, users.bias, users.feature_rows, users.feature_weights)
     r = activity_row(user, users)
     if r >= 0:
-        a += users[1][r]
+        a += users.bias[r]
     return a
 
 
@@ -130,7 +130,12 @@ def push_recent(user, item, recent, recent_n):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def push_positive(item, popularity, growth):
     """Record a positive event of ``item`` in the popularity ring and decayed counts."""
-    pop_ring, pop_state, trend, trend_state = popularity
+    pop_ring, pop_state, trend, trend_state = (
+        popularity.ring,
+        popularity.ring_count,
+        popularity.trend,
+        popularity.trend_scale,
+    )
     pop_ring[pop_state[0] % pop_ring.shape[0]] = item
     pop_state[0] += 1
     trend_state[0] *= growth
@@ -150,8 +155,8 @@ def dot(a, b):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def user_representation(user, users, context, recent_w, out):
-    U, ufx, ufw = users[0], users[4], users[5]
-    C, _, recent, recent_n = context
+    U, ufx, ufw = users.emb, users.feature_rows, users.feature_weights
+    C, recent, recent_n = context.emb, context.recent, context.recent_count
     entity_vector(user, U, ufx, ufw, out)
     r = activity_row(user, users)
     if r >= 0:
@@ -163,7 +168,7 @@ def user_representation(user, users, context, recent_w, out):
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def item_score(item, u, affinity, items, popularity, out):
     """Score of ``item`` for user vector ``u`` and trend affinity; its vector goes to ``out``."""
-    V, Vb, _, _, ifx, ifw = items
+    V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
     entity_vector(item, V, ifx, ifw, out)
     s = dot(u, out) + entity_bias(item, Vb, ifx, ifw)
     if affinity != 0.0:

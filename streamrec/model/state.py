@@ -1,0 +1,81 @@
+"""The arrays the numba kernels read and write, as named tuples.
+
+numba compiles ``NamedTuple`` arguments into plain structs, so a kernel reads
+``users.activity[user]`` instead of ``users[6][user]`` at no cost.  The tables
+themselves are owned by :class:`streamrec.model.hybrid.HybridModel`, which builds these
+tuples (views, not copies) before each kernel call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class UserTables(NamedTuple):
+    """User-feature embeddings and what builds a user vector from them.
+
+    ``emb`` (rows x d, float32) and ``bias`` are the feature embeddings and biases,
+    ``emb_acc``/``bias_acc`` their row-wise Adagrad accumulators.  A user vector is
+    ``sum_k feature_weights[u, k] * emb[feature_rows[u, k]]`` (rows padded with -1) plus
+    the row of its activity bucket: ``activity[u]`` counts the user's positive events
+    and ``activity_rows[b]`` is the feature row of bucket ``b = bit_length(count)``
+    (capped).  The user biases are the trend affinities of the features.
+    """
+
+    emb: np.ndarray
+    bias: np.ndarray
+    emb_acc: np.ndarray
+    bias_acc: np.ndarray
+    feature_rows: np.ndarray
+    feature_weights: np.ndarray
+    activity: np.ndarray
+    activity_rows: np.ndarray
+
+
+class ItemTables(NamedTuple):
+    """Item-feature embeddings, biases, accumulators and each item's features."""
+
+    emb: np.ndarray
+    bias: np.ndarray
+    emb_acc: np.ndarray
+    bias_acc: np.ndarray
+    feature_rows: np.ndarray
+    feature_weights: np.ndarray
+
+
+class ContextTables(NamedTuple):
+    """Item embeddings as context of a user's recent history.
+
+    ``recent[u]`` is a ring of the user's last items, ``recent_count[u]`` how many were
+    pushed; the user vector adds ``recent_weight / n * sum emb[recent items]``.
+    """
+
+    emb: np.ndarray
+    emb_acc: np.ndarray
+    recent: np.ndarray
+    recent_count: np.ndarray
+
+
+class PopularityTables(NamedTuple):
+    """Recent positives and decayed positive counts.
+
+    ``ring`` holds the last positive items (for popularity-aware negatives),
+    ``ring_count[0]`` how many were pushed.  ``trend[i] / trend_scale[0]`` is item i's
+    exponentially decayed positive count.
+    """
+
+    ring: np.ndarray
+    ring_count: np.ndarray
+    trend: np.ndarray
+    trend_scale: np.ndarray
+
+
+class KernelTables(NamedTuple):
+    """Every table a learning or scoring kernel takes, by group."""
+
+    users: UserTables
+    items: ItemTables
+    context: ContextTables
+    popularity: PopularityTables

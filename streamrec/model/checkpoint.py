@@ -138,6 +138,11 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
         t.bias = a[f"{prefix}_bias"].astype(np.float32).copy()
         t.emb_acc = a[f"{prefix}_emb_acc"].astype(np.float32).copy()
         t.bias_acc = a[f"{prefix}_bias_acc"].astype(np.float32).copy()
+        if prefix == "user":  # continuity weights (user side only); older files: none
+            t.cont = a.get("user_cont", np.zeros(nf)).astype(np.float32).copy()
+            t.cont_acc = a.get("user_cont_acc", np.ones(nf)).astype(np.float32).copy()
+        else:
+            t.cont, t.cont_acc = np.zeros(nf, np.float32), np.ones(nf, np.float32)
         ne = len(side.ids)
         side.fx.idx = a[f"{prefix}_fx"].astype(np.int32).copy()
         side.fx.w = a[f"{prefix}_fw"].astype(np.float32).copy()
@@ -146,15 +151,21 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
             raise CheckpointError(f"{prefix} tables do not match the {prefix} vocabularies")
         if side.fx.idx.size and side.fx.idx.max() >= nf:
             raise CheckpointError(f"{prefix} feature rows point past the feature table")
+        t.count = np.zeros(nf, dtype=np.float32)  # entities per feature, from the rows
+        np.add.at(t.count, side.fx.idx[:ne][side.fx.idx[:ne] >= 0], 1.0)
     model.context.emb = a["ctx_emb"].astype(np.float32).reshape(-1, model.dim).copy()
     model.context.emb_acc = a["ctx_acc"].astype(np.float32).copy()
     model.context.n = model.context.emb.shape[0]
-    if model.context.n != model.n_items:
-        raise CheckpointError("context table does not match the item vocabulary")
+    if model.context.n != len(model.items.feature_names):
+        raise CheckpointError("context table does not match the item feature vocabulary")
     model.recent = (
         a["recent"].astype(np.int32).reshape(model.n_users, model.config.recent_items).copy()
     )
     model.recent_n = a["recent_n"].astype(np.int32).copy()
+    width = model.config.continuity_items
+    model.last = a.get("last", np.zeros((model.n_users, width))).astype(np.int32)
+    model.last = model.last.reshape(model.n_users, width).copy()
+    model.last_n = a.get("last_n", np.zeros(model.n_users)).astype(np.int32).copy()
     model.activity = a["activity"].astype(np.int32).copy()
     model.activity_rows = a["activity_rows"].astype(np.int32).copy()
     model.pop_ring = a["pop_ring"].astype(np.int32).copy()

@@ -32,10 +32,13 @@ from streamrec.model.config import ModelConfig
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
+    continuity_affinity,
+    continuity_signal,
     item_score,
     next_uniform,
     push_positive,
     push_recent,
+    recent_features,
     sigmoid,
     trend_affinity,
     trend_signal,
@@ -61,7 +64,11 @@ HP_BIAS_DECAY = 10
 HP_TREND_W = 11
 HP_TREND_GROWTH = 12  # 2 ** (1 / half-life): growth of the weight of each new positive
 HP_RECENT_SEEN = 13  # 1.0: seen-only events join the user's recent items
-HP_SIZE = 14
+HP_CONT_W = 14  # weight of the content-continuity signal (0: off)
+HP_TREND_SEEN = 15  # weight of a seen-only event in the decayed counts
+HP_CONT_LR = 16  # Adagrad step of the continuity weights
+HP_CTX_K = 17  # an item's context: its first HP_CTX_K features (1: identity only)
+HP_SIZE = 18
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -87,6 +94,10 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
     hp[HP_TREND_W] = config.trend_weight
     hp[HP_TREND_GROWTH] = 2.0 ** (1.0 / config.trend_half_life)
     hp[HP_RECENT_SEEN] = 1.0 if config.recent_include_seen else 0.0
+    hp[HP_CONT_W] = config.continuity_weight
+    hp[HP_TREND_SEEN] = config.trend_seen_weight
+    hp[HP_CONT_LR] = config.continuity_lr
+    hp[HP_CTX_K] = 1 << 30 if config.context_features else 1
     return hp
 
 
@@ -194,7 +205,12 @@ def _apply_grads(
         if n > 0:
             scale = hp[HP_RECENT_W] / n
             for t in range(n):
-                ok &= _adagrad_row(C, Ca, recent[user, t], grad_u, scale, lr, decay, l2, tmp)
+                jr = recent[user, t]
+                for k in range(min(int(hp[HP_CTX_K]), ifx.shape[1])):
+                    f = ifx[jr, k]
+                    if f < 0:
+                        break
+                    ok &= _adagrad_row(C, Ca, f, grad_u, scale * ifw[jr, k], lr, decay, l2, tmp)
     for side in range(2):
         item = i if side == 0 else j
         ds = dsi if side == 0 else dsj
@@ -208,6 +224,46 @@ def _apply_grads(
             ok &= _adagrad_row(V, Va, f, u, w * ds, lr, decay, l2, tmp)
             ok &= _adagrad_scalar(Vb, Vba, f, w * ds, blr, bdecay, l2)
     return ok
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _learn_continuity(
+    user, i, w, si, u, aff, rng, users, items, popularity, hp, n_items, rfeat, m, vj
+):
+    """WARP on the full score ``base + caff * continuity``, stepping only the user's
+    continuity weights (its features' and activity bucket's ``cont`` scalars).
+
+    The embeddings learn from the base score alone, so they still learn everything the
+    features explain (cold start needs it) and the continuity weight learns how much the
+    user's recent features add on top.  ``si`` is the positive's base score.
+    """
+    caff = continuity_affinity(user, users, hp[HP_CONT_W])
+    ci = continuity_signal(i, items, rfeat, m, n_items)
+    full_i = si + caff * ci
+    for sampled in range(1, int(hp[HP_MAX_SAMPLED]) + 1):
+        jj = _sample_negative(rng, n_items, popularity, hp[HP_POP])
+        if jj == i:
+            continue
+        cj = continuity_signal(jj, items, rfeat, m, n_items)
+        if cj == ci:  # no gradient for the weight from this pair
+            continue
+        sj = item_score(jj, u, aff, items, popularity, vj) + caff * cj
+        if sj > full_i - 1.0:
+            g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled))) * (cj - ci)
+            sgd = hp[HP_SGD] != 0.0
+            blr, bdecay, l2 = hp[HP_CONT_LR], -1.0 if sgd else hp[HP_BIAS_DECAY], hp[HP_L2]
+            ok = True
+            for k in range(users.feature_rows.shape[1]):
+                f = users.feature_rows[user, k]
+                if f < 0:
+                    break
+                g_f = users.feature_weights[user, k] * g
+                ok &= _adagrad_scalar(users.cont, users.cont_acc, f, g_f, blr, bdecay, l2)
+            r = activity_row(user, users)
+            if r >= 0:
+                ok &= _adagrad_scalar(users.cont, users.cont_acc, r, g, blr, bdecay, l2)
+            return ok
+    return True
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -243,6 +299,10 @@ def learn_batch(
     pop_frac = hp[HP_POP]
     recent_w = hp[HP_RECENT_W]
     trend_w = hp[HP_TREND_W]
+    cont_w = hp[HP_CONT_W]
+    ctx_k = int(hp[HP_CTX_K])
+    # shared features of the user's last items (continuity signal), rebuilt per event
+    rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
     for e in range(users_.shape[0]):
         user = users_[e]
         i = items_[e]
@@ -250,13 +310,21 @@ def learn_batch(
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
                 push_recent(user, i, context.recent, context.recent_count)
+            push_recent(user, i, context.last, context.last_count)  # any event type
+            # and it counts in the trend, at the current decay (the clock stays in positives)
+            popularity.trend[i] += hp[HP_TREND_SEEN] * popularity.trend_scale[0]
             continue
-        user_representation(user, users, context, recent_w, u)
+        user_representation(user, users, items, context, recent_w, ctx_k, u)
         aff = trend_affinity(user, users, trend_w)
         si = item_score(i, u, aff, items, popularity, vi)
         if not (abs(si) < _SCORE_LIMIT):
             return e
         ok = True
+        if cont_w != 0.0:  # before the base update: si and u are the same event's
+            m = recent_features(user, items, context, i, rfeat)
+            if m > 0:
+                ok &= _learn_continuity(user, i, w, si, u, aff, rng, users, items, popularity,
+                                        hp, n_items, rfeat, m, vj)  # fmt: skip
         if loss_code == LOSS_WARP:
             sampled = 0
             found = -1
@@ -302,7 +370,7 @@ def learn_batch(
                 if jj == i:
                     continue
                 if t > 0:  # earlier negatives moved the vectors
-                    user_representation(user, users, context, recent_w, u)
+                    user_representation(user, users, items, context, recent_w, ctx_k, u)
                     aff = trend_affinity(user, users, trend_w)
                     si = item_score(i, u, aff, items, popularity, vi)
                 sj = item_score(jj, u, aff, items, popularity, vj)
@@ -339,7 +407,7 @@ def learn_batch(
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
-                user_representation(user, users, context, recent_w, u)
+                user_representation(user, users, items, context, recent_w, ctx_k, u)
                 aff = trend_affinity(user, users, trend_w)
                 sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
@@ -369,6 +437,7 @@ def learn_batch(
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
         push_recent(user, i, context.recent, context.recent_count)
+        push_recent(user, i, context.last, context.last_count)
         push_positive(i, popularity, hp[HP_TREND_GROWTH])
     return -1
 
@@ -383,7 +452,7 @@ def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vbuf = np.empty(d, dtype=np.float32)
-    user_representation(user, users, context, hp[HP_RECENT_W], u)
+    user_representation(user, users, items, context, hp[HP_RECENT_W], int(hp[HP_CTX_K]), u)
     aff = trend_affinity(user, users, hp[HP_TREND_W])
     si = item_score(i, u, aff, items, popularity, vbuf)
     sj = item_score(j, u, aff, items, popularity, vbuf)

@@ -22,9 +22,10 @@ def _register() -> None:
     from streamrec.cli.evaluate import evaluate
     from streamrec.cli.publish import publish, recommend
     from streamrec.cli.replay import replay
+    from streamrec.cli.tune import tune
     from streamrec.cli.up import up, worker
 
-    for command in (evaluate, up, worker, publish, recommend, replay, demo, db):
+    for command in (evaluate, tune, up, worker, publish, recommend, replay, demo, db):
         cli.add_command(command)
 
 

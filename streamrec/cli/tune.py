@@ -77,7 +77,7 @@ def tune(
     chosen settings as a TOML file that `streamrec evaluate --config` accepts.
     """
     from streamrec.eval.report import to_dict
-    from streamrec.eval.tune import SPACE, Trial, toml_text
+    from streamrec.eval.tune import Trial, toml_text
     from streamrec.eval.tune import tune as run_tune
     from streamrec.model import ModelConfig
 
@@ -101,16 +101,16 @@ def tune(
         )  # fmt: skip
     table = Table(title=f"Search on the first {result.prefix_events:,} events of {log_path.name}")
     table.add_column("#", justify="right")
-    for name in SPACE:
-        table.add_column(name, justify="right")
+    table.add_column("settings (base where not shown)")
     for col in (f"HR@{k}", f"MRR@{k}", f"cold HR@{k}", "s"):
         table.add_column(col, justify="right")
     defaults = base.to_dict()
     for trial in result.trials:
         style = "bold green" if trial.number == result.best.number else None
-        values = [str(trial.params.get(name, defaults[name])) for name in SPACE]
+        changed = {n: v for n, v in trial.params.items() if v != defaults[n]}
+        settings = " ".join(f"{n}={v}" for n, v in changed.items()) or "(base)"
         m = trial.metrics
-        table.add_row(str(trial.number), *values, _fmt(m["hr"]), _fmt(m["mrr"]),
+        table.add_row(str(trial.number), settings, _fmt(m["hr"]), _fmt(m["mrr"]),
                       _fmt(m["cold_hr"]), f"{trial.seconds:.1f}", style=style)  # fmt: skip
     console.print(table)
     held = result.held_out

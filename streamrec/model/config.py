@@ -66,6 +66,12 @@ class ModelConfig:
     #: Weight of a seen-only event (view, exposure) in that decayed count: what is being
     #: looked at right now is a signal too, strongest for users with no history yet.
     trend_seen_weight: float = 1.0
+    #: Pseudo-count a new item's trend starts with (decaying with its own half-life):
+    #: among items with no positives yet, the newest rank first (item cold start on
+    #: catalogues with heavy churn), and the trend affinity learns how much that is worth.
+    new_item_prior: float = 30.0
+    #: Half-life of that pseudo-count, in positive events.
+    new_item_half_life: float = 50.0
     #: Buckets of the user's activity (log2 of its positive-event count) learned as a
     #: dynamic user feature: how users with no or little history behave (0 disables).
     activity_buckets: int = 8
@@ -83,7 +89,7 @@ class ModelConfig:
     #: (0 disables).  Each user's weight is this plus its features' and activity bucket's
     #: learned continuity biases, learned like the trend affinity: sessions that stay in
     #: a category or brand, and new items known only by their features, score from it.
-    continuity_weight: float = 3.0
+    continuity_weight: float = 1.0
     #: How many of the user's last items (of any event type) the continuity signal reads.
     continuity_items: int = 5
     #: Adagrad step of the continuity weights: large, so the weight finds its level on
@@ -110,10 +116,11 @@ class ModelConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")
-        if not math.isfinite(self.trend_half_life) or self.trend_half_life <= 0:
-            raise bad("trend_half_life", "must be a finite number > 0")
+        for name in ("trend_half_life", "new_item_half_life"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise bad(name, "must be a finite number > 0")
         for name in ("l2", "recent_weight", "trend_weight", "continuity_weight",
-                     "trend_seen_weight"):  # fmt: skip
+                     "trend_seen_weight", "new_item_prior"):  # fmt: skip
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")

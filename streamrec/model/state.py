@@ -82,6 +82,11 @@ class PopularityTables(NamedTuple):
     ring_count: np.ndarray
     trend: np.ndarray
     trend_scale: np.ndarray
+    #: ``fresh[i] / fresh_scale[0]``: item i's new-item pseudo-count, decaying fast (half-life
+    #: ``new_item_half_life`` positives, the clock's growth in ``fresh_scale[1]``); the
+    #: trend signal is ``log1p(decayed count + pseudo-count)``.
+    fresh: np.ndarray
+    fresh_scale: np.ndarray
 
 
 class KernelTables(NamedTuple):

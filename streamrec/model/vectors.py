@@ -71,8 +71,11 @@ def entity_bias(row, B, fx, fw):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
-    """log1p(decayed positive count of ``item``)."""
-    return math.log1p(popularity.trend[item] / popularity.trend_scale[0])
+    """log1p(decayed positive count of ``item`` + its decayed new-item pseudo-count)."""
+    return math.log1p(
+        popularity.trend[item] / popularity.trend_scale[0]
+        + popularity.fresh[item] / popularity.fresh_scale[0]
+    )
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -209,6 +212,11 @@ def push_positive(item, popularity, growth):
     if trend_state[0] > _TREND_RESCALE:
         trend /= trend_state[0]
         trend_state[0] = 1.0
+    fresh, fresh_scale = popularity.fresh, popularity.fresh_scale
+    fresh_scale[0] *= fresh_scale[1]
+    if fresh_scale[0] > _TREND_RESCALE:
+        fresh /= fresh_scale[0]
+        fresh_scale[0] = 1.0
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

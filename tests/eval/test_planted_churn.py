@@ -67,6 +67,7 @@ def test_cold_user_with_informative_features_gets_its_categories(log: Log) -> No
             bool(wanted & set(category[model.items.ids.name(int(r))].tolist())) for r in pop_top
         )
     n = 10 * WORLD.n_categories
-    # 2 of 12 categories: chance is 1/6; the cold-start answers are mostly on target
-    assert hits / n >= 0.8, hits / n
+    # 2 of 12 categories: chance is 1/6; at least three times chance (the rest are the
+    # newest items of any category, which the new-item prior lifts for everyone)
+    assert hits / n >= 0.5, hits / n
     assert hits > 2 * pop_hits

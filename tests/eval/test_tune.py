@@ -41,7 +41,7 @@ def test_tune_command_writes_a_loadable_toml_and_the_held_out_report(tmp_path: P
     )
     out, report = tmp_path / "tuned.toml", tmp_path / "tune.json"
     main(["tune", str(log_file), "--trials", "3", "--jobs", "2", "--out", str(out),
-          "--json", str(report), "--no-progress", "--dim", "16"])  # fmt: skip
+          "--json", str(report), "--no-progress", "--l2", "0.0001"])  # fmt: skip
     doc = json.loads(report.read_text())
     assert [t["number"] for t in doc["trials"]] == [0, 1, 2]
     best = doc["trials"][doc["best"]]
@@ -57,7 +57,7 @@ def test_tune_command_writes_a_loadable_toml_and_the_held_out_report(tmp_path: P
     assert set(doc["held_out"]["metrics"]) >= {"model", "recent_features", "item_knn"}
     # the TOML holds the base's own settings plus the chosen ones, and evaluate loads it
     chosen = tomllib.loads(out.read_text())["model"]
-    assert chosen["dim"] == 16 and chosen == doc["chosen"]
+    assert chosen["l2"] == 0.0001 and chosen == doc["chosen"]
     evaluated = tmp_path / "eval.json"
     main(["evaluate", "--dataset", str(log_file), "--config", str(out), "--json", str(evaluated),
           "--no-progress"])  # fmt: skip

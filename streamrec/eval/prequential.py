@@ -29,7 +29,9 @@ class SystemResult:
     ranks: np.ndarray  # 1-based rank in the top k, 0 when outside
     recommended: set[int] = field(default_factory=set)
 
-    def summary(self, cold: np.ndarray, n_items: int) -> dict[str, float]:
+    def summary(
+        self, cold: np.ndarray, n_items: int, new_item: np.ndarray | None = None
+    ) -> dict[str, float]:
         n = max(len(self.hits), 1)
         r = self.ranks.astype(np.float64)
         inside = r > 0
@@ -42,8 +44,17 @@ class SystemResult:
             "mrr": float(rr.sum() / n),
             "ndcg": float(ndcg.sum() / n),
             "cold_hr": float(self.hits[cold].sum() / n_cold) if n_cold else math.nan,
+            # HR on targets that were in the catalogue before this event: an item onboarded
+            # at its first event is the newest item exactly when it is the target, which a
+            # freshness prior turns into hits that live serving would not see as often
+            "known_item_hr": _rate(self.hits, ~new_item) if new_item is not None else math.nan,
             "coverage": len(self.recommended) / n_items if n_items else 0.0,
         }
+
+
+def _rate(hits: np.ndarray, mask: np.ndarray) -> float:
+    n = int(mask.sum())
+    return float(hits[mask].sum() / n) if n else math.nan
 
 
 @dataclass
@@ -65,6 +76,8 @@ class ReplayResult:
     config: ModelConfig
     #: Display label of each system (by name).
     labels: dict[str, str] = field(default_factory=dict)
+    #: Per scored event: was the target onboarded at this very event (first appearance)?
+    new_item: np.ndarray | None = None
 
     @property
     def n_scored(self) -> int:
@@ -75,7 +88,10 @@ class ReplayResult:
         return self.n_events / self.seconds if self.seconds > 0 else math.inf
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        return {name: r.summary(self.cold, self.n_items) for name, r in self.systems.items()}
+        return {
+            name: r.summary(self.cold, self.n_items, self.new_item)
+            for name, r in self.systems.items()
+        }
 
 
 ProgressFn = Callable[[int], None]
@@ -115,6 +131,7 @@ def replay(
     ranks = {s: np.zeros(n_scored, dtype=np.int16) for s in names}
     recommended: dict[str, set[int]] = {s: set() for s in names}
     cold = np.zeros(n_scored, dtype=bool)
+    new_item = np.zeros(n_scored, dtype=bool)
     has_positive: set[int] = set()
     urow = np.zeros(1, dtype=np.int32)
     irow = np.zeros(1, dtype=np.int32)
@@ -131,10 +148,10 @@ def replay(
             u = model.add_user(user, uf)
         itf = log.item_features.get(e)
         i = iids.get(item)
+        first_appearance = i < 0
         if i < 0 or itf is not None:
-            new_item = i < 0
             i = model.add_item(item, itf)
-            if itf is not None or new_item:
+            if itf is not None or first_appearance:
                 for b in systems:
                     b.add_item(i, itf or ())
         w = weights[e]
@@ -142,6 +159,7 @@ def replay(
             if e >= score_from and n_pos >= n_burn:
                 excluded = model.seen.items(u)
                 cold[scored] = u not in has_positive
+                new_item[scored] = first_appearance
                 tops = [model.top_k_rows(u, k)[0]]
                 tops += [b.top_k(u, model.n_items, k, excluded) for b in systems]
                 for name, rows in zip(names, tops, strict=True):
@@ -179,4 +197,5 @@ def replay(
         seconds=seconds,
         config=model.config,
         labels={"model": "streamrec", **{b.name: b.label for b in systems}},
+        new_item=new_item,
     )

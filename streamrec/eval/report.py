@@ -29,6 +29,7 @@ def to_dict(result: ReplayResult, extra: dict[str, Any] | None = None) -> dict[s
         "burn_in_events": result.n_burn_in,
         "scored_events": result.n_scored,
         "cold_user_events": int(result.cold.sum()),
+        "new_item_target_events": int(result.new_item.sum()) if result.new_item is not None else 0,
         "users": result.n_users,
         "items": result.n_items,
         "replay_seconds": round(result.seconds, 3),
@@ -51,7 +52,8 @@ def print_table(result: ReplayResult, console: Console, wall_seconds: float | No
     k = result.k
     table = Table(title=f"Prequential replay of {result.log_name} (test-then-train)")
     table.add_column("system")
-    for col in (f"HR@{k}", f"MRR@{k}", f"NDCG@{k}", f"cold-user HR@{k}", "coverage"):
+    for col in (f"HR@{k}", f"MRR@{k}", f"NDCG@{k}", f"cold-user HR@{k}", f"known-item HR@{k}",
+                "coverage"):  # fmt: skip
         table.add_column(col, justify="right")
     metrics = result.metrics()
     best = max(m["hr"] for m in metrics.values())
@@ -63,12 +65,14 @@ def print_table(result: ReplayResult, console: Console, wall_seconds: float | No
             f"{m['mrr']:.4f}",
             f"{m['ndcg']:.4f}",
             "n/a" if math.isnan(m["cold_hr"]) else f"{m['cold_hr']:.4f}",
+            "n/a" if math.isnan(m["known_item_hr"]) else f"{m['known_item_hr']:.4f}",
             f"{m['coverage']:.3f}",
         )
     console.print(table)
     lines = [
         f"events {result.n_events:,} (positive {result.n_positive:,}, burn-in {result.n_burn_in:,})",
-        f"scored {result.n_scored:,}, cold-user {int(result.cold.sum()):,}",
+        f"scored {result.n_scored:,}, cold-user {int(result.cold.sum()):,}, "
+        f"target at its first appearance {int(result.new_item.sum()) if result.new_item is not None else 0:,}",
         f"users {result.n_users:,}, items {result.n_items:,}",
         f"replay {result.seconds:.2f} s, {result.events_per_second:,.0f} events/s",
     ]

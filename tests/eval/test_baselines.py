@@ -99,3 +99,17 @@ def test_jd_reference_figures(jd_events: Path) -> None:
     assert m["recent_features"]["cold_hr"] == pytest.approx(0.0821, abs=5e-4)
     assert m["item_knn"]["hr"] == pytest.approx(0.0212, abs=1e-3)
     assert m["item_knn"]["cold_hr"] == pytest.approx(0.0611, abs=1.5e-3)
+
+
+def test_replay_marks_targets_at_their_first_appearance() -> None:
+    from tests.eval.test_prequential import make_log
+
+    events = [("u1", "a", "click"), ("u2", "a", "click"), ("u3", "b", "click"),
+              ("u0", "a", "view"), ("u0", "c", "click")]  # fmt: skip
+    result = replay(make_log(events), ModelConfig(dim=4), burn_in=0.0, k=1)
+    assert result.new_item.tolist() == [True, False, True, True]
+    # all-time popularity, k=1: a (the only item), a, then a again for u3 (b new, no count)
+    # and c for u0 (a excluded, b and c tie: lower row b): hits 1, 1, 0, 0
+    m = result.metrics()["popularity"]
+    assert result.systems["popularity"].hits.tolist() == [1, 1, 0, 0]
+    assert m["known_item_hr"] == 1.0 and m["hr"] == 0.5

@@ -172,11 +172,6 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model.pop_state = a["pop_state"].astype(np.int64).copy()
     model.trend = a["trend"].astype(np.float64).copy()
     model.trend_state = a["trend_state"].astype(np.float64).copy()
-    if "fresh" in a:  # older checkpoints: no new-item pseudo-counts
-        model.fresh = a["fresh"].astype(np.float64).copy()
-        model.fresh_state = a["fresh_state"].astype(np.float64).copy()
-    else:
-        model.fresh = np.zeros(model.n_items, dtype=np.float64)
     if model.trend.shape[0] != model.n_items:
         raise CheckpointError("trend counts do not match the item vocabulary")
     model.rng_state = a["rng_state"].astype(np.int64).copy()

@@ -66,12 +66,12 @@ class ModelConfig:
     #: Weight of a seen-only event (view, exposure) in that decayed count: what is being
     #: looked at right now is a signal too, strongest for users with no history yet.
     trend_seen_weight: float = 1.0
-    #: Pseudo-count a new item's trend starts with (decaying with its own half-life):
+    #: Pseudo-count a new item's trend starts with (halving with newer items):
     #: among items with no positives yet, the newest rank first (item cold start on
     #: catalogues with heavy churn), and the trend affinity learns how much that is worth.
     new_item_prior: float = 30.0
-    #: Half-life of that pseudo-count, in positive events.
-    new_item_half_life: float = 50.0
+    #: Half-life of that pseudo-count, in items onboarded after it.
+    new_item_half_life: float = 10.0
     #: Buckets of the user's activity (log2 of its positive-event count) learned as a
     #: dynamic user feature: how users with no or little history behave (0 disables).
     activity_buckets: int = 8

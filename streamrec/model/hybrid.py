@@ -11,6 +11,7 @@ entity's first representation is exactly its cold-start vector from features.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -157,8 +158,8 @@ class HybridModel:
         self.pop_state = np.zeros(1, dtype=np.int64)
         self.trend = np.zeros(64, dtype=np.float64)
         self.trend_state = np.ones(1, dtype=np.float64)
-        self.fresh = np.zeros(64, dtype=np.float64)
-        self.fresh_state = np.array([1.0, 2.0 ** (1.0 / cfg.new_item_half_life)])
+        # new-item pseudo-count: (prior, decay per newer item, item count at the last call)
+        self.newness = np.array([cfg.new_item_prior, math.log(2.0) / cfg.new_item_half_life, 0])
         self.seen = SeenSets()
         self.stats = np.zeros(kernels.STAT_SIZE, dtype=np.float64)
         self.n_events = 0
@@ -195,10 +196,8 @@ class HybridModel:
 
     def add_item(self, item_id: str, features: FeatureInput = None) -> int:
         """Onboard an item (or replace its features); returns its row."""
-        row, new = self.items.upsert(item_id, features)
+        row, _ = self.items.upsert(item_id, features)
         self.ensure_item_capacity(row + 1)  # new features need context rows too
-        if new:  # it starts with the new-item pseudo-count, which decays fast
-            self.fresh[row] = self.config.new_item_prior * self.fresh_state[0]
         return row
 
     def ensure_user_capacity(self, n: int) -> None:
@@ -219,8 +218,6 @@ class HybridModel:
             self.context.append(identity=False)
         if n > self.trend.shape[0]:
             self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
-        if n > self.fresh.shape[0]:
-            self.fresh = grown(self.fresh, capacity_for(n, self.fresh.shape[0]))
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self.users.ids
@@ -343,10 +340,13 @@ class HybridModel:
                 self.pop_state,
                 self.trend,
                 self.trend_state,
-                self.fresh,
-                self.fresh_state,
+                self._newness(),
             ),
         )
+
+    def _newness(self) -> np.ndarray:
+        self.newness[2] = self.n_items
+        return self.newness
 
     def mark_seen(self, user: int, item: int) -> None:
         """Record that ``user`` has an event for ``item`` without learning it."""
@@ -506,9 +506,9 @@ class HybridModel:
         selects some items (default: all).
         """
         sel = np.arange(self.n_items) if rows is None else np.asarray(rows, dtype=np.int64)
-        trend = np.log1p(
-            self.trend[sel] / self.trend_state[0] + self.fresh[sel] / self.fresh_state[0]
-        )
+        prior, rate, _ = self._newness()
+        new = prior * np.exp(-rate * (self.n_items - 1.0 - sel)) if prior else 0.0
+        trend = np.log1p(self.trend[sel] / self.trend_state[0] + new)
         return np.hstack(
             [self.items.vectors(sel), self.items.biases(sel)[:, None], trend[:, None]]
         ).astype(np.float32)
@@ -552,7 +552,6 @@ class HybridModel:
             "activity": self.activity[:nu], "activity_rows": self.activity_rows,
             "pop_ring": self.pop_ring, "pop_state": self.pop_state,
             "trend": self.trend[:ni], "trend_state": self.trend_state,
-            "fresh": self.fresh[:ni], "fresh_state": self.fresh_state,
             "rng_state": self.rng_state, "stats": self.stats,
         }  # fmt: skip
 

@@ -29,7 +29,7 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, con
         if cont_aff != 0.0:
             proj[f] += cont_aff * marks[f]
     inv = 1.0 / trend_state[0]
-    fresh, inv_fresh = popularity.fresh, 1.0 / popularity.fresh_scale[0]
+    prior, rate, n_all = popularity.newness[0], popularity.newness[1], popularity.newness[2]
     for i in range(n_items):
         s = 0.0
         for k in range(ifx.shape[1]):
@@ -38,7 +38,8 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, con
                 break
             s += ifw[i, k] * proj[f]
         if affinity != 0.0:
-            s += affinity * math.log1p(trend[i] * inv + fresh[i] * inv_fresh)
+            new = prior * math.exp(-rate * (n_all - 1.0 - i)) if prior != 0.0 else 0.0
+            s += affinity * math.log1p(trend[i] * inv + new)
         out[i] = s
 
 

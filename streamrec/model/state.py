@@ -82,11 +82,12 @@ class PopularityTables(NamedTuple):
     ring_count: np.ndarray
     trend: np.ndarray
     trend_scale: np.ndarray
-    #: ``fresh[i] / fresh_scale[0]``: item i's new-item pseudo-count, decaying fast (half-life
-    #: ``new_item_half_life`` positives, the clock's growth in ``fresh_scale[1]``); the
-    #: trend signal is ``log1p(decayed count + pseudo-count)``.
-    fresh: np.ndarray
-    fresh_scale: np.ndarray
+    #: ``(prior, rate, n_items)``: item i's new-item pseudo-count is
+    #: ``prior * exp(-rate * (n_items - 1 - i))``, halving with every ``new_item_half_life``
+    #: items onboarded after it (item rows are in order of first appearance, so every copy
+    #: of the model, replicas included, derives it from its item count alone); the trend
+    #: signal is ``log1p(decayed count + pseudo-count)``.
+    newness: np.ndarray
 
 
 class KernelTables(NamedTuple):

@@ -71,11 +71,19 @@ def entity_bias(row, B, fx, fw):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
-    """log1p(decayed positive count of ``item`` + its decayed new-item pseudo-count)."""
+    """log1p(decayed positive count of ``item`` + its new-item pseudo-count)."""
     return math.log1p(
-        popularity.trend[item] / popularity.trend_scale[0]
-        + popularity.fresh[item] / popularity.fresh_scale[0]
+        popularity.trend[item] / popularity.trend_scale[0] + newness(item, popularity)
     )
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def newness(item, popularity):
+    """The new-item pseudo-count of ``item`` (see :class:`PopularityTables`)."""
+    prior, rate, n = popularity.newness[0], popularity.newness[1], popularity.newness[2]
+    if prior == 0.0:
+        return 0.0
+    return prior * math.exp(-rate * (n - 1.0 - item))
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -212,11 +220,6 @@ def push_positive(item, popularity, growth):
     if trend_state[0] > _TREND_RESCALE:
         trend /= trend_state[0]
         trend_state[0] = 1.0
-    fresh, fresh_scale = popularity.fresh, popularity.fresh_scale
-    fresh_scale[0] *= fresh_scale[1]
-    if fresh_scale[0] > _TREND_RESCALE:
-        fresh /= fresh_scale[0]
-        fresh_scale[0] = 1.0
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

@@ -49,16 +49,23 @@ def test_continuity_weight_is_learned_per_user_features() -> None:
     assert cont != 0.0 and np.isfinite(cont)
 
 
-def test_new_item_pseudo_count_halves_every_half_life() -> None:
+def test_new_item_pseudo_count_halves_with_every_half_life_of_newer_items() -> None:
     model = catalogue(ModelConfig(dim=4, new_item_prior=8.0, new_item_half_life=2.0))
     trend_column = model.item_representations()[:, -1]
-    np.testing.assert_allclose(trend_column, math.log1p(8.0), rtol=1e-6)
-    model.add_item("fresh", ["cat=b"])
-    model.learn(["u", "u"], ["i0", "i0"], ["click", "click"])  # two positives: one half-life
+    expected = np.log1p(8.0 * 2.0 ** (-(7 - np.arange(8)) / 2.0))  # i7 newest, i0 oldest
+    np.testing.assert_allclose(trend_column, expected, rtol=1e-6)
+    model.add_item("a", ["cat=b"])
+    model.add_item("b", ["cat=b"])  # two newer items: i7's pseudo-count halves
     reps = model.item_representations()[:, -1]
-    fresh = model.items.ids.get("fresh")
-    assert reps[fresh] == pytest.approx(math.log1p(4.0), rel=1e-6)
-    # the older items' pseudo-counts halved too; i0 has its two positives on top
-    assert reps[1] == pytest.approx(math.log1p(4.0), rel=1e-6)
-    assert reps[0] == pytest.approx(math.log1p(4.0 + model.popularity()[0]), rel=1e-6)
+    assert reps[7] == pytest.approx(math.log1p(4.0), rel=1e-6)
+    assert reps[model.items.ids.get("b")] == pytest.approx(math.log1p(8.0), rel=1e-6)
+    # positives add to it as decayed counts; the exact scores agree with the representations
+    model.learn(["u", "u"], ["i0", "i0"], ["click", "click"])
+    reps = model.item_representations()[:, -1]
     assert model.popularity()[0] == pytest.approx(2.0, rel=1e-3)
+    assert reps[0] == pytest.approx(math.log1p(8.0 * 2.0**-4.5 + model.popularity()[0]), rel=1e-6)
+    row = model.users.row("u")
+    query = model.user_query_row(row)
+    np.testing.assert_allclose(
+        model.scores_for_query(query), model.item_representations() @ query, rtol=1e-4, atol=1e-5
+    )

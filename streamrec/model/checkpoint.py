@@ -35,6 +35,7 @@ def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
         "n_events": model.n_events,
         "model_version": model.version,
         "rng_state": model.rng.bit_generator.state,
+        "context_rng_state": model.context.rng.bit_generator.state,
         "extra": extra or {},
     }
 
@@ -128,6 +129,8 @@ def load(path: str | os.PathLike[str]) -> HybridModel:
 def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model = HybridModel(ModelConfig.from_dict(header["config"]))
     model.rng.bit_generator.state = header["rng_state"]
+    if "context_rng_state" in header:  # older files: the context generator starts afresh
+        model.context.rng.bit_generator.state = header["context_rng_state"]
     for side, prefix in ((model.users, "user"), (model.items, "item")):
         side.ids = Vocabulary.from_array(a[f"{prefix}_ids"])
         side.feature_names = Vocabulary.from_array(a[f"{prefix}_features"])

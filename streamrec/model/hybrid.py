@@ -144,7 +144,11 @@ class HybridModel:
         self.users = EntitySide("user", cfg, self.rng)
         self.items = EntitySide("item", cfg, self.rng)
         # Items as context of the user's recent history (random start: they are not identities).
-        self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
+        # context rows draw from their own generator: the feature tables get the same
+        # initial values whichever items (and item features) arrive in between
+        self.context = FeatureTable(
+            cfg.dim, cfg.init_scale, np.random.Generator(np.random.PCG64([cfg.seed, 1]))
+        )
         self.activity = np.zeros(64, dtype=np.int32)
         self.activity_rows = np.array(
             [self.users.feature_row(f"#activity:{b}") for b in range(cfg.activity_buckets)],

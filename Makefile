@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck evaluate bench clean
+.PHONY: demo test lint typecheck evaluate bench clean kafka
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/streamrec demo
+
+# A real Apache Kafka (KRaft, one node) from the official jars on 127.0.0.1:9092; Ctrl-C
+# stops it. Needs Java 17+; the first run fetches the jars with Maven (~/.cache/streamrec).
+kafka: $(STAMP)
+	$(BIN)/streamrec kafka
 
 test: $(STAMP)
 	$(BIN)/ruff check streamrec tests bench

@@ -12,11 +12,11 @@ import sys
 import tempfile
 import time
 
+from streamrec.eval.synthetic import make_world
 from streamrec.settings import Settings
 from streamrec.stream.broker import broker
 from streamrec.stream.client import Client
 from streamrec.workers import Stack
-from streamrec.workers.synthetic import make_world
 
 
 async def main(n_events: int = 100_000, n_requests: int = 300) -> None:

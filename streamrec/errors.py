@@ -9,10 +9,11 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     │   ├── InvalidIdError          empty / non-string / reserved id
     │   ├── InvalidFeatureError     bad feature name or non-finite feature weight
     │   ├── InvalidWeightError      NaN, infinite or negative event weight
-    │   ├── InvalidFilterError      a re-ranking filter has an unknown key or a bad value
+    │   ├── InvalidFilterError      a request filter has an unknown operator or a bad value
     │   └── UnknownEntityError      a user or item the model has never seen
     ├── ModelDivergedError          an update would have written a non-finite value
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
+    ├── ReplicaError                a change set does not fit the replica it is applied to
     ├── DatasetError                an interaction log cannot be read
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
     │   ├── TopicError              topics could not be created or described
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidWeightError",
     "ModelDivergedError",
+    "ReplicaError",
     "RequestTimeoutError",
     "StoreError",
     "StoreSchemaError",
@@ -79,7 +81,7 @@ class InvalidWeightError(InvalidInputError):
 
 
 class InvalidFilterError(InvalidInputError):
-    """A re-ranking filter with an unknown key or a value of the wrong type."""
+    """A request filter that breaks :mod:`streamrec.stream.filters` (operator, value, size)."""
 
 
 class UnknownEntityError(InvalidInputError, KeyError):
@@ -98,6 +100,10 @@ class ModelDivergedError(StreamrecError, ArithmeticError):
 
 class CheckpointError(StreamrecError):
     """A checkpoint file is missing, truncated, corrupt or of an unknown format."""
+
+
+class ReplicaError(StreamrecError, ValueError):
+    """A change set names rows the replica holds differently, or skips rows (one was lost)."""
 
 
 class DatasetError(StreamrecError):

@@ -27,6 +27,10 @@ diversity                   STREAMREC_DIVERSITY           0.0 (MMR weight)
 freshness                   STREAMREC_FRESHNESS           0.0 (boost, x score range)
 freshness_half_life_s       STREAMREC_FRESHNESS_HALF_LIFE_S  3600
 web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1: off)
+web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in containers)
+runtime                     STREAMREC_RUNTIME             faust (or asyncio)
+faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
+request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 ==========================  ============================  ================================
 """
 
@@ -43,6 +47,10 @@ from streamrec.errors import ConfigError
 from streamrec.model.config import ModelConfig
 
 ENV_PREFIX = "STREAMREC_"
+#: The worker runtimes (``streamrec.workers.runtime``).
+RUNTIMES = ("faust", "asyncio")
+#: How the faust runtime's recommenders read requests.
+FAUST_REQUESTS = ("fetch", "agent")
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,19 @@ class Settings:
     freshness_half_life_s: float = 3600.0
     #: Port of the health / Prometheus metrics web server (0: any free port, -1: off).
     web_port: int = 6066
+    #: Interface of that server: loopback by default; ``0.0.0.0`` in a container, so the
+    #: health checks and metrics scrapers outside it reach it.
+    web_host: str = "127.0.0.1"
+    #: What drives the workers: ``faust`` (a faust App: agents, tasks, timers, web views)
+    #: or ``asyncio`` (plain aiokafka loops, kept for comparison).
+    runtime: str = "faust"
+    #: faust runtime, how recommenders read requests: ``fetch`` (a faust task with
+    #: aiokafka batch fetches in the ``<prefix>.recommender`` consumer group) or ``agent``
+    #: (a faust agent in the app's consumer group, ``stream.take_events`` batches).
+    faust_requests: str = "fetch"
+    #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
+    #: agent in one process (a request waiting for the model holds one actor).
+    request_concurrency: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -95,9 +116,14 @@ class Settings:
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms"):  # fmt: skip
+                     "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if self.faust_requests not in FAUST_REQUESTS:
+            raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
+                              f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
 

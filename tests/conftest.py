@@ -1,10 +1,9 @@
-"""Shared fixtures: the MovieLens path, and one broker per test session (embedded Tansu,
-or STREAMREC_BOOTSTRAP)."""
+"""Shared fixtures: the MovieLens path, the brokers of the session (every test using
+``bootstrap`` runs on the embedded Tansu and on a real Apache Kafka, tests/brokers.py), and
+the worker runtimes the broker tests run on."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,23 +12,56 @@ from typing import Any
 import pytest
 
 from streamrec.settings import Settings
+from tests.brokers import BROKERS, embedded_kafka, real_kafka
+from tests.databases import postgres_server
 
 
 @pytest.fixture(scope="session")
-def bootstrap() -> Iterator[str]:
-    """A Kafka bootstrap address for the whole session."""
-    external = os.environ.get("STREAMREC_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    from streamrec.stream.broker import EmbeddedBroker
+def embedded_bootstrap() -> Iterator[str]:
+    """The embedded Tansu broker, started once per session."""
+    with embedded_kafka() as address:
+        yield address
 
-    broker = EmbeddedBroker()
-    asyncio.run(broker.start())
-    try:
-        yield broker.bootstrap
-    finally:
-        asyncio.run(broker.stop())
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Apache Kafka, started once per session (see tests/brokers.py)."""
+    with real_kafka() as address:
+        yield address
+
+
+@pytest.fixture(scope="session", params=BROKERS, ids=BROKERS)
+def bootstrap(request: pytest.FixtureRequest) -> str:
+    """A Kafka bootstrap address: every test using it runs on both brokers."""
+    address: str = request.getfixturevalue(f"{request.param}_bootstrap")
+    return address
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> Iterator[str]:
+    """URL of a reachable PostgreSQL server, started once per session (tests/databases.py)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def embedded(request: pytest.FixtureRequest, bootstrap: str) -> bool:
+    """Whether ``bootstrap`` is the embedded broker (faust gets its tuned timings there)."""
+    return bool(bootstrap == request.getfixturevalue("embedded_bootstrap"))
+
+
+RUNTIMES = {
+    "faust": {"runtime": "faust"},
+    "faust-agent": {"runtime": "faust", "faust_requests": "agent"},
+    "asyncio": {"runtime": "asyncio"},
+}
+
+
+@pytest.fixture(scope="session", params=list(RUNTIMES))
+def runtime(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of the worker runtime a stack test runs on: faust (requests by fetch
+    task), faust with requests through a faust agent, plain asyncio; ids say which."""
+    return RUNTIMES[request.param]
 
 
 @pytest.fixture

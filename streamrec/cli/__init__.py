@@ -20,12 +20,13 @@ def _register() -> None:
     from streamrec.cli.db import db
     from streamrec.cli.demo import demo
     from streamrec.cli.evaluate import evaluate
+    from streamrec.cli.kafka import kafka
     from streamrec.cli.publish import publish, recommend
     from streamrec.cli.replay import replay
     from streamrec.cli.tune import tune
     from streamrec.cli.up import up, worker
 
-    for command in (evaluate, tune, up, worker, publish, recommend, replay, demo, db):
+    for command in (evaluate, tune, up, worker, publish, recommend, replay, demo, db, kafka):
         cli.add_command(command)
 
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from streamrec.eval.synthetic import World, make_world
 from streamrec.settings import Settings
-from streamrec.workers.synthetic import World, make_world
 
 COLOURS = {"books": "cyan", "music": "magenta", "games": "green", "films": "yellow"}
 

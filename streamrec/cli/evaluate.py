@@ -19,7 +19,7 @@ from streamrec.errors import ConfigError
     "--dataset",
     required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="MovieLens 100K directory, or a .csv / .jsonl log (see README).",
+    help="MovieLens 100K directory, or a .csv / .jsonl log (see docs/evaluation.md).",
 )
 @click.option(
     "--json",

@@ -144,6 +144,8 @@ def recommend(
         import dataclasses
 
         click.echo(json.dumps(dataclasses.asdict(recs), indent=2))
+        if recs.error:
+            raise SystemExit(1)  # the JSON above says why
         return
     table = Table(title=f"{user or 'anonymous'}: {recs.strategy} ({recs.retrieval}), "
                         f"model v{recs.model_version}, {recs.timing.get('total_ms', 0):.1f} ms")  # fmt: skip

@@ -101,8 +101,8 @@ def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, s
     console = Console()
 
     async def main(stop: asyncio.Event) -> Any:
+        from streamrec.eval.broker_replay import replay_log
         from streamrec.stream.client import Client
-        from streamrec.workers.replay import replay_log
 
         async with workers_for(settings, workers) as bootstrap:  # noqa: SIM117
             async with Client(bootstrap, settings=settings, timeout=60) as client:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from streamrec.cli.common import database_option, load_settings, open_store, run, stream_options
 from streamrec.cli.options import model_config, model_options, read_toml
-from streamrec.settings import Settings
+from streamrec.settings import RUNTIMES, Settings
 
 
 def worker_options(fresh_help: str) -> Any:
@@ -19,6 +19,11 @@ def worker_options(fresh_help: str) -> Any:
 
     def decorate(f: Any) -> Any:
         f = click.option("--fresh", is_flag=True, help=fresh_help)(f)
+        f = click.option(
+            "--runtime", type=click.Choice(RUNTIMES), default=None,
+            help="What drives the workers: a faust App (agents, timers, web views) or plain "
+                 "asyncio loops. [env STREAMREC_RUNTIME; default faust]",
+        )(f)  # fmt: skip
         f = click.option(
             "--web-port", type=int, default=None,
             help="Health/metrics port (0 any, -1 off). [env STREAMREC_WEB_PORT; default 6066]",
@@ -32,7 +37,8 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
     config_file, sets = values.pop("config_file"), values.pop("sets")
     flags = {k: values.pop(k) for k in ("seed", "l2", "bias_lr", "lr", "dim", "loss")}
     config = model_config(read_toml(config_file), flags, sets)
-    return load_settings(values, web_port=web_port, model=config)
+    runtime = values.pop("runtime", None)
+    return load_settings(values, web_port=web_port, runtime=runtime, model=config)
 
 
 @click.command()
@@ -65,7 +71,8 @@ def up(web_port: int | None, fresh: bool, **values: Any) -> None:
                     console.print(
                         f"[bold green]streamrec up[/]  broker {bootstrap} "
                         f"({'embedded' if settings.embedded_broker else 'external'}), "
-                        f"topics {settings.topic_prefix}.*, store {store.url}, "
+                        f"{settings.runtime} runtime, topics {settings.topic_prefix}.*, "
+                        f"store {store.url}, "
                         f"health/metrics {web}\n"
                         f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
                     )
@@ -112,8 +119,8 @@ def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
             try:
                 await stack.start()
                 await stack.ready()
-                console.print(f"[bold green]{role}[/] running on {bootstrap}, topics "
-                              f"{settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
+                console.print(f"[bold green]{role}[/] running on {bootstrap} ({settings.runtime} "
+                              f"runtime), topics {settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 10.0)

@@ -20,36 +20,43 @@ A new baseline is one more class and one entry in :func:`default_baselines`.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 import numpy as np
-from numba import njit
 
-from streamrec.model import DecayedPopularity
-from streamrec.model.scoring import top_k as _top_k
-from streamrec.model.tables import capacity_for, grown
+from streamrec.model import (
+    DecayedPopularity,
+    cooccurrence_similarities,
+    shared_feature_counts,
+    top_rows,
+)
+
+__all__ = [
+    "Baseline",
+    "DecayedPopularityBaseline",
+    "ItemKNN",
+    "Popularity",
+    "RecentFeatures",
+    "default_baselines",
+    "top_rows",
+]
 
 
-def top_rows(
-    scores: np.ndarray, k: int, excluded: np.ndarray, newest_first: bool = False
-) -> np.ndarray:
-    """The rows of the ``k`` best ``scores`` not in ``excluded``, best first.
+def capacity_for(n: int, current: int) -> int:
+    """The next power-of-two multiple of ``current`` (at least 64) that holds ``n``."""
+    cap = max(current, 64)
+    while cap < n:
+        cap *= 2
+    return cap
 
-    Ties go to the lower row, or with ``newest_first`` to the higher row (items get rows
-    in order of first appearance, so the higher row is the newer item).
-    """
-    n = scores.shape[0]
-    idx = np.zeros(k, dtype=np.int64)
-    val = np.zeros(k, dtype=scores.dtype)
-    excluded = np.asarray(excluded, dtype=np.int32)
-    if newest_first:
-        m = _top_k(scores[::-1].copy(), n, k, n - 1 - excluded, idx, val)
-        return n - 1 - idx[:m]
-    m = _top_k(scores, n, k, excluded, idx, val)
-    return idx[:m]
+
+def grown(a: np.ndarray, rows: int, fill: float | int = 0) -> np.ndarray:
+    """A copy of ``a`` with ``rows`` rows (first axis), new rows set to ``fill``."""
+    out = np.full((rows, *a.shape[1:]), fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
 
 
 class Baseline(ABC):
@@ -99,22 +106,6 @@ class DecayedPopularityBaseline(Popularity):
 
 
 # ---------------------------------------------------------------- item-kNN
-
-
-@njit(cache=True)
-def _similarities(co: np.ndarray, n: int) -> np.ndarray:
-    """Cosine of the co-occurrence counts: co[a, b] / sqrt(co[a, a] * co[b, b]), diagonal 0."""
-    sim = np.zeros((n, n), dtype=np.float32)
-    norm = np.zeros(n, dtype=np.float32)
-    for a in range(n):
-        norm[a] = math.sqrt(co[a, a]) if co[a, a] > 0 else 0.0
-    for a in range(n):
-        if norm[a] == 0.0:
-            continue
-        for b in range(n):
-            if b != a and norm[b] > 0.0 and co[a, b] > 0:
-                sim[a, b] = co[a, b] / (norm[a] * norm[b])
-    return sim
 
 
 class ItemKNN(Baseline):
@@ -196,45 +187,11 @@ class ItemKNN(Baseline):
         if self.n_positive % self.refit_every == 0:
             n = self.popularity.n
             self._ensure(n)
-            self.sim = _similarities(self.co, n)
+            self.sim = cooccurrence_similarities(self.co, n)
             self.profiles.clear()
 
 
 # ------------------------------------------------------- recent features
-
-
-@njit(cache=True)
-def _shared_feature_counts(
-    recent: np.ndarray,
-    n_recent: int,
-    fx: np.ndarray,
-    n_items: int,
-    mark: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """out[i] = how many features of item i occur among the features of the recent items."""
-    for t in range(n_recent):
-        j = recent[t]
-        for k in range(fx.shape[1]):
-            f = fx[j, k]
-            if f < 0:
-                break
-            mark[f] = 1
-    for i in range(n_items):
-        s = 0
-        for k in range(fx.shape[1]):
-            f = fx[i, k]
-            if f < 0:
-                break
-            s += mark[f]
-        out[i] = s
-    for t in range(n_recent):  # reset the marks for the next call
-        j = recent[t]
-        for k in range(fx.shape[1]):
-            f = fx[j, k]
-            if f < 0:
-                break
-            mark[f] = 0
 
 
 class RecentFeatures(Baseline):
@@ -246,7 +203,7 @@ class RecentFeatures(Baseline):
     def __init__(self, window: int = 20, half_life: float = 2000.0) -> None:
         self.window = window
         self.features: dict[str, int] = {}
-        self.fx = np.full((64, 1), -1, dtype=np.int32)
+        self.item_features = np.full((64, 1), -1, dtype=np.int32)
         self.recent: dict[int, list[int]] = {}
         self.popularity = DecayedPopularity(half_life)
         self.mark = np.zeros(64, dtype=np.int32)
@@ -254,23 +211,29 @@ class RecentFeatures(Baseline):
     def add_item(self, item: int, features: Iterable[str]) -> None:
         names = list(features.keys()) if isinstance(features, Mapping) else list(features)
         rows = [self.features.setdefault(name, len(self.features)) for name in dict.fromkeys(names)]
-        if item >= self.fx.shape[0]:
-            self.fx = grown(self.fx, capacity_for(item + 1, self.fx.shape[0]), -1)
-        if len(rows) > self.fx.shape[1]:
-            wider = np.full((self.fx.shape[0], len(rows)), -1, dtype=np.int32)
-            wider[:, : self.fx.shape[1]] = self.fx
-            self.fx = wider
-        self.fx[item] = -1
-        self.fx[item, : len(rows)] = rows
+        if item >= self.item_features.shape[0]:
+            self.item_features = grown(
+                self.item_features, capacity_for(item + 1, self.item_features.shape[0]), -1
+            )
+        if len(rows) > self.item_features.shape[1]:
+            wider = np.full((self.item_features.shape[0], len(rows)), -1, dtype=np.int32)
+            wider[:, : self.item_features.shape[1]] = self.item_features
+            self.item_features = wider
+        self.item_features[item] = -1
+        self.item_features[item, : len(rows)] = rows
         if len(self.features) > self.mark.shape[0]:
             self.mark = np.zeros(capacity_for(len(self.features), self.mark.shape[0]), np.int32)
 
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
-        if n_items > self.fx.shape[0]:
-            self.fx = grown(self.fx, capacity_for(n_items, self.fx.shape[0]), -1)
+        if n_items > self.item_features.shape[0]:
+            self.item_features = grown(
+                self.item_features, capacity_for(n_items, self.item_features.shape[0]), -1
+            )
         recent = np.asarray(self.recent.get(user, ()), dtype=np.int64)
         shared = np.zeros(n_items, dtype=np.float64)
-        _shared_feature_counts(recent, recent.shape[0], self.fx, n_items, self.mark, shared)
+        shared_feature_counts(
+            recent, recent.shape[0], self.item_features, n_items, self.mark, shared
+        )
         # lexicographic (shared, log1p(decayed popularity)): log1p of a decayed count is far
         # below the step of one shared feature
         key = shared * 1e3 + np.log1p(self.popularity.scores(n_items))

@@ -136,18 +136,17 @@ def replay(
     urow = np.zeros(1, dtype=np.int32)
     irow = np.zeros(1, dtype=np.int32)
     wrow = np.zeros(1, dtype=np.float32)
-    uids, iids = model.users.ids, model.items.ids
     n_pos = 0
     scored = 0
     start = time.perf_counter()
     for e in range(len(log)):
         user, item = log.users[e], log.items[e]
         uf = log.user_features.get(e)
-        u = uids.get(user)
+        u = model.user_row(user)
         if u < 0 or uf is not None:
             u = model.add_user(user, uf)
         itf = log.item_features.get(e)
-        i = iids.get(item)
+        i = model.item_row(item)
         first_appearance = i < 0
         if i < 0 or itf is not None:
             i = model.add_item(item, itf)
@@ -157,7 +156,7 @@ def replay(
         w = weights[e]
         if w > 0:
             if e >= score_from and n_pos >= n_burn:
-                excluded = model.seen.items(u)
+                excluded = model.seen_items(u)
                 cold[scored] = u not in has_positive
                 new_item[scored] = first_appearance
                 tops = [model.top_k_rows(u, k)[0]]

@@ -3,19 +3,29 @@
 Pure numpy/numba: nothing here imports Kafka or SQL code.
 """
 
+from streamrec.model.baseline_kernels import (
+    cooccurrence_similarities,
+    shared_feature_counts,
+    top_rows,
+)
 from streamrec.model.checkpoint import load, read_header, save
 from streamrec.model.config import DEFAULT_EVENT_WEIGHTS, LOSSES, ModelConfig
 from streamrec.model.hybrid import HybridModel, LearnStats
 from streamrec.model.popularity import DecayedPopularity
+from streamrec.model.replica import ChangeSet
 
 __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
     "LOSSES",
+    "ChangeSet",
     "DecayedPopularity",
     "HybridModel",
     "LearnStats",
     "ModelConfig",
+    "cooccurrence_similarities",
     "load",
     "read_header",
     "save",
+    "shared_feature_counts",
+    "top_rows",
 ]

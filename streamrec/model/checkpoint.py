@@ -24,7 +24,9 @@ from streamrec.model.seen import SeenSets
 from streamrec.model.vocab import Vocabulary
 
 FORMAT = "streamrec-model"
-FORMAT_VERSION = 1
+#: 2: continuity weights (``user_cont``), the continuity ring (``last``), context rows
+#: per item feature (not per item), the context generator's state.
+FORMAT_VERSION = 2
 
 
 def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -129,8 +131,7 @@ def load(path: str | os.PathLike[str]) -> HybridModel:
 def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model = HybridModel(ModelConfig.from_dict(header["config"]))
     model.rng.bit_generator.state = header["rng_state"]
-    if "context_rng_state" in header:  # older files: the context generator starts afresh
-        model.context.rng.bit_generator.state = header["context_rng_state"]
+    model.context.rng.bit_generator.state = header["context_rng_state"]
     for side, prefix in ((model.users, "user"), (model.items, "item")):
         side.ids = Vocabulary.from_array(a[f"{prefix}_ids"])
         side.feature_names = Vocabulary.from_array(a[f"{prefix}_features"])
@@ -141,9 +142,9 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
         t.bias = a[f"{prefix}_bias"].astype(np.float32).copy()
         t.emb_acc = a[f"{prefix}_emb_acc"].astype(np.float32).copy()
         t.bias_acc = a[f"{prefix}_bias_acc"].astype(np.float32).copy()
-        if prefix == "user":  # continuity weights (user side only); older files: none
-            t.cont = a.get("user_cont", np.zeros(nf)).astype(np.float32).copy()
-            t.cont_acc = a.get("user_cont_acc", np.ones(nf)).astype(np.float32).copy()
+        if prefix == "user":  # continuity weights (user side only)
+            t.cont = a["user_cont"].astype(np.float32).copy()
+            t.cont_acc = a["user_cont_acc"].astype(np.float32).copy()
         else:
             t.cont, t.cont_acc = np.zeros(nf, np.float32), np.ones(nf, np.float32)
         ne = len(side.ids)
@@ -166,9 +167,8 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     )
     model.recent_n = a["recent_n"].astype(np.int32).copy()
     width = model.config.continuity_items
-    model.last = a.get("last", np.zeros((model.n_users, width))).astype(np.int32)
-    model.last = model.last.reshape(model.n_users, width).copy()
-    model.last_n = a.get("last_n", np.zeros(model.n_users)).astype(np.int32).copy()
+    model.last = a["last"].astype(np.int32).reshape(model.n_users, width).copy()
+    model.last_n = a["last_n"].astype(np.int32).copy()
     model.activity = a["activity"].astype(np.int32).copy()
     model.activity_rows = a["activity_rows"].astype(np.int32).copy()
     model.pop_ring = a["pop_ring"].astype(np.int32).copy()
@@ -183,4 +183,5 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model.seen.ensure(model.n_users)
     model.n_events = int(header["n_events"])
     model.version = int(header["model_version"])
+    model.forget_changes()
     return model

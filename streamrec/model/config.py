@@ -29,7 +29,7 @@ class ModelConfig:
     """Hyperparameters of :class:`~streamrec.model.HybridModel`.
 
     Defaults are the values tuned on the MovieLens 100K prequential protocol
-    (see the README for the measurement).
+    (see docs/evaluation.md for the measurement).
     """
 
     dim: int = 64

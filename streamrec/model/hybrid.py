@@ -23,11 +23,14 @@ from streamrec.errors import (
     UnknownEntityError,
     UnknownEventTypeError,
 )
-from streamrec.model import kernels, scoring, vectors
+from streamrec.model import kernels, replica, scoring, vectors
 from streamrec.model.config import ModelConfig
+from streamrec.model.dirty import ChangeLog
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
+from streamrec.model.replica import ChangeSet
 from streamrec.model.seen import SeenSets
 from streamrec.model.state import (
+    ChangeMarks,
     ContextTables,
     ItemTables,
     KernelTables,
@@ -52,8 +55,18 @@ class LearnStats:
 class EntitySide:
     """One side of the model (users or items): ids, features and their embeddings."""
 
-    def __init__(self, kind: str, config: ModelConfig, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config: ModelConfig,
+        rng: np.random.Generator,
+        changes: ChangeLog,
+    ) -> None:
         self.kind = kind
+        self.changes = changes
+        user = kind == "user"
+        self.feature_marks = changes.user_features if user else changes.item_features
+        self.entity_marks = changes.user_entities if user else changes.item_entities
         self.identity_weight = config.identity_weight
         self.normalize = config.normalize_features
         self.ids = Vocabulary()
@@ -70,6 +83,7 @@ class EntitySide:
         if new:
             appended = self.table.append(identity=identity)
             assert appended == row, "feature vocabulary and table out of step"
+            self.feature_marks.mark(row)
         return row
 
     def upsert(self, entity_id: str, features: FeatureInput) -> tuple[int, bool]:
@@ -93,7 +107,10 @@ class EntitySide:
         w = np.asarray(weights, dtype=np.float64)
         if self.normalize and w.sum() > 0:
             w = w / w.sum()
+        if not new:
+            self.changes.refeaturing(self.kind, row, self.fx.idx[row])
         self.fx.set(row, np.asarray(rows, dtype=np.int32), w.astype(np.float32))
+        self.entity_marks.mark(row)
         return row, new
 
     def row(self, entity_id: str) -> int:
@@ -141,8 +158,9 @@ class HybridModel:
         self.config = config or ModelConfig()
         cfg = self.config
         self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
-        self.users = EntitySide("user", cfg, self.rng)
-        self.items = EntitySide("item", cfg, self.rng)
+        self.changes = ChangeLog()
+        self.users = EntitySide("user", cfg, self.rng, self.changes)
+        self.items = EntitySide("item", cfg, self.rng, self.changes)
         # Items as context of the user's recent history (random start: they are not identities).
         # context rows draw from their own generator: the feature tables get the same
         # initial values whichever items (and item features) arrive in between
@@ -219,7 +237,7 @@ class HybridModel:
         """Size the per-item state (context embeddings of the item features, trend counts)
         for items 0 .. n-1."""
         while self.context.n < len(self.items.feature_names):
-            self.context.append(identity=False)
+            self.changes.context.mark(self.context.append(identity=False))
         if n > self.trend.shape[0]:
             self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
 
@@ -228,6 +246,41 @@ class HybridModel:
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items.ids
+
+    # ------------------------------------------------------- ids and history
+    def user_row(self, user_id: str) -> int:
+        """The row of a known user, -1 for an unknown one."""
+        return self.users.ids.get(user_id)
+
+    def item_row(self, item_id: str) -> int:
+        """The row of a known item, -1 for an unknown one."""
+        return self.items.ids.get(item_id)
+
+    def item_rows(self, item_ids: Iterable[str]) -> np.ndarray:
+        """The rows (int32) of the known items among ``item_ids``; unknown ones are left out."""
+        rows = np.array([self.items.ids.get(i) for i in item_ids], dtype=np.int32)
+        return rows[rows >= 0]
+
+    def user_id(self, row: int) -> str:
+        return self.users.ids.name(row)
+
+    def item_id(self, row: int) -> str:
+        return self.items.ids.name(row)
+
+    def item_ids(self, rows: Iterable[int]) -> list[str]:
+        return self.items.ids.names(int(r) for r in rows)
+
+    def seen_count(self, user: int) -> int:
+        """How many distinct items user row ``user`` has an event for (0 if none)."""
+        return self.seen.count(user)
+
+    def seen_items(self, user: int) -> np.ndarray:
+        """The item rows user row ``user`` has an event for, most recent first (a new array)."""
+        return self.seen.items(user)
+
+    def user_feature_count(self, user: int) -> int:
+        """How many features user row ``user`` has, its identity feature included."""
+        return int(np.count_nonzero(self.users.fx.idx[user] >= 0))
 
     # --------------------------------------------------------------- learning
     def event_weight(self, event_type: str) -> float:
@@ -288,6 +341,8 @@ class HybridModel:
         before = self.stats.copy()
         status = self._kernel_call(users, items, weights)
         self.seen.add_many(users, items)
+        if n:
+            self.changes.seen.append(np.stack([users, items], axis=1))
         self.n_events += n
         self.version += 1
         if status >= 0:
@@ -309,7 +364,15 @@ class HybridModel:
     def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()
         status = kernels.learn_batch(
-            users, items, weights, self.rng_state, *tables, self.n_items, self.hp, self.stats
+            users,
+            items,
+            weights,
+            self.rng_state,
+            *tables,
+            self.n_items,
+            self.hp,
+            self.stats,
+            self.kernel_changes(),
         )
         return int(status)
 
@@ -352,9 +415,42 @@ class HybridModel:
         self.newness[2] = self.n_items
         return self.newness
 
+    def kernel_changes(self) -> ChangeMarks:
+        """Where the kernels mark the rows they write, sized to the current tables."""
+        log = self.changes
+        return ChangeMarks(
+            log.user_features.marks(self.users.table.emb.shape[0]),
+            log.trained_users.marks(self.recent_n.shape[0]),
+            log.trained_items.marks(self.trend.shape[0]),
+            log.context.marks(self.context.emb.shape[0]),
+            log.users.marks(self.recent_n.shape[0]),
+            log.items.marks(self.trend.shape[0]),
+            log.ring.marks(self.pop_ring.shape[0]),
+        )
+
+    def forget_changes(self) -> None:
+        """Start the change log afresh: the next change set holds only later changes."""
+        self.changes.clear(
+            self.n_users, self.n_items, len(self.users.feature_names), len(self.items.feature_names)
+        )
+
+    def has_changes(self) -> bool:
+        """Whether anything was written since the last :meth:`export_changes` (O(1))."""
+        log = self.changes
+        return log.pending()
+
+    def export_changes(self) -> ChangeSet:
+        """What changed since the previous export, as a :class:`ChangeSet` (O(rows touched))."""
+        return replica.export(self)
+
+    def apply_changes(self, changes: ChangeSet) -> None:
+        """Bring this replica up to another model's exported ``changes`` (same config)."""
+        replica.apply(self, changes)
+
     def mark_seen(self, user: int, item: int) -> None:
         """Record that ``user`` has an event for ``item`` without learning it."""
         self.seen.add(user, item)
+        self.changes.seen.append(np.array([[user, item]], dtype=np.int32))
 
     # ---------------------------------------------------------------- scoring
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -487,8 +583,7 @@ class HybridModel:
         """The ``k`` best ``(item_id, score)`` for a user; unknown users need ``features``."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        excl = np.array([self.items.ids.get(i) for i in exclude], dtype=np.int32)
-        excl = excl[excl >= 0]
+        excl = self.item_rows(exclude)
         if self.has_user(user_id):
             rows, vals = self.top_k_rows(self.users.row(user_id), k, exclude_seen, excl)
         else:
@@ -550,6 +645,7 @@ class HybridModel:
             "item_emb": i.table.emb[:nif], "item_bias": i.table.bias[:nif],
             "item_emb_acc": i.table.emb_acc[:nif], "item_bias_acc": i.table.bias_acc[:nif],
             "item_fx": i.fx.idx[:ni], "item_fw": i.fx.w[:ni],
+            "item_feature_count": i.table.count[:nif],
             "ctx_emb": c.emb[:nif], "ctx_acc": c.emb_acc[:nif],
             "recent": self.recent[:nu], "recent_n": self.recent_n[:nu],
             "last": self.last[:nu], "last_n": self.last_n[:nu],

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.config import ModelConfig
+from streamrec.model.dirty import mark
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
@@ -164,7 +165,8 @@ def _apply_grads(
 ):
     """Apply dL/ds_i = dsi (item i) and dL/ds_j = dsj (item j, skipped when j < 0).
 
-    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update.
+    Gradients are taken at the vectors ``u``, ``vi``, ``vj`` from before the update;
+    the caller marks what it wrote (:func:`_mark_update`).
     """
     U, Ub, Ua, Uba = users.emb, users.bias, users.emb_acc, users.bias_acc
     ufx, ufw = users.feature_rows, users.feature_weights
@@ -235,7 +237,9 @@ def _learn_continuity(
 
     The embeddings learn from the base score alone, so they still learn everything the
     features explain (cold start needs it) and the continuity weight learns how much the
-    user's recent features add on top.  ``si`` is the positive's base score.
+    user's recent features add on top.  ``si`` is the positive's base score.  Returns
+    ``(ok, wrote)``: ``wrote`` when the weights of the user's feature rows (and activity
+    row) were stepped, for the change log.
     """
     caff = continuity_affinity(user, users, hp[HP_CONT_W])
     ci = continuity_signal(i, items, rfeat, m, n_items)
@@ -262,8 +266,34 @@ def _learn_continuity(
             r = activity_row(user, users)
             if r >= 0:
                 ok &= _adagrad_scalar(users.cont, users.cont_acc, r, g, blr, bdecay, l2)
-            return ok
-    return True
+            return ok, True
+    return True, False
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n,
+                 ti_f, ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
+    """Mark what :func:`_apply_grads` wrote: the user and the items as trained (every
+    feature row of theirs; :meth:`ChangeLog.settle` lists them), the activity row and
+    the context rows of the user's recent items (the rows of their first ``ctx_k``
+    features).  The marks come as the
+    ``(flags, rows, n_rows)`` arrays of each :class:`DirtyMarks`, unpacked once by
+    :func:`learn_batch`: unpacking named tuples per update costs reference counting.
+    """
+    mark(tu_f, tu_r, tu_n, user)
+    mark(ti_f, ti_r, ti_n, i)
+    if j >= 0:
+        mark(ti_f, ti_r, ti_n, j)
+    if act_row >= 0:
+        mark(uf_f, uf_r, uf_n, act_row)
+    if ctx_on:
+        for t in range(min(recent_n[user], recent.shape[1])):
+            jr = recent[user, t]
+            for k in range(min(ctx_k, ifx.shape[1])):
+                f = ifx[jr, k]
+                if f < 0:
+                    break
+                mark(cx_f, cx_r, cx_n, f)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -278,9 +308,11 @@ def _sample_negative(rng, n_items, popularity, pop_frac):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def learn_batch(
-    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats
+    users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats, changes
 ):
     """Learn events ``(users_[e], items_[e], weights[e])`` in order.
+
+    Every row written is marked in ``changes`` (:class:`streamrec.model.state.ChangeMarks`).
 
     Events of weight <= 0 are not learned (the caller marks them seen); with
     ``HP_RECENT_SEEN`` they join the user's recent items.  Returns -1 on
@@ -293,6 +325,16 @@ def learn_batch(
     vj = np.empty(d, dtype=np.float32)
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
+    u_flags, u_rows, u_n = changes.users
+    tu_f, tu_r, tu_n = changes.trained_users
+    ti_f, ti_r, ti_n = changes.trained_items
+    uf_f, uf_r, uf_n = changes.user_features
+    cx_f, cx_r, cx_n = changes.context
+    rg_f, rg_r, rg_n = changes.ring
+    it_f, it_r, it_n = changes.items
+    recent, recent_n = context.recent, context.recent_count
+    ifx = items.feature_rows
+    ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
     n_neg = int(hp[HP_N_NEG])
@@ -301,6 +343,7 @@ def learn_batch(
     trend_w = hp[HP_TREND_W]
     cont_w = hp[HP_CONT_W]
     ctx_k = int(hp[HP_CTX_K])
+    trend_seen = hp[HP_TREND_SEEN]
     # shared features of the user's last items (continuity signal), rebuilt per event
     rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
     for e in range(users_.shape[0]):
@@ -309,10 +352,12 @@ def learn_batch(
         w = weights[e]
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
-                push_recent(user, i, context.recent, context.recent_count)
-            push_recent(user, i, context.last, context.last_count)  # any event type
-            # and it counts in the trend, at the current decay (the clock stays in positives)
-            popularity.trend[i] += hp[HP_TREND_SEEN] * popularity.trend_scale[0]
+                push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+            # any event type joins the continuity ring
+            push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
+            if trend_seen != 0.0:  # it counts in the trend, at the current decay
+                popularity.trend[i] += trend_seen * popularity.trend_scale[0]
+                mark(it_f, it_r, it_n, i)
             continue
         user_representation(user, users, items, context, recent_w, ctx_k, u)
         aff = trend_affinity(user, users, trend_w)
@@ -323,8 +368,14 @@ def learn_batch(
         if cont_w != 0.0:  # before the base update: si and u are the same event's
             m = recent_features(user, items, context, i, rfeat)
             if m > 0:
-                ok &= _learn_continuity(user, i, w, si, u, aff, rng, users, items, popularity,
-                                        hp, n_items, rfeat, m, vj)  # fmt: skip
+                c_ok, c_wrote = _learn_continuity(user, i, w, si, u, aff, rng, users, items,
+                                                  popularity, hp, n_items, rfeat, m, vj)  # fmt: skip
+                ok &= c_ok
+                if c_wrote:  # the user's feature rows and activity row (their cont)
+                    mark(tu_f, tu_r, tu_n, user)
+                    act = activity_row(user, users)
+                    if act >= 0:
+                        mark(uf_f, uf_r, uf_n, act)
         if loss_code == LOSS_WARP:
             sampled = 0
             found = -1
@@ -360,6 +411,9 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -395,13 +449,33 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
             ok &= _apply_grads(
-                user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp
+                user,
+                i,
+                g,
+                -1,
+                0.0,
+                u,
+                vi,
+                vj,
+                users,
+                items,
+                context,
+                popularity,
+                hp,
+                grad_u,
+                tmp,
             )
+            _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
+                         ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
@@ -430,15 +504,19 @@ def learn_batch(
                     grad_u,
                     tmp,
                 )
+                _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
         if not ok:
             return e
         stats[STAT_EVENTS] += 1
         users.activity[user] += 1
-        push_recent(user, i, context.recent, context.recent_count)
-        push_recent(user, i, context.last, context.last_count)
-        push_positive(i, popularity, hp[HP_TREND_GROWTH])
+        mark(u_flags, u_rows, u_n, user)
+        push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+        push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
+        push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
     return -1
 
 

@@ -97,3 +97,36 @@ class KernelTables(NamedTuple):
     items: ItemTables
     context: ContextTables
     popularity: PopularityTables
+
+
+class DirtyMarks(NamedTuple):
+    """Rows of one table written since the last export, recorded in O(1) per write.
+
+    ``flags[r]`` is 1 once row ``r`` is marked; ``rows[: n_rows[0]]`` lists the marked
+    rows in marking order.  Both are sized to the table's capacity before each kernel
+    call, so a kernel never allocates.
+    """
+
+    flags: np.ndarray
+    rows: np.ndarray
+    n_rows: np.ndarray
+
+
+class ChangeMarks(NamedTuple):
+    """The rows the kernels wrote, per table group (see :mod:`streamrec.model.replica`).
+
+    ``user_features``: user feature rows (embedding, bias, accumulators) written one by
+    one (activity rows); ``trained_users``/``trained_items``: entities whose every
+    feature row was written (one mark instead of one per feature, expanded when the
+    change set is taken); ``context``: context rows; ``users``: per-user state (recent
+    ring, activity); ``items``: per-item decayed counts; ``ring``: slots of the
+    popularity ring.
+    """
+
+    user_features: DirtyMarks
+    trained_users: DirtyMarks
+    trained_items: DirtyMarks
+    context: DirtyMarks
+    users: DirtyMarks
+    items: DirtyMarks
+    ring: DirtyMarks

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from streamrec.model.dirty import mark
+
 #: The decayed counts are rescaled before their weights overflow.
 _TREND_RESCALE = 1e100
 #: Reassociation and contraction let LLVM vectorise the float32 reductions; no-NaN and
@@ -194,32 +196,44 @@ def add_recent_context(user, C, recent, recent_n, recent_w, ifx, ifw, ctx_k, out
                 out[c] += w * C[f, c]
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def push_recent(user, item, recent, recent_n):
-    """Append ``item`` to the user's ring of recent items."""
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def push_recent(user, item, recent, recent_n, u_flags, u_rows, u_n):
+    """Append ``item`` to the user's ring of recent items (marking the user changed)."""
     width = recent.shape[1]
     if width == 0:
         return
     recent[user, recent_n[user] % width] = item
     recent_n[user] += 1
+    mark(u_flags, u_rows, u_n, user)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def push_positive(item, popularity, growth):
-    """Record a positive event of ``item`` in the popularity ring and decayed counts."""
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def push_positive(item, popularity, growth, ring_flags, ring_rows, ring_n, item_flags, item_rows,
+                  item_n):  # fmt: skip
+    """Record a positive event of ``item`` in the popularity ring and decayed counts.
+
+    A rescale changes every non-zero count: those items are all marked.
+    """
     pop_ring, pop_state, trend, trend_state = (
         popularity.ring,
         popularity.ring_count,
         popularity.trend,
         popularity.trend_scale,
     )
-    pop_ring[pop_state[0] % pop_ring.shape[0]] = item
+    slot = pop_state[0] % pop_ring.shape[0]
+    if pop_ring[slot] != item:
+        pop_ring[slot] = item
+        mark(ring_flags, ring_rows, ring_n, slot)
     pop_state[0] += 1
     trend_state[0] *= growth
     trend[item] += trend_state[0]
+    mark(item_flags, item_rows, item_n, item)
     if trend_state[0] > _TREND_RESCALE:
         trend /= trend_state[0]
         trend_state[0] = 1.0
+        for r in range(trend.shape[0]):
+            if trend[r] != 0.0:
+                mark(item_flags, item_rows, item_n, r)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

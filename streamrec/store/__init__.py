@@ -20,8 +20,10 @@ Interface (everything else here is private)::
 
     # recommender: filters over a snapshot refreshed in the background
     with ItemAttributeCache(store, interval=0.2) as cache:
-        cache.matches("i9", {"category": "comedy", "available": True, "tags": ["family"]})
+        cache.matches("i9", {"category": "comedy", "available": True, "tags": "family"})
         cache.filter(candidate_ids, filters)   # parse filters once for many items
+
+Filters are the request filter language, :mod:`streamrec.stream.filters`.
 
 A bad record rejects its whole batch with :class:`~streamrec.errors.InvalidRecordError`;
 database failures raise :class:`~streamrec.errors.StoreError`.
@@ -29,7 +31,6 @@ database failures raise :class:`~streamrec.errors.StoreError`.
 
 from streamrec.store.cache import ItemAttributeCache
 from streamrec.store.feature_store import FeatureStore
-from streamrec.store.filters import ItemFilter
 from streamrec.store.records import (
     CheckpointInfo,
     EntityRecord,
@@ -43,6 +44,5 @@ __all__ = [
     "FeatureStore",
     "ItemAttributeCache",
     "ItemAttributes",
-    "ItemFilter",
     "WriteResult",
 ]

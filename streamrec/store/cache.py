@@ -6,6 +6,10 @@ background thread replaces whole (one reference assignment) when the store's
 snapshot's version, so polling an unchanged store costs one indexed ``max()`` query.
 If the database is unreachable the last snapshot stays in place and the error is kept
 in :attr:`last_error`.
+
+Filters are the request filter language (:mod:`streamrec.stream.filters`) over each
+item's :meth:`~streamrec.store.records.ItemAttributes.view`: ``category``,
+``available``, ``tags`` (list) and ``created_at`` (epoch seconds).
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 from streamrec.errors import StoreError
 from streamrec.store.feature_store import FeatureStore
-from streamrec.store.filters import ItemFilter
 from streamrec.store.records import ItemAttributes
+from streamrec.stream.filters import Filter, parse_filters
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ class ItemAttributeCache:
     Use as a context manager, or call :meth:`start` / :meth:`stop`::
 
         with ItemAttributeCache(store) as cache:
-            kept = cache.filter(candidates, {"category": "comedy", "available": True})
+            kept = cache.filter(candidates, {"category": "comedy", "tags": {"all": ["new"]}})
     """
 
     def __init__(self, store: FeatureStore, *, interval: float = 0.2) -> None:
@@ -39,7 +43,11 @@ class ItemAttributeCache:
         self.store = store
         self.interval = interval
         self.last_error: StoreError | None = None
-        self._snapshot: Mapping[str, ItemAttributes] = MappingProxyType({})
+        # the snapshot and its filter views, replaced together (one reference assignment)
+        self._data: tuple[Mapping[str, ItemAttributes], Mapping[str, Mapping[str, Any]]] = (
+            MappingProxyType({}),
+            MappingProxyType({}),
+        )
         self._version = -1  # nothing loaded yet
         self._refresh_lock = threading.Lock()  # one refresher at a time; readers never take it
         self._changed = threading.Condition()
@@ -51,7 +59,7 @@ class ItemAttributeCache:
     @property
     def snapshot(self) -> Mapping[str, ItemAttributes]:
         """The current immutable snapshot; hold on to it for a consistent view."""
-        return self._snapshot
+        return self._data[0]
 
     @property
     def version(self) -> int:
@@ -59,19 +67,27 @@ class ItemAttributeCache:
         return self._version
 
     def get(self, item_id: str) -> ItemAttributes | None:
-        return self._snapshot.get(item_id)
+        return self._data[0].get(item_id)
 
-    def matches(self, item_id: str, filters: Mapping[str, Any] | ItemFilter | None) -> bool:
-        """Whether ``item_id`` passes ``filters`` (see :mod:`streamrec.store.filters`)."""
-        return ItemFilter.parse(filters).matches(self._snapshot.get(item_id))
+    def view(self, item_id: str) -> Mapping[str, Any] | None:
+        """The item's attributes as filters see them (None if the store lacks the item)."""
+        return self._data[1].get(item_id)
+
+    def matches(self, item_id: str, filters: Mapping[str, Any] | Filter | None) -> bool:
+        """Whether ``item_id`` passes ``filters`` (see :mod:`streamrec.stream.filters`).
+
+        An item the store does not hold has no attributes: it passes only filters
+        whose every condition is ``ne``.  A bad filter raises InvalidFilterError.
+        """
+        return parse_filters(filters).matches(self._data[1].get(item_id))
 
     def filter(
-        self, item_ids: Iterable[str], filters: Mapping[str, Any] | ItemFilter | None
+        self, item_ids: Iterable[str], filters: Mapping[str, Any] | Filter | None
     ) -> list[str]:
         """The ``item_ids`` that pass ``filters``, in order (filters parsed once)."""
-        flt = ItemFilter.parse(filters)
-        snap = self._snapshot
-        return [i for i in item_ids if flt.matches(snap.get(i))]
+        flt = parse_filters(filters)
+        views = self._data[1]
+        return [i for i in item_ids if flt.matches(views.get(i))]
 
     # -- refreshing --------------------------------------------------------------
 
@@ -84,9 +100,12 @@ class ItemAttributeCache:
             version, changed = self.store.item_attributes(since=max(since, 0))
             if since >= 0 and version == since and not changed:
                 return False
-            merged = dict(self._snapshot) if since >= 0 else {}
+            old, old_views = self._data
+            merged = dict(old) if since >= 0 else {}
+            views = dict(old_views) if since >= 0 else {}
             merged.update(changed)
-            self._snapshot = MappingProxyType(merged)
+            views.update((i, MappingProxyType(a.view())) for i, a in changed.items())
+            self._data = (MappingProxyType(merged), MappingProxyType(views))
             self._version = version
         with self._changed:
             self._changed.notify_all()
@@ -118,12 +137,7 @@ class ItemAttributeCache:
     def __enter__(self) -> ItemAttributeCache:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _run(self) -> None:

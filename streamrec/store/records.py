@@ -49,6 +49,19 @@ class ItemAttributes:
     created_at: datetime | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
 
+    def view(self) -> dict[str, Any]:
+        """The attributes as request filters see them (:mod:`streamrec.stream.filters`).
+
+        ``available``, ``tags`` (a sorted list), and ``category`` and ``created_at``
+        (epoch seconds) when set; an unset one is left out, i.e. missing.
+        """
+        out: dict[str, Any] = {"available": self.available, "tags": sorted(self.tags)}
+        if self.category is not None:
+            out["category"] = self.category
+        if self.created_at is not None:
+            out["created_at"] = self.created_at.timestamp()
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class CheckpointInfo:

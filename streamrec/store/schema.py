@@ -101,24 +101,27 @@ class FeatureDefinition(Base):
     first_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class UserFeature(Base):
+class _FeatureWeight:
+    """A feature of an entity and its weight (the entity's key is the subclass's)."""
+
+    feature_id: Mapped[int] = mapped_column(ForeignKey("feature_definitions.id"), primary_key=True)
+    weight: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class UserFeature(Base, _FeatureWeight):
     __tablename__ = "user_features"
 
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    feature_id: Mapped[int] = mapped_column(ForeignKey("feature_definitions.id"), primary_key=True)
-    weight: Mapped[float] = mapped_column(Float, nullable=False)
 
 
-class ItemFeature(Base):
+class ItemFeature(Base, _FeatureWeight):
     __tablename__ = "item_features"
 
     item_id: Mapped[str] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
     )
-    feature_id: Mapped[int] = mapped_column(ForeignKey("feature_definitions.id"), primary_key=True)
-    weight: Mapped[float] = mapped_column(Float, nullable=False)
 
 
 class Checkpoint(Base):

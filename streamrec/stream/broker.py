@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from streamrec.errors import BrokerError, TopicError
 from streamrec.settings import Settings
@@ -141,6 +142,7 @@ async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[s
             ]
             if errors:
                 raise TopicError(f"cannot create topics: {errors} (topic, kafka error code)")
+            await _wait_for_leaders(admin, partitions)
         return [t.name for t in missing]
     except TopicError:
         raise
@@ -151,6 +153,31 @@ async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[s
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: Any, partitions: Mapping[str, int], timeout: float = 30.0
+) -> None:
+    """Wait until every partition of the topics has a leader in the cluster's metadata.
+
+    Apache Kafka answers CreateTopics before the new partitions' leaders are known to
+    every listener: a client fetching end offsets or joining a group at once would get
+    NOT_LEADER / UNKNOWN_TOPIC errors.  (The embedded broker's topics are ready at once.)
+    """
+    deadline = time.monotonic() + timeout
+    waiting = dict(partitions)
+    while True:
+        cluster = await admin._client.fetch_all_metadata()
+        waiting = {
+            name: n
+            for name, n in waiting.items()
+            if len(cluster.available_partitions_for_topic(name) or ()) < n
+        }
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {sorted(waiting)} have no leader after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

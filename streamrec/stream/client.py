@@ -24,6 +24,7 @@ import msgspec
 from streamrec.errors import BrokerError, RequestTimeoutError
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.filters import parse_filters
 from streamrec.stream.schemas import (
     Interaction,
     ItemUpdate,
@@ -38,6 +39,7 @@ from streamrec.stream.topics import Topics
 
 T = TypeVar("T")
 FeatureArg = Iterable[str] | Mapping[str, float] | None
+Attrs = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,13 @@ class Client:
         await self.stop()
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamrec.stream.kafka_clients import make_producer, partitions
 
         try:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1,
-                                              client_id=self.client_id)  # fmt: skip
+            self._producer = await make_producer(self.bootstrap, linger_ms=1,
+                                                 client_id=self.client_id)  # fmt: skip
             await self._producer.start()
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,
@@ -142,10 +146,7 @@ class Client:
         except Exception as exc:
             await self.stop()
             raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
-        parts = self._consumer.partitions_for_topic(self.topics.responses)
-        if not parts:
-            await self._consumer._client.force_metadata_update()
-            parts = self._consumer.partitions_for_topic(self.topics.responses)
+        parts = await partitions(self._producer, self.topics.responses)
         if not parts:
             await self.stop()
             raise BrokerError(
@@ -234,23 +235,13 @@ class Client:
         )
 
     async def add_item(
-        self,
-        item: str,
-        features: FeatureArg = None,
-        attributes: Mapping[str, Any] | None = None,
-        *,
-        wait: bool = True,
+        self, item: str, features: FeatureArg = None, attributes: Attrs = None, *, wait: bool = True
     ) -> Any:
         msg = NewItem(item=item, features=_features(features), attributes=dict(attributes or {}))
         return await self._publish(self.topics.entities, msg, item, wait)
 
     async def update_item(
-        self,
-        item: str,
-        features: FeatureArg = None,
-        attributes: Mapping[str, Any] | None = None,
-        *,
-        wait: bool = True,
+        self, item: str, features: FeatureArg = None, attributes: Attrs = None, *, wait: bool = True
     ) -> Any:
         msg = ItemUpdate(item=item, features=_features(features), attributes=dict(attributes or {}))
         return await self._publish(self.topics.entities, msg, item, wait)
@@ -272,8 +263,11 @@ class Client:
     ) -> Recommendations:
         """Ask for ``k`` items; raises RequestTimeoutError when no answer arrives in time.
 
-        ``consistent`` makes the answer reflect every event this client published before.
+        ``filters`` are checked here first (see :mod:`streamrec.stream.filters`): a bad
+        one raises InvalidFilterError before anything is sent.  ``consistent`` makes the
+        answer reflect every event this client published before.
         """
+        parse_filters(filters)
         if consistent:
             await self.flush()
         request_id = f"{self.client_id}-{next(self._ids)}"

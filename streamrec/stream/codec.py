@@ -1,8 +1,7 @@
-"""Encoding and edge validation: bytes in, a typed message or a dead letter out."""
+"""Encoding and edge validation: bytes in, a typed message or :class:`Rejected` out."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 import msgspec
@@ -27,6 +26,10 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {
 }
 
 
+_binary_encoder = msgspec.msgpack.Encoder()
+_binary_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
 class Rejected(Exception):
     """A message failed validation; ``reason`` says why (goes to the dead letters)."""
 
@@ -39,43 +42,39 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
+def encode_binary(message: msgspec.Struct) -> bytes:
+    """MessagePack instead of JSON: for internal topics carrying tables (deltas), where
+    base64 would cost a third more bytes and most of the encoding time."""
+    return _binary_encoder.encode(message)
+
+
 def decode(data: bytes | None, kind: Any) -> Any:
     """Decode and validate ``data`` as ``kind`` (a Struct type or a union); raise Rejected."""
-    if data is None:
-        raise Rejected("empty message (null value)")
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return _decoded(decoder, data, "JSON")
+
+
+def decode_binary(data: bytes | None, kind: Any) -> Any:
+    """:func:`decode` for :func:`encode_binary`'s MessagePack."""
+    decoder = _binary_decoders.get(kind)
+    if decoder is None:
+        decoder = _binary_decoders[kind] = msgspec.msgpack.Decoder(kind)
+    return _decoded(decoder, data, "MessagePack")
+
+
+def _decoded(decoder: Any, data: bytes | None, fmt: str) -> Any:
+    if data is None:
+        raise Rejected("empty message (null value)")
     try:
         msg = decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise Rejected(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise Rejected(f"not valid JSON: {exc}") from None
+        raise Rejected(f"not valid {fmt}: {exc}") from None
     if msg.v > SCHEMA_VERSION:
         raise Rejected(
             f"schema version {msg.v} is newer than this worker's {SCHEMA_VERSION}; upgrade it"
         )
     return msg
-
-
-def dead_letter(
-    reason: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    worker: str,
-    value: bytes | None,
-    key: bytes | None = None,
-) -> DeadLetter:
-    return DeadLetter(
-        reason=reason,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        worker=worker,
-        original=value or b"",
-        key=key,
-        ts=time.time(),
-    )

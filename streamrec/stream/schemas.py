@@ -18,7 +18,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=512)]
 #: Features as names (``["genre=comedy"]``, weight 1 each) or ``{name: weight}``.
 Features = list[str] | dict[str, float] | None
 Scalar = str | int | float | bool | None
-Attributes = dict[str, Scalar]
+#: Item attributes: scalars, or lists of strings (``"tags": ["family", "new"]``).
+Attributes = dict[str, Scalar | list[str]]
 
 
 class Message(Struct, kw_only=True, omit_defaults=True):
@@ -38,34 +39,31 @@ class Interaction(Message, tag="interaction", tag_field="kind"):
 
 
 # ---------------------------------------------------------------------- entities
-class NewUser(Message, tag="new_user", tag_field="kind"):
+class _UserFields(Message):
+    user: Id
+    features: Features = None
+
+
+class _ItemFields(Message):
+    item: Id
+    features: Features = None
+    attributes: Attributes = {}
+
+
+class NewUser(_UserFields, tag="new_user", tag_field="kind"):
     """Onboard a user; its features build its cold-start vector."""
 
-    user: Id
-    features: Features = None
 
-
-class NewItem(Message, tag="new_item", tag_field="kind"):
+class NewItem(_ItemFields, tag="new_item", tag_field="kind"):
     """Onboard an item; ``attributes`` (category, available...) serve request filters."""
 
-    item: Id
-    features: Features = None
-    attributes: Attributes = {}
 
-
-class UserUpdate(Message, tag="user_update", tag_field="kind"):
+class UserUpdate(_UserFields, tag="user_update", tag_field="kind"):
     """Replace a user's features."""
 
-    user: Id
-    features: Features = None
 
-
-class ItemUpdate(Message, tag="item_update", tag_field="kind"):
+class ItemUpdate(_ItemFields, tag="item_update", tag_field="kind"):
     """Replace an item's features (when given) and merge its attributes."""
-
-    item: Id
-    features: Features = None
-    attributes: Attributes = {}
 
 
 EntityEvent = NewUser | NewItem | UserUpdate | ItemUpdate
@@ -135,20 +133,56 @@ class RecResponse(Message, tag="rec_response", tag_field="kind"):
 
 
 # --------------------------------------------------------------------- deltas
-class Rows(Struct, omit_defaults=True):
-    """Rows of a float32 table: ``idx`` (int32), ``emb`` (n x dim float32), ``bias``."""
+class FeatureRows(Struct, omit_defaults=True):
+    """Rows of a feature table, absolute contents: ``rows`` (int32), ``emb`` (n x dim
+    float32) and its row-wise Adagrad accumulator ``emb_acc`` (float32); ``bias`` and
+    ``bias_acc`` (float32) for the tables that have biases (not the context table);
+    ``cont`` and ``cont_acc`` (float32): the continuity weights (user rows only)."""
 
-    idx: bytes
+    rows: bytes
     emb: bytes
+    emb_acc: bytes
     bias: bytes = b""
+    bias_acc: bytes = b""
+    cont: bytes = b""
+    cont_acc: bytes = b""
 
 
-class EntityFx(Struct, array_like=True):
+class EntityFeatures(Struct, array_like=True):
     """An entity's feature rows and weights, as the trainer holds them."""
 
     row: int
-    idx: list[int]
-    w: list[float]
+    features: list[int]
+    weights: list[float]
+
+
+class UserHistory(Struct):
+    """Per-user state of ``rows`` (int32): ``recent`` (n x width int32) the ring of recent
+    items, ``recent_count`` (int32) how many were pushed, ``activity`` (int32) positive
+    events (the activity bucket), ``last`` (n x width int32) and ``last_count`` (int32)
+    the ring of the last items the content-continuity signal reads."""
+
+    rows: bytes
+    recent: bytes
+    recent_count: bytes
+    activity: bytes
+    last: bytes
+    last_count: bytes
+
+
+class ItemTrend(Struct):
+    """Items' raw decayed positive counts: ``rows`` (int32), ``counts`` (float64), to be
+    divided by the delta's ``trend_scale``."""
+
+    rows: bytes
+    counts: bytes
+
+
+class RingSlots(Struct):
+    """Slots (int32) of the trainer's ring of recent positives and their items (int32)."""
+
+    slots: bytes
+    items: bytes
 
 
 class ItemMeta(Struct, omit_defaults=True):
@@ -157,37 +191,43 @@ class ItemMeta(Struct, omit_defaults=True):
 
 
 class Delta(Message, tag="delta", tag_field="kind"):
-    """Coalesced model changes since the previous delta (see workers/delta.py).
+    """A part of a model change set (see ``streamrec/model/replica.py`` and ``workers/deltas.py``).
 
     Entity and feature rows are appended in trainer row order (``*_base`` is the first
-    new row), so a replica that applies deltas in order holds the same rows.
+    new row), so a replica that applies deltas in order holds the same rows; every other
+    content is absolute.  The counters (``trend_scale`` ... ``stats``) ride in every part;
+    ``offsets`` in the ``final`` part of a change set.
     """
 
     seq: int
     version: int
     n_events: int
+    #: The trainer incarnation that published it; ``seq`` counts from 0 in each epoch.
+    epoch: str = ""
     final: bool = True
     offsets: list[Watermark] = []
     user_base: int = 0
     new_users: list[str] = []
     item_base: int = 0
     new_items: list[str] = []
-    user_feat_base: int = 0
-    new_user_feats: list[str] = []
-    item_feat_base: int = 0
-    new_item_feats: list[str] = []
-    user_fx: list[EntityFx] = []
-    item_fx: list[EntityFx] = []
-    user_rows: Rows | None = None
-    item_rows: Rows | None = None
-    ctx_rows: Rows | None = None
-    recent: Rows | None = None
-    #: Users' positive-event counts (``emb`` holds int32): their activity buckets.
-    activity: Rows | None = None
-    #: Items' decayed positive counts (``emb`` holds float64), relative to ``trend_scale``.
-    trend: Rows | None = None
-    trend_scale: float = 0.0
+    user_feature_base: int = 0
+    new_user_features: list[str] = []
+    item_feature_base: int = 0
+    new_item_features: list[str] = []
+    user_feature_lists: list[EntityFeatures] = []
+    item_feature_lists: list[EntityFeatures] = []
+    user_rows: FeatureRows | None = None
+    item_rows: FeatureRows | None = None
+    context_rows: FeatureRows | None = None
+    users: UserHistory | None = None
+    item_trend: ItemTrend | None = None
+    ring: RingSlots | None = None
+    #: (user, item) int32 pairs newly seen.
     seen: bytes = b""
+    trend_scale: float = 1.0
+    ring_count: int = 0
+    rng_state: int = 0
+    stats: list[float] = []
     item_meta: dict[str, ItemMeta] = {}
 
 

@@ -4,24 +4,19 @@ Kafka clients are imported when a worker starts, so the broker-free parts (re-ra
 deltas, the trainer and recommender cores) can be used and tested on their own.
 """
 
-from streamrec.workers.indexer import Indexer
-from streamrec.workers.recommender import Recommender, RecommenderCore
-from streamrec.workers.seams import (
-    EntitySink,
-    ItemAttributes,
-    MemoryEntitySink,
-    MemoryItemAttributes,
-    NullEntitySink,
-)
+from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
+from streamrec.workers.serving.indexer import Indexer
+from streamrec.workers.serving.recommender import Recommender, RecommenderCore
 from streamrec.workers.stack import Stack
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import Trainer
-from streamrec.workers.training import TrainerCore
+from streamrec.workers.training.core import TrainerCore
+from streamrec.workers.training.sinks import EntitySink, MemoryEntitySink, NullEntitySink
+from streamrec.workers.training.trainer import Trainer
 
 __all__ = [
     "EntitySink",
     "Indexer",
-    "ItemAttributes",
+    "ItemAttributeSource",
     "MemoryEntitySink",
     "MemoryItemAttributes",
     "ModelState",

@@ -1,60 +1,228 @@
-"""Where the trainer's checkpoint files live.
+"""Checkpoints of the workers: save, register, restore, rebuild from the store, replica bootstrap.
 
-Without a feature store there is one file, ``<data dir>/checkpoints/<prefix>.npz``,
-replaced atomically.  With a store each checkpoint is a new versioned file
-``<prefix>-v<NNNNNN>.npz`` registered in the store, ``<prefix>.npz`` is a symlink to the
-newest (replicas read it), and only the newest :data:`KEEP_CHECKPOINTS` files are kept.
+The one place that knows where checkpoint files live and what rides in them besides
+the model (:mod:`streamrec.model.checkpoint` writes the model itself, atomically):
+
+- the consumed offsets of the trainer's input topics, so a restart resumes there;
+- the offset of the deltas topic at that moment, so a replica that loads the file
+  follows the deltas from exactly there;
+- the item attributes no other source can give back (:class:`CheckpointedAttributes`).
+
+Without a registry there is one file, ``<data dir>/checkpoints/<prefix>.npz``, replaced
+atomically.  With a :class:`CheckpointRegistry` (the SQL store implements it) each
+checkpoint is a new versioned file ``<prefix>-v<NNNNNN>.npz`` registered there,
+``<prefix>.npz`` is a symlink to the newest (replicas read it), and only the newest
+:data:`KEEP_CHECKPOINTS` files are kept.  Without any checkpoint, an
+:class:`EntityCatalog` (the store again) gives back every stored user and item so the
+trainer can re-onboard them (:func:`rebuild`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from streamrec.model import read_header
+from streamrec.errors import StreamrecError
+from streamrec.model import HybridModel, load, read_header, save
 from streamrec.settings import Settings
 
-#: Versioned checkpoint files kept (with a store).
+log = logging.getLogger(__name__)
+
+#: Versioned checkpoint files kept (with a registry).
 KEEP_CHECKPOINTS = 3
 
-
-def checkpoint_path(settings: Settings) -> Path:
-    """The newest checkpoint (with a store: a link to the newest versioned file)."""
-    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}.npz"
+#: (topic, partition) -> next offset to read.
+Offsets = dict[tuple[str, int], int]
 
 
-def versioned_checkpoint_path(settings: Settings, version: int) -> Path:
-    return settings.data_dir / "checkpoints" / f"{settings.topic_prefix}-v{version:06d}.npz"
+class RegisteredCheckpoint(Protocol):
+    """A checkpoint as a registry lists it."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def path(self) -> str: ...
 
 
-def versioned_files(settings: Settings) -> list[Path]:
-    """This prefix's versioned checkpoint files, oldest first."""
-    folder = checkpoint_path(settings).parent
-    return sorted(folder.glob(f"{settings.topic_prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz"))
+class CheckpointRegistry(Protocol):
+    """Where written checkpoints are recorded (:class:`streamrec.store.FeatureStore`)."""
+
+    def register_checkpoint(self, path: str, offsets: Any, metrics: Any, version: int) -> Any: ...
+
+    def latest_checkpoint(self) -> RegisteredCheckpoint | None: ...
+
+    def list_checkpoints(self, limit: int | None = None) -> Sequence[RegisteredCheckpoint]: ...
 
 
-def next_file_version(settings: Settings, registered: int) -> int:
-    """The version after ``registered`` and after every file on disk.
+#: An item as a catalog holds it: id, features, attributes, creation time (epoch s).
+StoredItem = tuple[str, dict[str, float], dict[str, Any], float | None]
 
-    A data directory reused with another database (another registry) keeps its files.
+
+class EntityCatalog(Protocol):
+    """Every stored user and item (:class:`streamrec.store.adapters.StoreCatalog`)."""
+
+    def users(self) -> Iterator[tuple[str, dict[str, float]]]:
+        """``(user id, features)`` of every stored user."""
+        ...
+
+    def items(self) -> Iterator[StoredItem]:
+        """``(item id, features, attributes, created)`` of every stored item."""
+        ...
+
+
+@dataclass
+class Restored:
+    """What a checkpoint gives back."""
+
+    model: HybridModel
+    path: Path
+    offsets: Offsets = field(default_factory=dict)
+    deltas_offset: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+    #: The trainer incarnation that wrote it, and the ``seq`` of its next delta message.
+    epoch: str = ""
+    next_seq: int = 0
+
+
+class Checkpoints:
+    """The checkpoint files of one deployment (settings' data dir and topic prefix)."""
+
+    def __init__(
+        self, settings: Settings, deltas_topic: str, registry: CheckpointRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.deltas_topic = deltas_topic
+        self.registry = registry
+        self.folder = settings.data_dir / "checkpoints"
+        self.prefix = settings.topic_prefix
+
+    @property
+    def path(self) -> Path:
+        """The newest checkpoint (with a registry: a link to the newest versioned file)."""
+        return self.folder / f"{self.prefix}.npz"
+
+    # ------------------------------------------------------------------ save
+    def save(
+        self,
+        model: HybridModel,
+        offsets: Mapping[tuple[str, int], int],
+        deltas_offset: int,
+        attributes: dict[str, Any] | None = None,
+        epoch: str = "",
+        next_seq: int = 0,
+    ) -> Path:
+        """Write a checkpoint (atomic), register it, and point :attr:`path` at it.
+
+        ``deltas_offset`` is where the deltas after this model start, ``epoch`` and
+        ``next_seq`` name the first of them (see :class:`~streamrec.workers.serving.
+        follower.DeltaFollower`).
+        """
+        by_topic: dict[str, dict[str, int]] = {}
+        for (topic, partition), offset in sorted(offsets.items()):
+            by_topic.setdefault(topic, {})[str(partition)] = offset
+        extra: dict[str, Any] = {"offsets": by_topic, "deltas": {self.deltas_topic: deltas_offset},
+                                 "epoch": epoch, "next_seq": next_seq}  # fmt: skip
+        if attributes is not None:
+            extra["attributes"] = attributes
+        if self.registry is None:
+            return save(model, self.path, extra=extra)
+        # the next version of the registry, never overwriting a file of another registry's
+        latest = self.registry.latest_checkpoint()
+        version = self._next_version(0 if latest is None else latest.version)
+        path = save(model, self._versioned(version), extra=extra)
+        metrics = {"model_version": model.version, "events": model.n_events,
+                   "users": model.n_users, "items": model.n_items,
+                   "deltas_offset": deltas_offset}  # fmt: skip
+        self.registry.register_checkpoint(str(path.resolve()), by_topic, metrics, version)
+        self._link_newest(path)
+        return path
+
+    def _versioned(self, version: int) -> Path:
+        return self.folder / f"{self.prefix}-v{version:06d}.npz"
+
+    def _versioned_files(self) -> list[Path]:
+        """This prefix's versioned checkpoint files, oldest first."""
+        return sorted(self.folder.glob(f"{self.prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz"))
+
+    def _next_version(self, registered: int) -> int:
+        """The version after ``registered`` and after every file on disk.
+
+        A data directory reused with another database (another registry) keeps its files.
+        """
+        files = self._versioned_files()
+        on_disk = int(files[-1].stem.rsplit("-v", 1)[1]) if files else 0
+        return max(registered, on_disk) + 1
+
+    def _link_newest(self, target: Path) -> None:
+        """Point :attr:`path` at ``target`` atomically; drop all but the newest files."""
+        tmp = self.path.with_name(self.path.name + ".tmp-link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target.name)
+        tmp.replace(self.path)
+        for old in self._versioned_files()[:-KEEP_CHECKPOINTS]:
+            old.unlink(missing_ok=True)
+
+    # --------------------------------------------------------------- restore
+    def restore(self) -> Restored | None:
+        """The newest readable checkpoint: registered ones first (newest first), then :attr:`path`.
+
+        An unreadable file is logged and skipped; None when there is none.
+        """
+        candidates: list[Path] = []
+        if self.registry is not None:
+            listed = self.registry.list_checkpoints(limit=KEEP_CHECKPOINTS + 2)
+            candidates = [Path(c.path) for c in listed]
+        for path in [*candidates, self.path]:
+            if path.exists():
+                restored = self.read(path)
+                if restored is not None:
+                    return restored
+        return None
+
+    def latest(self) -> Restored | None:
+        """Replica bootstrap: the newest checkpoint the trainer pointed :attr:`path` at."""
+        return self.read(self.path) if self.path.exists() else None
+
+    def read(self, path: Path) -> Restored | None:
+        """One checkpoint file, or None (logged) when it cannot be read."""
+        try:
+            model = load(path)
+            extra = read_header(path).get("extra", {})
+        except StreamrecError as exc:
+            log.error("ignoring checkpoint %s: %s", path, exc)
+            return None
+        if not isinstance(extra, dict):
+            extra = {}
+        offsets = {(topic, int(p)): int(o) for topic, parts in extra.get("offsets", {}).items()
+                   for p, o in parts.items()}  # fmt: skip
+        deltas = int(extra.get("deltas", {}).get(self.deltas_topic, 0))
+        return Restored(model, path, offsets, deltas, dict(extra.get("attributes", {})),
+                        str(extra.get("epoch", "")), int(extra.get("next_seq", 0)))  # fmt: skip
+
+
+class Onboarding(Protocol):
+    """What re-onboards stored entities (the trainer's core)."""
+
+    def restore_user(self, user_id: str, features: Mapping[str, float]) -> None: ...
+
+    def restore_item(self, item: StoredItem) -> None: ...
+
+
+def rebuild(catalog: EntityCatalog, target: Onboarding) -> tuple[int, int]:
+    """Re-onboard every stored user and item (no checkpoint); returns their counts.
+
+    Known entities keep their cold-start vectors from their stored features; what they
+    learned is gone, and the topics are read again from the start.
     """
-    files = versioned_files(settings)
-    on_disk = int(files[-1].stem.rsplit("-v", 1)[1]) if files else 0
-    return max(registered, on_disk) + 1
-
-
-def link_newest(settings: Settings, target: Path) -> None:
-    """Point :func:`checkpoint_path` at ``target`` atomically; drop all but the newest files."""
-    link = checkpoint_path(settings)
-    tmp = link.with_name(link.name + ".tmp-link")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target.name)
-    tmp.replace(link)
-    for old in versioned_files(settings)[:-KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-
-
-def checkpoint_extra(path: Path) -> dict[str, Any]:
-    """The ``extra`` header of a checkpoint: offsets, deltas offset, item attributes."""
-    extra = read_header(path).get("extra", {})
-    return extra if isinstance(extra, dict) else {}
+    users = items = 0
+    for user_id, features in catalog.users():
+        target.restore_user(user_id, features)
+        users += 1
+    for item in catalog.items():
+        target.restore_item(item)
+        items += 1
+    return users, items

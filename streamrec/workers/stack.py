@@ -6,10 +6,17 @@ it, they serve a replica fed by the deltas topic (:class:`DeltaFollower`).  The
 trainer publishes deltas either way, so separate recommender processes can follow.
 
 Given a :class:`~streamrec.store.FeatureStore` (``store=``), the trainer writes onboarding
-to it (:class:`~streamrec.workers.store_seams.StoreEntitySink`), registers its checkpoints
+to it (:class:`~streamrec.store.adapters.StoreEntitySink`), registers its checkpoints
 there and rebuilds from it without a checkpoint, and filters read item attributes from
-it (:class:`~streamrec.workers.store_seams.StoreItemAttributes`).  Without one, the
+it (:class:`~streamrec.store.adapters.StoreItemAttributes`).  Without one, the
 in-memory seams serve (library use, tests).
+
+``settings.runtime`` picks what drives the workers (:mod:`streamrec.workers.runtime`):
+a faust App started inside the running event loop (the default) or the plain asyncio
+loops.  ``embedded`` says whether ``bootstrap`` is the embedded broker (faust needs
+shorter group timings there); by default it is when no broker is configured
+(``settings.bootstrap`` empty: ``streamrec up`` started one, or ``streamrec worker``
+found its address).
 """
 
 from __future__ import annotations
@@ -23,18 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 from streamrec.index import LiveIndex
 from streamrec.settings import Settings
-from streamrec.workers.follower import DeltaFollower
-from streamrec.workers.indexer import Indexer
+from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
 from streamrec.workers.metrics import Metrics
-from streamrec.workers.recommender import Recommender
-from streamrec.workers.seams import EntitySink, ItemAttributes
+from streamrec.workers.runtime import AsyncioRuntime, FaustRuntime, Runtime, WebEndpoint, Workers
+from streamrec.workers.serving.follower import DeltaFollower
+from streamrec.workers.serving.indexer import Indexer
+from streamrec.workers.serving.recommender import Recommender
 from streamrec.workers.state import ModelState
-from streamrec.workers.trainer import Trainer
-from streamrec.workers.web import WebServer
+from streamrec.workers.training.sinks import EntitySink
+from streamrec.workers.training.trainer import Trainer
 
 if TYPE_CHECKING:
     from streamrec.store import FeatureStore
-    from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
+    from streamrec.store.adapters import StoreEntitySink, StoreItemAttributes
 
 log = logging.getLogger(__name__)
 ROLES = ("trainer", "indexer", "recommender")
@@ -47,10 +55,11 @@ class Stack:
         bootstrap: str,
         roles: Iterable[str] = ROLES,
         sink: EntitySink | None = None,
-        attributes: ItemAttributes | None = None,
+        attributes: ItemAttributeSource | None = None,
         fresh: bool = False,
         web: bool = True,
         store: FeatureStore | None = None,
+        embedded: bool | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
@@ -66,12 +75,13 @@ class Stack:
         self._owned: list[StoreEntitySink | StoreItemAttributes] = []
         self.fresh = fresh
         self.web_enabled = web and settings.web_port >= 0
+        self.embedded = settings.embedded_broker if embedded is None else embedded
+        self.runtime: Runtime | None = None
         self.trainer: Trainer | None = None
         self.follower: DeltaFollower | None = None
         self.indexer: Indexer | None = None
         self.recommender: Recommender | None = None
         self.index = LiveIndex()
-        self.web: WebServer | None = None
         self.started_at = time.time()
         self._state: ModelState | None = None
 
@@ -88,38 +98,45 @@ class Stack:
             self._store_seams(self.store)
         state = ModelState(HybridModel(s.model), attributes=self.attributes)
         if "trainer" in self.roles:
+            catalog = None
+            if self.store is not None:
+                from streamrec.store.adapters import StoreCatalog
+
+                catalog = StoreCatalog(self.store)
             self.trainer = Trainer(s, self.bootstrap, state, self.sink, self.metrics, self.fresh,
-                                   store=self.store)  # fmt: skip
-            await self.trainer.start()
+                                   registry=self.store, catalog=catalog)  # fmt: skip
         elif {"indexer", "recommender"} & set(self.roles):
             self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)
-            await self.follower.start()
         self._state = state
         if {"indexer", "recommender"} & set(self.roles):
             # a recommender always carries an indexer: the index lives in its memory
             self.indexer = Indexer(s, state, self.index, self.metrics)
-            await self.indexer.start()
         if "recommender" in self.roles:
             self.recommender = Recommender(s, self.bootstrap, state, self.index, self.metrics)
-            await self.recommender.start()
-        if self.web_enabled:
-            self.web = WebServer(self.metrics, self.health, s.web_port)
-            try:
-                await self.web.start()
-            except OSError as exc:
-                log.warning("health/metrics server not started on port %s: %s", s.web_port, exc)
-                self.web = None
+        workers = Workers(self.metrics, self.health, self.trainer, self.follower, self.indexer,
+                          self.recommender)  # fmt: skip
+        if s.runtime == "faust":
+            self.runtime = FaustRuntime(s, self.bootstrap, workers, self.web_enabled,
+                                        self.embedded)  # fmt: skip
+        else:
+            self.runtime = AsyncioRuntime(s, workers, self.web_enabled)
+        await self.runtime.start()
+
+    @property
+    def web(self) -> WebEndpoint | None:
+        """The health/metrics server (its ``port``), None when off."""
+        return self.runtime.web if self.runtime is not None else None
 
     async def ready(self, timeout: float = 30.0) -> bool:
-        if self.recommender is not None:
-            return await self.recommender.ready(timeout)
-        return True
+        if self.runtime is None:
+            return False
+        return await self.runtime.ready(timeout)
 
     def _store_seams(self, store: FeatureStore) -> None:
-        from streamrec.workers.store_seams import StoreEntitySink, StoreItemAttributes
+        from streamrec.store.adapters import StoreEntitySink, StoreItemAttributes
 
         if self.attributes is None and {"trainer", "recommender"} & set(self.roles):
-            attributes = StoreItemAttributes(store).start()
+            attributes = StoreItemAttributes(store, MemoryItemAttributes()).start()
             self._owned.append(attributes)
             self.attributes = attributes
         if self.sink is None and "trainer" in self.roles:
@@ -130,10 +147,9 @@ class Stack:
             self.sink = sink
 
     async def stop(self) -> None:
-        for worker in (self.web, self.recommender, self.indexer, self.follower, self.trainer):
-            if worker is not None:
-                with contextlib.suppress(Exception):
-                    await worker.stop()
+        if self.runtime is not None:
+            with contextlib.suppress(Exception):
+                await self.runtime.stop()
         for seam in self._owned:  # after the trainer: its last checkpoint flushed the sink
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(seam.close)
@@ -144,6 +160,7 @@ class Stack:
         out: dict[str, Any] = {
             "status": "ok",
             "roles": list(self.roles),
+            "runtime": self.settings.runtime,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
         if m is not None:

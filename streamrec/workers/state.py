@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from streamrec.model import HybridModel
 from streamrec.stream.schemas import Watermark
-from streamrec.workers.seams import ItemAttributes, MemoryItemAttributes
+from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
 
 TopicPartitionKey = tuple[str, int]
 
@@ -24,10 +24,10 @@ class ModelState:
     def __init__(
         self,
         model: HybridModel,
-        attributes: ItemAttributes | None = None,
+        attributes: ItemAttributeSource | None = None,
     ) -> None:
         self.model = model
-        self.attributes: ItemAttributes = attributes or MemoryItemAttributes()
+        self.attributes: ItemAttributeSource = attributes or MemoryItemAttributes()
         self.applied: dict[TopicPartitionKey, int] = {}
         self.updated_at = time.time()
         self._event = asyncio.Event()
@@ -42,6 +42,11 @@ class ModelState:
         for tp, off in offsets.items():
             if off > self.applied.get(tp, -1):
                 self.applied[tp] = off
+        self.notify()
+
+    def reset_applied(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Applied offsets as of a checkpoint the model was just reloaded from."""
+        self.applied = dict(offsets)
         self.notify()
 
     def notify(self) -> None:

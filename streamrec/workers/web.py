@@ -10,7 +10,14 @@ from streamrec.workers.metrics import Metrics
 
 
 class WebServer:
-    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], port: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: Callable[[], dict[str, Any]],
+        port: int,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
         self.metrics = metrics
         self.health = health
         self.port = port
@@ -30,7 +37,7 @@ class WebServer:
         app.router.add_get("/metrics", metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:

@@ -43,14 +43,21 @@ def test_learn_batch_matches_its_python_twin(loss: str) -> None:
     stats_jit = np.zeros(kernels.STAT_SIZE)
     stats_py = np.zeros(kernels.STAT_SIZE)
     args = (model.n_items, model.hp)
-    rc_jit = kernels.learn_batch(users, items, weights, rng_jit, *tables_jit, *args, stats_jit)
-    rc_py = kernels.learn_batch.py_func(users, items, weights, rng_py, *tables_py, *args, stats_py)
+    marks_jit = copy.deepcopy(model.kernel_changes())
+    marks_py = copy.deepcopy(model.kernel_changes())
+    rc_jit = kernels.learn_batch(users, items, weights, rng_jit, *tables_jit, *args, stats_jit,
+                                 marks_jit)  # fmt: skip
+    rc_py = kernels.learn_batch.py_func(users, items, weights, rng_py, *tables_py, *args, stats_py,
+                                        marks_py)  # fmt: skip
     assert rc_jit == rc_py == -1
     assert rng_jit[0] == rng_py[0], "both twins drew the same random numbers"
     np.testing.assert_allclose(stats_jit, stats_py, rtol=1e-5)
     for group_jit, group_py in zip(tables_jit, tables_py, strict=True):
         for a, b in zip(group_jit, group_py, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for group_jit, group_py in zip(marks_jit, marks_py, strict=True):
+        for a, b in zip(group_jit, group_py, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_scoring_kernels_match_their_python_twins() -> None:
@@ -169,7 +176,7 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
     stats = np.zeros(kernels.STAT_SIZE)
     status = kernels.learn_batch(np.array([user], np.int32), np.array([pos], np.int32),
                                  np.ones(1, np.float32), model.rng_state, *tables, n, model.hp,
-                                 stats)  # fmt: skip
+                                 stats, model.kernel_changes())  # fmt: skip
     assert status == -1 and stats[kernels.STAT_PAIRS] + (loss == "logistic") >= 1
     for name, (arr, rows) in checks.items():
         moved = arr[rows].astype(np.float64) - before[name]

@@ -1,14 +1,14 @@
 """Backends of the store suite: every test using ``db_url`` runs on SQLite and PostgreSQL.
 
-PostgreSQL: a testcontainers server when a Docker daemon answers, else the server on
-127.0.0.1:5432 (override with STREAMREC_TEST_PG_URL); unreachable -> skipped with the
-reason.  Each test gets its own schema (``search_path`` set in the URL), dropped after,
-so concurrent runs against the same database do not meet.
+PostgreSQL (``pg_base_url`` in tests/conftest.py, from tests/databases.py): STREAMREC_TEST_PG_URL, else a testcontainers server when
+a Docker daemon answers, else the server on 127.0.0.1:5432, else pgserver; unreachable ->
+a failure in CI, skipped with the reason elsewhere.  Each test gets its own schema
+(``search_path`` set in the URL), dropped after, so concurrent runs against the same
+database do not meet.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,44 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from streamrec.store import FeatureStore
-
-LOCAL_PG = "postgresql+psycopg://root@127.0.0.1:5432/test"
-
-
-def _docker_reachable() -> bool:
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:
-        return False
-    try:
-        docker.from_env(timeout=2).ping()
-    except (DockerException, OSError):
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def pg_base_url() -> Iterator[str]:
-    """URL of a reachable PostgreSQL server (session-wide)."""
-    explicit = os.environ.get("STREAMREC_TEST_PG_URL")
-    if not explicit and _docker_reachable():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
-            yield pg.get_connection_url()
-        return
-    url = explicit or LOCAL_PG
-    try:
-        psycopg.connect(_libpq(url), connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {url} (no Docker daemon either): {exc}")
-    yield url
-
-
-def _libpq(url: str) -> str:
-    """The psycopg conninfo of a SQLAlchemy URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+from tests.databases import libpq as _libpq
 
 
 def pg_schema_url(base: str, schema: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from helpers import items
 from sqlalchemy import text
 
-from streamrec.errors import StoreError
+from streamrec.errors import InvalidFilterError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
 from streamrec.store._engine import write_transaction
 from streamrec.store._writer import write_batch
@@ -25,13 +25,23 @@ def test_snapshot_and_filters(store: FeatureStore) -> None:
         assert cache.version == store.attributes_version()
         # comedy = i % 3 == 0; unavailable = i % 10 == 0; tags t{i % 4} and "all"
         assert cache.filter([f"i{i}" for i in range(12)], COMEDY_AVAILABLE) == ["i3", "i6", "i9"]
-        assert cache.filter(["i3", "i6", "i9"], {**COMEDY_AVAILABLE, "tags": ["t1", "all"]}) == [
-            "i9"
-        ]
-        assert cache.matches("i4", {"tags_any": ["t0", "t2"], "created_after": 1_700_000_003})
-        assert not cache.matches("i4", {"created_before": 1_700_000_004})
+        both = {**COMEDY_AVAILABLE, "tags": {"all": ["t1", "all"]}}
+        assert cache.filter(["i3", "i6", "i9"], both) == ["i9"]
+        # a list means any of; a scalar on a list attribute means "has it"
+        assert cache.filter(["i3", "i6", "i9"], {"tags": ["t1", "t2"]}) == ["i6", "i9"]
+        assert cache.filter([f"i{i}" for i in range(12)], {"tags": "t3"}) == ["i3", "i7", "i11"]
+        assert cache.matches(
+            "i4", {"tags": {"any": ["t0", "t2"]}, "created_at": {"min": 1_700_000_004}}
+        )
+        assert not cache.matches("i4", {"created_at": {"max": 1_700_000_003}})
+        assert cache.view("i4") == {
+            "category": "drama", "available": True, "tags": ["all", "t0"], "created_at": 1_700_000_004.0,
+        }  # fmt: skip
         assert cache.matches("unknown", {})
         assert not cache.matches("unknown", {"available": True})
+        assert cache.matches("unknown", {"category": {"ne": "comedy"}})
+        with pytest.raises(InvalidFilterError, match="in needs a list"):
+            cache.filter(["i1"], {"available": {"in": 1}})
 
 
 def test_marking_an_item_unavailable_reaches_the_cache(store: FeatureStore) -> None:

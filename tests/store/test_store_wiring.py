@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
+from streamrec.eval.synthetic import World, make_world
 from streamrec.settings import Settings
 from streamrec.store import EntityRecord, FeatureStore
+from streamrec.store.adapters import StoreItemAttributes
 from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
-from streamrec.workers.checkpoints import checkpoint_path
-from streamrec.workers.store_seams import StoreItemAttributes
-from streamrec.workers.synthetic import World, make_world
+from streamrec.workers.checkpoints import Checkpoints
 from tests.broker_helpers import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -55,16 +55,23 @@ async def _publish_world(client: Client, world: World, interactions: bool = True
     await client.flush()
 
 
-async def _trainer(settings: Settings, bootstrap: str, store: FeatureStore) -> Stack:
-    stack = Stack(settings, bootstrap, roles=("trainer",), store=store, web=False)
+async def _trainer(
+    settings: Settings, bootstrap: str, store: FeatureStore, embedded: bool
+) -> Stack:
+    stack = Stack(settings, bootstrap, roles=("trainer",), store=store, web=False,
+                  embedded=embedded)  # fmt: skip
     await stack.start()
     return stack
 
 
 async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_nothing(
-    db_url: str, bootstrap: str, settings_factory: Callable[..., Settings]
+    db_url: str,
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(database_url=db_url, checkpoint_interval_s=0)
+    settings = settings_factory(database_url=db_url, checkpoint_interval_s=0, **runtime)
     topics = Topics(settings.topic_prefix)
     await ensure_topics(bootstrap, topics.partitions(settings.partitions))
     world = make_world(n_users=12, items_per_cluster=4, events_per_user=3)
@@ -75,7 +82,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
             await client.add_item("bad-item", ["topic=books"], {"available": "maybe"})
             marks = client.watermarks()
 
-        stack = await _trainer(settings, bootstrap, store)
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             assert await stack.state.wait_for(marks, 20)
             await _until(lambda: stack.sink is not None and stack.sink.pending() == 0)
@@ -98,7 +105,10 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # the checkpoint is registered, with its offsets and metrics
         info = store.latest_checkpoint()
         assert info is not None and info.version == 1
-        assert str(checkpoint_path(settings).resolve()) == info.path
+        assert (
+            str(Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.resolve())
+            == info.path
+        )
         assert set(info.offsets) == {topics.interactions, topics.entities}
         assert info.metrics["users"] == len(world.users)
         assert info.metrics["events"] == len(world.events)
@@ -110,7 +120,7 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # restart without any checkpoint: vocabularies come back from the store, and the
         # topics are read again from the start -- a replay that must change no row
         shutil.rmtree(settings.data_dir / "checkpoints")
-        stack = await _trainer(settings, bootstrap, store)
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             model = stack.state.model
             assert model.n_events == 0  # no checkpoint was loaded...
@@ -130,8 +140,8 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
         # a start-up prefers the newest registered checkpoint (the default link is gone)
         newest = store.latest_checkpoint()
         assert newest is not None and newest.version == 2
-        checkpoint_path(settings).unlink()
-        stack = await _trainer(settings, bootstrap, store)
+        Checkpoints(settings, Topics(settings.topic_prefix).deltas).path.unlink()
+        stack = await _trainer(settings, bootstrap, store, embedded)
         try:
             assert stack.state.model.n_events == newest.metrics["events"] > 0
         finally:
@@ -139,13 +149,17 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
 
 
 async def test_item_withdrawn_in_the_store_disappears_within_one_second(
-    db_url: str, bootstrap: str, settings_factory: Callable[..., Settings]
+    db_url: str,
+    bootstrap: str,
+    embedded: bool,
+    runtime: dict[str, str],
+    settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(database_url=db_url)
+    settings = settings_factory(database_url=db_url, **runtime)
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=20, items_per_cluster=8, events_per_user=5)
     with FeatureStore.open(db_url) as store, FeatureStore.open(db_url) as other_writer:
-        stack = Stack(settings, bootstrap, store=store, web=False)
+        stack = Stack(settings, bootstrap, store=store, web=False, embedded=embedded)
         await stack.start()
         try:
             assert await stack.ready(30)

@@ -1,0 +1,5 @@
+"""``python -m streamrec``: the ``streamrec`` command."""
+
+from streamrec.cli import main
+
+main()

@@ -1,0 +1,422 @@
+"""Change sets: what a model wrote since its last export, and how a replica applies it.
+
+The one module that knows the model's layout on both ends.  :func:`export` reads the
+model's change log (rows the kernels and onboarding marked, see
+:mod:`streamrec.model.dirty`) at a cost of O(rows touched); :func:`apply` writes a
+change set into another model built with the same config.  New entities and feature
+names travel in row order from ``*_base``, so a replica applying change sets in order
+holds the very same rows, and every other content is absolute: applying a change set
+twice is harmless.  :meth:`ChangeSet.split` cuts one into parts below a byte budget;
+applying the parts in order equals applying the whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from streamrec.errors import ReplicaError
+from streamrec.model.features import IDENTITY_PREFIX
+from streamrec.model.tables import FeatureTable
+from streamrec.model.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from streamrec.model.hybrid import EntitySide, HybridModel
+
+_I32 = np.int32
+_F32 = np.float32
+
+
+def _i32(n: int = 0, width: int | None = None) -> np.ndarray:
+    return np.zeros((n, width) if width is not None else n, dtype=_I32)
+
+
+def _f32(n: int = 0, width: int | None = None) -> np.ndarray:
+    return np.zeros((n, width) if width is not None else n, dtype=_F32)
+
+
+class _RowArrays:
+    """Arrays of one entry per row, the first field naming the rows; sliced together."""
+
+    def __len__(self) -> int:
+        return int(getattr(self, fields(self)[0].name).shape[0])  # type: ignore[arg-type]
+
+    def slice(self, a: int, b: int) -> Self:
+        """Entries ``a .. b - 1`` (an empty array field stays empty)."""
+        return type(self)(*(getattr(self, f.name)[a:b] for f in fields(self)))  # type: ignore[arg-type]
+
+
+@dataclass
+class FeatureRows(_RowArrays):
+    """Absolute contents of some rows of a feature table (context rows have no bias;
+    only user rows carry the continuity weights ``cont``/``cont_acc``)."""
+
+    rows: np.ndarray = field(default_factory=_i32)
+    emb: np.ndarray = field(default_factory=lambda: _f32(0, 0))
+    emb_acc: np.ndarray = field(default_factory=_f32)
+    bias: np.ndarray = field(default_factory=_f32)
+    bias_acc: np.ndarray = field(default_factory=_f32)
+    cont: np.ndarray = field(default_factory=_f32)
+    cont_acc: np.ndarray = field(default_factory=_f32)
+
+    def row_bytes(self) -> int:
+        extra = (2 if self.bias.shape[0] else 0) + (2 if self.cont.shape[0] else 0)
+        return 4 * (2 + self.emb.shape[1] + extra)
+
+
+@dataclass
+class FeatureList:
+    """An entity's feature rows and weights, as the model holds them."""
+
+    row: int
+    features: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass
+class UserHistory(_RowArrays):
+    """Per-user state: the ring of recent items, how many were pushed, positive counts,
+    and the continuity ring of the last items (``last``/``last_count``)."""
+
+    rows: np.ndarray = field(default_factory=_i32)
+    recent: np.ndarray = field(default_factory=lambda: _i32(0, 0))
+    recent_count: np.ndarray = field(default_factory=_i32)
+    activity: np.ndarray = field(default_factory=_i32)
+    last: np.ndarray = field(default_factory=lambda: _i32(0, 0))
+    last_count: np.ndarray = field(default_factory=_i32)
+
+
+@dataclass
+class ItemTrend(_RowArrays):
+    """Items' raw decayed positive counts (divide by ``ChangeSet.trend_scale``)."""
+
+    rows: np.ndarray = field(default_factory=_i32)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+
+
+@dataclass
+class RingSlots(_RowArrays):
+    """Slots of the ring of recent positives and the items now in them."""
+
+    slots: np.ndarray = field(default_factory=_i32)
+    items: np.ndarray = field(default_factory=_i32)
+
+
+@dataclass
+class ChangeSet:
+    """Everything a model wrote since its previous export, with absolute contents.
+
+    Counters (``version``, ``n_events``, ``trend_scale``, ``ring_count``, ``rng_state``,
+    ``stats``) are the model's values at export time and ride in every part.
+    """
+
+    version: int = 0
+    n_events: int = 0
+    user_base: int = 0
+    new_users: list[str] = field(default_factory=list)
+    item_base: int = 0
+    new_items: list[str] = field(default_factory=list)
+    user_feature_base: int = 0
+    new_user_features: list[str] = field(default_factory=list)
+    item_feature_base: int = 0
+    new_item_features: list[str] = field(default_factory=list)
+    user_feature_lists: list[FeatureList] = field(default_factory=list)
+    item_feature_lists: list[FeatureList] = field(default_factory=list)
+    user_rows: FeatureRows = field(default_factory=FeatureRows)
+    item_rows: FeatureRows = field(default_factory=FeatureRows)
+    context_rows: FeatureRows = field(default_factory=FeatureRows)
+    users: UserHistory = field(default_factory=UserHistory)
+    items: ItemTrend = field(default_factory=ItemTrend)
+    ring: RingSlots = field(default_factory=RingSlots)
+    seen: np.ndarray = field(default_factory=lambda: _i32(0, 2))
+    trend_scale: float = 1.0
+    ring_count: int = 0
+    rng_state: int = 0
+    stats: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+
+    def is_empty(self) -> bool:
+        """True when nothing but counters would change on a replica."""
+        return not any(section.length(self) for section in _SECTIONS)
+
+    def defined_items(self) -> list[int]:
+        """Item rows created or given new features (the fresh-item buffer's input)."""
+        return [fl.row for fl in self.item_feature_lists]
+
+    def nbytes(self) -> int:
+        """About how many bytes the contents take (the measure :meth:`split` budgets)."""
+        return _HEADER_BYTES + sum(int(s.sizes(self).sum()) for s in _SECTIONS)
+
+    def split(self, max_bytes: int) -> list[ChangeSet]:
+        """Parts of at most about ``max_bytes`` each; applying them in order = applying self.
+
+        Order: feature names, entities, feature lists, seen pairs, per-user and per-item
+        state, then table rows, so no part refers to a row an earlier part did not
+        create.  A single item larger than the budget travels alone.
+        """
+        parts: list[ChangeSet] = []
+        current, used = self._counters_only(), _HEADER_BYTES
+        for section in _SECTIONS:
+            sizes = section.sizes(self)
+            cum = np.concatenate([[0], np.cumsum(sizes)])
+            start, n = 0, sizes.shape[0]
+            while start < n:
+                room = max_bytes - used
+                fits = int(np.searchsorted(cum, cum[start] + room, side="right")) - 1 - start
+                take = min(fits, n - start)
+                if take <= 0:
+                    if used > _HEADER_BYTES:
+                        parts.append(current)
+                        current, used = self._counters_only(), _HEADER_BYTES
+                        continue
+                    take = 1
+                section.copy(self, current, start, start + take)
+                used += int(cum[start + take] - cum[start])
+                start += take
+        parts.append(current)
+        return parts
+
+    def _counters_only(self) -> ChangeSet:
+        return ChangeSet(
+            version=self.version, n_events=self.n_events, user_base=self.user_base,
+            item_base=self.item_base, user_feature_base=self.user_feature_base,
+            item_feature_base=self.item_feature_base, trend_scale=self.trend_scale,
+            ring_count=self.ring_count, rng_state=self.rng_state, stats=self.stats,
+            users=UserHistory(recent=_i32(0, self.users.recent.shape[1]),
+                              last=_i32(0, self.users.last.shape[1])),
+        )  # fmt: skip
+
+
+_HEADER_BYTES = 256
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One slicable part of a change set, for :meth:`ChangeSet.split`."""
+
+    length: Callable[[ChangeSet], int]
+    sizes: Callable[[ChangeSet], np.ndarray]
+    copy: Callable[[ChangeSet, ChangeSet, int, int], None]
+
+
+def _names(base: str, names: str) -> _Section:
+    def copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
+        setattr(dst, base, getattr(src, base) + a)
+        setattr(dst, names, getattr(src, names)[a:b])
+
+    return _Section(
+        lambda cs: len(getattr(cs, names)),
+        lambda cs: np.array([len(n.encode()) + 4 for n in getattr(cs, names)], dtype=np.int64),
+        copy,
+    )
+
+
+def _lists(name: str) -> _Section:
+    def copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
+        setattr(dst, name, getattr(src, name)[a:b])
+
+    return _Section(
+        lambda cs: len(getattr(cs, name)),
+        lambda cs: np.array([16 + 8 * len(fl.features) for fl in getattr(cs, name)], np.int64),
+        copy,
+    )
+
+
+def _rows(name: str, row_bytes: Callable[[Any], int]) -> _Section:
+    def copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
+        setattr(dst, name, getattr(src, name).slice(a, b))
+
+    def sizes(cs: ChangeSet) -> np.ndarray:
+        part = getattr(cs, name)
+        return np.full(len(part), row_bytes(part), dtype=np.int64)
+
+    return _Section(lambda cs: len(getattr(cs, name)), sizes, copy)
+
+
+def _seen_copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
+    dst.seen = src.seen[a:b]
+
+
+_SECTIONS: Sequence[_Section] = (
+    _names("user_feature_base", "new_user_features"),
+    _names("item_feature_base", "new_item_features"),
+    _names("user_base", "new_users"),
+    _names("item_base", "new_items"),
+    _lists("user_feature_lists"),
+    _lists("item_feature_lists"),
+    _Section(
+        lambda cs: cs.seen.shape[0], lambda cs: np.full(cs.seen.shape[0], 8, np.int64), _seen_copy
+    ),
+    _rows("users", lambda p: 4 * (4 + p.recent.shape[1] + p.last.shape[1])),
+    _rows("items", lambda p: 12),
+    _rows("ring", lambda p: 8),
+    _rows("user_rows", FeatureRows.row_bytes),
+    _rows("item_rows", FeatureRows.row_bytes),
+    _rows("context_rows", FeatureRows.row_bytes),
+)
+
+
+# ---------------------------------------------------------------------- export
+def _table_rows(
+    table: FeatureTable, rows: np.ndarray, with_bias: bool, with_cont: bool = False
+) -> FeatureRows:
+    """Copies of the rows' contents (``np.take`` gathers rows faster than fancy indexing)."""
+    rows = rows.astype(_I32, copy=False)
+    emb, emb_acc = np.take(table.emb, rows, axis=0), np.take(table.emb_acc, rows)
+    if not with_bias:
+        return FeatureRows(rows, emb, emb_acc)
+    bias, bias_acc = np.take(table.bias, rows), np.take(table.bias_acc, rows)
+    if not with_cont:
+        return FeatureRows(rows, emb, emb_acc, bias, bias_acc)
+    cont, cont_acc = np.take(table.cont, rows), np.take(table.cont_acc, rows)
+    return FeatureRows(rows, emb, emb_acc, bias, bias_acc, cont, cont_acc)
+
+
+def _feature_lists(side: EntitySide, rows: np.ndarray) -> list[FeatureList]:
+    out = []
+    for r in rows.tolist():
+        idx, w = side.fx.features_of(r)
+        out.append(FeatureList(r, idx, w))
+    return out
+
+
+def export(model: HybridModel) -> ChangeSet:
+    """The model's changes since its previous export; clears its change log."""
+    log = model.changes
+    users, items = model.users, model.items
+    log.settle((users.fx.idx, len(users.feature_names)), (items.fx.idx, len(items.feature_names)))
+    user_rows = log.users.take()
+    item_rows = log.items.take()
+    ring = log.ring.take()
+    cs = ChangeSet(
+        version=model.version,
+        n_events=model.n_events,
+        user_base=log.user_base,
+        new_users=[users.ids.name(r) for r in range(log.user_base, len(users.ids))],
+        item_base=log.item_base,
+        new_items=[items.ids.name(r) for r in range(log.item_base, len(items.ids))],
+        user_feature_base=log.user_feature_base,
+        new_user_features=[users.feature_names.name(r)
+                           for r in range(log.user_feature_base, len(users.feature_names))],
+        item_feature_base=log.item_feature_base,
+        new_item_features=[items.feature_names.name(r)
+                           for r in range(log.item_feature_base, len(items.feature_names))],
+        user_feature_lists=_feature_lists(users, log.user_entities.take()),
+        item_feature_lists=_feature_lists(items, log.item_entities.take()),
+        user_rows=_table_rows(users.table, log.user_features.take(), True, with_cont=True),
+        item_rows=_table_rows(items.table, log.item_features.take(), with_bias=True),
+        context_rows=_table_rows(model.context, log.context.take(), with_bias=False),
+        users=UserHistory(user_rows, np.take(model.recent, user_rows, axis=0),
+                          np.take(model.recent_n, user_rows), np.take(model.activity, user_rows),
+                          np.take(model.last, user_rows, axis=0),
+                          np.take(model.last_n, user_rows)),
+        items=ItemTrend(item_rows, np.take(model.trend, item_rows)),
+        ring=RingSlots(ring, np.take(model.pop_ring, ring)),
+        seen=np.concatenate(log.seen).astype(_I32, copy=False) if log.seen else _i32(0, 2),
+        trend_scale=float(model.trend_state[0]),
+        ring_count=int(model.pop_state[0]),
+        rng_state=int(model.rng_state[0]),
+        stats=model.stats.copy(),
+    )  # fmt: skip
+    log.clear(len(users.ids), len(items.ids), len(users.feature_names), len(items.feature_names))
+    return cs
+
+
+# ----------------------------------------------------------------------- apply
+def _add_names(vocab: Vocabulary, base: int, names: list[str], where: str) -> list[int]:
+    """Append ``names`` at rows ``base ...``; rows already there must hold the same names."""
+    added = []
+    for k, name in enumerate(names):
+        row = base + k
+        if row < len(vocab):
+            if vocab.name(row) != name:
+                raise ReplicaError(f"change set {where}: row {row} is {vocab.name(row)!r}, "
+                                   f"not {name!r}; the replica does not follow this model")  # fmt: skip
+            continue
+        if row != len(vocab):
+            raise ReplicaError(f"change set {where}: gap before row {row} (replica has "
+                               f"{len(vocab)}); a change set was lost")  # fmt: skip
+        vocab.add(name)
+        added.append(row)
+    return added
+
+
+def _write_rows(table: FeatureTable, part: FeatureRows) -> None:
+    if not len(part):
+        return
+    rows = part.rows
+    if rows.max() >= table.n:
+        raise ReplicaError(f"change set writes feature row {int(rows.max())} of {table.n}")
+    table.emb[rows] = part.emb
+    table.emb_acc[rows] = part.emb_acc
+    if part.bias.shape[0]:
+        table.bias[rows] = part.bias
+        table.bias_acc[rows] = part.bias_acc
+    if part.cont.shape[0]:
+        table.cont[rows] = part.cont
+        table.cont_acc[rows] = part.cont_acc
+
+
+def apply(model: HybridModel, cs: ChangeSet) -> None:
+    """Bring ``model`` (a replica with the exporter's config) up to ``cs``.
+
+    The replica's own change log is cleared afterwards: it records nothing of its own.
+    """
+    for side, base, names, what in ((model.users, cs.user_feature_base, cs.new_user_features,
+                                     "user features"),
+                                    (model.items, cs.item_feature_base, cs.new_item_features,
+                                     "item features")):  # fmt: skip
+        for row in _add_names(side.feature_names, base, names, what):
+            appended = side.table.append(identity=names[row - base].startswith(IDENTITY_PREFIX))
+            assert appended == row, "feature vocabulary and table out of step"
+    empty_i, empty_f = _i32(), _f32()
+    for row in _add_names(model.users.ids, cs.user_base, cs.new_users, "users"):
+        model.users.fx.set(row, empty_i, empty_f)
+        model.ensure_user_capacity(row + 1)
+    for row in _add_names(model.items.ids, cs.item_base, cs.new_items, "items"):
+        model.items.fx.set(row, empty_i, empty_f)
+        model.ensure_item_capacity(row + 1)
+    model.ensure_item_capacity(model.n_items)  # context rows for new item features
+    for side, lists in ((model.users, cs.user_feature_lists),
+                        (model.items, cs.item_feature_lists)):  # fmt: skip
+        for fl in lists:
+            # entities per feature (the continuity idf), kept as the exporter's upsert does
+            side.table.count[side.fx.features_of(fl.row)[0]] -= 1.0
+            side.fx.set(fl.row, fl.features.astype(_I32), fl.weights.astype(_F32))
+            side.table.count[fl.features.astype(_I32)] += 1.0
+    _write_rows(model.users.table, cs.user_rows)
+    _write_rows(model.items.table, cs.item_rows)
+    _write_rows(model.context, cs.context_rows)
+    h = cs.users
+    if len(h):
+        model.recent[h.rows] = h.recent
+        model.recent_n[h.rows] = h.recent_count
+        model.activity[h.rows] = h.activity
+        model.last[h.rows] = h.last
+        model.last_n[h.rows] = h.last_count
+    model.trend[cs.items.rows] = cs.items.counts
+    model.trend_state[0] = cs.trend_scale
+    model.pop_ring[cs.ring.slots] = cs.ring.items
+    model.pop_state[0] = cs.ring_count
+    if cs.seen.shape[0]:
+        model.seen.add_many(cs.seen[:, 0], cs.seen[:, 1])
+    model.rng_state[0] = cs.rng_state
+    if cs.stats.shape[0]:
+        model.stats[:] = cs.stats
+    model.version = max(model.version, cs.version)
+    model.n_events = max(model.n_events, cs.n_events)
+    model.forget_changes()
+
+
+__all__ = [
+    "ChangeSet",
+    "FeatureList",
+    "FeatureRows",
+    "ItemTrend",
+    "RingSlots",
+    "UserHistory",
+    "apply",
+    "export",
+]

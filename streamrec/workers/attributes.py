@@ -1,0 +1,61 @@
+"""Item attributes for filters and freshness: the :class:`ItemAttributeSource` seam.
+
+The trainer merges attributes from entity events into it; recommenders read them to
+filter and boost candidates.  The SQL store implements it
+(:class:`streamrec.store.adapters.StoreItemAttributes`); :class:`MemoryItemAttributes`
+keeps them in memory (and in checkpoints).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class ItemAttributeSource(Protocol):
+    """Item attributes for request filters, and creation times for the freshness boost."""
+
+    def update(self, item_id: str, attributes: Mapping[str, Any], created: float) -> None: ...
+
+    def get(self, item_id: str) -> Mapping[str, Any]: ...
+
+    def created(self, item_id: str) -> float | None: ...
+
+
+@runtime_checkable
+class CheckpointedAttributes(Protocol):
+    """Attributes that travel in checkpoints (those no other source can give back)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def load_dict(self, values: Mapping[str, Any]) -> None: ...
+
+
+class MemoryItemAttributes:
+    """Attributes merged from new-item / item-update events (and from deltas in replicas)."""
+
+    def __init__(self) -> None:
+        self._attrs: dict[str, dict[str, Any]] = {}
+        self._created: dict[str, float] = {}
+
+    def update(self, item_id: str, attributes: Mapping[str, Any], created: float) -> None:
+        self._attrs.setdefault(item_id, {}).update(attributes)
+        self._created.setdefault(item_id, created or time.time())
+
+    def get(self, item_id: str) -> Mapping[str, Any]:
+        return self._attrs.get(item_id, {})
+
+    def created(self, item_id: str) -> float | None:
+        return self._created.get(item_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            i: {"attributes": a, "created": self._created.get(i, 0.0)}
+            for i, a in self._attrs.items()
+        }
+
+    def load_dict(self, values: Mapping[str, Any]) -> None:
+        for item, meta in values.items():
+            self.update(item, meta.get("attributes", {}), float(meta.get("created", 0.0)))

@@ -1,0 +1,190 @@
+"""A replica of the trainer's model for recommenders in other processes.
+
+Bootstraps from the trainer's latest checkpoint (when the data directory is shared),
+then follows the deltas topic from the offset recorded in that checkpoint.  The
+replica's ``applied`` offsets come from the deltas, so requests can wait for it too.
+
+Every delta names its trainer incarnation (``epoch``) and its number in it (``seq``).
+The replica applies a delta only when it is the next one of the epoch it holds, and
+skips the ones it already applied, so no change is applied twice.  A gap (a lost
+delta) or a new epoch (a restarted trainer, which began again from its last
+checkpoint) makes it load the newest checkpoint of that epoch and follow the deltas
+from there, so no change is missed and none learned by a dead trainer after its last
+checkpoint stays behind.  Until that checkpoint exists (the trainer writes one right
+after a new epoch's first delta and right after a failed publish) it reads the delta
+again every :data:`RETRY_S` seconds.  Without a shared data directory there is no
+checkpoint to go by: the replica then follows a new epoch from its first delta after
+:data:`GIVE_UP_S` seconds, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from streamrec.errors import ReplicaError
+from streamrec.model import HybridModel
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, decode_binary
+from streamrec.stream.schemas import Delta
+from streamrec.stream.topics import Topics
+from streamrec.workers.attributes import CheckpointedAttributes
+from streamrec.workers.checkpoints import Checkpoints, Restored
+from streamrec.workers.deltas import apply_delta
+from streamrec.workers.lifecycle import cancel, close
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.state import ModelState
+
+log = logging.getLogger(__name__)
+WORKER = "follower"
+#: Seconds between two looks for the checkpoint a resync needs.
+RETRY_S = 0.2
+#: Seconds after which a replica without that checkpoint follows a new epoch as it is.
+GIVE_UP_S = 30.0
+
+
+class DeltaFollower:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        state: ModelState | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics(settings.topic_prefix)
+        self.state = state or ModelState(HybridModel(settings.model))
+        self.metrics = metrics or Metrics()
+        self.checkpoints = Checkpoints(settings, self.topics.deltas)
+        self.epoch = ""  # the trainer incarnation whose deltas this replica follows
+        self.next_seq = 0  # the seq of the next delta of that epoch
+        self._consumer: Any = None
+        self._tp: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._waiting_since: float | None = None  # for a checkpoint to resync from
+
+    def _restore(self) -> int | None:
+        """Load the trainer's newest checkpoint; the deltas offset to follow from, or None."""
+        restored = self.checkpoints.latest()
+        if restored is None:
+            return None
+        self._adopt(restored)
+        return restored.deltas_offset
+
+    def _adopt(self, restored: Restored) -> None:
+        self.state.model = restored.model
+        if isinstance(self.state.attributes, CheckpointedAttributes):
+            self.state.attributes.load_dict(restored.attributes)
+        self.state.reset_applied(restored.offsets)
+        self.epoch, self.next_seq = restored.epoch, restored.next_seq
+
+    async def start(self) -> None:
+        """Bootstrap, then follow the deltas from an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self._task = asyncio.create_task(self._run(), name="delta-follower")
+
+    async def open(self) -> None:
+        """Load the checkpoint; assign the deltas partition at the checkpoint's offset."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        start = self._restore()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.fetch_wait_ms, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )  # fmt: skip
+        await self._consumer.start()
+        tp = self._tp = TopicPartition(self.topics.deltas, 0)
+        self._consumer.assign([tp])
+        end = (await self._consumer.end_offsets([tp]))[tp]
+        if start is not None and start <= end:
+            self._consumer.seek(tp, start)
+        else:
+            await self._consumer.seek_to_beginning(tp)
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        await close(self._consumer)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delta follower error; continuing")
+                await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch of the deltas topic, applied in order (see the module docstring)."""
+        batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+        for records in batch.values():
+            for rec in records:
+                if not self.apply(rec.value, rec.offset):
+                    if self._waiting_since is not None:
+                        await asyncio.sleep(RETRY_S)
+                    return  # the consumer was moved: the rest of this fetch comes again
+
+    def apply(self, value: bytes | None, offset: int | None = None) -> bool:
+        """Apply one delta message; False when the consumer was moved instead."""
+        try:
+            delta = decode_binary(value, Delta)
+        except Rejected as exc:
+            log.error("skipping a bad delta: %s", exc.reason)
+            return True
+        if delta.epoch == self.epoch and delta.seq < self.next_seq:
+            self.metrics.inc(WORKER, "deltas_skipped_total", 1, "deltas applied before")
+            return True
+        if delta.epoch == self.epoch and delta.seq == self.next_seq:
+            return self._apply(delta, offset)
+        return self._resync(delta, offset)
+
+    def _apply(self, delta: Delta, offset: int | None) -> bool:
+        t0 = time.perf_counter()
+        try:
+            apply_delta(self.state, delta)
+        except ReplicaError as exc:
+            log.error("delta %s/%s does not fit this replica: %s", delta.epoch, delta.seq, exc)
+            return self._resync(delta, offset, force=True)
+        self.next_seq = delta.seq + 1
+        self._waiting_since = None
+        self.metrics.inc(WORKER, "deltas_applied_total", 1, "delta messages applied")
+        self.metrics.inc(WORKER, "delta_seconds_total", time.perf_counter() - t0, "time applying")
+        return True
+
+    def _resync(self, delta: Delta, offset: int | None, force: bool = False) -> bool:
+        """A gap or a new epoch: move to the newest checkpoint of ``delta``'s epoch."""
+        restored = self.checkpoints.latest()
+        newer = (
+            delta.epoch != self.epoch
+            or force
+            or (restored is not None and restored.next_seq > self.next_seq)
+        )
+        if restored is not None and restored.epoch == delta.epoch and newer:
+            log.info("replica resyncs from %s (epoch %s, seq %d) at delta %s/%d",
+                     restored.path, restored.epoch, restored.next_seq, delta.epoch,
+                     delta.seq)  # fmt: skip
+            self._adopt(restored)
+            self._waiting_since = None
+            self.metrics.inc(WORKER, "replica_resyncs_total", 1, "replica reloads from checkpoints")
+            if self._consumer is not None:
+                self._consumer.seek(self._tp, restored.deltas_offset)
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            log.warning("replica at delta %s/%d (holds %s/%d): waiting for a checkpoint of "
+                        "that epoch", delta.epoch, delta.seq, self.epoch, self.next_seq)  # fmt: skip
+        if delta.seq == 0 and delta.epoch != self.epoch and now - self._waiting_since >= GIVE_UP_S:
+            log.error("no checkpoint of epoch %s after %.0f s: following its deltas from here "
+                      "(changes of the previous trainer after its last checkpoint may stay "
+                      "in this replica)", delta.epoch, GIVE_UP_S)  # fmt: skip
+            self.epoch, self.next_seq = delta.epoch, 0
+            return self._apply(delta, offset)
+        if self._consumer is not None and offset is not None:
+            self._consumer.seek(self._tp, offset)  # read it again after RETRY_S
+        return False

@@ -1,0 +1,267 @@
+"""The recommender: answers requests from a :class:`ModelState` (shared or replica).
+
+Retrieval (Annoy top-N + fresh buffer, or exact over the catalogue when it is small or
+the request asks), exact scoring, re-ranking (seen items excluded, attribute filters,
+freshness boost, MMR), response.  Unknown users get a cold-start vector from inline
+features, else the decayed-popularity fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from streamrec.errors import InvalidInputError
+from streamrec.index import LiveIndex
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.filters import Filter, parse_filters
+from streamrec.stream.records import Record
+from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
+from streamrec.stream.topics import Topics
+from streamrec.workers.lifecycle import cancel, close
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.serving.rerank import freshness_bonus, mmr
+from streamrec.workers.state import ModelState
+
+log = logging.getLogger(__name__)
+WORKER = "recommender"
+
+
+class RecommenderCore:
+    """Broker-free request answering (the worker wraps it with Kafka I/O)."""
+
+    def __init__(self, settings: Settings, state: ModelState, index: LiveIndex | None = None):
+        self.settings = settings
+        self.state = state
+        self.index = index
+
+    def answer(self, req: RecRequest, wait_ms: float = 0.0, stale: bool = False) -> RecResponse:
+        t0 = time.perf_counter()
+        m = self.state.model
+        try:
+            flt = parse_filters(req.filters)  # a bad filter: InvalidFilterError, in the response
+            strategy, vec, row = self._user(req)
+            rows, scores, retrieval = self._rank(req, strategy, vec, row, flt)
+            items = [ScoredItem(item, float(s))
+                     for item, s in zip(m.item_ids(rows), scores, strict=True)]  # fmt: skip
+            error = None
+        except InvalidInputError as exc:
+            items, strategy, retrieval, error = [], "none", "none", str(exc)
+        compute = (time.perf_counter() - t0) * 1000.0
+        return RecResponse(
+            request_id=req.request_id, user=req.user, items=items, strategy=strategy,
+            model_version=m.version, n_events=m.n_events, retrieval=retrieval, stale=stale,
+            error=error, timing=Timing(round(wait_ms, 3), round(compute, 3), round(wait_ms + compute, 3)),
+            ts=time.time(),
+        )  # fmt: skip
+
+    def _user(self, req: RecRequest) -> tuple[str, np.ndarray | None, int]:
+        """(strategy, the user's query vector (see HybridModel.user_query) or None, row)."""
+        m = self.state.model
+        row = m.user_row(req.user) if req.user else -1
+        if row >= 0:
+            if m.seen_count(row) > 0:
+                return "personalised", m.user_query_row(row), row
+            if m.user_feature_count(row) > 1:
+                return "cold-start", m.user_query_row(row), row
+        if req.features:
+            return "cold-start", m.user_query(None, req.features), row
+        return "popular", None, row
+
+    def _rank(
+        self, req: RecRequest, strategy: str, vec: np.ndarray | None, user_row: int, flt: Filter
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        s = self.settings
+        m = self.state.model
+        n = m.n_items
+        empty = np.zeros(0, dtype=np.int64)
+        if n == 0:
+            return empty, np.zeros(0, dtype=np.float32), "exact"
+        excluded = [m.seen_items(user_row)] if user_row >= 0 else []
+        if req.exclude:
+            excluded.append(m.item_rows(req.exclude))
+        excl = (
+            np.concatenate(excluded).astype(np.int32) if excluded else np.zeros(0, dtype=np.int32)
+        )
+        diversity = s.diversity if req.diversity is None else req.diversity
+        freshness = s.freshness if req.freshness is None else req.freshness
+        plain = not flt and diversity == 0.0 and freshness == 0.0
+        pool = req.k if plain else max(5 * req.k, 100)
+        retrieval = "exact"
+        cand: np.ndarray | None = None
+        if vec is None:
+            scores_all = m.popularity().astype(np.float32)
+        elif req.exact or n < s.exact_below or self.index is None:
+            scores_all = m.scores_for_query(vec).copy()
+        else:
+            cand = self.index.candidates(vec, s.index_candidates, n)
+            if cand is None:
+                scores_all = m.scores_for_query(vec).copy()
+            else:
+                retrieval = "ann"
+                scores_all = np.full(n, -np.inf, dtype=np.float32)
+                scores_all[cand] = m.item_representations(cand) @ vec
+                excl = np.concatenate([excl, np.setdiff1d(np.arange(n), cand).astype(np.int32)])
+        if freshness > 0 and self.index is not None:
+            fresh = self.index.fresh.rows()
+            extra = fresh[~np.isin(fresh, excl)]
+        else:
+            extra = np.zeros(0, dtype=np.int64)
+        rows, vals = m.top_k_scores(scores_all, min(pool, n), excl)
+        if len(extra):
+            keep = ~np.isin(extra, rows) & np.isfinite(scores_all[extra])
+            rows = np.concatenate([rows, extra[keep]])
+            vals = np.concatenate([vals, scores_all[extra[keep]]])
+        if plain:
+            return rows, vals, retrieval
+        if flt:
+            rows, vals = self._filtered(rows, vals, flt)
+            if len(rows) < req.k and pool < n:
+                rows, vals = m.top_k_scores(scores_all, n, excl)
+                rows, vals = self._filtered(rows, vals, flt)
+        vals = vals.astype(np.float64)
+        if freshness > 0:
+            attrs = self.state.attributes
+            created = np.array([attrs.created(item) or math.nan for item in m.item_ids(rows)])
+            finite = vals[np.isfinite(vals)]
+            spread = float(finite.max() - finite.min()) if len(finite) > 1 else 1.0
+            vals = vals + freshness_bonus(created, time.time(), freshness,
+                                          s.freshness_half_life_s, spread or 1.0)  # fmt: skip
+        if len(rows) == 0:
+            return rows, vals, retrieval
+        vectors = (
+            m.item_representations(rows)[:, : m.dim] if diversity > 0 else np.zeros((len(rows), 1))
+        )
+        order = mmr(vals, vectors, req.k, diversity)
+        return rows[order], vals[order], retrieval
+
+    def _filtered(
+        self, rows: np.ndarray, vals: np.ndarray, flt: Filter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        m, attrs = self.state.model, self.state.attributes
+        keep = np.array([flt.matches(attrs.get(item)) for item in m.item_ids(rows)],
+                        dtype=bool)  # fmt: skip
+        return rows[keep], vals[keep]
+
+
+class Recommender:
+    """The recommender worker: a consumer group on the request topic."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        state: ModelState,
+        index: LiveIndex | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics(settings.topic_prefix)
+        self.core = RecommenderCore(settings, state, index)
+        self.metrics = metrics or Metrics()
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.running = False
+
+    @property
+    def state(self) -> ModelState:
+        return self.core.state
+
+    async def start(self) -> None:
+        """Open the clients and answer from an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self.running = True
+        self._task = asyncio.create_task(self._run(), name="recommender")
+
+    async def open(self, consume: bool = True) -> None:
+        """Open the response producer and, with ``consume``, the request consumer group
+        (the faust runtime consumes through its agent instead: ``consume=False``)."""
+        from aiokafka import AIOKafkaConsumer
+
+        from streamrec.stream.kafka_clients import make_producer
+
+        s = self.settings
+        self._producer = await make_producer(self.bootstrap, linger_ms=0)
+        await self._producer.start()
+        if not consume:
+            return
+        self._consumer = AIOKafkaConsumer(
+            self.topics.requests, bootstrap_servers=self.bootstrap,
+            group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms, rebalance_timeout_ms=3000,
+            heartbeat_interval_ms=500, session_timeout_ms=10000,
+        )  # fmt: skip
+        await self._consumer.start()
+
+    async def ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the group gave this member partitions of the request topic."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._consumer is not None and self._consumer.assignment():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def stop(self) -> None:
+        self.running = False
+        await cancel(self._task)
+        await close(self._consumer, self._producer)
+
+    async def _run(self) -> None:
+        while self.running:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recommender loop error; continuing")
+                await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch from the request consumer group, answered."""
+        s = self.settings
+        batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
+        for records in Record.batch(batch):
+            await self.answer_batch(records)
+
+    async def answer_batch(self, records: list[Record]) -> None:
+        """Answer each request in order; undecodable ones go to the dead-letter topic."""
+        dead: list[DeadLetter] = []
+        for record in records:
+            letter = await self._handle(record)
+            if letter is not None:
+                dead.append(letter)
+        if dead:
+            n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
+            self.metrics.inc(WORKER, "dead_letters_total", n,
+                             "messages sent to the dead-letter topic")  # fmt: skip
+
+    async def _handle(self, record: Record) -> DeadLetter | None:
+        try:
+            req = decode(record.value, RecRequest)
+        except Rejected as exc:
+            return dead_letter(exc.reason, record, WORKER)
+        t0 = time.perf_counter()
+        stale = False
+        if req.after:
+            stale = not await self.state.wait_for(req.after, self.settings.sync_timeout_ms / 1000)
+        wait_ms = (time.perf_counter() - t0) * 1000.0
+        resp = self.core.answer(req, wait_ms, stale)
+        await self._producer.send(self.topics.responses, encode(resp), key=req.request_id.encode())
+        m = self.metrics
+        m.inc(WORKER, "requests_total", 1, "recommendation requests answered")
+        m.inc(WORKER, "request_seconds_total", resp.timing.total_ms / 1000, "time answering")
+        if stale:
+            m.inc(WORKER, "stale_responses_total", 1, "answers given before the model caught up")
+        if resp.error:
+            m.inc(WORKER, "request_errors_total", 1, "requests answered with an error")
+        return None

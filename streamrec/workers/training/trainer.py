@@ -1,0 +1,355 @@
+"""The trainer: the single writer of the model.
+
+It reads interactions and entity events in batches (aiokafka ``getmany``), merges the
+partitions of both topics by producer time (each partition keeps its own order), decodes
+the whole batch, and learns runs of interactions with one ``learn_rows`` call each
+(entity events split the runs so onboarding happens in stream order).  Bad records go
+to the dead-letter topic.  Every ``delta_interval_ms`` it publishes the coalesced
+embedding deltas; every ``checkpoint_interval_s`` (and at stop) it writes a checkpoint
+with the consumed offsets.
+
+The loop body is split into callable steps, so both runtimes drive the same code:
+:meth:`Trainer.poll_once` (one fetch, learned), :meth:`Trainer.publish_deltas` and
+:meth:`Trainer.checkpoint_now`.  The asyncio runtime calls them from :meth:`Trainer._run`;
+the faust runtime from a task and two timers (``streamrec.workers.runtime``).  One lock
+keeps them sequential, as in one loop: a checkpoint never sees a half-learned batch.
+
+Checkpoints go through :class:`~streamrec.workers.checkpoints.Checkpoints`: with a
+registry (the feature store) each one is a new versioned file registered there, and a
+start-up without any checkpoint re-onboards every user and item of the entity catalog
+(see :meth:`Trainer._restore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from streamrec.model import HybridModel
+from streamrec.settings import Settings
+from streamrec.stream.codec import encode_binary
+from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.records import Record
+from streamrec.stream.schemas import DeadLetter, Watermark
+from streamrec.stream.topics import Topics
+from streamrec.workers.attributes import CheckpointedAttributes
+from streamrec.workers.checkpoints import (
+    CheckpointRegistry,
+    Checkpoints,
+    EntityCatalog,
+    rebuild,
+)
+from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.lifecycle import cancel, close, logged
+from streamrec.workers.metrics import Metrics
+from streamrec.workers.state import ModelState
+from streamrec.workers.training.core import WORKER, Decoded, TrainerCore, decode_record
+from streamrec.workers.training.sinks import EntitySink, NullEntitySink, SinkRejection
+
+log = logging.getLogger(__name__)
+#: Longest the trainer waits for the feature store before a checkpoint (seconds).
+STORE_WAIT_S = 5.0
+
+
+class Trainer:
+    """The trainer worker: owns ``state`` (single writer) and publishes its deltas."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        state: ModelState | None = None,
+        sink: EntitySink | None = None,
+        metrics: Metrics | None = None,
+        fresh: bool = False,
+        registry: CheckpointRegistry | None = None,
+        catalog: EntityCatalog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = metrics or Metrics()
+        self.fresh = fresh
+        self.checkpoints = Checkpoints(settings, self.topics.deltas, registry)
+        self.catalog = catalog
+        self.state = state or ModelState(HybridModel(settings.model))
+        self.tracker = DeltaTracker(self.state.model)
+        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._deltas_offset = 0
+        self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
+        self._last_checkpoint = time.monotonic()
+        self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
+        self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
+        self._lock = asyncio.Lock()  # the steps below run one at a time
+        self.running = False
+
+    # ------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Open the clients and run the loop as an asyncio task (the asyncio runtime)."""
+        await self.open()
+        self._task = asyncio.create_task(self._run(), name="trainer")
+
+    async def open(self) -> None:
+        """Restore, open the Kafka clients, assign the partitions at the checkpoint offsets."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamrec.stream.kafka_clients import make_producer, partitions
+
+        s = self.settings
+        start_offsets = self._restore()
+        self._producer = await make_producer(self.bootstrap, linger_ms=2,
+                                             max_request_size=4 * 1024 * 1024)  # fmt: skip
+        await self._producer.start()
+        await self._begin_epoch()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        await self._consumer.start()
+        tps = []
+        for topic in (self.topics.interactions, self.topics.entities):
+            parts = await partitions(self._producer, topic)
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        ends = await self._consumer.end_offsets(tps)
+        for tp in tps:
+            saved = start_offsets.get((tp.topic, tp.partition))
+            if saved is not None and saved <= ends[tp]:
+                self._consumer.seek(tp, saved)
+            else:
+                if saved is not None:
+                    log.warning(
+                        "checkpoint offset %s of %s is past the log end %s: the topic "
+                        "was recreated; reading it from the start",
+                        saved,
+                        tp,
+                        ends[tp],
+                    )
+                await self._consumer.seek_to_beginning(tp)
+        self.running = True
+
+    def _restore(self) -> dict[tuple[str, int], int]:
+        """Load the newest readable checkpoint and return its offsets.
+
+        Without one (and unless ``fresh``), a trainer with an entity catalog re-onboards
+        every stored user and item with its stored features, so known entities keep
+        their cold-start vectors; the topics are then read from the start.
+        """
+        if self.fresh:
+            return {}
+        restored = self.checkpoints.restore()
+        if restored is not None:
+            self.state.model = restored.model
+            self.tracker.model = restored.model
+            self.tracker.reset_bases()
+            attrs = self.state.attributes
+            if isinstance(attrs, CheckpointedAttributes):
+                attrs.load_dict(restored.attributes)
+            self._deltas_offset = restored.deltas_offset
+            self.state.reset_applied(restored.offsets)
+            log.info("trainer restored %s from %s", restored.model, restored.path)
+            return restored.offsets
+        if self.catalog is not None:
+            users, items = rebuild(self.catalog, self.core)
+            log.info("trainer rebuilt %d users and %d items from the feature store", users,
+                     items)  # fmt: skip
+        return {}
+
+    async def stop(self) -> None:
+        self.running = False
+        await cancel(self._task)
+        with logged(log, "publishing the last deltas"):
+            if self._producer is not None:
+                await self.publish_deltas()
+        with logged(log, "the final checkpoint"):
+            self.checkpoint(wait=2 * STORE_WAIT_S)
+        with logged(log, "dead-lettering the store's rejections"):
+            if self._producer is not None:
+                await self._dead_letter_rejected()
+        await close(self._consumer, self._producer)
+
+    # ------------------------------------------------------------------ loop
+    async def _run(self) -> None:
+        s = self.settings
+        interval = s.delta_interval_ms / 1000.0
+        last_delta = time.monotonic()
+        while self.running:
+            try:
+                await self.poll_once()
+                now = time.monotonic()
+                if self.tracker.dirty and now - last_delta >= interval:
+                    last_delta = now
+                    await self.publish_deltas()
+                if (s.checkpoint_interval_s > 0
+                        and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
+                    await self.checkpoint_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("trainer loop error; continuing")
+                await asyncio.sleep(0.5)
+
+    async def poll_once(self) -> None:
+        """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
+        s = self.settings
+        async with self._lock:
+            wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
+            batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            if batch or self._holding():
+                await self._process(batch)
+            # once per batch: the sink writes it (in the background); collect rejections
+            self._rejected += self.core.sink.flush()
+            if self._rejected:
+                await self._dead_letter_rejected()
+
+    async def checkpoint_now(self) -> None:
+        """A checkpoint off the event loop (it waits for the store, then writes the file);
+        the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
+        async with self._lock:
+            await asyncio.to_thread(self.checkpoint)
+
+    def _holding(self) -> bool:
+        return any(self._held.values())
+
+    def _release(self, now: float) -> list[Decoded]:
+        """Held records, in producer-time order, that waited at least ``reorder_ms``.
+
+        Each partition is a FIFO (its order is kept); the next record is always the head
+        with the smallest producer time, and releasing stops at the first head that has
+        not waited long enough: a record delayed on another partition by less than the
+        window still lands in order (bounded out-of-orderness, as in stream processors).
+        """
+        window = self.settings.reorder_ms / 1000.0
+        out: list[Decoded] = []
+        queues = [q for q in self._held.values() if q]
+        while queues:
+            head = min(queues, key=lambda q: q[0][1].ts)
+            arrival, record = head[0]
+            if now - arrival < window:
+                break
+            head.popleft()
+            out.append(record)
+            if not head:
+                queues = [q for q in queues if q]
+        return out
+
+    async def _process(self, batch: dict[Any, list[Any]]) -> None:
+        t0 = time.perf_counter()
+        now = time.monotonic()
+        for partition in Record.batch(batch):
+            key = (partition[0].topic, partition[0].partition)
+            queue = self._held.setdefault(key, deque())
+            queue.extend((now, decode_record(r)) for r in partition)
+        records = self._release(time.monotonic())
+        if not records:
+            return
+        dead = self.core.apply(records)
+        offsets: dict[tuple[str, int], int] = {}
+        for d in records:
+            offsets[(d.record.topic, d.record.partition)] = d.record.offset + 1
+        self.state.advance(offsets)
+        m = self.metrics
+        m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
+        m.inc(WORKER, "trainer_batches_total", 1, "batches learned")
+        m.set(WORKER, "model_version", self.state.model.version, "model version")
+        m.set(WORKER, "model_events", self.state.model.n_events, "events learned")
+        m.set(WORKER, "model_users", self.state.model.n_users, "users")
+        m.set(WORKER, "model_items", self.state.model.n_items, "items")
+        m.inc(WORKER, "trainer_seconds_total", time.perf_counter() - t0, "time spent learning")
+        m.set(WORKER, "store_pending_upserts", self.core.sink.pending(),
+              "entity upserts not yet written to the feature store")  # fmt: skip
+        if dead:
+            self._dead += dead
+            await self._send_dead_letters()
+
+    async def publish_deltas(self) -> None:
+        """Publish the coalesced deltas of everything learned since the last call (if any)."""
+        async with self._lock:
+            if self.tracker.dirty:
+                await self._publish_deltas()
+
+    async def _begin_epoch(self) -> None:
+        """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
+
+        Replicas apply a delta only when it is the next ``seq`` of the epoch they hold
+        (duplicates are skipped); on a new epoch or a gap they load the newest checkpoint
+        of that epoch and follow the deltas from there.  So a change learned by a trainer
+        that died before its next checkpoint never stays in a replica: the restarted
+        trainer's epoch begins at the checkpoint it restored.
+        """
+        self.tracker.epoch = uuid.uuid4().hex
+        self.tracker.seq = 0
+        await self._publish_deltas()
+        await asyncio.to_thread(self.checkpoint)
+
+    async def _publish_deltas(self) -> None:
+        offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
+        messages = self.tracker.build(offsets)
+        try:
+            futures = [await self._producer.send(self.topics.deltas, encode_binary(d),
+                                                 key=b"trainer") for d in messages]  # fmt: skip
+            for fut in futures:
+                md = await fut
+                self._deltas_offset = md.offset + 1
+        except Exception:
+            # the change set is gone from the model's log: replicas will see a gap in
+            # ``seq`` and wait for a checkpoint that holds it; write one now
+            self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
+            await asyncio.to_thread(self.checkpoint)
+            raise
+        self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
+
+    async def _dead_letter_rejected(self) -> None:
+        """Dead-letter the messages whose upserts the feature store rejected."""
+        rejected, self._rejected = self._rejected, []
+        dead = []
+        for source, reason in rejected:
+            if source is None:
+                log.error("feature store rejected an implicit upsert: %s", reason)
+                continue
+            dead.append(dead_letter(reason, source, WORKER))
+        self._dead += dead
+        await self._send_dead_letters()
+
+    async def _send_dead_letters(self) -> None:
+        """Hand the pending dead letters to the producer, one at a time.
+
+        A letter leaves the pending list only once the producer has it, so a stop that
+        cancels the loop mid-send (on Kafka a first send to a topic waits for its
+        metadata) loses none: ``stop`` sends what is left.
+        """
+        while self._dead:
+            n = await send_dead_letters(self._producer, self.topics.dead_letters, self._dead[:1])
+            del self._dead[0]
+            self.metrics.inc(WORKER, "dead_letters_total", n,
+                             "messages sent to the dead-letter topic")  # fmt: skip
+
+    def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
+        """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).
+
+        With a feature store: first wait (up to ``wait`` s) until the store holds every
+        entity upsert so far, so a checkpoint's offsets never run ahead of the store (if
+        it does not catch up, the checkpoint is postponed: None).
+        """
+        self._rejected += self.core.sink.flush(wait=wait)
+        backlog = self.core.sink.pending()
+        if backlog:
+            log.error("checkpoint postponed: the feature store has not written %d upserts yet",
+                      backlog)  # fmt: skip
+            return None
+        attrs = self.state.attributes
+        saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
+        path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
+                                     saved, self.tracker.epoch, self.tracker.seq)  # fmt: skip
+        self._last_checkpoint = time.monotonic()
+        self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
+        return path

@@ -1,0 +1,269 @@
+"""Replicas apply every change once: duplicates skipped, gaps and trainer restarts resynced.
+
+The unit tests drive a :class:`DeltaFollower` without a broker; the broker tests (on the
+embedded broker and on Apache Kafka) kill a trainer after its last checkpoint and make
+a delta publish fail, and require the replica to end equal to the trainer, array for
+array.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streamrec.eval.synthetic import World, make_world
+from streamrec.model import HybridModel, ModelConfig
+from streamrec.settings import Settings
+from streamrec.stream.broker import ensure_topics
+from streamrec.stream.client import Client
+from streamrec.stream.codec import encode_binary
+from streamrec.stream.schemas import Watermark
+from streamrec.stream.topics import Topics
+from streamrec.workers import Stack
+from streamrec.workers.checkpoints import Checkpoints
+from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.serving.follower import DeltaFollower
+
+
+def _settings(tmp_path: Path, **extra: Any) -> Settings:
+    values: dict[str, Any] = {"topic_prefix": f"rr{uuid.uuid4().hex[:8]}",
+                              "data_dir": tmp_path / "data", "web_port": -1, "fetch_wait_ms": 5,
+                              "delta_interval_ms": 50, "checkpoint_interval_s": 0,
+                              "model": ModelConfig(dim=16), **extra}  # fmt: skip
+    return Settings.load(values, environ={})
+
+
+def _differences(a: HybridModel, b: HybridModel) -> list[str]:
+    """Names of the model arrays that differ (empty: the two models are the same)."""
+    left, right = a.arrays(), b.arrays()
+    out = [name for name in left if not np.array_equal(left[name], right[name])]
+    if (a.n_events, a.version) != (b.n_events, b.version):
+        out.append("counters")
+    return out
+
+
+def _learn(model: HybridModel, world: World, events: list[tuple[str, str, str]]) -> None:
+    for user, item, _ in events:
+        if not model.has_user(user):
+            model.add_user(user, world.user_features(user))
+        if not model.has_item(item):
+            model.add_item(item, world.item_features(item))
+    model.learn([u for u, _, _ in events], [i for _, i, _ in events], [t for _, _, t in events])
+
+
+# ----------------------------------------------------------------- without a broker
+def _messages(tracker: DeltaTracker) -> list[bytes]:
+    return [encode_binary(d) for d in tracker.build([Watermark("t.interactions", 0, 1)])]
+
+
+def test_duplicates_are_skipped_and_a_gap_waits_for_a_checkpoint(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
+    trainer = HybridModel(ModelConfig(dim=16))
+    tracker = DeltaTracker(trainer, epoch="A")
+    follower = DeltaFollower(settings, "unused:9092")
+    follower.epoch = "A"  # as if bootstrapped from an empty checkpoint of epoch A
+    follower.state.model = HybridModel(ModelConfig(dim=16))
+    events = world.events
+    _learn(trainer, world, events[:20])
+    first = _messages(tracker)
+    _learn(trainer, world, events[20:30])
+    lost = _messages(tracker)
+    _learn(trainer, world, events[30:])
+    third = _messages(tracker)
+
+    assert all(follower.apply(m) for m in first)
+    assert all(follower.apply(m) for m in first)  # again: skipped, not applied twice
+    assert follower.metrics.get("follower", "deltas_skipped_total") == len(first)
+    replica = follower.state.model
+    assert replica.n_events == 20
+
+    # ``lost`` never arrives: the next delta is a gap, and no checkpoint covers it yet
+    assert follower.apply(third[0]) is False
+    assert replica.n_events == 20 and follower.next_seq == len(first)
+
+    # the trainer's checkpoint after the failed publish holds the lost change set
+    Checkpoints(settings, Topics(settings.topic_prefix).deltas).save(
+        trainer, {}, 0, None, epoch="A", next_seq=len(first) + len(lost) + len(third)
+    )
+    assert follower.apply(third[0]) is False  # resynced (the consumer would move)
+    assert _differences(follower.state.model, trainer) == []
+    assert follower.metrics.get("follower", "replica_resyncs_total") == 1
+    assert all(follower.apply(m) for m in third)  # already in the checkpoint: skipped
+    assert _differences(follower.state.model, trainer) == []
+
+
+def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
+    old = HybridModel(ModelConfig(dim=16))
+    follower = DeltaFollower(settings, "unused:9092")
+    follower.state.model = HybridModel(ModelConfig(dim=16))
+    follower.epoch = "A"
+    tracker = DeltaTracker(old, epoch="A")
+    _learn(old, world, world.events[:30])
+    assert all(follower.apply(m) for m in _messages(tracker))
+    # a trainer restarted from a checkpoint of 10 events: epoch B, which knows nothing of
+    # the 20 events after it
+    restarted = HybridModel(ModelConfig(dim=16))
+    _learn(restarted, world, world.events[:10])
+    tracker_b = DeltaTracker(restarted, epoch="B")
+    restarted.forget_changes()
+    first_b = _messages(tracker_b)
+    assert follower.apply(first_b[0]) is False  # no checkpoint of epoch B yet: wait
+    assert follower.epoch == "A" and follower._waiting_since is not None
+    Checkpoints(settings, Topics(settings.topic_prefix).deltas).save(
+        restarted, {}, 0, None, epoch="B", next_seq=len(first_b)
+    )
+    assert follower.apply(first_b[0]) is False  # resynced from it
+    assert follower.epoch == "B" and _differences(follower.state.model, restarted) == []
+    _learn(restarted, world, world.events[10:40])
+    assert all(follower.apply(m) for m in first_b)  # before the checkpoint: skipped
+    assert all(follower.apply(m) for m in _messages(tracker_b))
+    assert _differences(follower.state.model, restarted) == []
+
+
+# --------------------------------------------------------------------- with a broker
+async def _replica_catches_up(trainer: Stack, replica: Stack, timeout: float) -> list[str]:
+    """Wait until the replica equals the trainer; the differences left at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    diff = ["not compared"]
+    while time.monotonic() < deadline:
+        diff = _differences(replica.state.model, trainer.state.model)
+        if not diff:
+            return diff
+        await asyncio.sleep(0.1)
+    return diff
+
+
+async def _publish(client: Client, world: World, events: list[tuple[str, str, str]]) -> None:
+    for user, item, kind in events:
+        await client.track(user, item, kind, wait=False)
+    await client.flush()
+
+
+async def _onboard(client: Client, world: World) -> None:
+    for item in world.items:
+        await client.add_item(item, world.item_features(item), wait=False)
+    for user in world.users:
+        await client.add_user(user, world.user_features(user), wait=False)
+    await client.flush()
+
+
+def _die(stack: Stack) -> None:
+    """Make ``stack``'s trainer stop like a killed process: no last deltas, no checkpoint."""
+    trainer = stack.trainer
+    assert trainer is not None
+
+    async def nothing() -> None:
+        return None
+
+    trainer.publish_deltas = nothing  # type: ignore[method-assign]
+    trainer.checkpoint = lambda wait=0.0: None  # type: ignore[method-assign]
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_replica_equals_the_restarted_trainer_after_a_kill(
+    bootstrap: str, embedded: bool, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
+    half = len(world.events) // 2
+    trainer = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
+    await trainer.start()
+    replica = Stack(settings, bootstrap, roles=("recommender",), web=False, embedded=embedded)
+    await replica.start()
+    client = Client(bootstrap, settings=settings)
+    await client.start()
+    restarted: Stack | None = None
+    try:
+        await _onboard(client, world)
+        await _publish(client, world, world.events[:half])
+        assert await trainer.state.wait_for(client.watermarks(), 30)
+        assert trainer.trainer is not None
+        await trainer.trainer.checkpoint_now()  # the last checkpoint before the "kill"
+        await _publish(client, world, world.events[half:])
+        assert await replica.state.wait_for(client.watermarks(), 30)
+        # work the restarted trainer will never see (learned, published, never checkpointed):
+        # a replica that kept it would differ from the restarted trainer for good
+        lost = [(u, i, "purchase") for u, i, _ in world.events[:40]]
+        async with trainer.trainer._lock:
+            _learn(trainer.state.model, world, lost)
+        total = len(world.events) + len(lost)
+        for _ in range(100):
+            if replica.state.model.n_events == total:
+                break
+            await asyncio.sleep(0.05)
+        assert replica.state.model.n_events == total  # the replica holds that work
+        _die(trainer)
+        await trainer.stop()
+
+        restarted = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
+        await restarted.start()  # restores the checkpoint, learns the second half again
+        assert await restarted.state.wait_for(client.watermarks(), 30)
+        assert restarted.state.model.n_events == len(world.events)  # each event learned once
+        assert await _replica_catches_up(restarted, replica, 5) == []
+        assert replica.metrics.get("follower", "replica_resyncs_total") >= 1
+    finally:
+        await client.stop()
+        await replica.stop()
+        if restarted is not None:
+            await restarted.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_replica_recovers_a_lost_delta(
+    bootstrap: str, embedded: bool, tmp_path: Path
+) -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    settings = _settings(tmp_path)
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
+    third = len(world.events) // 3
+    trainer = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
+    await trainer.start()
+    replica = Stack(settings, bootstrap, roles=("recommender",), web=False, embedded=embedded)
+    await replica.start()
+    client = Client(bootstrap, settings=settings)
+    await client.start()
+    try:
+        await _onboard(client, world)
+        await _publish(client, world, world.events[:third])
+        assert await replica.state.wait_for(client.watermarks(), 30)
+        assert trainer.trainer is not None
+        producer = trainer.trainer._producer
+        send = producer.send
+        failed: list[str] = []
+
+        async def flaky(topic: str, *args: Any, **kwargs: Any) -> Any:
+            if topic == Topics(settings.topic_prefix).deltas and not failed:
+                failed.append(topic)
+                raise KafkaTimeoutError("forced by the test")
+            return await send(topic, *args, **kwargs)
+
+        producer.send = flaky
+        await _publish(client, world, world.events[third : 2 * third])
+        assert await trainer.state.wait_for(client.watermarks(), 30)
+        for _ in range(100):  # the next delta publish fails
+            if failed:
+                break
+            await asyncio.sleep(0.05)
+        assert failed
+        await _publish(client, world, world.events[2 * third :])
+        assert await trainer.state.wait_for(client.watermarks(), 30)
+        assert await _replica_catches_up(trainer, replica, 5) == []
+        assert replica.metrics.get("follower", "replica_resyncs_total") >= 1
+    finally:
+        await client.stop()
+        await replica.stop()
+        await trainer.stop()

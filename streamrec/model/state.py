@@ -115,12 +115,13 @@ class DirtyMarks(NamedTuple):
 class ChangeMarks(NamedTuple):
     """The rows the kernels wrote, per table group (see :mod:`streamrec.model.replica`).
 
-    ``user_features``: user feature rows (embedding, bias, accumulators) written one by
-    one (activity rows); ``trained_users``/``trained_items``: entities whose every
-    feature row was written (one mark instead of one per feature, expanded when the
-    change set is taken); ``context``: context rows; ``users``: per-user state (recent
-    ring, activity); ``items``: per-item decayed counts; ``ring``: slots of the
-    popularity ring.
+    ``user_features``: user feature rows (embedding, bias, continuity weight,
+    accumulators) written one by one (activity rows); ``trained_users``/``trained_items``:
+    entities whose every feature row was written (one mark instead of one per feature,
+    expanded when the change set is taken; the continuity step marks its user so too);
+    ``context``: context rows (one per item feature); ``users``: per-user state (recent
+    ring, continuity ring, activity); ``items``: per-item decayed counts (positives and
+    seen-only events); ``ring``: slots of the popularity ring.
     """
 
     user_features: DirtyMarks

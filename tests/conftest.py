@@ -91,3 +91,13 @@ def ml100k() -> Path:
             f"MovieLens 100K not found at {ML100K} (it is read from ../shared, never copied)"
         )
     return ML100K
+
+
+JD = ML100K.parent / "jd-jdata" / "events.csv"
+
+
+@pytest.fixture(scope="session")
+def jd_events() -> Path:
+    if not JD.is_file():
+        pytest.skip(f"JD JData sample not found at {JD} (it is read from ../shared, never copied)")
+    return JD

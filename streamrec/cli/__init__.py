@@ -23,9 +23,10 @@ def _register() -> None:
     from streamrec.cli.kafka import kafka
     from streamrec.cli.publish import publish, recommend
     from streamrec.cli.replay import replay
+    from streamrec.cli.tune import tune
     from streamrec.cli.up import up, worker
 
-    for command in (evaluate, up, worker, publish, recommend, replay, demo, db, kafka):
+    for command in (evaluate, tune, up, worker, publish, recommend, replay, demo, db, kafka):
         cli.add_command(command)
 
 

@@ -123,7 +123,9 @@ def replay(dataset: Path, limit: int | None, speed: float | None, score: bool, s
     if compare and score:
         from streamrec.eval.prequential import replay as in_process
 
-        reference = in_process(log, settings.model, k=k, burn_in=burn_in).metrics()["model"]
+        reference = in_process(log, settings.model, k=k, burn_in=burn_in, baselines=()).metrics()[
+            "model"
+        ]
         table.add_column("in-process", justify="right")
     rows = [("events", f"{result.n_events}", ""),
             ("scored events", f"{result.n_scored}", ""),

@@ -225,6 +225,27 @@ def load_log(path: str | Path) -> Log:
     return _sorted(users, items, types, ts, uf, itf, p.name)
 
 
+def save_log(log: Log, path: str | Path) -> None:
+    """Write ``log`` as JSON lines in the generic format (features on their events)."""
+
+    def cell(features: Features | None) -> object:
+        return dict(features) if isinstance(features, Mapping) else list(features or ())
+
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for e in range(len(log)):
+            row: dict[str, object] = {
+                "user": log.users[e],
+                "item": log.items[e],
+                "event": log.event_types[e],
+                "timestamp": float(log.timestamps[e]),
+            }
+            if e in log.user_features:
+                row["user_features"] = cell(log.user_features[e])
+            if e in log.item_features:
+                row["item_features"] = cell(log.item_features[e])
+            fh.write(json.dumps(row) + "\n")
+
+
 def load_dataset(path: str | Path) -> Log:
     """A MovieLens 100K directory, or a generic log file."""
     p = Path(path)

@@ -3,23 +3,22 @@
 For every event in time order: onboard the user and item (with their features) when
 new; if the event is positive and past the burn-in, rank all known items for the user
 excluding every item the user already has an event for, and score the hit; then learn
-the event (seen-only events are only marked as seen).  The popularity baselines run in
-the same pass on the same exclusions.
+the event (seen-only events are only marked as seen).  The baselines
+(:mod:`streamrec.eval.baselines`) run in the same pass on the same exclusions.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamrec.eval.baselines import Baseline, default_baselines
 from streamrec.eval.datasets import Log
-from streamrec.model import DecayedPopularity, HybridModel, ModelConfig
-
-SYSTEMS = ("model", "popularity", "decayed_popularity")
+from streamrec.model import HybridModel, ModelConfig
 
 
 @dataclass
@@ -30,7 +29,9 @@ class SystemResult:
     ranks: np.ndarray  # 1-based rank in the top k, 0 when outside
     recommended: set[int] = field(default_factory=set)
 
-    def summary(self, cold: np.ndarray, n_items: int) -> dict[str, float]:
+    def summary(
+        self, cold: np.ndarray, n_items: int, new_item: np.ndarray | None = None
+    ) -> dict[str, float]:
         n = max(len(self.hits), 1)
         r = self.ranks.astype(np.float64)
         inside = r > 0
@@ -43,8 +44,17 @@ class SystemResult:
             "mrr": float(rr.sum() / n),
             "ndcg": float(ndcg.sum() / n),
             "cold_hr": float(self.hits[cold].sum() / n_cold) if n_cold else math.nan,
+            # HR on targets that were in the catalogue before this event: an item onboarded
+            # at its first event is the newest item exactly when it is the target, which a
+            # freshness prior turns into hits that live serving would not see as often
+            "known_item_hr": _rate(self.hits, ~new_item) if new_item is not None else math.nan,
             "coverage": len(self.recommended) / n_items if n_items else 0.0,
         }
+
+
+def _rate(hits: np.ndarray, mask: np.ndarray) -> float:
+    n = int(mask.sum())
+    return float(hits[mask].sum() / n) if n else math.nan
 
 
 @dataclass
@@ -64,6 +74,10 @@ class ReplayResult:
     systems: dict[str, SystemResult]
     seconds: float
     config: ModelConfig
+    #: Display label of each system (by name).
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Per scored event: was the target onboarded at this very event (first appearance)?
+    new_item: np.ndarray | None = None
 
     @property
     def n_scored(self) -> int:
@@ -74,7 +88,10 @@ class ReplayResult:
         return self.n_events / self.seconds if self.seconds > 0 else math.inf
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        return {name: r.summary(self.cold, self.n_items) for name, r in self.systems.items()}
+        return {
+            name: r.summary(self.cold, self.n_items, self.new_item)
+            for name, r in self.systems.items()
+        }
 
 
 ProgressFn = Callable[[int], None]
@@ -89,24 +106,32 @@ def replay(
     half_life: float = 2000.0,
     progress: ProgressFn | None = None,
     progress_every: int = 2000,
+    baselines: Sequence[Baseline] | None = None,
+    score_from: int = 0,
 ) -> ReplayResult:
-    """Run the prequential protocol over ``log``; ``progress(n)`` reports events done."""
+    """Run the prequential protocol over ``log``; ``progress(n)`` reports events done.
+
+    ``baselines`` default to :func:`default_baselines` (pass ``()`` for the model alone).
+    ``score_from``: events before this index are learned by every system, never scored
+    (a held-out suffix after a learned prefix); the burn-in counts positives from there.
+    """
     if not 0.0 <= burn_in < 1.0:
         raise ValueError(f"burn_in must be in [0, 1), got {burn_in}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     model = HybridModel(config)
+    systems = list(default_baselines(half_life) if baselines is None else baselines)
+    names = ["model", *(b.name for b in systems)]
     weight_of = {t: model.event_weight(t) for t in set(log.event_types)}
     weights = np.array([weight_of[t] for t in log.event_types], dtype=np.float32)
-    n_positive = int((weights > 0).sum())
+    n_positive = int((weights[score_from:] > 0).sum())
     n_burn = int(burn_in * n_positive)
     n_scored = n_positive - n_burn
-    pop = DecayedPopularity(None)
-    dpop = DecayedPopularity(half_life)
-    hits = {s: np.zeros(n_scored, dtype=np.uint8) for s in SYSTEMS}
-    ranks = {s: np.zeros(n_scored, dtype=np.int16) for s in SYSTEMS}
-    recommended: dict[str, set[int]] = {s: set() for s in SYSTEMS}
+    hits = {s: np.zeros(n_scored, dtype=np.uint8) for s in names}
+    ranks = {s: np.zeros(n_scored, dtype=np.int16) for s in names}
+    recommended: dict[str, set[int]] = {s: set() for s in names}
     cold = np.zeros(n_scored, dtype=bool)
+    new_item = np.zeros(n_scored, dtype=bool)
     has_positive: set[int] = set()
     urow = np.zeros(1, dtype=np.int32)
     irow = np.zeros(1, dtype=np.int32)
@@ -122,31 +147,32 @@ def replay(
             u = model.add_user(user, uf)
         itf = log.item_features.get(e)
         i = model.item_row(item)
+        first_appearance = i < 0
         if i < 0 or itf is not None:
             i = model.add_item(item, itf)
+            if itf is not None or first_appearance:
+                for b in systems:
+                    b.add_item(i, itf or ())
         w = weights[e]
         if w > 0:
-            if n_pos >= n_burn:
+            if e >= score_from and n_pos >= n_burn:
                 excluded = model.seen_items(u)
-                top_rows = {
-                    "model": model.top_k_rows(u, k)[0],
-                    "popularity": model.top_k_scores(pop.scores(model.n_items), k, excluded)[0],
-                    "decayed_popularity": model.top_k_scores(
-                        dpop.scores(model.n_items), k, excluded
-                    )[0],
-                }
                 cold[scored] = u not in has_positive
-                for name, rows in top_rows.items():
+                new_item[scored] = first_appearance
+                tops = [model.top_k_rows(u, k)[0]]
+                tops += [b.top_k(u, model.n_items, k, excluded) for b in systems]
+                for name, rows in zip(names, tops, strict=True):
                     lst = rows.tolist()
                     recommended[name].update(lst)
                     if i in lst:
                         hits[name][scored] = 1
                         ranks[name][scored] = lst.index(i) + 1
                 scored += 1
-            pop.add(i)
-            dpop.add(i)
             has_positive.add(u)
-            n_pos += 1
+            if e >= score_from:
+                n_pos += 1
+        for b in systems:
+            b.learn(u, i, bool(w > 0))
         urow[0], irow[0], wrow[0] = u, i, w
         model.learn_rows(urow, irow, wrow)
         if progress is not None and (e + 1) % progress_every == 0:
@@ -166,7 +192,9 @@ def replay(
         n_users=model.n_users,
         n_items=model.n_items,
         cold=cold,
-        systems={s: SystemResult(hits[s], ranks[s], recommended[s]) for s in SYSTEMS},
+        systems={s: SystemResult(hits[s], ranks[s], recommended[s]) for s in names},
         seconds=seconds,
         config=model.config,
+        labels={"model": "streamrec", **{b.name: b.label for b in systems}},
+        new_item=new_item,
     )

@@ -14,12 +14,6 @@ from rich.table import Table
 
 from streamrec.eval.prequential import ReplayResult
 
-LABELS = {
-    "model": "streamrec",
-    "popularity": "popularity (all-time)",
-    "decayed_popularity": "popularity (decayed)",
-}
-
 
 def to_dict(result: ReplayResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: protocol, counters, per-system metrics and the model config."""
@@ -35,6 +29,7 @@ def to_dict(result: ReplayResult, extra: dict[str, Any] | None = None) -> dict[s
         "burn_in_events": result.n_burn_in,
         "scored_events": result.n_scored,
         "cold_user_events": int(result.cold.sum()),
+        "new_item_target_events": int(result.new_item.sum()) if result.new_item is not None else 0,
         "users": result.n_users,
         "items": result.n_items,
         "replay_seconds": round(result.seconds, 3),
@@ -57,24 +52,27 @@ def print_table(result: ReplayResult, console: Console, wall_seconds: float | No
     k = result.k
     table = Table(title=f"Prequential replay of {result.log_name} (test-then-train)")
     table.add_column("system")
-    for col in (f"HR@{k}", f"MRR@{k}", f"NDCG@{k}", f"cold-user HR@{k}", "coverage"):
+    for col in (f"HR@{k}", f"MRR@{k}", f"NDCG@{k}", f"cold-user HR@{k}", f"known-item HR@{k}",
+                "coverage"):  # fmt: skip
         table.add_column(col, justify="right")
     metrics = result.metrics()
     best = max(m["hr"] for m in metrics.values())
     for name, m in metrics.items():
         hr = f"{m['hr']:.4f}"
         table.add_row(
-            LABELS.get(name, name),
+            result.labels.get(name, name),
             f"[bold]{hr}[/]" if m["hr"] == best else hr,
             f"{m['mrr']:.4f}",
             f"{m['ndcg']:.4f}",
             "n/a" if math.isnan(m["cold_hr"]) else f"{m['cold_hr']:.4f}",
+            "n/a" if math.isnan(m["known_item_hr"]) else f"{m['known_item_hr']:.4f}",
             f"{m['coverage']:.3f}",
         )
     console.print(table)
     lines = [
         f"events {result.n_events:,} (positive {result.n_positive:,}, burn-in {result.n_burn_in:,})",
-        f"scored {result.n_scored:,}, cold-user {int(result.cold.sum()):,}",
+        f"scored {result.n_scored:,}, cold-user {int(result.cold.sum()):,}, "
+        f"target at its first appearance {int(result.new_item.sum()) if result.new_item is not None else 0:,}",
         f"users {result.n_users:,}, items {result.n_items:,}",
         f"replay {result.seconds:.2f} s, {result.events_per_second:,.0f} events/s",
     ]
@@ -100,7 +98,7 @@ def plot(result: ReplayResult, path: str | Path, window: int = 2000) -> None:
         hits = sys_result.hits.astype(np.float64)
         csum = np.concatenate([[0.0], np.cumsum(hits)])
         moving = (csum[w:] - csum[:-w]) / w
-        ax.plot(x, moving, label=f"{LABELS.get(name, name)} (HR@{result.k} {metrics[name]['hr']:.4f})",
+        ax.plot(x, moving, label=f"{result.labels.get(name, name)} (HR@{result.k} {metrics[name]['hr']:.4f})",
                 linewidth=2.0 if name == "model" else 1.2)  # fmt: skip
     ax.set_xlabel("positive events in the stream")
     ax.set_ylabel(f"HR@{result.k}, moving average over {w:,} scored events")

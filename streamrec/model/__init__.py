@@ -3,6 +3,11 @@
 Pure numpy/numba: nothing here imports Kafka or SQL code.
 """
 
+from streamrec.model.baseline_kernels import (
+    cooccurrence_similarities,
+    shared_feature_counts,
+    top_rows,
+)
 from streamrec.model.checkpoint import load, read_header, save
 from streamrec.model.config import DEFAULT_EVENT_WEIGHTS, LOSSES, ModelConfig
 from streamrec.model.hybrid import HybridModel, LearnStats
@@ -17,7 +22,10 @@ __all__ = [
     "HybridModel",
     "LearnStats",
     "ModelConfig",
+    "cooccurrence_similarities",
     "load",
     "read_header",
     "save",
+    "shared_feature_counts",
+    "top_rows",
 ]

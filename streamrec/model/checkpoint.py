@@ -24,7 +24,9 @@ from streamrec.model.seen import SeenSets
 from streamrec.model.vocab import Vocabulary
 
 FORMAT = "streamrec-model"
-FORMAT_VERSION = 1
+#: 2: continuity weights (``user_cont``), the continuity ring (``last``), context rows
+#: per item feature (not per item), the context generator's state.
+FORMAT_VERSION = 2
 
 
 def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
         "n_events": model.n_events,
         "model_version": model.version,
         "rng_state": model.rng.bit_generator.state,
+        "context_rng_state": model.context.rng.bit_generator.state,
         "extra": extra or {},
     }
 
@@ -128,6 +131,7 @@ def load(path: str | os.PathLike[str]) -> HybridModel:
 def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
     model = HybridModel(ModelConfig.from_dict(header["config"]))
     model.rng.bit_generator.state = header["rng_state"]
+    model.context.rng.bit_generator.state = header["context_rng_state"]
     for side, prefix in ((model.users, "user"), (model.items, "item")):
         side.ids = Vocabulary.from_array(a[f"{prefix}_ids"])
         side.feature_names = Vocabulary.from_array(a[f"{prefix}_features"])
@@ -138,6 +142,11 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
         t.bias = a[f"{prefix}_bias"].astype(np.float32).copy()
         t.emb_acc = a[f"{prefix}_emb_acc"].astype(np.float32).copy()
         t.bias_acc = a[f"{prefix}_bias_acc"].astype(np.float32).copy()
+        if prefix == "user":  # continuity weights (user side only)
+            t.cont = a["user_cont"].astype(np.float32).copy()
+            t.cont_acc = a["user_cont_acc"].astype(np.float32).copy()
+        else:
+            t.cont, t.cont_acc = np.zeros(nf, np.float32), np.ones(nf, np.float32)
         ne = len(side.ids)
         side.fx.idx = a[f"{prefix}_fx"].astype(np.int32).copy()
         side.fx.w = a[f"{prefix}_fw"].astype(np.float32).copy()
@@ -146,15 +155,20 @@ def _restore(header: dict[str, Any], a: dict[str, np.ndarray]) -> HybridModel:
             raise CheckpointError(f"{prefix} tables do not match the {prefix} vocabularies")
         if side.fx.idx.size and side.fx.idx.max() >= nf:
             raise CheckpointError(f"{prefix} feature rows point past the feature table")
+        t.count = np.zeros(nf, dtype=np.float32)  # entities per feature, from the rows
+        np.add.at(t.count, side.fx.idx[:ne][side.fx.idx[:ne] >= 0], 1.0)
     model.context.emb = a["ctx_emb"].astype(np.float32).reshape(-1, model.dim).copy()
     model.context.emb_acc = a["ctx_acc"].astype(np.float32).copy()
     model.context.n = model.context.emb.shape[0]
-    if model.context.n != model.n_items:
-        raise CheckpointError("context table does not match the item vocabulary")
+    if model.context.n != len(model.items.feature_names):
+        raise CheckpointError("context table does not match the item feature vocabulary")
     model.recent = (
         a["recent"].astype(np.int32).reshape(model.n_users, model.config.recent_items).copy()
     )
     model.recent_n = a["recent_n"].astype(np.int32).copy()
+    width = model.config.continuity_items
+    model.last = a["last"].astype(np.int32).reshape(model.n_users, width).copy()
+    model.last_n = a["last_n"].astype(np.int32).copy()
     model.activity = a["activity"].astype(np.int32).copy()
     model.activity_rows = a["activity_rows"].astype(np.int32).copy()
     model.pop_ring = a["pop_ring"].astype(np.int32).copy()

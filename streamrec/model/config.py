@@ -63,6 +63,15 @@ class ModelConfig:
     trend_weight: float = 1.0
     #: Half-life of that decayed count, in positive events.
     trend_half_life: float = 2000.0
+    #: Weight of a seen-only event (view, exposure) in that decayed count: what is being
+    #: looked at right now is a signal too, strongest for users with no history yet.
+    trend_seen_weight: float = 1.0
+    #: Pseudo-count a new item's trend starts with (halving with newer items):
+    #: among items with no positives yet, the newest rank first (item cold start on
+    #: catalogues with heavy churn), and the trend affinity learns how much that is worth.
+    new_item_prior: float = 30.0
+    #: Half-life of that pseudo-count, in items onboarded after it.
+    new_item_half_life: float = 10.0
     #: Buckets of the user's activity (log2 of its positive-event count) learned as a
     #: dynamic user feature: how users with no or little history behave (0 disables).
     activity_buckets: int = 8
@@ -70,8 +79,22 @@ class ModelConfig:
     recent_items: int = 5
     #: Weight of the recent-items part of the user representation.
     recent_weight: float = 2.0
+    #: An item's context embedding (in the user's recent items) sums the context rows of
+    #: all its features, not just its identity: a new item carries context at once.
+    context_features: bool = True
     #: Do seen-only events (views, low ratings) enter the recent items too?
     recent_include_seen: bool = True
+    #: Weight of the content-continuity signal: how many of an item's (non-identity)
+    #: features occur among the features of the user's last ``continuity_items`` items
+    #: (0 disables).  Each user's weight is this plus its features' and activity bucket's
+    #: learned continuity biases, learned like the trend affinity: sessions that stay in
+    #: a category or brand, and new items known only by their features, score from it.
+    continuity_weight: float = 1.0
+    #: How many of the user's last items (of any event type) the continuity signal reads.
+    continuity_items: int = 5
+    #: Adagrad step of the continuity weights: large, so the weight finds its level on
+    #: each log (high where sessions stay in a category, near zero where they do not).
+    continuity_lr: float = 0.05
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0
     #: Divide each entity's feature weights so they sum to one (LightFM's normalisation).
@@ -89,13 +112,15 @@ class ModelConfig:
             raise bad("loss", f"choose one of {', '.join(LOSSES)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "bias_lr", "init_scale", "identity_weight"):
+        for name in ("lr", "bias_lr", "continuity_lr", "init_scale", "identity_weight"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")
-        if not math.isfinite(self.trend_half_life) or self.trend_half_life <= 0:
-            raise bad("trend_half_life", "must be a finite number > 0")
-        for name in ("l2", "recent_weight", "trend_weight"):
+        for name in ("trend_half_life", "new_item_half_life"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise bad(name, "must be a finite number > 0")
+        for name in ("l2", "recent_weight", "trend_weight", "continuity_weight",
+                     "trend_seen_weight", "new_item_prior"):  # fmt: skip
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise bad(name, "must be a finite number >= 0")
@@ -110,8 +135,9 @@ class ModelConfig:
                 raise bad(name, "must be a positive integer")
         if not isinstance(self.activity_buckets, int) or not 0 <= self.activity_buckets <= 32:
             raise bad("activity_buckets", "must be an integer in [0, 32]")
-        if not isinstance(self.recent_items, int) or self.recent_items < 0:
-            raise bad("recent_items", "must be an integer >= 0")
+        for name in ("recent_items", "continuity_items"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise bad(name, "must be an integer >= 0")
         if not self.event_weights:
             raise bad("event_weights", "needs at least one event type")
         for name, weight in self.event_weights.items():

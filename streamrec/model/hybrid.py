@@ -11,6 +11,7 @@ entity's first representation is exactly its cold-start vector from features.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -95,11 +96,14 @@ class EntitySide:
         row, new = self.ids.add(entity_id)
         if not new and features is None:
             return row, False
+        if not new:  # its old features lose one entity
+            self.table.count[self.fx.features_of(row)[0]] -= 1.0
         rows = [self.feature_row(IDENTITY_PREFIX + entity_id, identity=True)]
         weights = [self.identity_weight]
         for name, weight in parsed.items():
             rows.append(self.feature_row(name, identity=False))
             weights.append(weight)
+        self.table.count[rows] += 1.0
         w = np.asarray(weights, dtype=np.float64)
         if self.normalize and w.sum() > 0:
             w = w / w.sum()
@@ -158,7 +162,11 @@ class HybridModel:
         self.users = EntitySide("user", cfg, self.rng, self.changes)
         self.items = EntitySide("item", cfg, self.rng, self.changes)
         # Items as context of the user's recent history (random start: they are not identities).
-        self.context = FeatureTable(cfg.dim, cfg.init_scale, self.rng)
+        # context rows draw from their own generator: the feature tables get the same
+        # initial values whichever items (and item features) arrive in between
+        self.context = FeatureTable(
+            cfg.dim, cfg.init_scale, np.random.Generator(np.random.PCG64([cfg.seed, 1]))
+        )
         self.activity = np.zeros(64, dtype=np.int32)
         self.activity_rows = np.array(
             [self.users.feature_row(f"#activity:{b}") for b in range(cfg.activity_buckets)],
@@ -166,10 +174,14 @@ class HybridModel:
         )
         self.recent = np.zeros((64, cfg.recent_items), dtype=np.int32)
         self.recent_n = np.zeros(64, dtype=np.int32)
+        self.last = np.zeros((64, cfg.continuity_items), dtype=np.int32)
+        self.last_n = np.zeros(64, dtype=np.int32)
         self.pop_ring = np.zeros(cfg.pop_window, dtype=np.int32)
         self.pop_state = np.zeros(1, dtype=np.int64)
         self.trend = np.zeros(64, dtype=np.float64)
         self.trend_state = np.ones(1, dtype=np.float64)
+        # new-item pseudo-count: (prior, decay per newer item, item count at the last call)
+        self.newness = np.array([cfg.new_item_prior, math.log(2.0) / cfg.new_item_half_life, 0])
         self.seen = SeenSets()
         self.stats = np.zeros(kernels.STAT_SIZE, dtype=np.float64)
         self.n_events = 0
@@ -180,6 +192,7 @@ class HybridModel:
         self._u = np.zeros(cfg.dim, dtype=np.float32)
         self._proj = np.zeros(64, dtype=np.float32)
         self._scores = np.zeros(64, dtype=np.float32)
+        self._marks = np.zeros(64, dtype=np.float32)
         self._no_items = np.zeros(0, dtype=np.int32)
 
     # ------------------------------------------------------------------ sizes
@@ -205,9 +218,8 @@ class HybridModel:
 
     def add_item(self, item_id: str, features: FeatureInput = None) -> int:
         """Onboard an item (or replace its features); returns its row."""
-        row, new = self.items.upsert(item_id, features)
-        if new:
-            self.ensure_item_capacity(row + 1)
+        row, _ = self.items.upsert(item_id, features)
+        self.ensure_item_capacity(row + 1)  # new features need context rows too
         return row
 
     def ensure_user_capacity(self, n: int) -> None:
@@ -215,13 +227,16 @@ class HybridModel:
         if n > self.recent_n.shape[0]:
             cap = capacity_for(n, self.recent_n.shape[0])
             self.recent = grown(self.recent, cap)
+            self.last = grown(self.last, cap)
+            self.last_n = grown(self.last_n, cap)
             self.recent_n = grown(self.recent_n, cap)
             self.activity = grown(self.activity, cap)
         self.seen.ensure(n)
 
     def ensure_item_capacity(self, n: int) -> None:
-        """Size the per-item state (context embeddings, trend counts) for items 0 .. n-1."""
-        while self.context.n < n:
+        """Size the per-item state (context embeddings of the item features, trend counts)
+        for items 0 .. n-1."""
+        while self.context.n < len(self.items.feature_names):
             self.changes.context.mark(self.context.append(identity=False))
         if n > self.trend.shape[0]:
             self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
@@ -374,13 +389,31 @@ class HybridModel:
                 u.fx.w,
                 self.activity,
                 self.activity_rows,
+                u.table.cont,
+                u.table.cont_acc,
             ),
             ItemTables(
-                i.table.emb, i.table.bias, i.table.emb_acc, i.table.bias_acc, i.fx.idx, i.fx.w
+                i.table.emb,
+                i.table.bias,
+                i.table.emb_acc,
+                i.table.bias_acc,
+                i.fx.idx,
+                i.fx.w,
+                i.table.count,
             ),
-            ContextTables(c.emb, c.emb_acc, self.recent, self.recent_n),
-            PopularityTables(self.pop_ring, self.pop_state, self.trend, self.trend_state),
+            ContextTables(c.emb, c.emb_acc, self.recent, self.recent_n, self.last, self.last_n),
+            PopularityTables(
+                self.pop_ring,
+                self.pop_state,
+                self.trend,
+                self.trend_state,
+                self._newness(),
+            ),
         )
+
+    def _newness(self) -> np.ndarray:
+        self.newness[2] = self.n_items
+        return self.newness
 
     def kernel_changes(self) -> ChangeMarks:
         """Where the kernels mark the rows they write, sized to the current tables."""
@@ -423,10 +456,30 @@ class HybridModel:
     def user_vector_row(self, user: int, out: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(self.dim, dtype=np.float32) if out is None else out
         tables = self.kernel_tables()
+        ctx_k = int(self.hp[kernels.HP_CTX_K])
         vectors.user_representation(
-            user, tables.users, tables.context, self.config.recent_weight, out
+            user, tables.users, tables.items, tables.context, self.config.recent_weight, ctx_k, out
         )
         return out
+
+    def continuity_row(self, user: int) -> tuple[float, np.ndarray]:
+        """(continuity weight, marks): marks[f] = idf of f for the shared features of the
+        user's last items, the continuity signal :func:`scoring.score_items` folds in."""
+        tables = self.kernel_tables()
+        nf = len(self.items.feature_names)
+        if self._marks.shape[0] < nf:
+            self._marks = np.zeros(capacity_for(nf, self._marks.shape[0]), dtype=np.float32)
+        self._marks[:] = 0.0
+        weight = float(
+            vectors.continuity_affinity(user, tables.users, self.config.continuity_weight)
+        )
+        if weight != 0.0:
+            rf = np.empty(self.last.shape[1] * tables.items.feature_rows.shape[1], np.int32)
+            m = vectors.recent_features(user, tables.items, tables.context, -1, rf)
+            self._marks[rf[:m]] = np.log(
+                self.n_items / np.maximum(self.items.table.count[rf[:m]], 1.0)
+            )
+        return weight, self._marks
 
     def trend_affinity_row(self, user: int) -> float:
         """How strongly the user's scores follow the recency-popularity prior."""
@@ -456,8 +509,17 @@ class HybridModel:
         """A known user's representation, or the cold-start vector of unknown features."""
         return self.user_state(user_id, features)[0]
 
-    def scores_for_vector(self, u: np.ndarray, affinity: float = 0.0) -> np.ndarray:
-        """Scores of every item for a user vector (a view into a scratch buffer)."""
+    def scores_for_vector(
+        self,
+        u: np.ndarray,
+        affinity: float = 0.0,
+        continuity: tuple[float, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Scores of every item for a user vector (a view into a scratch buffer).
+
+        ``continuity``: a known user's :meth:`continuity_row` (without it, the
+        continuity signal is left out: a user with no recent items has none).
+        """
         it = self.items
         n, nf = self.n_items, len(it.feature_names)
         if self._proj.shape[0] < nf:
@@ -465,9 +527,11 @@ class HybridModel:
         if self._scores.shape[0] < n:
             self._scores = np.zeros(capacity_for(n, self._scores.shape[0]), dtype=np.float32)
         tables = self.kernel_tables()
+        cont_aff, marks = continuity if continuity is not None else (0.0, self._marks)
         scoring.score_items(
-            u, affinity, tables.items, tables.popularity, n, nf, self._proj, self._scores
-        )
+            u, affinity, tables.items, tables.popularity, n, nf, self._proj, self._scores,
+            cont_aff, marks,
+        )  # fmt: skip
         return self._scores[:n]
 
     def scores_for_query(self, query: np.ndarray) -> np.ndarray:
@@ -477,7 +541,9 @@ class HybridModel:
     def scores(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
         """A copy of the scores of every item (in row order) for a user."""
         vec, affinity = self.user_state(user_id, features)
-        return self.scores_for_vector(vec, affinity).copy()
+        known = user_id is not None and self.has_user(user_id)
+        cont = self.continuity_row(self.users.row(user_id)) if known else None  # type: ignore[arg-type]
+        return self.scores_for_vector(vec, affinity, cont).copy()
 
     def top_k_rows(
         self,
@@ -488,7 +554,9 @@ class HybridModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the user's ``k`` best items, best first."""
         vec = self.user_vector_row(user, self._u)
-        scores = self.scores_for_vector(vec, self.trend_affinity_row(user))
+        scores = self.scores_for_vector(
+            vec, self.trend_affinity_row(user), self.continuity_row(user)
+        )
         excluded = self.seen.items(user) if exclude_seen else self._no_items
         if exclude is not None and len(exclude):
             excluded = np.concatenate([excluded, np.asarray(exclude, dtype=np.int32)])
@@ -537,7 +605,9 @@ class HybridModel:
         selects some items (default: all).
         """
         sel = np.arange(self.n_items) if rows is None else np.asarray(rows, dtype=np.int64)
-        trend = np.log1p(self.trend[sel] / self.trend_state[0])
+        prior, rate, _ = self._newness()
+        new = prior * np.exp(-rate * (self.n_items - 1.0 - sel)) if prior else 0.0
+        trend = np.log1p(self.trend[sel] / self.trend_state[0] + new)
         return np.hstack(
             [self.items.vectors(sel), self.items.biases(sel)[:, None], trend[:, None]]
         ).astype(np.float32)
@@ -570,12 +640,15 @@ class HybridModel:
         return {
             "user_emb": u.table.emb[:nuf], "user_bias": u.table.bias[:nuf],
             "user_emb_acc": u.table.emb_acc[:nuf], "user_bias_acc": u.table.bias_acc[:nuf],
+            "user_cont": u.table.cont[:nuf], "user_cont_acc": u.table.cont_acc[:nuf],
             "user_fx": u.fx.idx[:nu], "user_fw": u.fx.w[:nu],
             "item_emb": i.table.emb[:nif], "item_bias": i.table.bias[:nif],
             "item_emb_acc": i.table.emb_acc[:nif], "item_bias_acc": i.table.bias_acc[:nif],
             "item_fx": i.fx.idx[:ni], "item_fw": i.fx.w[:ni],
-            "ctx_emb": c.emb[:ni], "ctx_acc": c.emb_acc[:ni],
+            "item_feature_count": i.table.count[:nif],
+            "ctx_emb": c.emb[:nif], "ctx_acc": c.emb_acc[:nif],
             "recent": self.recent[:nu], "recent_n": self.recent_n[:nu],
+            "last": self.last[:nu], "last_n": self.last_n[:nu],
             "activity": self.activity[:nu], "activity_rows": self.activity_rows,
             "pop_ring": self.pop_ring, "pop_state": self.pop_state,
             "trend": self.trend[:ni], "trend_state": self.trend_state,

@@ -33,10 +33,13 @@ from streamrec.model.dirty import mark
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
+    continuity_affinity,
+    continuity_signal,
     item_score,
     next_uniform,
     push_positive,
     push_recent,
+    recent_features,
     sigmoid,
     trend_affinity,
     trend_signal,
@@ -62,7 +65,11 @@ HP_BIAS_DECAY = 10
 HP_TREND_W = 11
 HP_TREND_GROWTH = 12  # 2 ** (1 / half-life): growth of the weight of each new positive
 HP_RECENT_SEEN = 13  # 1.0: seen-only events join the user's recent items
-HP_SIZE = 14
+HP_CONT_W = 14  # weight of the content-continuity signal (0: off)
+HP_TREND_SEEN = 15  # weight of a seen-only event in the decayed counts
+HP_CONT_LR = 16  # Adagrad step of the continuity weights
+HP_CTX_K = 17  # an item's context: its first HP_CTX_K features (1: identity only)
+HP_SIZE = 18
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -88,6 +95,10 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
     hp[HP_TREND_W] = config.trend_weight
     hp[HP_TREND_GROWTH] = 2.0 ** (1.0 / config.trend_half_life)
     hp[HP_RECENT_SEEN] = 1.0 if config.recent_include_seen else 0.0
+    hp[HP_CONT_W] = config.continuity_weight
+    hp[HP_TREND_SEEN] = config.trend_seen_weight
+    hp[HP_CONT_LR] = config.continuity_lr
+    hp[HP_CTX_K] = 1 << 30 if config.context_features else 1
     return hp
 
 
@@ -196,7 +207,12 @@ def _apply_grads(
         if n > 0:
             scale = hp[HP_RECENT_W] / n
             for t in range(n):
-                ok &= _adagrad_row(C, Ca, recent[user, t], grad_u, scale, lr, decay, l2, tmp)
+                jr = recent[user, t]
+                for k in range(min(int(hp[HP_CTX_K]), ifx.shape[1])):
+                    f = ifx[jr, k]
+                    if f < 0:
+                        break
+                    ok &= _adagrad_row(C, Ca, f, grad_u, scale * ifw[jr, k], lr, decay, l2, tmp)
     for side in range(2):
         item = i if side == 0 else j
         ds = dsi if side == 0 else dsj
@@ -212,12 +228,55 @@ def _apply_grads(
     return ok
 
 
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def _learn_continuity(
+    user, i, w, si, u, aff, rng, users, items, popularity, hp, n_items, rfeat, m, vj
+):
+    """WARP on the full score ``base + caff * continuity``, stepping only the user's
+    continuity weights (its features' and activity bucket's ``cont`` scalars).
+
+    The embeddings learn from the base score alone, so they still learn everything the
+    features explain (cold start needs it) and the continuity weight learns how much the
+    user's recent features add on top.  ``si`` is the positive's base score.  Returns
+    ``(ok, wrote)``: ``wrote`` when the weights of the user's feature rows (and activity
+    row) were stepped, for the change log.
+    """
+    caff = continuity_affinity(user, users, hp[HP_CONT_W])
+    ci = continuity_signal(i, items, rfeat, m, n_items)
+    full_i = si + caff * ci
+    for sampled in range(1, int(hp[HP_MAX_SAMPLED]) + 1):
+        jj = _sample_negative(rng, n_items, popularity, hp[HP_POP])
+        if jj == i:
+            continue
+        cj = continuity_signal(jj, items, rfeat, m, n_items)
+        if cj == ci:  # no gradient for the weight from this pair
+            continue
+        sj = item_score(jj, u, aff, items, popularity, vj) + caff * cj
+        if sj > full_i - 1.0:
+            g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled))) * (cj - ci)
+            sgd = hp[HP_SGD] != 0.0
+            blr, bdecay, l2 = hp[HP_CONT_LR], -1.0 if sgd else hp[HP_BIAS_DECAY], hp[HP_L2]
+            ok = True
+            for k in range(users.feature_rows.shape[1]):
+                f = users.feature_rows[user, k]
+                if f < 0:
+                    break
+                g_f = users.feature_weights[user, k] * g
+                ok &= _adagrad_scalar(users.cont, users.cont_acc, f, g_f, blr, bdecay, l2)
+            r = activity_row(user, users)
+            if r >= 0:
+                ok &= _adagrad_scalar(users.cont, users.cont_acc, r, g, blr, bdecay, l2)
+            return ok, True
+    return True, False
+
+
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r,
-                 ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
+def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n,
+                 ti_f, ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
     """Mark what :func:`_apply_grads` wrote: the user and the items as trained (every
     feature row of theirs; :meth:`ChangeLog.settle` lists them), the activity row and
-    the context rows of the user's recent items.  The marks come as the
+    the context rows of the user's recent items (the rows of their first ``ctx_k``
+    features).  The marks come as the
     ``(flags, rows, n_rows)`` arrays of each :class:`DirtyMarks`, unpacked once by
     :func:`learn_batch`: unpacking named tuples per update costs reference counting.
     """
@@ -229,7 +288,12 @@ def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, tu_f, tu_r, tu_n
         mark(uf_f, uf_r, uf_n, act_row)
     if ctx_on:
         for t in range(min(recent_n[user], recent.shape[1])):
-            mark(cx_f, cx_r, cx_n, recent[user, t])
+            jr = recent[user, t]
+            for k in range(min(ctx_k, ifx.shape[1])):
+                f = ifx[jr, k]
+                if f < 0:
+                    break
+                mark(cx_f, cx_r, cx_n, f)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -269,6 +333,7 @@ def learn_batch(
     rg_f, rg_r, rg_n = changes.ring
     it_f, it_r, it_n = changes.items
     recent, recent_n = context.recent, context.recent_count
+    ifx = items.feature_rows
     ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
@@ -276,6 +341,11 @@ def learn_batch(
     pop_frac = hp[HP_POP]
     recent_w = hp[HP_RECENT_W]
     trend_w = hp[HP_TREND_W]
+    cont_w = hp[HP_CONT_W]
+    ctx_k = int(hp[HP_CTX_K])
+    trend_seen = hp[HP_TREND_SEEN]
+    # shared features of the user's last items (continuity signal), rebuilt per event
+    rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
     for e in range(users_.shape[0]):
         user = users_[e]
         i = items_[e]
@@ -283,13 +353,29 @@ def learn_batch(
         if w <= 0.0:  # seen only: no training, but it may enter the recent items
             if hp[HP_RECENT_SEEN] != 0.0:
                 push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+            # any event type joins the continuity ring
+            push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
+            if trend_seen != 0.0:  # it counts in the trend, at the current decay
+                popularity.trend[i] += trend_seen * popularity.trend_scale[0]
+                mark(it_f, it_r, it_n, i)
             continue
-        user_representation(user, users, context, recent_w, u)
+        user_representation(user, users, items, context, recent_w, ctx_k, u)
         aff = trend_affinity(user, users, trend_w)
         si = item_score(i, u, aff, items, popularity, vi)
         if not (abs(si) < _SCORE_LIMIT):
             return e
         ok = True
+        if cont_w != 0.0:  # before the base update: si and u are the same event's
+            m = recent_features(user, items, context, i, rfeat)
+            if m > 0:
+                c_ok, c_wrote = _learn_continuity(user, i, w, si, u, aff, rng, users, items,
+                                                  popularity, hp, n_items, rfeat, m, vj)  # fmt: skip
+                ok &= c_ok
+                if c_wrote:  # the user's feature rows and activity row (their cont)
+                    mark(tu_f, tu_r, tu_n, user)
+                    act = activity_row(user, users)
+                    if act >= 0:
+                        mark(uf_f, uf_r, uf_n, act)
         if loss_code == LOSS_WARP:
             sampled = 0
             found = -1
@@ -326,7 +412,7 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
-                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
                              cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
@@ -338,7 +424,7 @@ def learn_batch(
                 if jj == i:
                     continue
                 if t > 0:  # earlier negatives moved the vectors
-                    user_representation(user, users, context, recent_w, u)
+                    user_representation(user, users, items, context, recent_w, ctx_k, u)
                     aff = trend_affinity(user, users, trend_w)
                     si = item_score(i, u, aff, items, popularity, vi)
                 sj = item_score(jj, u, aff, items, popularity, vj)
@@ -364,7 +450,7 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
-                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
                              cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
@@ -388,14 +474,14 @@ def learn_batch(
                 tmp,
             )
             _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
-                         ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                         ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
                              cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
-                user_representation(user, users, context, recent_w, u)
+                user_representation(user, users, items, context, recent_w, ctx_k, u)
                 aff = trend_affinity(user, users, trend_w)
                 sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
@@ -419,7 +505,7 @@ def learn_batch(
                     tmp,
                 )
                 _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
-                             ctx_on, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
+                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
                              cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
@@ -429,6 +515,7 @@ def learn_batch(
         users.activity[user] += 1
         mark(u_flags, u_rows, u_n, user)
         push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
+        push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
         push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
     return -1
 
@@ -443,7 +530,7 @@ def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vbuf = np.empty(d, dtype=np.float32)
-    user_representation(user, users, context, hp[HP_RECENT_W], u)
+    user_representation(user, users, items, context, hp[HP_RECENT_W], int(hp[HP_CTX_K]), u)
     aff = trend_affinity(user, users, hp[HP_TREND_W])
     si = item_score(i, u, aff, items, popularity, vbuf)
     sj = item_score(j, u, aff, items, popularity, vbuf)

@@ -51,16 +51,20 @@ class _RowArrays:
 
 @dataclass
 class FeatureRows(_RowArrays):
-    """Absolute contents of some rows of a feature table (context rows have no bias)."""
+    """Absolute contents of some rows of a feature table (context rows have no bias;
+    only user rows carry the continuity weights ``cont``/``cont_acc``)."""
 
     rows: np.ndarray = field(default_factory=_i32)
     emb: np.ndarray = field(default_factory=lambda: _f32(0, 0))
     emb_acc: np.ndarray = field(default_factory=_f32)
     bias: np.ndarray = field(default_factory=_f32)
     bias_acc: np.ndarray = field(default_factory=_f32)
+    cont: np.ndarray = field(default_factory=_f32)
+    cont_acc: np.ndarray = field(default_factory=_f32)
 
     def row_bytes(self) -> int:
-        return 4 * (2 + self.emb.shape[1] + (2 if self.bias.shape[0] else 0))
+        extra = (2 if self.bias.shape[0] else 0) + (2 if self.cont.shape[0] else 0)
+        return 4 * (2 + self.emb.shape[1] + extra)
 
 
 @dataclass
@@ -74,12 +78,15 @@ class FeatureList:
 
 @dataclass
 class UserHistory(_RowArrays):
-    """Per-user state: the ring of recent items, how many were pushed, positive counts."""
+    """Per-user state: the ring of recent items, how many were pushed, positive counts,
+    and the continuity ring of the last items (``last``/``last_count``)."""
 
     rows: np.ndarray = field(default_factory=_i32)
     recent: np.ndarray = field(default_factory=lambda: _i32(0, 0))
     recent_count: np.ndarray = field(default_factory=_i32)
     activity: np.ndarray = field(default_factory=_i32)
+    last: np.ndarray = field(default_factory=lambda: _i32(0, 0))
+    last_count: np.ndarray = field(default_factory=_i32)
 
 
 @dataclass
@@ -177,7 +184,8 @@ class ChangeSet:
             item_base=self.item_base, user_feature_base=self.user_feature_base,
             item_feature_base=self.item_feature_base, trend_scale=self.trend_scale,
             ring_count=self.ring_count, rng_state=self.rng_state, stats=self.stats,
-            users=UserHistory(recent=_i32(0, self.users.recent.shape[1])),
+            users=UserHistory(recent=_i32(0, self.users.recent.shape[1]),
+                              last=_i32(0, self.users.last.shape[1])),
         )  # fmt: skip
 
 
@@ -241,7 +249,7 @@ _SECTIONS: Sequence[_Section] = (
     _Section(
         lambda cs: cs.seen.shape[0], lambda cs: np.full(cs.seen.shape[0], 8, np.int64), _seen_copy
     ),
-    _rows("users", lambda p: 4 * (3 + p.recent.shape[1])),
+    _rows("users", lambda p: 4 * (4 + p.recent.shape[1] + p.last.shape[1])),
     _rows("items", lambda p: 12),
     _rows("ring", lambda p: 8),
     _rows("user_rows", FeatureRows.row_bytes),
@@ -251,13 +259,19 @@ _SECTIONS: Sequence[_Section] = (
 
 
 # ---------------------------------------------------------------------- export
-def _table_rows(table: FeatureTable, rows: np.ndarray, with_bias: bool) -> FeatureRows:
+def _table_rows(
+    table: FeatureTable, rows: np.ndarray, with_bias: bool, with_cont: bool = False
+) -> FeatureRows:
     """Copies of the rows' contents (``np.take`` gathers rows faster than fancy indexing)."""
     rows = rows.astype(_I32, copy=False)
     emb, emb_acc = np.take(table.emb, rows, axis=0), np.take(table.emb_acc, rows)
     if not with_bias:
         return FeatureRows(rows, emb, emb_acc)
-    return FeatureRows(rows, emb, emb_acc, np.take(table.bias, rows), np.take(table.bias_acc, rows))
+    bias, bias_acc = np.take(table.bias, rows), np.take(table.bias_acc, rows)
+    if not with_cont:
+        return FeatureRows(rows, emb, emb_acc, bias, bias_acc)
+    cont, cont_acc = np.take(table.cont, rows), np.take(table.cont_acc, rows)
+    return FeatureRows(rows, emb, emb_acc, bias, bias_acc, cont, cont_acc)
 
 
 def _feature_lists(side: EntitySide, rows: np.ndarray) -> list[FeatureList]:
@@ -291,11 +305,13 @@ def export(model: HybridModel) -> ChangeSet:
                            for r in range(log.item_feature_base, len(items.feature_names))],
         user_feature_lists=_feature_lists(users, log.user_entities.take()),
         item_feature_lists=_feature_lists(items, log.item_entities.take()),
-        user_rows=_table_rows(users.table, log.user_features.take(), with_bias=True),
+        user_rows=_table_rows(users.table, log.user_features.take(), True, with_cont=True),
         item_rows=_table_rows(items.table, log.item_features.take(), with_bias=True),
         context_rows=_table_rows(model.context, log.context.take(), with_bias=False),
         users=UserHistory(user_rows, np.take(model.recent, user_rows, axis=0),
-                          np.take(model.recent_n, user_rows), np.take(model.activity, user_rows)),
+                          np.take(model.recent_n, user_rows), np.take(model.activity, user_rows),
+                          np.take(model.last, user_rows, axis=0),
+                          np.take(model.last_n, user_rows)),
         items=ItemTrend(item_rows, np.take(model.trend, item_rows)),
         ring=RingSlots(ring, np.take(model.pop_ring, ring)),
         seen=np.concatenate(log.seen).astype(_I32, copy=False) if log.seen else _i32(0, 2),
@@ -338,6 +354,9 @@ def _write_rows(table: FeatureTable, part: FeatureRows) -> None:
     if part.bias.shape[0]:
         table.bias[rows] = part.bias
         table.bias_acc[rows] = part.bias_acc
+    if part.cont.shape[0]:
+        table.cont[rows] = part.cont
+        table.cont_acc[rows] = part.cont_acc
 
 
 def apply(model: HybridModel, cs: ChangeSet) -> None:
@@ -359,10 +378,14 @@ def apply(model: HybridModel, cs: ChangeSet) -> None:
     for row in _add_names(model.items.ids, cs.item_base, cs.new_items, "items"):
         model.items.fx.set(row, empty_i, empty_f)
         model.ensure_item_capacity(row + 1)
+    model.ensure_item_capacity(model.n_items)  # context rows for new item features
     for side, lists in ((model.users, cs.user_feature_lists),
                         (model.items, cs.item_feature_lists)):  # fmt: skip
         for fl in lists:
+            # entities per feature (the continuity idf), kept as the exporter's upsert does
+            side.table.count[side.fx.features_of(fl.row)[0]] -= 1.0
             side.fx.set(fl.row, fl.features.astype(_I32), fl.weights.astype(_F32))
+            side.table.count[fl.features.astype(_I32)] += 1.0
     _write_rows(model.users.table, cs.user_rows)
     _write_rows(model.items.table, cs.item_rows)
     _write_rows(model.context, cs.context_rows)
@@ -371,6 +394,8 @@ def apply(model: HybridModel, cs: ChangeSet) -> None:
         model.recent[h.rows] = h.recent
         model.recent_n[h.rows] = h.recent_count
         model.activity[h.rows] = h.activity
+        model.last[h.rows] = h.last
+        model.last_n[h.rows] = h.last_count
     model.trend[cs.items.rows] = cs.items.counts
     model.trend_state[0] = cs.trend_scale
     model.pop_ring[cs.ring.slots] = cs.ring.items

@@ -9,12 +9,14 @@ from numba import njit
 
 
 @njit(cache=True)
-def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out):
+def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, cont_aff, marks):
     """out[i] = u . v_i + b_i (+ affinity * trend signal) for the first ``n_items`` items.
 
     Projects ``u`` on every item-feature row once (``proj[f] = u . V[f] + Vb[f]``), then
     sums each item's weighted projections: cost ``n_feats * d + nnz`` instead of
-    ``nnz * d``.
+    ``nnz * d``.  The continuity signal folds into the projections: ``marks[f]`` is 1
+    for the shared features of the user's recent items, so ``proj[f]`` adds
+    ``cont_aff * marks[f]`` (pass ``cont_aff = 0`` to leave it out).
     """
     V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
     trend, trend_state = popularity.trend, popularity.trend_scale
@@ -24,7 +26,10 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out):
         for c in range(d):
             s += u[c] * V[f, c]
         proj[f] = s + Vb[f]
+        if cont_aff != 0.0:
+            proj[f] += cont_aff * marks[f]
     inv = 1.0 / trend_state[0]
+    prior, rate, n_all = popularity.newness[0], popularity.newness[1], popularity.newness[2]
     for i in range(n_items):
         s = 0.0
         for k in range(ifx.shape[1]):
@@ -33,7 +38,8 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out):
                 break
             s += ifw[i, k] * proj[f]
         if affinity != 0.0:
-            s += affinity * math.log1p(trend[i] * inv)
+            new = prior * math.exp(-rate * (n_all - 1.0 - i)) if prior != 0.0 else 0.0
+            s += affinity * math.log1p(trend[i] * inv + new)
         out[i] = s
 
 

@@ -21,7 +21,8 @@ class UserTables(NamedTuple):
     ``sum_k feature_weights[u, k] * emb[feature_rows[u, k]]`` (rows padded with -1) plus
     the row of its activity bucket: ``activity[u]`` counts the user's positive events
     and ``activity_rows[b]`` is the feature row of bucket ``b = bit_length(count)``
-    (capped).  The user biases are the trend affinities of the features.
+    (capped).  The user biases are the trend affinities of the features; ``cont`` (with
+    its accumulator ``cont_acc``) their continuity weights.
     """
 
     emb: np.ndarray
@@ -32,10 +33,16 @@ class UserTables(NamedTuple):
     feature_weights: np.ndarray
     activity: np.ndarray
     activity_rows: np.ndarray
+    cont: np.ndarray
+    cont_acc: np.ndarray
 
 
 class ItemTables(NamedTuple):
-    """Item-feature embeddings, biases, accumulators and each item's features."""
+    """Item-feature embeddings, biases, accumulators and each item's features.
+
+    ``feature_count[f]``: how many items have feature ``f`` (the continuity signal weighs
+    a shared feature by its idf, ``log(n_items / count)``).
+    """
 
     emb: np.ndarray
     bias: np.ndarray
@@ -43,6 +50,7 @@ class ItemTables(NamedTuple):
     bias_acc: np.ndarray
     feature_rows: np.ndarray
     feature_weights: np.ndarray
+    feature_count: np.ndarray
 
 
 class ContextTables(NamedTuple):
@@ -50,12 +58,16 @@ class ContextTables(NamedTuple):
 
     ``recent[u]`` is a ring of the user's last items, ``recent_count[u]`` how many were
     pushed; the user vector adds ``recent_weight / n * sum emb[recent items]``.
+    ``last``/``last_count``: the same ring, ``continuity_items`` wide, that the
+    content-continuity signal reads.
     """
 
     emb: np.ndarray
     emb_acc: np.ndarray
     recent: np.ndarray
     recent_count: np.ndarray
+    last: np.ndarray
+    last_count: np.ndarray
 
 
 class PopularityTables(NamedTuple):
@@ -70,6 +82,12 @@ class PopularityTables(NamedTuple):
     ring_count: np.ndarray
     trend: np.ndarray
     trend_scale: np.ndarray
+    #: ``(prior, rate, n_items)``: item i's new-item pseudo-count is
+    #: ``prior * exp(-rate * (n_items - 1 - i))``, halving with every ``new_item_half_life``
+    #: items onboarded after it (item rows are in order of first appearance, so every copy
+    #: of the model, replicas included, derives it from its item count alone); the trend
+    #: signal is ``log1p(decayed count + pseudo-count)``.
+    newness: np.ndarray
 
 
 class KernelTables(NamedTuple):
@@ -97,12 +115,13 @@ class DirtyMarks(NamedTuple):
 class ChangeMarks(NamedTuple):
     """The rows the kernels wrote, per table group (see :mod:`streamrec.model.replica`).
 
-    ``user_features``: user feature rows (embedding, bias, accumulators) written one by
-    one (activity rows); ``trained_users``/``trained_items``: entities whose every
-    feature row was written (one mark instead of one per feature, expanded when the
-    change set is taken); ``context``: context rows; ``users``: per-user state (recent
-    ring, activity); ``items``: per-item decayed counts; ``ring``: slots of the
-    popularity ring.
+    ``user_features``: user feature rows (embedding, bias, continuity weight,
+    accumulators) written one by one (activity rows); ``trained_users``/``trained_items``:
+    entities whose every feature row was written (one mark instead of one per feature,
+    expanded when the change set is taken; the continuity step marks its user so too);
+    ``context``: context rows (one per item feature); ``users``: per-user state (recent
+    ring, continuity ring, activity); ``items``: per-item decayed counts (positives and
+    seen-only events); ``ring``: slots of the popularity ring.
     """
 
     user_features: DirtyMarks

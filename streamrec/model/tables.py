@@ -41,6 +41,11 @@ class FeatureTable:
         self.bias = np.zeros(_MIN_CAPACITY, dtype=np.float32)
         self.emb_acc = np.ones(_MIN_CAPACITY, dtype=np.float32)
         self.bias_acc = np.ones(_MIN_CAPACITY, dtype=np.float32)
+        # user side: each feature's learned share of the content-continuity weight
+        self.cont = np.zeros(_MIN_CAPACITY, dtype=np.float32)
+        self.cont_acc = np.ones(_MIN_CAPACITY, dtype=np.float32)
+        # how many entities have each feature (the continuity signal's idf)
+        self.count = np.zeros(_MIN_CAPACITY, dtype=np.float32)
 
     def append(self, identity: bool) -> int:
         """Add one row (zero for identity features, random for shared ones)."""
@@ -51,6 +56,9 @@ class FeatureTable:
             self.bias = grown(self.bias, cap)
             self.emb_acc = grown(self.emb_acc, cap, 1.0)
             self.bias_acc = grown(self.bias_acc, cap, 1.0)
+            self.cont = grown(self.cont, cap)
+            self.cont_acc = grown(self.cont_acc, cap, 1.0)
+            self.count = grown(self.count, cap)
         if not identity and self.init_scale > 0:
             std = self.init_scale / np.sqrt(self.dim)
             self.emb[row] = self.rng.normal(0.0, std, self.dim).astype(np.float32)

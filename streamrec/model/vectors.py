@@ -73,8 +73,19 @@ def entity_bias(row, B, fx, fw):
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def trend_signal(item, popularity):
-    """log1p(decayed positive count of ``item``)."""
-    return math.log1p(popularity.trend[item] / popularity.trend_scale[0])
+    """log1p(decayed positive count of ``item`` + its new-item pseudo-count)."""
+    return math.log1p(
+        popularity.trend[item] / popularity.trend_scale[0] + newness(item, popularity)
+    )
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def newness(item, popularity):
+    """The new-item pseudo-count of ``item`` (see :class:`PopularityTables`)."""
+    prior, rate, n = popularity.newness[0], popularity.newness[1], popularity.newness[2]
+    if prior == 0.0:
+        return 0.0
+    return prior * math.exp(-rate * (n - 1.0 - item))
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -104,8 +115,69 @@ def trend_affinity(user, users, trend_w):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def add_recent_context(user, C, recent, recent_n, recent_w, out):
-    """out += recent_w / n * sum of the context embeddings of the user's last n items."""
+def continuity_affinity(user, users, cont_w):
+    """Weight of the continuity signal for the user: cont_w plus its learned biases."""
+    if cont_w == 0.0:
+        return 0.0
+    a = cont_w + entity_bias(user, users.cont, users.feature_rows, users.feature_weights)
+    r = activity_row(user, users)
+    if r >= 0:
+        a += users.cont[r]
+    return a
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def recent_features(user, items, context, skip, out):
+    """The shared (non-identity) feature rows of the user's recent items, into ``out``.
+
+    Column 0 of an item's features is its identity: skipped, so the signal only carries
+    what items have in common.  Item ``skip`` (the positive being learned, often viewed
+    just before) is left out, so an item never supports itself.  Returns the count.
+    """
+    recent, ifx = context.last, items.feature_rows
+    n = min(context.last_count[user], recent.shape[1])
+    m = 0
+    for t in range(n):
+        j = recent[user, t]
+        if j == skip:
+            continue
+        for k in range(1, ifx.shape[1]):
+            f = ifx[j, k]
+            if f < 0:
+                break
+            out[m] = f
+            m += 1
+    return m
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def continuity_signal(item, items, rfeat, m, n_items):
+    """Sum of weight x idf of the item's shared features found among ``rfeat[:m]``.
+
+    A feature most items share (a decade, a broad genre) says little: its idf
+    ``log(n_items / count)`` is near zero; a brand or a narrow category says much.
+    """
+    ifx, ifw = items.feature_rows, items.feature_weights
+    s = 0.0
+    for k in range(1, ifx.shape[1]):
+        f = ifx[item, k]
+        if f < 0:
+            break
+        for t in range(m):
+            if rfeat[t] == f:
+                s += ifw[item, k] * math.log(n_items / max(items.feature_count[f], 1.0))
+                break
+    return s
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def add_recent_context(user, C, recent, recent_n, recent_w, ifx, ifw, ctx_k, out):
+    """out += recent_w / n * sum of the context embeddings of the user's last n items.
+
+    An item's context embedding is the weighted sum of the context rows of its first
+    ``ctx_k`` features (1: its identity only; all: a new item's category or brand
+    carries context from its first event).
+    """
     width = recent.shape[1]
     if width == 0 or recent_w == 0.0:
         return
@@ -115,8 +187,13 @@ def add_recent_context(user, C, recent, recent_n, recent_w, out):
     scale = recent_w / n
     for t in range(n):
         j = recent[user, t]
-        for c in range(C.shape[1]):
-            out[c] += scale * C[j, c]
+        for k in range(min(ctx_k, ifx.shape[1])):
+            f = ifx[j, k]
+            if f < 0:
+                break
+            w = scale * ifw[j, k]
+            for c in range(C.shape[1]):
+                out[c] += w * C[f, c]
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -168,7 +245,7 @@ def dot(a, b):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def user_representation(user, users, context, recent_w, out):
+def user_representation(user, users, items, context, recent_w, ctx_k, out):
     U, ufx, ufw = users.emb, users.feature_rows, users.feature_weights
     C, recent, recent_n = context.emb, context.recent, context.recent_count
     entity_vector(user, U, ufx, ufw, out)
@@ -176,7 +253,8 @@ def user_representation(user, users, context, recent_w, out):
     if r >= 0:
         for c in range(U.shape[1]):
             out[c] += U[r, c]
-    add_recent_context(user, C, recent, recent_n, recent_w, out)
+    ifx, ifw = items.feature_rows, items.feature_weights
+    add_recent_context(user, C, recent, recent_n, recent_w, ifx, ifw, ctx_k, out)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

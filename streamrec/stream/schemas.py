@@ -136,13 +136,16 @@ class RecResponse(Message, tag="rec_response", tag_field="kind"):
 class FeatureRows(Struct, omit_defaults=True):
     """Rows of a feature table, absolute contents: ``rows`` (int32), ``emb`` (n x dim
     float32) and its row-wise Adagrad accumulator ``emb_acc`` (float32); ``bias`` and
-    ``bias_acc`` (float32) for the tables that have biases (not the context table)."""
+    ``bias_acc`` (float32) for the tables that have biases (not the context table);
+    ``cont`` and ``cont_acc`` (float32): the continuity weights (user rows only)."""
 
     rows: bytes
     emb: bytes
     emb_acc: bytes
     bias: bytes = b""
     bias_acc: bytes = b""
+    cont: bytes = b""
+    cont_acc: bytes = b""
 
 
 class EntityFeatures(Struct, array_like=True):
@@ -156,12 +159,15 @@ class EntityFeatures(Struct, array_like=True):
 class UserHistory(Struct):
     """Per-user state of ``rows`` (int32): ``recent`` (n x width int32) the ring of recent
     items, ``recent_count`` (int32) how many were pushed, ``activity`` (int32) positive
-    events (the activity bucket)."""
+    events (the activity bucket), ``last`` (n x width int32) and ``last_count`` (int32)
+    the ring of the last items the content-continuity signal reads."""
 
     rows: bytes
     recent: bytes
     recent_count: bytes
     activity: bytes
+    last: bytes
+    last_count: bytes
 
 
 class ItemTrend(Struct):

@@ -102,7 +102,9 @@ def _rows_out(part: FeatureRows) -> schemas.FeatureRows | None:
     return schemas.FeatureRows(rows=_b(part.rows, np.int32), emb=_b(part.emb, np.float32),
                                emb_acc=_b(part.emb_acc, np.float32),
                                bias=_b(part.bias, np.float32),
-                               bias_acc=_b(part.bias_acc, np.float32))  # fmt: skip
+                               bias_acc=_b(part.bias_acc, np.float32),
+                               cont=_b(part.cont, np.float32),
+                               cont_acc=_b(part.cont_acc, np.float32))  # fmt: skip
 
 
 def _rows_in(wire: schemas.FeatureRows | None) -> FeatureRows:
@@ -112,7 +114,9 @@ def _rows_in(wire: schemas.FeatureRows | None) -> FeatureRows:
     emb = np.frombuffer(wire.emb, dtype=np.float32).reshape(len(rows), -1)
     return FeatureRows(rows, emb, np.frombuffer(wire.emb_acc, dtype=np.float32),
                        np.frombuffer(wire.bias, dtype=np.float32),
-                       np.frombuffer(wire.bias_acc, dtype=np.float32))  # fmt: skip
+                       np.frombuffer(wire.bias_acc, dtype=np.float32),
+                       np.frombuffer(wire.cont, dtype=np.float32),
+                       np.frombuffer(wire.cont_acc, dtype=np.float32))  # fmt: skip
 
 
 def _lists_out(lists: list[FeatureList]) -> list[EntityFeatures]:
@@ -138,7 +142,8 @@ def to_delta(cs: ChangeSet) -> Delta:
         user_rows=_rows_out(cs.user_rows), item_rows=_rows_out(cs.item_rows),
         context_rows=_rows_out(cs.context_rows),
         users=schemas.UserHistory(_b(h.rows, np.int32), _b(h.recent, np.int32),
-                                  _b(h.recent_count, np.int32), _b(h.activity, np.int32))
+                                  _b(h.recent_count, np.int32), _b(h.activity, np.int32),
+                                  _b(h.last, np.int32), _b(h.last_count, np.int32))
         if len(h) else None,
         item_trend=schemas.ItemTrend(_b(t.rows, np.int32), _b(t.counts, np.float64))
         if len(t) else None,
@@ -168,8 +173,10 @@ def from_delta(d: Delta) -> ChangeSet:
     if d.users is not None:
         rows = np.frombuffer(d.users.rows, dtype=np.int32)
         recent = np.frombuffer(d.users.recent, dtype=np.int32).reshape(len(rows), -1)
+        last = np.frombuffer(d.users.last, dtype=np.int32).reshape(len(rows), -1)
         cs.users = UserHistory(rows, recent, np.frombuffer(d.users.recent_count, dtype=np.int32),
-                               np.frombuffer(d.users.activity, dtype=np.int32))  # fmt: skip
+                               np.frombuffer(d.users.activity, dtype=np.int32), last,
+                               np.frombuffer(d.users.last_count, dtype=np.int32))  # fmt: skip
     if d.item_trend is not None:
         cs.items = ItemTrend(np.frombuffer(d.item_trend.rows, dtype=np.int32),
                              np.frombuffer(d.item_trend.counts, dtype=np.float64))  # fmt: skip

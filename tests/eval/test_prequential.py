@@ -87,7 +87,13 @@ def test_evaluate_command_writes_json_and_plot(tmp_path: Path) -> None:
     assert report["protocol"]["k"] == 5
     assert report["model_config"]["loss"] == "bpr" and report["model_config"]["dim"] == 16
     assert report["model_config"]["seed"] == 9 and report["model_config"]["l2"] == 0.0001
-    assert set(report["metrics"]) == {"model", "popularity", "decayed_popularity"}
+    assert set(report["metrics"]) == {
+        "model",
+        "popularity",
+        "decayed_popularity",
+        "item_knn",
+        "recent_features",
+    }
     assert report["events"] == 600 and report["scored_events"] > 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -12,10 +12,17 @@ FULL = {"recent_items": 4, "activity_buckets": 4, "trend_weight": 1.0, "recent_i
 
 #: change-log table -> the arrays of ``HybridModel.arrays()`` it covers
 GROUPS = {
-    "user_features": ("user_emb", "user_bias", "user_emb_acc", "user_bias_acc"),
+    "user_features": (
+        "user_emb",
+        "user_bias",
+        "user_emb_acc",
+        "user_bias_acc",
+        "user_cont",
+        "user_cont_acc",
+    ),
     "item_features": ("item_emb", "item_bias", "item_emb_acc", "item_bias_acc"),
     "context": ("ctx_emb", "ctx_acc"),
-    "users": ("recent", "recent_n", "activity"),
+    "users": ("recent", "recent_n", "activity", "last", "last_n"),
     "items": ("trend",),
     "ring": ("pop_ring",),
 }
@@ -84,6 +91,12 @@ def test_kernels_mark_exactly_the_rows_they_change(loss: str, half_life: float) 
             expected = changed_rows(before, after, names)
             assert expected, f"{group}: the run should change something"
             assert marked(getattr(model.changes, group)) == expected, group
+        # the new signals (on by default) wrote in this round: continuity weights, the
+        # continuity ring, and seen-only events in the trend
+        assert (before["user_cont"] != after["user_cont"]).any()
+        assert (before["last_n"] != after["last_n"]).any()
+        seen_only = np.flatnonzero(weights == 0.0)
+        assert (after["trend"][items[seen_only]] != before["trend"][items[seen_only]]).all()
     if half_life == 2.0:
         assert model.trend_state[0] < 1e100, "the decayed counts were rescaled"
 
@@ -101,7 +114,10 @@ def test_onboarding_marks_new_feature_rows_entities_and_context() -> None:
     assert marked(log.item_entities) == {model.n_items - 1}
     assert marked(log.user_features) == changed_rows(before, after, GROUPS["user_features"])
     assert marked(log.item_features) == changed_rows(before, after, GROUPS["item_features"])
-    assert marked(log.context) == {model.n_items - 1}
+    # context rows are item-feature rows: the new item's identity and its new genre
+    n_item_features = len(model.items.feature_names)
+    assert marked(log.context) == {n_item_features - 2, n_item_features - 1}
+    assert marked(log.context) == changed_rows(before, after, GROUPS["context"])
 
 
 def test_features_trained_then_replaced_are_still_reported() -> None:

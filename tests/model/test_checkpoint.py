@@ -29,6 +29,7 @@ def test_round_trip_gives_identical_scores_and_state(model: HybridModel, tmp_pat
     for name, value in model.arrays().items():
         np.testing.assert_array_equal(value, restored.arrays()[name], err_msg=name)
     assert restored.config == model.config
+    assert restored.context.rng.bit_generator.state == model.context.rng.bit_generator.state
     assert restored.n_events == model.n_events and restored.version == model.version
     assert read_header(path)["extra"] == {"offsets": {"interactions/0": 41}}
     # both continue identically: same random state, same tables

@@ -68,10 +68,21 @@ def test_scoring_kernels_match_their_python_twins() -> None:
     n, nf = model.n_items, len(model.items.feature_names)
     out_jit, out_py = np.zeros(n, np.float32), np.zeros(n, np.float32)
     proj = np.zeros(nf, np.float32)
-    scoring.score_items(u, aff, items, popularity, n, nf, proj, out_jit)
-    scoring.score_items.py_func(u, aff, items, popularity, n, nf, proj.copy(), out_py)
+    # with the user's continuity signal folded in, the twins agree too
+    caff, marks = model.continuity_row(2)
+    assert caff != 0.0 and marks.any()
+    scoring.score_items(u, aff, items, popularity, n, nf, proj, out_jit, caff, marks)
+    scoring.score_items.py_func(
+        u, aff, items, popularity, n, nf, proj.copy(), out_py, caff, marks.copy()
+    )
     np.testing.assert_allclose(out_jit, out_py, rtol=1e-5)
-    # and both equal the inner product of the published representations
+    no_marks = np.zeros_like(marks)
+    scoring.score_items(u, aff, items, popularity, n, nf, proj, out_jit, 0.0, no_marks)
+    scoring.score_items.py_func(
+        u, aff, items, popularity, n, nf, proj.copy(), out_py, 0.0, no_marks
+    )
+    np.testing.assert_allclose(out_jit, out_py, rtol=1e-5)
+    # without it, both equal the inner product of the published representations
     reps = model.item_representations() @ model.user_query(model.users.ids.name(2))
     np.testing.assert_allclose(out_jit, reps, rtol=1e-4, atol=1e-5)
     excluded = np.array([int(np.argmax(out_jit)), 3], dtype=np.int32)
@@ -155,7 +166,9 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
         "user_bias": (tables[0][1], list(model.users.fx.idx[user][model.users.fx.idx[user] >= 0])),
         "item_emb": (tables[1][0], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),
         "item_bias": (tables[1][1], sorted({*model.items.fx.idx[pos], *model.items.fx.idx[neg]} - {-1})),
-        "ctx_emb": (tables[2][0], sorted(set(model.recent[user][: min(model.recent_n[user], 4)]))),
+        # the context rows of the recent items' features (identity and shared ones)
+        "ctx_emb": (tables[2][0], sorted({*model.items.fx.idx[
+            model.recent[user][: min(model.recent_n[user], 4)]].ravel()} - {-1})),
     }  # fmt: skip
     expected = {name: -lr * scale * _numerical_grad(loss_fn, arr, rows)
                 for name, (arr, rows) in checks.items()}  # fmt: skip

@@ -168,7 +168,8 @@ async def test_item_withdrawn_in_the_store_disappears_within_one_second(
             assert isinstance(attributes, StoreItemAttributes)
             async with Client(bootstrap, settings=settings) as client:
                 await _publish_world(client, world)
-                await _until(lambda: attributes.cache.get("films-007") is not None)
+                # every item in the store's cache (the check below reads the cache)
+                await _until(lambda: all(attributes.cache.get(i) is not None for i in world.items))
                 flt = {"available": True}
                 before = await client.recommend("user-003", 5, filters=flt)
                 assert len(before.ids) == 5

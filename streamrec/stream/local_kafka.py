@@ -133,8 +133,15 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def cluster_id() -> str:
-    """A random KRaft cluster id (base64url of a UUID, as ``kafka-storage random-uuid``)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id (base64url of a UUID, as ``kafka-storage random-uuid``).
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with ``-``: the storage
+    tool's argument parser would read such an id as an option (about 1 start in 64).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 class LocalKafka:

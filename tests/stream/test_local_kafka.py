@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamrec.errors import BrokerError
-from streamrec.stream.local_kafka import LocalKafka, kafka_libs
+from streamrec.stream.local_kafka import LocalKafka, cluster_id, kafka_libs
 from tests.brokers import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,17 @@ def jars() -> Path:
     except BrokerError as exc:
         unavailable("Apache Kafka", str(exc))
         raise
+
+
+def test_cluster_ids_never_look_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with ``-`` made the storage tool fail in about 1 start in 64."""
+    import uuid
+
+    dash = uuid.UUID(bytes=b"\xfb" + bytes(15))  # base64url "-w..."
+    plain = uuid.UUID(bytes=bytes(16))
+    draws = iter([dash, dash, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
 
 
 def test_a_taken_port_gives_an_error_with_the_broker_log(jars: Path) -> None:

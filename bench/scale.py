@@ -1,0 +1,434 @@
+"""Scale: ``streamrec up`` on a synthetic catalogue, loaded from other processes.
+
+A catalogue of ``--items`` items (features ``cat=<c>`` and ``brand=<b>``, Zipf popularity
+inside each category) and ``--users`` users (feature ``likes=<c>``, 80% of their clicks in
+that category) is onboarded through the SDK into ``streamrec up`` on the embedded broker
+(a subprocess), then:
+
+1. **ingest**: ``--events`` clicks published by ``--publishers`` processes; the rate is the
+   events over the time from the first publish to the trainer having learned the last
+   one (read from ``/health``), so it is end to end;
+2. **serving**: for each offered rate in ``--rates``, an open-loop load process sends
+   requests for ``--duration`` s (latency from the scheduled send, so queueing counts)
+   while a click process keeps ``--click-rate`` clicks/s arriving;
+3. **freshness**: items onboarded one by one with a unique feature, and the time until a
+   request with that feature returns them;
+4. **index**: the recall@10 the indexer measures, at rest and while ``--new-items-rate``
+   new items/s arrive;
+5. **memory**: the summed RSS of every process of the deployment.
+
+It prints a table and writes a PNG of latency percentiles against offered rate::
+
+    python bench/scale.py --items 100000 --users 100000 --events 1000000
+    python bench/scale.py --items 10000 --users 10000 --events 100000 --rates 100,500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamrec.settings import Settings
+from streamrec.stream.client import Client, discovery_file
+
+HERE = Path(__file__).resolve()
+
+
+# ----------------------------------------------------------------- the world
+@dataclass(frozen=True)
+class Catalogue:
+    """A synthetic catalogue: categories, brands, Zipf popularity, users with tastes."""
+
+    n_items: int
+    n_users: int
+    n_categories: int = 200
+    n_brands: int = 2000
+    loyalty: float = 0.8
+    seed: int = 0
+
+    def item(self, i: int) -> tuple[str, list[str]]:
+        return f"i{i}", [f"cat={i % self.n_categories}", f"brand={(i * 7919) % self.n_brands}"]
+
+    def user(self, u: int) -> tuple[str, list[str]]:
+        return f"u{u}", [f"likes={u % self.n_categories}"]
+
+    def clicks(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` clicks as (user index, item index) arrays."""
+        rng = np.random.default_rng((self.seed, seed))
+        per_cat = self.n_items // self.n_categories
+        users = rng.integers(0, self.n_users, n)
+        loyal = rng.random(n) < self.loyalty
+        cats = np.where(loyal, users % self.n_categories, rng.integers(0, self.n_categories, n))
+        rank = np.minimum(rng.zipf(1.3, n) - 1, per_cat - 1)  # Zipf inside the category
+        items = cats + rank * self.n_categories
+        return users, np.minimum(items, self.n_items - 1)
+
+
+# ------------------------------------------------------------ the deployment
+class Deployment:
+    """``streamrec up`` in a subprocess, on the embedded broker and SQLite."""
+
+    def __init__(self, data_dir: Path, prefix: str, extra: list[str]) -> None:
+        self.data_dir, self.prefix, self.extra = data_dir, prefix, extra
+        self.web_port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bootstrap = ""
+
+    def start(self, timeout: float = 120.0) -> None:
+        cmd = [sys.executable, "-m", "streamrec", "up", "--fresh", "--data-dir",
+               str(self.data_dir), "--prefix", self.prefix, "--web-port", str(self.web_port),
+               *self.extra]  # fmt: skip
+        log = (self.data_dir / "up.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # fmt: skip
+        marker = discovery_file(Settings.load({"data_dir": self.data_dir,
+                                               "topic_prefix": self.prefix}, environ={}))  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"streamrec up exited: see {self.data_dir / 'up.log'}")
+            if marker.exists() and self.health_or_none() is not None:
+                self.bootstrap = marker.read_text().strip()
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"streamrec up not ready in {timeout} s: see {self.data_dir / 'up.log'}")
+
+    def health_or_none(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=5) as r:
+                return dict(json.loads(r.read()))
+        except (OSError, ValueError):
+            return None
+
+    def health(self) -> dict[str, Any]:
+        h = self.health_or_none()
+        if h is None:
+            raise SystemExit(f"/health did not answer: see {self.data_dir / 'up.log'}")
+        return h
+
+    def learned(self) -> int:
+        return int(self.health().get("model", {}).get("events", 0))
+
+    def entities(self) -> tuple[int, int]:
+        m = self.health().get("model", {})
+        return int(m.get("users", 0)), int(m.get("items", 0))
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total / 2**20
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings(prefix: str) -> Settings:
+    return Settings.load({"topic_prefix": prefix}, environ={})
+
+
+# ------------------------------------------------------- load-side processes
+async def publish_clicks(args: argparse.Namespace) -> None:
+    """Publish clicks: ``--count`` as fast as possible, or at ``--rate`` for ``--duration`` s."""
+    cat = Catalogue(args.items, args.users)
+    async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
+        if args.rate <= 0:
+            users, items = cat.clicks(args.count, args.seed)
+            for u, i in zip(users.tolist(), items.tolist(), strict=True):
+                await client.track(f"u{u}", f"i{i}", wait=False)
+            await client.flush()
+            return
+        users, items = cat.clicks(int(args.rate * args.duration) + 1, args.seed)
+        t0 = time.perf_counter()
+        for n, (u, i) in enumerate(zip(users.tolist(), items.tolist(), strict=True)):
+            ahead = t0 + n / args.rate - time.perf_counter()
+            if ahead > 0:
+                await client.flush()
+                await asyncio.sleep(ahead)
+            if time.perf_counter() - t0 > args.duration:
+                break
+            await client.track(f"u{u}", f"i{i}", wait=False)
+        await client.flush()
+
+
+async def request_load(args: argparse.Namespace) -> None:
+    """Open-loop requests at ``--rate`` for ``--duration`` s; prints one JSON line of results."""
+    rng = np.random.default_rng(args.seed)
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
+        await client.recommend("u0", 10, timeout=30, consistent=False)  # warm-up
+
+        async def one(user: str, scheduled: float) -> None:
+            try:
+                r = await client.recommend(user, 10, timeout=args.timeout, consistent=False)
+            except Exception as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return
+            if len(r.items) < 10:
+                errors["short"] = errors.get("short", 0) + 1
+            lat.append(time.perf_counter() - scheduled)
+
+        n = int(args.rate * args.duration)
+        users = rng.integers(0, args.users, n)
+        tasks = []
+        t0 = time.perf_counter()
+        for k in range(n):
+            scheduled = t0 + k / args.rate
+            ahead = scheduled - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            tasks.append(asyncio.ensure_future(one(f"u{users[k]}", scheduled)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1000 if lat else np.array([np.nan])
+    print(json.dumps({"offered": args.rate, "answered": len(lat), "sent": n,
+                      "rate": len(lat) / wall, "errors": errors,
+                      "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                      "p99": float(np.percentile(ms, 99))}))  # fmt: skip
+
+
+def _spawn(role: str, args: argparse.Namespace, **over: Any) -> subprocess.Popen[str]:
+    opts = {"bootstrap": args.bootstrap, "prefix": args.prefix, "items": args.items,
+            "users": args.users, **over}  # fmt: skip
+    cmd = [sys.executable, str(HERE), role]
+    for k, v in opts.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+# ----------------------------------------------------------------- the phases
+@dataclass
+class Results:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    serving: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, what: str, value: str, target: str = "") -> None:
+        self.rows.append((what, value, target))
+        print(f"  {what}: {value}" + (f"   (target {target})" if target else ""), flush=True)
+
+
+def wait_learned(dep: Deployment, total: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while dep.learned() < total:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the trainer learned {dep.learned()} of {total} in {timeout} s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    cat = Catalogue(args.items, args.users)
+    async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
+        t0 = time.perf_counter()
+        for i in range(args.items):
+            item, feats = cat.item(i)
+            await client.add_item(item, feats, {"category": feats[0][4:]}, wait=False)
+        for u in range(args.users):
+            user, feats = cat.user(u)
+            await client.add_user(user, feats, wait=False)
+        await client.flush()
+        while dep.entities() != (args.users, args.items):
+            await asyncio.sleep(0.1)
+        dt = time.perf_counter() - t0
+    res.add("onboarding, entities/s", f"{(args.items + args.users) / dt:,.0f}")
+
+
+def ingest(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    before = dep.learned()
+    share = args.events // args.publishers
+    t0 = time.perf_counter()
+    procs = [_spawn("_clicks", args, count=share, rate=0, duration=0, seed=100 + p)
+             for p in range(args.publishers)]  # fmt: skip
+    for p in procs:
+        p.wait()
+    published = time.perf_counter() - t0
+    done = wait_learned(dep, before + share * args.publishers, timeout=1800)
+    n = share * args.publishers
+    res.add("publish (SDK, all publishers), events/s", f"{n / published:,.0f}")
+    res.add("ingest end to end, events/s", f"{n / (done - t0):,.0f}", ">= 50,000")
+
+
+def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    for rate in args.rates:
+        clicks = _spawn("_clicks", args, count=0, rate=args.click_rate,
+                        duration=args.duration + 5, seed=int(rate))  # fmt: skip
+        time.sleep(2)
+        load = _spawn("_requests", args, rate=rate, duration=args.duration,
+                      timeout=args.timeout, seed=int(rate))  # fmt: skip
+        out, _ = load.communicate()
+        clicks.wait()
+        row = json.loads(out.strip().splitlines()[-1])
+        res.serving.append(row)
+        res.add(f"requests offered {rate}/s",
+                f"{row['rate']:,.0f}/s answered, p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
+                f"errors {row['errors'] or 0}", "p99 <= 50 ms at 500/s, no errors")  # fmt: skip
+        res.add("RSS of the deployment, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+
+
+async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    waits = []
+    async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
+        for k in range(args.fresh_items):
+            item = f"fresh{k}"
+            t0 = time.perf_counter()
+            await client.add_item(item, ["cat=0", f"brand=fresh{k}"], {"category": "0"})
+            while True:
+                r = await client.recommend(None, 10, features=[f"brand=fresh{k}"],
+                                           consistent=False, timeout=30)  # fmt: skip
+                if item in r.ids:
+                    break
+                if time.perf_counter() - t0 > 30:
+                    break
+                await asyncio.sleep(0.01)
+            waits.append(time.perf_counter() - t0)
+    ms = np.array(waits) * 1000
+    res.add(
+        "new item recommendable after, ms",
+        f"p50 {np.percentile(ms, 50):.0f}, p99 {np.percentile(ms, 99):.0f}",
+        "p99 <= 1,000",
+    )
+
+
+async def index_recall(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    def recall() -> str:
+        r = dep.health().get("index", {}).get("recall_at_10")
+        return "n/a" if r is None else f"{r:.3f}"
+
+    res.add("index recall@10 at rest", recall(), ">= 0.95")
+    cat = Catalogue(args.items, args.users)
+    async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
+        t0 = time.perf_counter()
+        n = 0
+        samples = []
+        while time.perf_counter() - t0 < args.duration:
+            for _ in range(args.new_items_rate // 10):
+                _, feats = cat.item(args.items + n)
+                await client.add_item(f"new{n}", feats, {"category": feats[0][4:]}, wait=False)
+                n += 1
+            await client.flush()
+            await asyncio.sleep(max(0.0, t0 + n / args.new_items_rate - time.perf_counter()))
+            samples.append(recall())
+    res.add(
+        f"index recall@10 during {args.new_items_rate} new items/s",
+        ", ".join(dict.fromkeys(samples[-5:])),
+        ">= 0.95",
+    )
+
+
+def plot(res: Results, path: Path, args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [r["offered"] for r in res.serving]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for q in ("p50", "p95", "p99"):
+        ax.plot(rates, [r[q] for r in res.serving], marker="o", label=q)
+    ax.axhline(50, color="grey", linestyle="--", label="50 ms")
+    ax.set_xlabel("offered requests/s")
+    ax.set_ylabel("latency, ms")
+    ax.set_yscale("log")
+    ax.set_title(f"streamrec up: {args.items:,} items, {args.users:,} users, "
+                 f"{args.click_rate:,} clicks/s")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def main_bench(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="streamrec-scale-"))
+    args.prefix = f"scale{os.getpid()}"
+    dep = Deployment(data_dir, args.prefix, args.up_args.split())
+    res = Results()
+    print(f"streamrec up in {data_dir}: {args.items:,} items, {args.users:,} users", flush=True)
+    dep.start()
+    args.bootstrap = dep.bootstrap
+    try:
+        asyncio.run(onboard(dep, args, res))
+        res.add("RSS after onboarding, MB", f"{dep.rss_mb():,.0f}")
+        ingest(dep, args, res)
+        res.add("RSS after ingest, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+        serving(dep, args, res)
+        asyncio.run(freshness(dep, args, res))
+        asyncio.run(index_recall(dep, args, res))
+        res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+    finally:
+        dep.stop()
+    print(f"\n| {args.items:,} items, {args.users:,} users | measured | target |")
+    print("|---|---|---|")
+    for what, value, target in res.rows:
+        print(f"| {what} | {value} | {target} |")
+    if res.serving:
+        plot(res, Path(args.png), args)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("role", nargs="?", default="bench", choices=["bench", "_clicks", "_requests"])
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--publishers", type=int, default=2)
+    p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
+                   default=[100.0, 250.0, 500.0, 1000.0])  # fmt: skip
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--click-rate", type=int, default=10_000)
+    p.add_argument("--new-items-rate", type=int, default=1_000)
+    p.add_argument("--fresh-items", type=int, default=50)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--png", default="scale.png")
+    p.add_argument("--up-args", default="", help="extra options for streamrec up")
+    # the load processes' own options
+    p.add_argument("--bootstrap", default="")
+    p.add_argument("--prefix", default="")
+    p.add_argument("--count", type=int, default=0)
+    p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if args.role == "_clicks":
+        asyncio.run(publish_clicks(args))
+    elif args.role == "_requests":
+        asyncio.run(request_load(args))
+    else:
+        main_bench(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -120,11 +120,16 @@ class Deployment:
             raise SystemExit(f"/health did not answer: see {self.data_dir / 'up.log'}")
         return h
 
+    def role(self, role: str) -> dict[str, Any]:
+        """One worker's health: ``up`` gathers its processes'; ``--single-process`` has one."""
+        h = self.health()
+        return dict(h["processes"].get(role, {})) if "processes" in h else h
+
     def learned(self) -> int:
-        return int(self.health().get("model", {}).get("events", 0))
+        return int(self.role("trainer").get("model", {}).get("events", 0))
 
     def entities(self) -> tuple[int, int]:
-        m = self.health().get("model", {})
+        m = self.role("trainer").get("model", {})
         return int(m.get("users", 0)), int(m.get("items", 0))
 
     def rss_mb(self) -> float:
@@ -326,7 +331,7 @@ async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> 
 
 async def index_recall(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     def recall() -> str:
-        r = dep.health().get("index", {}).get("recall_at_10")
+        r = dep.role("recommender").get("index", {}).get("recall_at_10")
         return "n/a" if r is None else f"{r:.3f}"
 
     res.add("index recall@10 at rest", recall(), ">= 0.95")

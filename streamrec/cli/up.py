@@ -11,6 +11,13 @@ from rich.console import Console
 
 from streamrec.cli.common import database_option, load_settings, open_store, run, stream_options
 from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.cli.supervisor import (
+    PROCESS_ROLES,
+    Supervisor,
+    child_ports,
+    children,
+    command_line_options,
+)
 from streamrec.settings import RUNTIMES, Settings
 
 
@@ -43,49 +50,105 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
 
 @click.command()
 @worker_options("Ignore the checkpoint: start from an empty model.")
-def up(web_port: int | None, fresh: bool, **values: Any) -> None:
+@click.option(
+    "--single-process", is_flag=True,
+    help="Run every worker in this one process (the model shared, no deltas) instead of "
+         "the trainer and the recommender in processes of their own.",
+)  # fmt: skip
+def up(web_port: int | None, fresh: bool, single_process: bool, **values: Any) -> None:
     """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops.
 
-    The feature store (--database-url) is migrated on start-up; the trainer writes
-    onboarding and checkpoints to it, the recommender's filters read it.
+    By default the trainer and the recommender run as separate processes (``streamrec
+    worker``), supervised and restarted if they die; the recommender serves a replica fed
+    by the deltas topic.  /health and /metrics on --web-port gather theirs.  The feature
+    store (--database-url) is migrated on start-up; the trainer writes onboarding and
+    checkpoints to it, the recommender's filters read it.
     """
+    options = command_line_options(click.get_current_context(), skip=("fresh", "web_port",
+                                                                      "single_process"))  # fmt: skip
     settings = _settings(values, web_port)
     console = Console()
 
     async def main(stop: asyncio.Event) -> None:
         from streamrec.stream.broker import broker
         from streamrec.stream.client import discovery_file
-        from streamrec.workers import Stack
 
         async with broker(settings) as bootstrap:
             marker = discovery_file(settings)
             if settings.embedded_broker:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(bootstrap)
-            with open_store(settings) as store:
-                stack = Stack(settings, bootstrap, fresh=fresh, store=store)
-                try:
-                    await stack.start()
-                    await stack.ready()
-                    web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
-                    console.print(
-                        f"[bold green]streamrec up[/]  broker {bootstrap} "
-                        f"({'embedded' if settings.embedded_broker else 'external'}), "
-                        f"{settings.runtime} runtime, topics {settings.topic_prefix}.*, "
-                        f"store {store.url}, "
-                        f"health/metrics {web}\n"
-                        f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
-                    )
-                    await stop.wait()
-                    console.print("stopping...")
-                finally:
-                    await stack.stop()
-                    if settings.embedded_broker:
-                        with contextlib.suppress(OSError):
-                            marker.unlink()
+            try:
+                if single_process:
+                    await _one_process(settings, bootstrap, fresh, stop, console)
+                else:
+                    await _processes(settings, bootstrap, options, fresh, stop, console)
+            finally:
+                if settings.embedded_broker:
+                    with contextlib.suppress(OSError):
+                        marker.unlink()
         console.print("stopped cleanly")
 
     run(main)
+
+
+def _banner(settings: Settings, bootstrap: str, store_url: str, web: str, how: str) -> str:
+    return (
+        f"[bold green]streamrec up[/]  broker {bootstrap} "
+        f"({'embedded' if settings.embedded_broker else 'external'}), {settings.runtime} "
+        f"runtime, {how}, topics {settings.topic_prefix}.*, store {store_url}, "
+        f"health/metrics {web}\n"
+        f"export STREAMREC_BOOTSTRAP={bootstrap}   # for other shells; Ctrl-C stops"
+    )
+
+
+async def _one_process(
+    settings: Settings, bootstrap: str, fresh: bool, stop: asyncio.Event, console: Console
+) -> None:
+    from streamrec.workers import Stack
+
+    with open_store(settings) as store:
+        stack = Stack(settings, bootstrap, fresh=fresh, store=store)
+        try:
+            await stack.start()
+            await stack.ready()
+            web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
+            console.print(_banner(settings, bootstrap, store.url, web, "one process"))
+            await stop.wait()
+            console.print("stopping...")
+        finally:
+            await stack.stop()
+
+
+async def _processes(
+    settings: Settings,
+    bootstrap: str,
+    options: list[str],
+    fresh: bool,
+    stop: asyncio.Event,
+    console: Console,
+) -> None:
+    from streamrec.workers.web import WebServer
+
+    with open_store(settings) as store:  # migrated once, before the workers open it
+        store_url = store.url
+    kids = children(options, fresh, child_ports(settings.web_port, len(PROCESS_ROLES)))
+    supervisor = Supervisor(kids)
+    server = None
+    if settings.web_port >= 0:
+        server = WebServer(supervisor.metrics, supervisor.health, settings.web_port,
+                           settings.web_host)  # fmt: skip
+        await server.start()
+    web = f"http://127.0.0.1:{server.port}" if server else "off"
+    supervisor.start()
+    pids = ", ".join(f"{c.role} pid {c.proc.pid}" for c in kids if c.proc is not None)
+    console.print(_banner(settings, bootstrap, store_url, web, f"processes: {pids}"))
+    try:
+        await supervisor.run(stop)
+        console.print("stopping...")
+    finally:
+        if server is not None:
+            await server.stop()
 
 
 @click.command()

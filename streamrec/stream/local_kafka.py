@@ -119,7 +119,7 @@ def kafka_libs(version: str = KAFKA_VERSION, timeout: float = 600.0) -> Path:
     return libs
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent thread exits."""
     if not sys.platform.startswith("linux"):
         return None
@@ -242,7 +242,7 @@ class LocalKafka:
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
-                        preexec_fn=_die_with_parent(),  # only a prctl: no locks taken
+                        preexec_fn=die_with_parent(),  # only a prctl: no locks taken
                         cwd=self.dir,
                     )
                 except OSError as exc:

@@ -108,13 +108,20 @@ async def test_events_in_recommendations_out(env: Env) -> None:
 
 
 async def test_new_user_with_features_gets_feature_matched_items(env: Env) -> None:
-    await env.client.add_user("newcomer", ["likes=games"])
-    r = await env.client.recommend("newcomer", 10)
-    assert r.strategy == "cold-start"
-    inline = await env.client.recommend("anonymous", 10, features=["likes=films"])
-    assert inline.strategy == "cold-start"
-    assert env.clusters(r.ids).count("games") >= 8
-    assert env.clusters(inline.ids).count("films") >= 8
+    # one cold answer per cluster, stored and inline: a cold answer blends the features'
+    # match with popularity, so a single one holds 5-10 of 10 of its cluster depending
+    # on the SGD's event order; over the four clusters, 35-40 of 40 in 50 offline runs
+    stored, inline = 0, 0
+    for cluster in env.world.clusters:
+        await env.client.add_user(f"newcomer-{cluster}", [f"likes={cluster}"])
+        r = await env.client.recommend(f"newcomer-{cluster}", 10)
+        assert r.strategy == "cold-start"
+        stored += env.clusters(r.ids).count(cluster)
+        r = await env.client.recommend("anonymous", 10, features=[f"likes={cluster}"])
+        assert r.strategy == "cold-start"
+        inline += env.clusters(r.ids).count(cluster)
+    assert stored >= 8 * len(env.world.clusters)
+    assert inline >= 8 * len(env.world.clusters)
     assert (await env.client.recommend("nobody", 5)).strategy == "popular"
 
 

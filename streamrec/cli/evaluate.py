@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.cli.options import model_config, model_options, output_file, progress_bar, read_toml
 from streamrec.errors import ConfigError
 
 
@@ -21,20 +20,8 @@ from streamrec.errors import ConfigError
     type=click.Path(exists=True, path_type=Path),
     help="MovieLens 100K directory, or a .csv / .jsonl log (see docs/evaluation.md).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report as JSON here.",
-)
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write a PNG of HR@k over the stream here.",
-)
+@output_file("--json", "json_path", "Write the report as JSON here.")
+@output_file("--plot", "plot_path", "Write a PNG of HR@k over the stream here.")
 @click.option("--k", type=int, default=None, help="Cut-off of HR/MRR/NDCG.  [default: 10]")
 @click.option(
     "--burn-in",
@@ -83,10 +70,7 @@ def evaluate(
     log = load_dataset(dataset)
     if limit is not None:
         log = log.head(limit)
-    with Progress(
-        TextColumn("[bold]replay[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-        TimeElapsedColumn(), console=console, disable=no_progress, transient=True,
-    ) as bar:  # fmt: skip
+    with progress_bar("replay", "events", console, no_progress) as bar:
         task = bar.add_task("replay", total=len(log))
         result = replay(
             log, config, k=k, burn_in=burn_in, half_life=half_life,

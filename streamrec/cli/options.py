@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: model hyperparameters from a TOML file and from flags."""
+"""Shared CLI plumbing of the offline commands (evaluate, tune): model hyperparameters
+from a TOML file and from flags, output-file options, the progress bar."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from streamrec.errors import ConfigError
 from streamrec.model import ModelConfig
@@ -66,3 +76,18 @@ def model_options(f: Any) -> Any:
     for opt in opts:
         f = opt(f)
     return f
+
+
+def output_file(flag: str, dest: str, help: str, default: Path | None = None) -> Any:
+    """An option naming a file the command writes (``--json``, ``--plot``, ``--out``)."""
+    return click.option(flag, dest, type=click.Path(dir_okay=False, path_type=Path),
+                        default=default, help=help)  # fmt: skip
+
+
+def progress_bar(
+    title: str, unit: str, console: Console, hidden: bool, *extra: ProgressColumn
+) -> Progress:
+    """A long run's progress: title, bar, done of total ``unit``, time elapsed, ``extra``."""
+    return Progress(TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn(unit), TimeElapsedColumn(), *extra, console=console,
+                    disable=hidden, transient=True)  # fmt: skip

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
-from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.cli.options import model_config, model_options, output_file, progress_bar, read_toml
 
 
 def _fmt(value: float) -> str:
@@ -38,20 +38,13 @@ def _fmt(value: float) -> str:
     help="Fraction of the prefix's positives learned, not scored, in each trial.",
 )
 @click.option("--limit", type=int, default=None, help="Use only the first N events of the log.")
-@click.option(
+@output_file(
     "--out",
     "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "TOML file for --config with the chosen settings.",
     default=Path("tuned.toml"),
-    help="TOML file for --config with the chosen settings.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the trials and the held-out report as JSON here.",
-)
+@output_file("--json", "json_path", "Write the trials and the held-out report as JSON here.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @model_options
 def tune(
@@ -83,11 +76,8 @@ def tune(
 
     base = model_config(read_toml(config_file), flags, sets)
     console = Console()
-    with Progress(
-        TextColumn("[bold]tune[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-        TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
-        disable=no_progress, transient=True,
-    ) as bar:  # fmt: skip
+    status = TextColumn("{task.description}")
+    with progress_bar("tune", "trials", console, no_progress, status) as bar:
         task = bar.add_task("", total=trials)
         best_hr = [0.0]
 

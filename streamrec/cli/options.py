@@ -107,10 +107,10 @@ def protocol_options(burn_in_help: str, limit_help: str, defaults: bool = True) 
     opts = [
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         click.option("--limit", type=int, default=None, help=limit_help),
+        *([] if defaults else [half_life]),
         click.option("--burn-in", type=float, default=0.2 if defaults else None,
                      help=burn_in_help),
         click.option("--k", type=int, default=10 if defaults else None, help=k_help),
-        *([] if defaults else [half_life]),
     ]  # fmt: skip
 
     def decorate(f: Any) -> Any:

@@ -13,7 +13,9 @@ each, the default config: d = 64, recent items, activity buckets, trend) learns
     as the trainer sends them (MessagePack); (b') the same messages as JSON, to show
     what the codec contributes.
 
-Repeated ``--repeat`` times (fresh events each time); medians are reported.
+Repeated ``--repeat`` times (fresh events each time); medians are reported, of wall-clock
+time and of this process's CPU time (on a shared machine, wall time also counts the
+time slices other processes held the CPU: a few ms that weigh far more on (b) than on (a)).
 
     python bench/changeset.py            # 100k users, 100k items, 5,000 events
 """
@@ -34,6 +36,18 @@ from rich.table import Table
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.stream.codec import encode, encode_binary
 from streamrec.workers.deltas import DeltaTracker
+
+
+class Clock:
+    """Wall-clock and CPU time (this process's) of a ``with`` block."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = -time.perf_counter(), -time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter()
+        self.cpu += time.process_time()
 
 
 class TableWatch:
@@ -140,45 +154,50 @@ def main() -> None:
         users = rng.integers(model.n_users, size=args.events).astype(np.int32)
         items = rng.integers(model.n_items, size=args.events).astype(np.int32)
         model.learn_rows(users, items, np.ones(args.events, dtype=np.float32))
-        start = time.perf_counter()
-        old_msgs, old_rows = old.publish()
-        t_old = time.perf_counter() - start
-        start = time.perf_counter()
-        deltas = tracker.build([])  # export_changes, split, to wire structs
-        t_build = time.perf_counter() - start
-        start = time.perf_counter()
-        new_msgs = [encode_binary(d) for d in deltas]  # what the trainer sends
-        t_binary = time.perf_counter() - start
-        start = time.perf_counter()
-        json_msgs = [encode(d) for d in deltas]  # the same messages as JSON, for comparison
-        t_json = time.perf_counter() - start
+        with Clock() as t_old:
+            old_msgs, old_rows = old.publish()
+        with Clock() as t_build:
+            deltas = tracker.build([])  # export_changes, split, to wire structs
+        with Clock() as t_binary:
+            new_msgs = [encode_binary(d) for d in deltas]  # what the trainer sends
+        with Clock() as t_json:
+            json_msgs = [encode(d) for d in deltas]  # the same messages as JSON, for comparison
         new_rows = sum(len(r.rows) // 4 for d in deltas
                        for r in (d.user_rows, d.item_rows, d.context_rows) if r is not None)  # fmt: skip
-        runs.append({"old_s": t_old, "new_s": t_build + t_binary, "new_json_s": t_build + t_json,
+        runs.append({"old_s": t_old.wall, "new_s": t_build.wall + t_binary.wall,
+                     "new_json_s": t_build.wall + t_json.wall, "old_cpu_s": t_old.cpu,
+                     "new_cpu_s": t_build.cpu + t_binary.cpu,
                      "old_rows": old_rows, "new_rows": new_rows,
                      "old_bytes": sum(map(len, old_msgs)), "new_bytes": sum(map(len, new_msgs)),
                      "new_json_bytes": sum(map(len, json_msgs)), "new_messages": len(new_msgs)})  # fmt: skip
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     table = Table(title=f"Publishing {args.events:,} events' changes, {args.users:,} users x "
                         f"{args.items:,} items, d={model.dim} (median of {args.repeat})")  # fmt: skip
-    for col in ("way", "time", "feature/context rows", "bytes"):
+    for col in ("way", "time", "CPU time", "feature/context rows", "bytes"):
         table.add_column(col, justify="right")
-    table.add_row("(a) table diff (old)", f"{med['old_s'] * 1000:.1f} ms", f"{med['old_rows']:,.0f}",
+    table.add_row("(a) table diff (old)", f"{med['old_s'] * 1000:.1f} ms",
+                  f"{med['old_cpu_s'] * 1000:.1f} ms", f"{med['old_rows']:,.0f}",
                   f"{med['old_bytes']:,.0f}")  # fmt: skip
     table.add_row("(b) export_changes + MessagePack", f"{med['new_s'] * 1000:.1f} ms",
-                  f"{med['new_rows']:,.0f}", f"{med['new_bytes']:,.0f}")  # fmt: skip
-    table.add_row("(b') export_changes + JSON", f"{med['new_json_s'] * 1000:.1f} ms",
+                  f"{med['new_cpu_s'] * 1000:.1f} ms", f"{med['new_rows']:,.0f}",
+                  f"{med['new_bytes']:,.0f}")  # fmt: skip
+    table.add_row("(b') export_changes + JSON", f"{med['new_json_s'] * 1000:.1f} ms", "",
                   f"{med['new_rows']:,.0f}", f"{med['new_json_bytes']:,.0f}")  # fmt: skip
     console.print(table)
     ratio = med["new_s"] / med["old_s"]
+    cpu_ratio = med["new_cpu_s"] / med["old_cpu_s"]
     console.print(f"(b) / (a) = {ratio:.3f}   per run: "
                   + ", ".join(f"{r['new_s'] / r['old_s']:.3f}" for r in runs)
                   + f"   (b') / (a) = {med['new_json_s'] / med['old_s']:.3f}")  # fmt: skip
+    console.print(f"CPU time (b) / (a) = {cpu_ratio:.3f}   per run: "
+                  + ", ".join(f"{r['new_cpu_s'] / r['old_cpu_s']:.3f}" for r in runs)
+                  + "   (wall time counts the time other processes held the CPU too)")  # fmt: skip
     console.print("(b) also carries accumulators, per-user/per-item state, seen pairs and "
                   "counters, which (a) leaves out.")  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"runs": runs, "median": med, "ratio": ratio, **vars(args)}, fh, indent=2)
+            json.dump({"runs": runs, "median": med, "ratio": ratio, "cpu_ratio": cpu_ratio,
+                       **vars(args)}, fh, indent=2)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,49 +8,23 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.cli import options
 from streamrec.errors import ConfigError
 
 
 @click.command()
-@click.option(
-    "--dataset",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="MovieLens 100K directory, or a .csv / .jsonl log (see docs/evaluation.md).",
+@options.dataset_option(
+    "MovieLens 100K directory, or a .csv / .jsonl log (see docs/evaluation.md)."
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report as JSON here.",
+@options.output_file("--json", "json_path", "Write the report as JSON here.")
+@options.output_file("--plot", "plot_path", "Write a PNG of HR@k over the stream here.")
+@options.protocol_options(
+    "Fraction of positive events learned, not scored.  [default: 0.2]",
+    "Replay only the first N events.",
+    defaults=False,
 )
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write a PNG of HR@k over the stream here.",
-)
-@click.option("--k", type=int, default=None, help="Cut-off of HR/MRR/NDCG.  [default: 10]")
-@click.option(
-    "--burn-in",
-    type=float,
-    default=None,
-    help="Fraction of positive events learned, not scored.  [default: 0.2]",
-)
-@click.option(
-    "--half-life",
-    type=float,
-    default=None,
-    help="Half-life (positive events) of the decayed-popularity baseline.  [default: 2000]",
-)
-@click.option("--limit", type=int, default=None, help="Replay only the first N events.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@model_options
+@options.model_options
 def evaluate(
     dataset: Path,
     json_path: Path | None,
@@ -70,8 +44,8 @@ def evaluate(
     from streamrec.eval.prequential import replay
     from streamrec.eval.report import plot, print_table, write_json
 
-    file_values = read_toml(config_file)
-    config = model_config(file_values, flags, sets)
+    file_values = options.read_toml(config_file)
+    config = options.model_config(file_values, flags, sets)
     ev: dict[str, Any] = dict(file_values.get("evaluate", {}))
     unknown = set(ev) - {"k", "burn_in", "half_life"}
     if unknown:
@@ -83,10 +57,7 @@ def evaluate(
     log = load_dataset(dataset)
     if limit is not None:
         log = log.head(limit)
-    with Progress(
-        TextColumn("[bold]replay[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-        TimeElapsedColumn(), console=console, disable=no_progress, transient=True,
-    ) as bar:  # fmt: skip
+    with options.progress_bar("replay", "events", console, no_progress) as bar:
         task = bar.add_task("replay", total=len(log))
         result = replay(
             log, config, k=k, burn_in=burn_in, half_life=half_life,

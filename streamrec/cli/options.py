@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: model hyperparameters from a TOML file and from flags."""
+"""Shared CLI plumbing of the offline commands (evaluate, tune): model hyperparameters
+from a TOML file and from flags, the protocol's options, output files, the progress bar."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from streamrec.errors import ConfigError
 from streamrec.model import ModelConfig
@@ -66,3 +76,52 @@ def model_options(f: Any) -> Any:
     for opt in opts:
         f = opt(f)
     return f
+
+
+def output_file(flag: str, dest: str, help: str, default: Path | None = None) -> Any:
+    """An option naming a file the command writes (``--json``, ``--plot``, ``--out``)."""
+    return click.option(flag, dest, type=click.Path(dir_okay=False, path_type=Path),
+                        default=default, help=help)  # fmt: skip
+
+
+def progress_bar(
+    title: str, unit: str, console: Console, hidden: bool, *extra: ProgressColumn
+) -> Progress:
+    """A long run's progress: title, bar, done of total ``unit``, time elapsed, ``extra``."""
+    return Progress(TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn(unit), TimeElapsedColumn(), *extra, console=console,
+                    disable=hidden, transient=True)  # fmt: skip
+
+
+def protocol_options(burn_in_help: str, limit_help: str, defaults: bool = True) -> Any:
+    """--k, --burn-in, --limit and --no-progress: the prequential protocol's options.
+
+    ``defaults``: the options default to the built-in values (k 10, burn-in 0.2); without,
+    to None, and the command resolves them from --config's [evaluate] table, which also
+    sets the decayed-popularity baseline's half-life (then a --half-life option too).
+    """
+    k_help = "Cut-off of HR/MRR/NDCG." + ("" if defaults else "  [default: 10]")
+    half_life = click.option("--half-life", type=float, default=None,
+                             help="Half-life (positive events) of the decayed-popularity "
+                                  "baseline.  [default: 2000]")  # fmt: skip
+    opts = [
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--limit", type=int, default=None, help=limit_help),
+        *([] if defaults else [half_life]),
+        click.option("--burn-in", type=float, default=0.2 if defaults else None,
+                     help=burn_in_help),
+        click.option("--k", type=int, default=10 if defaults else None, help=k_help),
+    ]  # fmt: skip
+
+    def decorate(f: Any) -> Any:
+        for opt in opts:
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+def dataset_option(help: str) -> Any:
+    """``--dataset``: the log a command reads (MovieLens directory, .csv or .jsonl)."""
+    return click.option("--dataset", required=True, help=help,
+                        type=click.Path(exists=True, path_type=Path))  # fmt: skip

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streamrec.cli.common import load_settings, run, stream_options
+from streamrec.cli.options import dataset_option
 from streamrec.settings import Settings
 
 
@@ -46,12 +47,7 @@ async def workers_for(settings: Settings, with_workers: bool) -> AsyncIterator[s
 
 
 @click.command()
-@click.option(
-    "--dataset",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="MovieLens 100K directory, or a .csv / .jsonl log.",
-)
+@dataset_option("MovieLens 100K directory, or a .csv / .jsonl log.")
 @click.option("--limit", type=int, default=None, help="Only the first N events.")
 @click.option(
     "--speed",

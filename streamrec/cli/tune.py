@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
-from streamrec.cli.options import model_config, model_options, read_toml
+from streamrec.cli import options
 
 
 def _fmt(value: float) -> str:
@@ -30,30 +30,20 @@ def _fmt(value: float) -> str:
 @click.option("--trials", type=int, default=12, help="Configurations tried (the first: defaults).")
 @click.option("--jobs", type=int, default=2, help="Trials run in parallel processes.")
 @click.option("--search-seed", type=int, default=0, help="Seed of the random draws of the search.")
-@click.option("--k", type=int, default=10, help="Cut-off of HR/MRR/NDCG.")
-@click.option(
-    "--burn-in",
-    type=float,
-    default=0.2,
-    help="Fraction of the prefix's positives learned, not scored, in each trial.",
+@options.protocol_options(
+    "Fraction of the prefix's positives learned, not scored, in each trial.",
+    "Use only the first N events of the log.",
 )
-@click.option("--limit", type=int, default=None, help="Use only the first N events of the log.")
-@click.option(
+@options.output_file(
     "--out",
     "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "TOML file for --config with the chosen settings.",
     default=Path("tuned.toml"),
-    help="TOML file for --config with the chosen settings.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the trials and the held-out report as JSON here.",
+@options.output_file(
+    "--json", "json_path", "Write the trials and the held-out report as JSON here."
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@model_options
+@options.model_options
 def tune(
     log_path: Path,
     fraction: float,
@@ -81,13 +71,10 @@ def tune(
     from streamrec.eval.tune import tune as run_tune
     from streamrec.model import ModelConfig
 
-    base = model_config(read_toml(config_file), flags, sets)
+    base = options.model_config(options.read_toml(config_file), flags, sets)
     console = Console()
-    with Progress(
-        TextColumn("[bold]tune[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
-        TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
-        disable=no_progress, transient=True,
-    ) as bar:  # fmt: skip
+    status = TextColumn("{task.description}")
+    with options.progress_bar("tune", "trials", console, no_progress, status) as bar:
         task = bar.add_task("", total=trials)
         best_hr = [0.0]
 

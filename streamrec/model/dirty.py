@@ -94,10 +94,19 @@ class DirtyRows:
     def take(self, ordered: bool = True) -> np.ndarray:
         """The marked rows (ascending unless not ``ordered``), forgotten: O(rows marked)."""
         n = int(self.count[0])
+        if not n:
+            return np.zeros(0, dtype=np.int32)
         rows = np.sort(self.rows[:n]) if ordered else self.rows[:n].copy()
         self.flags[rows] = 0
         self.count[0] = 0
         return rows
+
+    def forget(self) -> None:
+        """Unmark every row without listing them: O(rows marked)."""
+        n = int(self.count[0])
+        if n:
+            self.flags[self.rows[:n]] = 0
+            self.count[0] = 0
 
 
 class ChangeLog:
@@ -162,7 +171,7 @@ class ChangeLog:
     def clear(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int) -> None:
         """Forget every mark; the given counts become the new bases."""
         for rows in self._all():
-            rows.take()
+            rows.forget()
         self.seen.clear()
         self.user_base, self.item_base = n_users, n_items
         self.user_feature_base, self.item_feature_base = n_user_features, n_item_features

@@ -32,10 +32,9 @@ from streamrec.model.seen import SeenSets
 from streamrec.model.state import (
     ChangeMarks,
     ContextTables,
-    ItemTables,
     KernelTables,
     PopularityTables,
-    UserTables,
+    SideTables,
 )
 from streamrec.model.tables import EntityFeatures, FeatureTable, capacity_for, grown
 from streamrec.model.vocab import Vocabulary
@@ -149,6 +148,16 @@ class EntitySide:
         idx = self.fx.idx[sel]
         w = np.where(idx >= 0, self.fx.w[sel], 0.0)
         return (w * self.table.bias[np.maximum(idx, 0)]).sum(axis=1).astype(np.float32)
+
+    def kernel_tables(self, activity: np.ndarray, activity_rows: np.ndarray) -> SideTables:
+        """This side's tables as the kernels take them (views; ``activity``: users only)."""
+        t = self.table
+        return SideTables(t.emb, t.bias, t.emb_acc, t.bias_acc, self.fx.idx, self.fx.w, t.count,
+                          activity, activity_rows, t.cont, t.cont_acc)  # fmt: skip
+
+
+#: the item side's (absent) activity arrays
+_NO_ROWS = np.zeros(0, dtype=np.int32)
 
 
 class HybridModel:
@@ -380,27 +389,8 @@ class HybridModel:
         """The named tables the kernels take (views of the model's arrays)."""
         u, i, c = self.users, self.items, self.context
         return KernelTables(
-            UserTables(
-                u.table.emb,
-                u.table.bias,
-                u.table.emb_acc,
-                u.table.bias_acc,
-                u.fx.idx,
-                u.fx.w,
-                self.activity,
-                self.activity_rows,
-                u.table.cont,
-                u.table.cont_acc,
-            ),
-            ItemTables(
-                i.table.emb,
-                i.table.bias,
-                i.table.emb_acc,
-                i.table.bias_acc,
-                i.fx.idx,
-                i.fx.w,
-                i.table.count,
-            ),
+            u.kernel_tables(self.activity, self.activity_rows),
+            i.kernel_tables(_NO_ROWS, _NO_ROWS),
             ContextTables(c.emb, c.emb_acc, self.recent, self.recent_n, self.last, self.last_n),
             PopularityTables(
                 self.pop_ring,

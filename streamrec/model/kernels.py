@@ -4,9 +4,9 @@ Every kernel is a plain ``@njit`` function over arrays and scalars; its pure-Pyt
 is ``kernel.py_func`` (the parity tests run both on the same inputs).
 
 The arrays travel in four named tuples (:mod:`streamrec.model.state`), built by
-:mod:`streamrec.model.hybrid`: ``users`` (:class:`UserTables`: user-feature embeddings,
-biases, Adagrad accumulators, each user's feature rows and weights, activity counts and
-activity-bucket rows), ``items`` (:class:`ItemTables`), ``context`` (:class:`ContextTables`:
+:mod:`streamrec.model.hybrid`: ``users`` and ``items`` (:class:`SideTables`: a side's
+feature embeddings, biases, Adagrad accumulators, each entity's feature rows and weights,
+and the users' activity counts and activity-bucket rows), ``context`` (:class:`ContextTables`:
 context embeddings of items in a user's recent history, and each user's ring of recent
 items) and ``popularity`` (:class:`PopularityTables`: the ring of recent positives for
 popularity-aware negatives, and exponentially decayed positive counts per item).  The
@@ -297,6 +297,31 @@ def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ifx, ctx_k, tu_f
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _step(user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp,
+          ctx_on, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r,
+          cx_n):  # fmt: skip
+    """One update: :func:`_apply_grads`, then :func:`_mark_update` of what it wrote.
+
+    Returns whether every value written was finite.
+    """
+    ok = _apply_grads(user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp,
+                      grad_u, tmp)  # fmt: skip
+    _mark_update(user, i, j, activity_row(user, users), context.recent, context.recent_count,
+                 ctx_on, items.feature_rows, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r,
+                 uf_n, cx_f, cx_r, cx_n)  # fmt: skip
+    return ok
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _fresh_score(user, item, users, items, context, popularity, recent_w, ctx_k, trend_w, u, v):
+    """Rebuild the user's vector into ``u``; return its trend affinity and ``item``'s score
+    (``v``: the item's vector, as :func:`item_score` leaves it)."""
+    user_representation(user, users, items, context, recent_w, ctx_k, u)
+    aff = trend_affinity(user, users, trend_w)
+    return aff, item_score(item, u, aff, items, popularity, v)
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _sample_negative(rng, n_items, popularity, pop_frac):
     """A uniform item, or with probability ``pop_frac`` a recent positive."""
     ring = popularity.ring
@@ -333,7 +358,6 @@ def learn_batch(
     rg_f, rg_r, rg_n = changes.ring
     it_f, it_r, it_n = changes.items
     recent, recent_n = context.recent, context.recent_count
-    ifx = items.feature_rows
     ctx_on = recent.shape[1] > 0 and hp[HP_RECENT_W] != 0.0
     loss_code = int(hp[HP_LOSS])
     max_sampled = int(hp[HP_MAX_SAMPLED])
@@ -359,9 +383,8 @@ def learn_batch(
                 popularity.trend[i] += trend_seen * popularity.trend_scale[0]
                 mark(it_f, it_r, it_n, i)
             continue
-        user_representation(user, users, items, context, recent_w, ctx_k, u)
-        aff = trend_affinity(user, users, trend_w)
-        si = item_score(i, u, aff, items, popularity, vi)
+        aff, si = _fresh_score(user, i, users, items, context, popularity, recent_w, ctx_k,
+                               trend_w, u, vi)  # fmt: skip
         if not (abs(si) < _SCORE_LIMIT):
             return e
         ok = True
@@ -394,26 +417,9 @@ def learn_batch(
             if found >= 0:
                 # LightFM's rank estimate: log(floor((n - 1) / samples needed))
                 g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled)))
-                ok = _apply_grads(
-                    user,
-                    i,
-                    -g,
-                    found,
-                    g,
-                    u,
-                    vi,
-                    vj,
-                    users,
-                    items,
-                    context,
-                    popularity,
-                    hp,
-                    grad_u,
-                    tmp,
-                )
-                _mark_update(user, i, found, activity_row(user, users), recent, recent_n,
-                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
-                             cx_f, cx_r, cx_n)  # fmt: skip
+                ok = _step(user, i, -g, found, g, u, vi, vj, users, items, context, popularity, hp,
+                           grad_u, tmp, ctx_on, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f,
+                           uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -424,89 +430,36 @@ def learn_batch(
                 if jj == i:
                     continue
                 if t > 0:  # earlier negatives moved the vectors
-                    user_representation(user, users, items, context, recent_w, ctx_k, u)
-                    aff = trend_affinity(user, users, trend_w)
-                    si = item_score(i, u, aff, items, popularity, vi)
+                    aff, si = _fresh_score(user, i, users, items, context, popularity, recent_w,
+                                           ctx_k, trend_w, u, vi)  # fmt: skip
                 sj = item_score(jj, u, aff, items, popularity, vj)
                 if not (abs(sj) < _SCORE_LIMIT):
                     return e
                 x = si - sj
                 g = w * sigmoid(-x)
-                ok &= _apply_grads(
-                    user,
-                    i,
-                    -g,
-                    jj,
-                    g,
-                    u,
-                    vi,
-                    vj,
-                    users,
-                    items,
-                    context,
-                    popularity,
-                    hp,
-                    grad_u,
-                    tmp,
-                )
-                _mark_update(user, i, jj, activity_row(user, users), recent, recent_n,
-                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
-                             cx_f, cx_r, cx_n)  # fmt: skip
+                ok &= _step(user, i, -g, jj, g, u, vi, vj, users, items, context, popularity, hp,
+                            grad_u, tmp, ctx_on, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f,
+                            uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
-            ok &= _apply_grads(
-                user,
-                i,
-                g,
-                -1,
-                0.0,
-                u,
-                vi,
-                vj,
-                users,
-                items,
-                context,
-                popularity,
-                hp,
-                grad_u,
-                tmp,
-            )
-            _mark_update(user, i, -1, activity_row(user, users), recent, recent_n,
-                         ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
-                             cx_f, cx_r, cx_n)  # fmt: skip
+            ok &= _step(user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp,
+                        grad_u, tmp, ctx_on, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r,
+                        uf_n, cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
-                user_representation(user, users, items, context, recent_w, ctx_k, u)
-                aff = trend_affinity(user, users, trend_w)
-                sj = item_score(jj, u, aff, items, popularity, vj)
+                aff, sj = _fresh_score(user, jj, users, items, context, popularity, recent_w,
+                                       ctx_k, trend_w, u, vj)  # fmt: skip
                 if not (abs(sj) < _SCORE_LIMIT):
                     return e
                 gj = w * sigmoid(sj)
-                ok &= _apply_grads(
-                    user,
-                    jj,
-                    gj,
-                    -1,
-                    0.0,
-                    u,
-                    vj,
-                    vi,
-                    users,
-                    items,
-                    context,
-                    popularity,
-                    hp,
-                    grad_u,
-                    tmp,
-                )
-                _mark_update(user, jj, -1, activity_row(user, users), recent, recent_n,
-                             ctx_on, ifx, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n,
-                             cx_f, cx_r, cx_n)  # fmt: skip
+                ok &= _step(user, jj, gj, -1, 0.0, u, vj, vi, users, items, context, popularity,
+                            hp, grad_u, tmp, ctx_on, ctx_k, tu_f, tu_r, tu_n, ti_f, ti_r, ti_n,
+                            uf_f, uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))
         if not ok:
@@ -530,9 +483,8 @@ def pair_loss(user, i, j, loss_code, users, items, context, popularity, hp):
     d = users.emb.shape[1]
     u = np.empty(d, dtype=np.float32)
     vbuf = np.empty(d, dtype=np.float32)
-    user_representation(user, users, items, context, hp[HP_RECENT_W], int(hp[HP_CTX_K]), u)
-    aff = trend_affinity(user, users, hp[HP_TREND_W])
-    si = item_score(i, u, aff, items, popularity, vbuf)
+    aff, si = _fresh_score(user, i, users, items, context, popularity, hp[HP_RECENT_W],
+                           int(hp[HP_CTX_K]), hp[HP_TREND_W], u, vbuf)  # fmt: skip
     sj = item_score(j, u, aff, items, popularity, vbuf)
     if loss_code == LOSS_WARP:
         return max(0.0, 1.0 - si + sj)

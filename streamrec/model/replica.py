@@ -13,7 +13,7 @@ applying the parts in order equals applying the whole.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -42,11 +42,22 @@ class _RowArrays:
     """Arrays of one entry per row, the first field naming the rows; sliced together."""
 
     def __len__(self) -> int:
-        return int(getattr(self, fields(self)[0].name).shape[0])  # type: ignore[arg-type]
+        return int(getattr(self, _field_names(type(self))[0]).shape[0])
 
     def slice(self, a: int, b: int) -> Self:
         """Entries ``a .. b - 1`` (an empty array field stays empty)."""
-        return type(self)(*(getattr(self, f.name)[a:b] for f in fields(self)))  # type: ignore[arg-type]
+        return type(self)(*(getattr(self, name)[a:b] for name in _field_names(type(self))))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once (``dataclasses.fields`` is slow)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+    return names
 
 
 @dataclass
@@ -147,36 +158,46 @@ class ChangeSet:
 
     def nbytes(self) -> int:
         """About how many bytes the contents take (the measure :meth:`split` budgets)."""
-        return _HEADER_BYTES + sum(int(s.sizes(self).sum()) for s in _SECTIONS)
+        return _HEADER_BYTES + sum(s.sizes(self).between(0, s.length(self)) for s in _SECTIONS)
 
     def split(self, max_bytes: int) -> list[ChangeSet]:
         """Parts of at most about ``max_bytes`` each; applying them in order = applying self.
 
         Order: feature names, entities, feature lists, seen pairs, per-user and per-item
         state, then table rows, so no part refers to a row an earlier part did not
-        create.  A single item larger than the budget travels alone.
+        create.  A single item larger than the budget travels alone.  Costs O(parts) for
+        the fixed-size sections (rows, state, seen pairs), O(entries) for names and lists.
         """
+        blank = self._counters_only()
         parts: list[ChangeSet] = []
-        current, used = self._counters_only(), _HEADER_BYTES
+        current, used = blank.fresh(), _HEADER_BYTES
         for section in _SECTIONS:
+            n = section.length(self)
+            if not n:
+                continue
             sizes = section.sizes(self)
-            cum = np.concatenate([[0], np.cumsum(sizes)])
-            start, n = 0, sizes.shape[0]
+            start = 0
             while start < n:
-                room = max_bytes - used
-                fits = int(np.searchsorted(cum, cum[start] + room, side="right")) - 1 - start
-                take = min(fits, n - start)
+                take = min(sizes.fitting(start, max_bytes - used), n - start)
                 if take <= 0:
                     if used > _HEADER_BYTES:
                         parts.append(current)
-                        current, used = self._counters_only(), _HEADER_BYTES
+                        current, used = blank.fresh(), _HEADER_BYTES
                         continue
                     take = 1
                 section.copy(self, current, start, start + take)
-                used += int(cum[start + take] - cum[start])
+                used += sizes.between(start, start + take)
                 start += take
         parts.append(current)
         return parts
+
+    def fresh(self) -> ChangeSet:
+        """A shallow copy with lists of its own (array sections are replaced, never edited)."""
+        return replace(self, new_users=list(self.new_users), new_items=list(self.new_items),
+                       new_user_features=list(self.new_user_features),
+                       new_item_features=list(self.new_item_features),
+                       user_feature_lists=list(self.user_feature_lists),
+                       item_feature_lists=list(self.item_feature_lists))  # fmt: skip
 
     def _counters_only(self) -> ChangeSet:
         return ChangeSet(
@@ -192,12 +213,30 @@ class ChangeSet:
 _HEADER_BYTES = 256
 
 
+class _Sizes:
+    """The byte sizes of a section's entries: ``each`` apiece, or as listed in ``sizes``."""
+
+    def __init__(self, each: int = 0, sizes: Sequence[int] = ()) -> None:
+        self.each = each
+        self.cum = np.cumsum([0, *sizes]) if not each else None
+
+    def fitting(self, start: int, room: int) -> int:
+        """How many entries from ``start`` fit in ``room`` bytes (<= 0: none)."""
+        if self.cum is None:
+            return room // self.each
+        return int(np.searchsorted(self.cum, self.cum[start] + room, side="right")) - 1 - start
+
+    def between(self, a: int, b: int) -> int:
+        """The bytes of entries ``a .. b - 1``."""
+        return (b - a) * self.each if self.cum is None else int(self.cum[b] - self.cum[a])
+
+
 @dataclass(frozen=True)
 class _Section:
     """One slicable part of a change set, for :meth:`ChangeSet.split`."""
 
     length: Callable[[ChangeSet], int]
-    sizes: Callable[[ChangeSet], np.ndarray]
+    sizes: Callable[[ChangeSet], _Sizes]
     copy: Callable[[ChangeSet, ChangeSet, int, int], None]
 
 
@@ -208,7 +247,7 @@ def _names(base: str, names: str) -> _Section:
 
     return _Section(
         lambda cs: len(getattr(cs, names)),
-        lambda cs: np.array([len(n.encode()) + 4 for n in getattr(cs, names)], dtype=np.int64),
+        lambda cs: _Sizes(sizes=[len(n.encode()) + 4 for n in getattr(cs, names)]),
         copy,
     )
 
@@ -219,7 +258,7 @@ def _lists(name: str) -> _Section:
 
     return _Section(
         lambda cs: len(getattr(cs, name)),
-        lambda cs: np.array([16 + 8 * len(fl.features) for fl in getattr(cs, name)], np.int64),
+        lambda cs: _Sizes(sizes=[16 + 8 * len(fl.features) for fl in getattr(cs, name)]),
         copy,
     )
 
@@ -228,11 +267,9 @@ def _rows(name: str, row_bytes: Callable[[Any], int]) -> _Section:
     def copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
         setattr(dst, name, getattr(src, name).slice(a, b))
 
-    def sizes(cs: ChangeSet) -> np.ndarray:
-        part = getattr(cs, name)
-        return np.full(len(part), row_bytes(part), dtype=np.int64)
-
-    return _Section(lambda cs: len(getattr(cs, name)), sizes, copy)
+    return _Section(
+        lambda cs: len(getattr(cs, name)), lambda cs: _Sizes(row_bytes(getattr(cs, name))), copy
+    )
 
 
 def _seen_copy(src: ChangeSet, dst: ChangeSet, a: int, b: int) -> None:
@@ -246,9 +283,7 @@ _SECTIONS: Sequence[_Section] = (
     _names("item_base", "new_items"),
     _lists("user_feature_lists"),
     _lists("item_feature_lists"),
-    _Section(
-        lambda cs: cs.seen.shape[0], lambda cs: np.full(cs.seen.shape[0], 8, np.int64), _seen_copy
-    ),
+    _Section(lambda cs: cs.seen.shape[0], lambda cs: _Sizes(8), _seen_copy),
     _rows("users", lambda p: 4 * (4 + p.recent.shape[1] + p.last.shape[1])),
     _rows("items", lambda p: 12),
     _rows("ring", lambda p: 8),

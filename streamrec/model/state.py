@@ -13,35 +13,20 @@ from typing import NamedTuple
 import numpy as np
 
 
-class UserTables(NamedTuple):
-    """User-feature embeddings and what builds a user vector from them.
+class SideTables(NamedTuple):
+    """One side's (users' or items') feature embeddings and what builds an entity's vector.
 
     ``emb`` (rows x d, float32) and ``bias`` are the feature embeddings and biases,
-    ``emb_acc``/``bias_acc`` their row-wise Adagrad accumulators.  A user vector is
-    ``sum_k feature_weights[u, k] * emb[feature_rows[u, k]]`` (rows padded with -1) plus
-    the row of its activity bucket: ``activity[u]`` counts the user's positive events
-    and ``activity_rows[b]`` is the feature row of bucket ``b = bit_length(count)``
-    (capped).  The user biases are the trend affinities of the features; ``cont`` (with
-    its accumulator ``cont_acc``) their continuity weights.
-    """
+    ``emb_acc``/``bias_acc`` their row-wise Adagrad accumulators.  An entity's vector is
+    ``sum_k feature_weights[e, k] * emb[feature_rows[e, k]]`` (rows padded with -1).
+    ``feature_count[f]``: how many entities have feature ``f`` (on the item side, the
+    continuity signal weighs a shared feature by its idf, ``log(n_items / count)``).
 
-    emb: np.ndarray
-    bias: np.ndarray
-    emb_acc: np.ndarray
-    bias_acc: np.ndarray
-    feature_rows: np.ndarray
-    feature_weights: np.ndarray
-    activity: np.ndarray
-    activity_rows: np.ndarray
-    cont: np.ndarray
-    cont_acc: np.ndarray
-
-
-class ItemTables(NamedTuple):
-    """Item-feature embeddings, biases, accumulators and each item's features.
-
-    ``feature_count[f]``: how many items have feature ``f`` (the continuity signal weighs
-    a shared feature by its idf, ``log(n_items / count)``).
+    User side only (empty arrays on the item side): ``activity[u]`` counts the user's
+    positive events and ``activity_rows[b]`` is the feature row of bucket
+    ``b = bit_length(count)`` (capped), added to the user vector.  The user biases are
+    the trend affinities of the features; ``cont`` (with its accumulator ``cont_acc``)
+    their continuity weights.
     """
 
     emb: np.ndarray
@@ -51,6 +36,10 @@ class ItemTables(NamedTuple):
     feature_rows: np.ndarray
     feature_weights: np.ndarray
     feature_count: np.ndarray
+    activity: np.ndarray
+    activity_rows: np.ndarray
+    cont: np.ndarray
+    cont_acc: np.ndarray
 
 
 class ContextTables(NamedTuple):
@@ -93,8 +82,8 @@ class PopularityTables(NamedTuple):
 class KernelTables(NamedTuple):
     """Every table a learning or scoring kernel takes, by group."""
 
-    users: UserTables
-    items: ItemTables
+    users: SideTables
+    items: SideTables
     context: ContextTables
     popularity: PopularityTables
 
@@ -131,3 +120,8 @@ class ChangeMarks(NamedTuple):
     users: DirtyMarks
     items: DirtyMarks
     ring: DirtyMarks
+
+
+#: Former names of :class:`SideTables`: numba's on-disk cache indexes written before it
+#: replaced them refer to them, and fail to load (not just miss) if they cannot resolve.
+UserTables = ItemTables = SideTables

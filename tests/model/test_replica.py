@@ -140,3 +140,20 @@ def test_a_lost_change_set_is_an_error_not_a_silent_divergence() -> None:
     other.add_user("z")
     with pytest.raises(ReplicaError, match="row 0 is 'z', not 'a'"):
         other.apply_changes(ChangeSet(user_base=0, new_users=["a"]))
+
+
+def test_fixed_entry_sizes_fit_like_listed_ones() -> None:
+    """Sections of fixed-size entries are budgeted by arithmetic, the others by cumulative
+    sums: both count the same entries as fitting, and the same bytes."""
+    from streamrec.model.replica import _Sizes
+
+    for each in (8, 12, 264):
+        n = 50
+        fixed, listed = _Sizes(each), _Sizes(sizes=[each] * n)
+        for start in (0, 1, 17, n - 1):
+            for room in (-each - 1, -1, 0, 1, each - 1, each, each + 1, 7 * each + 3, 10**6):
+                fits = max(0, min(fixed.fitting(start, room), n - start))  # <= 0: none
+                assert fits == max(0, min(listed.fitting(start, room), n - start)), (each, room)
+            assert fixed.between(start, n) == listed.between(start, n) == each * (n - start)
+    assert _Sizes(sizes=[5, 7, 9]).fitting(0, 12) == 2
+    assert _Sizes(sizes=[5, 7, 9]).fitting(1, 15) == 1

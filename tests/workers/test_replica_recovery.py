@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from streamrec.eval.synthetic import World, make_world
 from streamrec.model import HybridModel, ModelConfig
@@ -156,6 +159,49 @@ async def _onboard(client: Client, world: World) -> None:
     await client.flush()
 
 
+@dataclass
+class _Stacks:
+    """A trainer and a replica on a fresh topic prefix, and a client (fixture ``stacks``)."""
+
+    settings: Settings
+    world: World
+    trainer: Stack
+    replica: Stack
+    client: Client
+    trainer_stopped: bool = False
+
+    async def stop_trainer(self) -> None:
+        if not self.trainer_stopped:
+            self.trainer_stopped = True
+            await self.trainer.stop()
+
+
+def _stack(settings: Settings, bootstrap: str, embedded: bool, role: str) -> Stack:
+    return Stack(settings, bootstrap, roles=(role,), web=False, embedded=embedded)
+
+
+@pytest_asyncio.fixture
+async def stacks(bootstrap: str, embedded: bool, tmp_path: Path) -> AsyncIterator[_Stacks]:
+    """A trainer and a replica started, the world's entities onboarded; all stopped after."""
+    settings = _settings(tmp_path)
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
+    trainer = _stack(settings, bootstrap, embedded, "trainer")
+    await trainer.start()
+    replica = _stack(settings, bootstrap, embedded, "recommender")
+    await replica.start()
+    client = Client(bootstrap, settings=settings)
+    await client.start()
+    running = _Stacks(settings, world, trainer, replica, client)
+    try:
+        await _onboard(client, world)
+        yield running
+    finally:
+        await client.stop()
+        await replica.stop()
+        await running.stop_trainer()
+
+
 def _die(stack: Stack) -> None:
     """Make ``stack``'s trainer stop like a killed process: no last deltas, no checkpoint."""
     trainer = stack.trainer
@@ -171,99 +217,72 @@ def _die(stack: Stack) -> None:
 @pytest.mark.integration
 @pytest.mark.asyncio
 async def test_replica_equals_the_restarted_trainer_after_a_kill(
-    bootstrap: str, embedded: bool, tmp_path: Path
+    stacks: _Stacks, bootstrap: str, embedded: bool
 ) -> None:
-    settings = _settings(tmp_path)
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
-    half = len(world.events) // 2
-    trainer = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
-    await trainer.start()
-    replica = Stack(settings, bootstrap, roles=("recommender",), web=False, embedded=embedded)
-    await replica.start()
-    client = Client(bootstrap, settings=settings)
-    await client.start()
+    half = len(stacks.world.events) // 2
     restarted: Stack | None = None
     try:
-        await _onboard(client, world)
-        await _publish(client, world, world.events[:half])
-        assert await trainer.state.wait_for(client.watermarks(), 30)
-        assert trainer.trainer is not None
-        await trainer.trainer.checkpoint_now()  # the last checkpoint before the "kill"
-        await _publish(client, world, world.events[half:])
-        assert await replica.state.wait_for(client.watermarks(), 30)
-        # work the restarted trainer will never see (learned, published, never checkpointed):
-        # a replica that kept it would differ from the restarted trainer for good
-        lost = [(u, i, "purchase") for u, i, _ in world.events[:40]]
-        async with trainer.trainer._lock:
-            _learn(trainer.state.model, world, lost)
-        total = len(world.events) + len(lost)
+        await _publish(stacks.client, stacks.world, stacks.world.events[:half])
+        assert await stacks.trainer.state.wait_for(stacks.client.watermarks(), 30)
+        assert stacks.trainer.trainer is not None
+        await stacks.trainer.trainer.checkpoint_now()  # the last checkpoint before the "kill"
+        await _publish(stacks.client, stacks.world, stacks.world.events[half:])
+        assert await stacks.replica.state.wait_for(stacks.client.watermarks(), 30)
+        # work the restarted trainer will never see (learned, published, never
+        # checkpointed): a replica that kept it would differ from the restarted trainer
+        # for good
+        lost = [(u, i, "purchase") for u, i, _ in stacks.world.events[:40]]
+        async with stacks.trainer.trainer._lock:
+            _learn(stacks.trainer.state.model, stacks.world, lost)
+        total = len(stacks.world.events) + len(lost)
         for _ in range(100):
-            if replica.state.model.n_events == total:
+            if stacks.replica.state.model.n_events == total:
                 break
             await asyncio.sleep(0.05)
-        assert replica.state.model.n_events == total  # the replica holds that work
-        _die(trainer)
-        await trainer.stop()
+        assert stacks.replica.state.model.n_events == total  # the replica holds that work
+        _die(stacks.trainer)
+        await stacks.stop_trainer()
 
-        restarted = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
+        restarted = _stack(stacks.settings, bootstrap, embedded, "trainer")
         await restarted.start()  # restores the checkpoint, learns the second half again
-        assert await restarted.state.wait_for(client.watermarks(), 30)
-        assert restarted.state.model.n_events == len(world.events)  # each event learned once
-        assert await _replica_catches_up(restarted, replica, 5) == []
-        assert replica.metrics.get("follower", "replica_resyncs_total") >= 1
+        assert await restarted.state.wait_for(stacks.client.watermarks(), 30)
+        # each event learned once
+        assert restarted.state.model.n_events == len(stacks.world.events)
+        assert await _replica_catches_up(restarted, stacks.replica, 5) == []
+        assert stacks.replica.metrics.get("follower", "replica_resyncs_total") >= 1
     finally:
-        await client.stop()
-        await replica.stop()
         if restarted is not None:
             await restarted.stop()
 
 
 @pytest.mark.integration
 @pytest.mark.asyncio
-async def test_replica_recovers_a_lost_delta(
-    bootstrap: str, embedded: bool, tmp_path: Path
-) -> None:
+async def test_replica_recovers_a_lost_delta(stacks: _Stacks) -> None:
     from aiokafka.errors import KafkaTimeoutError
 
-    settings = _settings(tmp_path)
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
-    third = len(world.events) // 3
-    trainer = Stack(settings, bootstrap, roles=("trainer",), web=False, embedded=embedded)
-    await trainer.start()
-    replica = Stack(settings, bootstrap, roles=("recommender",), web=False, embedded=embedded)
-    await replica.start()
-    client = Client(bootstrap, settings=settings)
-    await client.start()
-    try:
-        await _onboard(client, world)
-        await _publish(client, world, world.events[:third])
-        assert await replica.state.wait_for(client.watermarks(), 30)
-        assert trainer.trainer is not None
-        producer = trainer.trainer._producer
-        send = producer.send
-        failed: list[str] = []
+    third = len(stacks.world.events) // 3
+    await _publish(stacks.client, stacks.world, stacks.world.events[:third])
+    assert await stacks.replica.state.wait_for(stacks.client.watermarks(), 30)
+    assert stacks.trainer.trainer is not None
+    producer = stacks.trainer.trainer._producer
+    send = producer.send
+    failed: list[str] = []
 
-        async def flaky(topic: str, *args: Any, **kwargs: Any) -> Any:
-            if topic == Topics(settings.topic_prefix).deltas and not failed:
-                failed.append(topic)
-                raise KafkaTimeoutError("forced by the test")
-            return await send(topic, *args, **kwargs)
+    async def flaky(topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic == Topics(stacks.settings.topic_prefix).deltas and not failed:
+            failed.append(topic)
+            raise KafkaTimeoutError("forced by the test")
+        return await send(topic, *args, **kwargs)
 
-        producer.send = flaky
-        await _publish(client, world, world.events[third : 2 * third])
-        assert await trainer.state.wait_for(client.watermarks(), 30)
-        for _ in range(100):  # the next delta publish fails
-            if failed:
-                break
-            await asyncio.sleep(0.05)
-        assert failed
-        await _publish(client, world, world.events[2 * third :])
-        assert await trainer.state.wait_for(client.watermarks(), 30)
-        assert await _replica_catches_up(trainer, replica, 5) == []
-        assert replica.metrics.get("follower", "replica_resyncs_total") >= 1
-    finally:
-        await client.stop()
-        await replica.stop()
-        await trainer.stop()
+    producer.send = flaky
+    await _publish(stacks.client, stacks.world, stacks.world.events[third : 2 * third])
+    assert await stacks.trainer.state.wait_for(stacks.client.watermarks(), 30)
+    for _ in range(100):  # the next delta publish fails
+        if failed:
+            break
+        await asyncio.sleep(0.05)
+    assert failed
+    await _publish(stacks.client, stacks.world, stacks.world.events[2 * third :])
+    assert await stacks.trainer.state.wait_for(stacks.client.watermarks(), 30)
+    assert await _replica_catches_up(stacks.trainer, stacks.replica, 5) == []
+    assert stacks.replica.metrics.get("follower", "replica_resyncs_total") >= 1

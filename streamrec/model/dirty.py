@@ -28,6 +28,18 @@ def mark(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, row: int) -> N
     flags[row] = 1
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def mark_feature_rows(
+    flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, fx: np.ndarray, entity: int
+) -> None:
+    """:func:`mark` every feature row of ``entity`` (``fx[entity]``, padded with -1)."""
+    for k in range(fx.shape[1]):
+        row = fx[entity, k]
+        if row < 0:
+            break
+        mark(flags, rows, n_rows, row)
+
+
 @njit(cache=True, error_model="numpy")
 def _mark_each(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, marked: np.ndarray) -> None:
     for row in marked:
@@ -35,22 +47,6 @@ def _mark_each(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, marked: 
             flags[row] = 1
             rows[n_rows[0]] = row
             n_rows[0] += 1
-
-
-@njit(cache=True, error_model="numpy")
-def _mark_features(
-    flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, fx: np.ndarray, entities: np.ndarray
-) -> None:
-    """Mark every feature row (``fx[e]``, padded with -1) of each entity ``e``."""
-    for e in entities:
-        for k in range(fx.shape[1]):
-            row = fx[e, k]
-            if row < 0:
-                break
-            if flags[row] == 0:
-                flags[row] = 1
-                rows[n_rows[0]] = row
-                n_rows[0] += 1
 
 
 class DirtyRows:
@@ -120,8 +116,6 @@ class ChangeLog:
     def __init__(self) -> None:
         self.user_features = DirtyRows()
         self.item_features = DirtyRows()
-        self.trained_users = DirtyRows()
-        self.trained_items = DirtyRows()
         self.context = DirtyRows()
         self.users = DirtyRows()
         self.items = DirtyRows()
@@ -135,38 +129,12 @@ class ChangeLog:
         self.item_feature_base = 0
 
     def _all(self) -> tuple[DirtyRows, ...]:
-        return (self.user_features, self.item_features, self.trained_users, self.trained_items,
-                self.context, self.users, self.items, self.ring, self.user_entities,
-                self.item_entities)  # fmt: skip
+        return (self.user_features, self.item_features, self.context, self.users, self.items,
+                self.ring, self.user_entities, self.item_entities)  # fmt: skip
 
     def pending(self) -> bool:
         """Whether anything was marked since the last :meth:`clear` (O(1))."""
         return bool(self.seen) or any(len(rows) for rows in self._all())
-
-    def settle(self, users: tuple[np.ndarray, int], items: tuple[np.ndarray, int]) -> None:
-        """Turn trained-entity marks into the feature rows they wrote (O(rows touched)).
-
-        ``users`` and ``items`` are each side's entity feature rows (padded with -1) and
-        its number of feature rows.
-        """
-        for trained, (fx, n_features), features in ((self.trained_users, users, self.user_features),
-                                                    (self.trained_items, items,
-                                                     self.item_features)):  # fmt: skip
-            entities = trained.take(ordered=False)
-            if len(entities):
-                features.ensure(n_features)
-                _mark_features(features.flags, features.rows, features.count, fx, entities)
-
-    def refeaturing(self, side: str, row: int, feature_rows: np.ndarray) -> None:
-        """Entity ``row`` of ``side`` gets new features: the old ones it trained are written.
-
-        (The entity stays marked, so its new features are reported too: harmless, the
-        contents are absolute.)
-        """
-        trained = self.trained_users if side == "user" else self.trained_items
-        features = self.user_features if side == "user" else self.item_features
-        if row < trained.flags.shape[0] and trained.flags[row]:
-            features.mark_many(feature_rows)
 
     def clear(self, n_users: int, n_items: int, n_user_features: int, n_item_features: int) -> None:
         """Forget every mark; the given counts become the new bases."""

@@ -106,8 +106,6 @@ class EntitySide:
         w = np.asarray(weights, dtype=np.float64)
         if self.normalize and w.sum() > 0:
             w = w / w.sum()
-        if not new:
-            self.changes.refeaturing(self.kind, row, self.fx.idx[row])
         self.fx.set(row, np.asarray(rows, dtype=np.int32), w.astype(np.float32))
         self.entity_marks.mark(row)
         return row, new
@@ -410,8 +408,7 @@ class HybridModel:
         log = self.changes
         return ChangeMarks(
             log.user_features.marks(self.users.table.emb.shape[0]),
-            log.trained_users.marks(self.recent_n.shape[0]),
-            log.trained_items.marks(self.trend.shape[0]),
+            log.item_features.marks(self.items.table.emb.shape[0]),
             log.context.marks(self.context.emb.shape[0]),
             log.users.marks(self.recent_n.shape[0]),
             log.items.marks(self.trend.shape[0]),

@@ -321,7 +321,6 @@ def export(model: HybridModel) -> ChangeSet:
     """The model's changes since its previous export; clears its change log."""
     log = model.changes
     users, items = model.users, model.items
-    log.settle((users.fx.idx, len(users.feature_names)), (items.fx.idx, len(items.feature_names)))
     user_rows = log.users.take()
     item_rows = log.items.take()
     ring = log.ring.take()

@@ -104,18 +104,15 @@ class DirtyMarks(NamedTuple):
 class ChangeMarks(NamedTuple):
     """The rows the kernels wrote, per table group (see :mod:`streamrec.model.replica`).
 
-    ``user_features``: user feature rows (embedding, bias, continuity weight,
-    accumulators) written one by one (activity rows); ``trained_users``/``trained_items``:
-    entities whose every feature row was written (one mark instead of one per feature,
-    expanded when the change set is taken; the continuity step marks its user so too);
-    ``context``: context rows (one per item feature); ``users``: per-user state (recent
+    ``user_features``/``item_features``: feature rows (embedding, bias, continuity
+    weight, accumulators), every feature row of each user and item an update trained,
+    and the activity rows; ``context``: context rows (one per item feature); ``users``: per-user state (recent
     ring, continuity ring, activity); ``items``: per-item decayed counts (positives and
     seen-only events); ``ring``: slots of the popularity ring.
     """
 
     user_features: DirtyMarks
-    trained_users: DirtyMarks
-    trained_items: DirtyMarks
+    item_features: DirtyMarks
     context: DirtyMarks
     users: DirtyMarks
     items: DirtyMarks

@@ -55,12 +55,6 @@ def marked(rows: DirtyRows) -> set[int]:
     return set(rows.rows[: len(rows)].tolist())
 
 
-def settled(model: HybridModel) -> None:
-    """Trained entities stand for all their feature rows: list those rows."""
-    model.changes.settle((model.users.fx.idx, len(model.users.feature_names)),
-                         (model.items.fx.idx, len(model.items.feature_names)))  # fmt: skip
-
-
 def snapshot(model: HybridModel) -> dict[str, np.ndarray]:
     return {name: a.copy() for name, a in model.arrays().items()}
 
@@ -85,7 +79,6 @@ def test_kernels_mark_exactly_the_rows_they_change(loss: str, half_life: float) 
         items = rng.integers(model.n_items, size=n).astype(np.int32)
         weights = rng.choice([0.0, 1.0, 2.0], size=n).astype(np.float32)
         model.learn_rows(users, items, weights)
-        settled(model)
         after = model.arrays()
         for group, names in GROUPS.items():
             expected = changed_rows(before, after, names)
@@ -128,7 +121,6 @@ def test_features_trained_then_replaced_are_still_reported() -> None:
     model.learn_rows(np.array([3], np.int32), np.array([5], np.int32), np.ones(1, np.float32))
     model.add_user("u3", ["brand-new=1"])
     model.add_item("i5", ["genre=0"])
-    settled(model)
     after = model.arrays()
     for group in ("user_features", "item_features"):
         changed = changed_rows(before, after, GROUPS[group])

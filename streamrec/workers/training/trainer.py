@@ -34,6 +34,7 @@ from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Watermark
 from streamrec.stream.topics import Topics
@@ -79,7 +80,8 @@ class Trainer:
         self.catalog = catalog
         self.state = state or ModelState(HybridModel(settings.model))
         self.tracker = DeltaTracker(self.state.model)
-        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
+        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker,
+                                InputLimits.from_settings(settings))  # fmt: skip
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -201,6 +203,10 @@ class Trainer:
     async def poll_once(self) -> None:
         """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
         s = self.settings
+        if self.core.sink.pending() >= s.store_queue_max:  # backpressure: the store is behind
+            self._rejected += self.core.sink.flush()
+            await asyncio.sleep(0.05)
+            return
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
             batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
@@ -345,6 +351,10 @@ class Trainer:
         if backlog:
             log.error("checkpoint postponed: the feature store has not written %d upserts yet",
                       backlog)  # fmt: skip
+            # try again in a second, not on every loop iteration
+            self._last_checkpoint = time.monotonic() - max(
+                0.0, self.settings.checkpoint_interval_s - 1.0
+            )
             return None
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None

@@ -30,6 +30,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from streamrec.errors import StoreError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode_binary
@@ -351,15 +352,23 @@ class Trainer:
         if backlog:
             log.error("checkpoint postponed: the feature store has not written %d upserts yet",
                       backlog)  # fmt: skip
-            # try again in a second, not on every loop iteration
-            self._last_checkpoint = time.monotonic() - max(
-                0.0, self.settings.checkpoint_interval_s - 1.0
-            )
+            self._postpone_checkpoint()
             return None
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
-        path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
-                                     saved, self.tracker.epoch, self.tracker.seq)  # fmt: skip
+        try:
+            path = self.checkpoints.save(self.state.model, self.state.applied,
+                                         self._deltas_offset, saved, self.tracker.epoch,
+                                         self.tracker.seq)  # fmt: skip
+        except StoreError as exc:  # the registry (the feature store) is down
+            log.error("checkpoint postponed: %s", exc)
+            self._postpone_checkpoint()
+            return None
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
+
+    def _postpone_checkpoint(self) -> None:
+        """Try the checkpoint again in a second, not on every loop iteration."""
+        interval = self.settings.checkpoint_interval_s
+        self._last_checkpoint = time.monotonic() - max(0.0, interval - 1.0)

@@ -211,3 +211,57 @@ def clean_world(n_interactions: int, n_users: int = 40, n_items: int = 30) -> Cl
         for k in range(max(1, n_interactions // 50))
     ]
     return CleanWorld(entities, interactions, requests)
+
+
+def draw_payloads(n: int) -> list[Payload]:
+    """``n`` hostile payloads drawn by hypothesis, the same ones on every call."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    out: list[Payload] = []
+
+    @settings(max_examples=n, database=None, derandomize=True, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck), deadline=None)  # fmt: skip
+    @given(hostile())
+    def collect(payload: Payload) -> None:
+        out.append(payload)
+
+    collect()
+    return out
+
+
+def every_kind() -> list[Payload]:
+    """One payload of each kind of trouble the issue names, on the topic it targets."""
+    it = {"kind": "interaction", "user": "u0", "item": "i0"}
+    item = {"kind": "new_item", "item": "i0"}
+    user = {"kind": "new_user", "user": "u0"}
+    req = {"kind": "rec_request", "request_id": "r", "user": "u0"}
+    cases: list[tuple[str, dict[str, Any] | bytes, str]] = [
+        ("interactions", b"{broken", "malformed JSON"),
+        ("interactions", {**it, "item": " "}, "blank item id"),
+        ("interactions", {**it, "user": "a\x00b"}, "NUL in an id"),
+        ("interactions", {**it, "kind": "teleport"}, "unknown kind"),
+        ("interactions", {**it, "type": "teleport"}, "unknown event type"),
+        ("interactions", {**it, "item": "x" * MB}, "1 MB id"),
+        ("interactions", {**it, "user": 7}, "wrong type"),
+        ("entities", {**item, "features": {"a": 1e20}}, "weight 1e20"),
+        ("entities", {**item, "features": {"a": -1e300}}, "weight -1e300"),
+        ("entities", {**item, "features": {"a": "NaN"}}, "a 'NaN' weight"),
+        ("entities", {**item, "features": [f"f{k}" for k in range(10_000)]}, "10,000 features"),
+        ("entities", {**user, "features": [f"f{k}" for k in range(20_000)]}, "20,000 features"),
+        ("entities", {**item, "features": ["n" * 100_000]}, "100 KB feature name"),
+        ("entities", {**user, "features": ["a\x00b"]}, "NUL in a feature name"),
+        ("entities", {**item, "attributes": {"available": "maybe"}}, "wrong attribute type"),
+        ("entities", {**item, "attributes": {"category": "c" * MB}}, "1 MB attribute"),
+        ("entities", {**item, "attributes": {"meta": {"a": 1}}}, "nested attribute"),
+        ("entities", {**user, "user": "\ud800x"}, "lone surrogate in an id"),
+        ("entities", {**user, "ts": 1e300}, "time 1e300"),
+        ("entities", {**user, "v": 99}, "newer schema"),
+        ("requests", {**req, "features": {"a": 1e300}}, "inline weight 1e300"),
+        ("requests", {**req, "filters": "available"}, "filters not an object"),
+        ("requests", {**req, "k": 0}, "k of 0"),
+        ("requests", b"\xff\xfe", "not UTF-8"),
+    ]
+    return [
+        Payload(topic, body if isinstance(body, bytes) else _json(body), what)
+        for topic, body, what in cases
+    ]

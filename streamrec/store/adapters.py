@@ -93,7 +93,7 @@ class StoreEntitySink:
         store: FeatureStore,
         *,
         retry_s: float = 0.5,
-        max_retry_s: float = 10.0,
+        max_retry_s: float = 5.0,
         on_written: OnWritten | None = None,
     ) -> None:
         self.store = store

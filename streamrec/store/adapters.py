@@ -106,6 +106,7 @@ class StoreEntitySink:
         self._buffer: list[_Upsert] = []
         # batches for the writer, oldest first, with the time they were handed over
         self._queue: deque[tuple[float, list[_Upsert]]] = deque()
+        self._queued = 0  # upserts in the queue (pending() is called on every trainer poll)
         self._rejected: list[SinkRejection] = []
         self._busy = False  # the writer holds a batch it took from the queue
         self._closed = False
@@ -124,6 +125,7 @@ class StoreEntitySink:
         with self._cond:
             if self._buffer:
                 self._queue.append((time.monotonic(), self._buffer))
+                self._queued += len(self._buffer)
                 self._buffer = []
                 self._cond.notify_all()
             if wait > 0 and self.last_error is None:  # during an outage nothing will come
@@ -133,7 +135,7 @@ class StoreEntitySink:
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._buffer) + sum(len(batch) for _, batch in self._queue)
+            return len(self._buffer) + self._queued
 
     def _idle(self) -> bool:
         return not self._queue and not self._busy
@@ -155,7 +157,7 @@ class StoreEntitySink:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            left = sum(len(batch) for _, batch in self._queue)
+            left = self._queued
         if self._thread is not None:
             self._thread.join(timeout=max(self.retry_s, 1.0))
             self._thread = None
@@ -172,14 +174,13 @@ class StoreEntitySink:
                 if not self._queue or (self._closed and self.last_error is not None):
                     return  # closed: drained, or the database is down and we give up
                 # catching up (after an outage): the queued batches in one write
-                taken, size = 0, 0
-                for _, queued in self._queue:
+                taken, handed_at, batch = 0, 0.0, []
+                for when, queued in self._queue:  # (a deque: never index it)
                     taken += 1
-                    size += len(queued)
-                    if size >= MERGE_UPSERTS:
+                    handed_at = when
+                    batch += queued
+                    if len(batch) >= MERGE_UPSERTS:
                         break
-                handed_at = self._queue[taken - 1][0]
-                batch = [u for i in range(taken) for u in self._queue[i][1]]
                 self._busy = True
             try:
                 rejected = self._write(batch, handed_at)
@@ -193,7 +194,7 @@ class StoreEntitySink:
             self.failures = 0
             with self._cond:
                 for _ in range(taken):
-                    self._queue.popleft()
+                    self._queued -= len(self._queue.popleft()[1])
                 self._rejected.extend(rejected)
                 self._busy = False
                 self.batches_written += 1

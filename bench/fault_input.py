@@ -279,18 +279,20 @@ def database_down(args: argparse.Namespace) -> Row:
                     stop, sent = asyncio.Event(), [0]
                     producer = asyncio.create_task(_stream(client, args.rate, stop, sent))
                     await asyncio.sleep(2.0)  # warm up (numba, consumer)
-                    e0, t0 = model().n_events, time.monotonic()
+                    e0, s0, t0 = model().n_events, sent[0], time.monotonic()
                     await asyncio.sleep(args.normal)
                     out["normal_rate"] = (model().n_events - e0) / (time.monotonic() - t0)
+                    out["normal_sent"] = (sent[0] - s0) / (time.monotonic() - t0)
                     before = observer.latest_checkpoint()
                     live = store.engine
                     store.engine = _dead_engine(url)
-                    e0, t0 = model().n_events, time.monotonic()
+                    e0, s0, t0 = model().n_events, sent[0], time.monotonic()
                     peak = 0
                     while time.monotonic() - t0 < args.outage:
                         await asyncio.sleep(0.5)
                         peak = max(peak, sink.pending())
                     out["outage_rate"] = (model().n_events - e0) / (time.monotonic() - t0)
+                    out["outage_sent"] = (sent[0] - s0) / (time.monotonic() - t0)
                     during = observer.latest_checkpoint()
                     out["checkpoint_during"] = (during.version if during else 0) != (
                         before.version if before else 0
@@ -334,7 +336,8 @@ def database_down(args: argparse.Namespace) -> Row:
     resumed = f"{r['checkpoint_s']:.1f} s" if r["checkpoint_s"] is not None else "NEVER"
     drained = f"in {r['drain_s']:.1f} s" if r["drained"] else "NOT"
     measured = (
-        f"{args.database}, producer {args.rate} events/s (10% onboarding): learned "
+        f"{args.database}, producer {args.rate} events/s (10% onboarding; it sent "
+        f"{r['normal_sent']:.0f}/s before, {r['outage_sent']:.0f}/s during): learned "
         f"{r['normal_rate']:.0f}/s before, {r['outage_rate']:.0f}/s during the {args.outage:.0f} s "
         f"outage ({ratio:.2f}x); store backlog peak {r['peak_backlog']} upserts, drained "
         f"{drained}; checkpoint during the outage: "

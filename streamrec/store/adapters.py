@@ -183,6 +183,8 @@ class StoreEntitySink:
                         break
                 self._busy = True
             try:
+                if self.last_error is not None:  # down: a cheap probe before the real work
+                    self.store.attributes_version()
                 rejected = self._write(batch, handed_at)
             except Exception as exc:  # an outage (or a bug): keep the batch, retry later
                 self._failed(exc)

@@ -150,23 +150,34 @@ class EntitySide:
         Summed one feature column at a time: memory stays (n, d) however long the
         longest feature list is (a gather of every padded list was n x width x d).
         """
-        sel = np.arange(len(self.ids)) if rows is None else rows
-        idx = self.fx.idx[sel]
+        idx, w = self._feature_lists(rows)
         out = np.zeros((idx.shape[0], self.table.dim), dtype=np.float32)
         for k in range(idx.shape[1]):
             col = idx[:, k]
             live = np.flatnonzero(col >= 0)
             if not live.size:
                 break
-            out[live] += self.fx.w[sel, k][live, None] * self.table.emb[col[live]]
+            out[live] += w[live, k, None] * self.table.emb[col[live]]
         return out
+
+    def _feature_lists(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The padded feature rows and weights of ``rows`` (all: views, no copy)."""
+        if rows is None:
+            n = len(self.ids)
+            return self.fx.idx[:n], self.fx.w[:n]
+        return self.fx.idx[rows], self.fx.w[rows]
 
     def biases(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Biases of the entities in ``rows`` (default: all): the sum of their features'."""
-        sel = np.arange(len(self.ids)) if rows is None else rows
-        idx = self.fx.idx[sel]
-        w = np.where(idx >= 0, self.fx.w[sel], 0.0)
-        return (w * self.table.bias[np.maximum(idx, 0)]).sum(axis=1).astype(np.float32)
+        idx, w = self._feature_lists(rows)
+        out = np.zeros(idx.shape[0], dtype=np.float64)
+        for k in range(idx.shape[1]):  # column by column, as vectors()
+            col = idx[:, k]
+            live = np.flatnonzero(col >= 0)
+            if not live.size:
+                break
+            out[live] += w[live, k].astype(np.float64) * self.table.bias[col[live]]
+        return out.astype(np.float32)
 
 
 class HybridModel:

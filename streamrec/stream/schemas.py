@@ -256,3 +256,6 @@ class DeadLetter(Message, tag="dead_letter", tag_field="kind"):
     worker: str
     original: bytes
     key: bytes | None = None
+    #: Set when ``original`` was cut (the letter was too large to send): its full length.
+    truncated: bool = False
+    original_size: int = 0

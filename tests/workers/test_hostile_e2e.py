@@ -79,3 +79,27 @@ async def test_hostile_payloads_are_dead_lettered_and_clean_events_learned(
     finally:
         await producer.stop()
         await stack.stop()
+
+
+async def test_a_letter_too_large_to_send_is_cut_and_blocks_none_behind_it(
+    bootstrap: str, settings_factory: Callable[..., Settings]
+) -> None:
+    from streamrec.stream.dead_letters import CUT_BYTES, dead_letter, send_dead_letters
+    from streamrec.stream.records import Record
+
+    topics = Topics(settings_factory().topic_prefix)
+    await ensure_topics(bootstrap, {topics.dead_letters: 1})
+    producer = await make_producer(bootstrap, max_request_size=200_000)
+    await producer.start()
+    try:
+        huge = Record("src", 0, 7, b"k", b"x" * 300_000)
+        small = Record("src", 0, 8, b"k", b'{"kind": "bogus"}')
+        letters = [dead_letter("too big", huge, "trainer"), dead_letter("bad", small, "trainer")]
+        assert await send_dead_letters(producer, topics.dead_letters, letters) == 2
+    finally:
+        await producer.stop()
+    got = await read_dead_letters(bootstrap, topics.dead_letters, 2)
+    assert [d.source_offset for d in got] == [7, 8]
+    assert got[0].truncated and got[0].original_size == 300_000
+    assert got[0].original == b"x" * CUT_BYTES
+    assert not got[1].truncated and got[1].original == b'{"kind": "bogus"}'

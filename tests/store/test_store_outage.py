@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -85,5 +86,46 @@ async def test_the_trainer_learns_through_an_outage_and_the_store_catches_up(
             await _until(lambda: (observer.latest_checkpoint() or before).metrics["events"] == 96)
             assert observer.count("user") == 24 and observer.count("item") == 24
             assert observer.features("user", "u105") == {"age=1": 1.0}
+        finally:
+            await stack.stop()
+
+
+async def test_a_full_store_queue_holds_the_trainer_back_until_the_store_catches_up(
+    embedded_bootstrap: str, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """Backpressure: at ``store_queue_max`` waiting upserts the trainer stops fetching
+    (the queue stays bounded), and learns the rest once the database is back."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = settings_factory(database_url=url, runtime="asyncio", store_queue_max=10,
+                                batch_max=4, checkpoint_interval_s=0)  # fmt: skip
+    bootstrap = embedded_bootstrap
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    with FeatureStore.open(url) as store:
+        stack = Stack(settings, bootstrap, roles=("trainer",), store=store, web=False,
+                      embedded=True)  # fmt: skip
+        await stack.start()
+        try:
+            assert await stack.ready(30)
+            sink = stack.sink
+            assert sink is not None
+            live = store.engine
+            store.engine = _dead_engine(url)
+            try:
+                async with Client(bootstrap, settings=settings) as client:
+                    for k in range(40):  # 40 new users: 40 upserts
+                        await client.add_user(f"u{k}", [f"age={k % 4}"], wait=False)
+                    await client.flush()
+                    marks = client.watermarks()
+                await _until(lambda: sink.pending() >= 10)
+                await asyncio.sleep(1.0)  # the trainer would learn the rest meanwhile
+                assert not stack.state.reached(marks)
+                assert 10 <= sink.pending() < 10 + settings.batch_max  # one batch over at most
+                assert stack.state.model.n_users == sink.pending()
+            finally:
+                store.engine.dispose()
+                store.engine = live
+            assert await stack.state.wait_for(marks, 30)
+            await _until(lambda: sink.pending() == 0)
+            assert store.count("user") == 40
         finally:
             await stack.stop()

@@ -94,8 +94,14 @@ class UnknownEntityError(InvalidInputError, KeyError):
 class ModelDivergedError(StreamrecError, ArithmeticError):
     """An SGD update would have written NaN or infinity into the model.
 
-    The offending update is not applied; lower the learning rate or raise L2.
+    The offending update is not applied; lower the learning rate or raise L2.  ``event``
+    is the index of that event in its batch when known (the events before it were
+    learned, the ones after it were not).
     """
+
+    def __init__(self, message: str, *, event: int | None = None) -> None:
+        super().__init__(message)
+        self.event = event
 
 
 class CheckpointError(StreamrecError):

@@ -31,6 +31,14 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
+max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (larger: dead letter)
+max_id_length               STREAMREC_MAX_ID_LENGTH       512 (characters, at most 512)
+max_feature_name_length     STREAMREC_MAX_FEATURE_NAME_LENGTH  256 (at most 512)
+max_features                STREAMREC_MAX_FEATURES        256 (per user or item)
+max_feature_weight          STREAMREC_MAX_FEATURE_WEIGHT  1000 (abs., at most 10000)
+max_attributes              STREAMREC_MAX_ATTRIBUTES      64 (per item event)
+max_attribute_values        STREAMREC_MAX_ATTRIBUTE_VALUES  256 (elements of one list)
+store_queue_max             STREAMREC_STORE_QUEUE_MAX     100000 (upserts; then backpressure)
 ==========================  ============================  ================================
 """
 
@@ -44,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.errors import ConfigError
-from streamrec.model.config import ModelConfig
+from streamrec.model.config import MAX_FEATURE_WEIGHT, MAX_ID_LENGTH, MAX_NAME_LENGTH, ModelConfig
 
 ENV_PREFIX = "STREAMREC_"
 #: The worker runtimes (``streamrec.workers.runtime``).
@@ -108,6 +116,27 @@ class Settings:
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
+    #: Edge validation of every consumed message (the trainer's topics; requests' inline
+    #: features): a message breaking a limit is dead-lettered with the reason.  Whole
+    #: message size in bytes.
+    max_message_bytes: int = 1_048_576
+    #: Longest user / item id (characters; the store's column holds 512).  Ids and feature
+    #: names never hold control characters (NUL, newline...).
+    max_id_length: int = MAX_ID_LENGTH
+    #: Longest feature name (characters; the store's column holds 512).
+    max_feature_name_length: int = 256
+    #: Most features of one user or item (the model pads every entity's feature list to
+    #: the longest one, so this bounds its memory).
+    max_features: int = 256
+    #: Largest feature weight, in absolute value (the model takes at most 1e4: beyond,
+    #: WARP scores overflow).
+    max_feature_weight: float = 1000.0
+    #: Most attributes of one item event, and most elements of one list attribute.
+    max_attributes: int = 64
+    max_attribute_values: int = 256
+    #: Feature-store upserts the trainer may have queued; beyond, it stops fetching until
+    #: the store catches up (backpressure during a database outage).
+    store_queue_max: int = 100_000
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -119,6 +148,17 @@ class Settings:
                      "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
+        for name in ("max_message_bytes", "max_features", "max_attributes",
+                     "max_attribute_values", "store_queue_max"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
+        for name, cap in (("max_id_length", MAX_ID_LENGTH),
+                          ("max_feature_name_length", MAX_NAME_LENGTH)):  # fmt: skip
+            if not 1 <= getattr(self, name) <= cap:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be in [1, {cap}]")
+        if not 0.0 < self.max_feature_weight <= MAX_FEATURE_WEIGHT:
+            raise ConfigError(f"max_feature_weight={self.max_feature_weight!r} must be in "
+                              f"(0, {MAX_FEATURE_WEIGHT:g}] (larger weights break the model)")  # fmt: skip
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
         if self.faust_requests not in FAUST_REQUESTS:

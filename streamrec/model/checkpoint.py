@@ -1,6 +1,6 @@
 """Atomic, pickle-free checkpoints of the whole model state.
 
-A checkpoint is an ``.npz`` file: every table, vocabulary (fixed-width unicode arrays),
+A checkpoint is an ``.npz`` file: every table, vocabulary (NUL-separated UTF-8 bytes),
 seen set (CSR), the random generator state and the counters, plus a JSON header with
 the format version and the config.  It is written to a temporary file in the target
 directory, fsynced and renamed over the target, so a reader never sees half a file.

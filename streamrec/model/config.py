@@ -13,6 +13,15 @@ from streamrec.errors import ConfigError
 LOSSES = ("warp", "bpr", "logistic")
 OPTIMIZERS = ("adagrad", "sgd")
 
+#: Hard bounds of what the model takes (the settings' edge limits may only be lower):
+#: longest id and feature name (the store's columns), largest feature weight in absolute
+#: value (at 1e6 WARP scores overflow at once; 1e4 on 256 features per side trained
+#: without a divergence), most features per entity.
+MAX_ID_LENGTH = 512
+MAX_NAME_LENGTH = 512
+MAX_FEATURE_WEIGHT = 1e4
+MAX_FEATURES = 10_000
+
 #: Default weight of each event type. Weight 0 marks the item as seen without training.
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "view": 0.0,

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamrec.errors import (
+    InvalidFeatureError,
     InvalidWeightError,
     ModelDivergedError,
     UnknownEntityError,
     UnknownEventTypeError,
 )
 from streamrec.model import kernels, replica, scoring, vectors
-from streamrec.model.config import ModelConfig
+from streamrec.model.config import MAX_FEATURE_WEIGHT, ModelConfig
 from streamrec.model.dirty import ChangeLog
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
 from streamrec.model.replica import ChangeSet
@@ -92,6 +93,14 @@ class EntitySide:
         """
         check_id(self.kind, entity_id)
         parsed = parse_features(self.kind, features)
+        if self.normalize and parsed:  # negative weights may leave a tiny sum
+            total = self.identity_weight + sum(parsed.values())
+            top = max(self.identity_weight, *map(abs, parsed.values()))
+            if total > 0 and top / total > MAX_FEATURE_WEIGHT:
+                raise InvalidFeatureError(
+                    f"{self.kind} {entity_id!r}: normalised feature weights reach "
+                    f"{top / total:g}; the limit is {MAX_FEATURE_WEIGHT:g}"
+                )
         row, new = self.ids.add(entity_id)
         if not new and features is None:
             return row, False
@@ -133,19 +142,39 @@ class EntitySide:
         return vec, bias
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """(n, d) representations of the entities in ``rows`` (default: all), from features."""
-        sel = np.arange(len(self.ids)) if rows is None else rows
-        idx = self.fx.idx[sel]
-        w = np.where(idx >= 0, self.fx.w[sel], 0.0).astype(np.float32)
-        emb = self.table.emb[np.maximum(idx, 0)]
-        return np.einsum("nk,nkd->nd", w, emb).astype(np.float32)
+        """(n, d) representations of the entities in ``rows`` (default: all), from features.
+
+        Summed one feature column at a time: memory stays (n, d) however long the
+        longest feature list is (a gather of every padded list was n x width x d).
+        """
+        idx, w = self._feature_lists(rows)
+        out = np.zeros((idx.shape[0], self.table.dim), dtype=np.float32)
+        for k in range(idx.shape[1]):
+            col = idx[:, k]
+            live = np.flatnonzero(col >= 0)
+            if not live.size:
+                break
+            out[live] += w[live, k, None] * self.table.emb[col[live]]
+        return out
+
+    def _feature_lists(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The padded feature rows and weights of ``rows`` (all: views, no copy)."""
+        if rows is None:
+            n = len(self.ids)
+            return self.fx.idx[:n], self.fx.w[:n]
+        return self.fx.idx[rows], self.fx.w[rows]
 
     def biases(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Biases of the entities in ``rows`` (default: all): the sum of their features'."""
-        sel = np.arange(len(self.ids)) if rows is None else rows
-        idx = self.fx.idx[sel]
-        w = np.where(idx >= 0, self.fx.w[sel], 0.0)
-        return (w * self.table.bias[np.maximum(idx, 0)]).sum(axis=1).astype(np.float32)
+        idx, w = self._feature_lists(rows)
+        out = np.zeros(idx.shape[0], dtype=np.float64)
+        for k in range(idx.shape[1]):  # column by column, as vectors()
+            col = idx[:, k]
+            live = np.flatnonzero(col >= 0)
+            if not live.size:
+                break
+            out[live] += w[live, k].astype(np.float64) * self.table.bias[col[live]]
+        return out.astype(np.float32)
 
     def kernel_tables(self, activity: np.ndarray, activity_rows: np.ndarray) -> SideTables:
         """This side's tables as the kernels take them (views; ``activity``: users only)."""
@@ -347,17 +376,20 @@ class HybridModel:
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
         before = self.stats.copy()
         status = self._kernel_call(users, items, weights)
-        self.seen.add_many(users, items)
-        if n:
-            self.changes.seen.append(np.stack([users, items], axis=1))
-        self.n_events += n
+        done = n if status < 0 else status  # the kernel stops at a diverging event
+        self.seen.add_many(users[:done], items[:done])
+        if done:
+            self.changes.seen.append(np.stack([users[:done], items[:done]], axis=1))
+        self.n_events += done
         self.version += 1
         if status >= 0:
             raise ModelDivergedError(
                 f"the update for event {status} (user {self.users.ids.name(int(users[status]))!r}, "
                 f"item {self.items.ids.name(int(items[status]))!r}) would have written a "
                 f"non-finite value; it was not applied. Lower lr (now {self.config.lr}) or "
-                f"bias_lr (now {self.config.bias_lr}), or raise l2 (now {self.config.l2})."
+                f"bias_lr (now {self.config.bias_lr}), or raise l2 (now {self.config.l2}). "
+                f"Events {status + 1}.. of the batch were not learned.",
+                event=status,
             )
         delta = self.stats - before
         return LearnStats(

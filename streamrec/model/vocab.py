@@ -47,11 +47,22 @@ class Vocabulary:
         return [self._names[r] for r in rows]
 
     def to_array(self) -> np.ndarray:
-        """Fixed-width unicode array (saved without pickle)."""
+        """The names as one array, saved without pickle: their UTF-8 bytes separated by NUL
+        (uint8), so one long name costs its own length, not that length times every name
+        as a fixed-width unicode array did.  Names holding NUL (or empty) keep that older
+        fixed-width form."""
         if not self._names:
-            return np.zeros(0, dtype="U1")
-        return np.array(self._names, dtype=str)
+            return np.zeros(0, dtype=np.uint8)
+        if any(not name or "\x00" in name for name in self._names):
+            return np.array(self._names, dtype=str)
+        joined = "\x00".join(self._names).encode("utf-8", "surrogatepass")
+        return np.frombuffer(joined, dtype=np.uint8).copy()
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> Vocabulary:
+        """The vocabulary of :meth:`to_array` (either form)."""
+        if array.dtype == np.uint8:
+            if not array.size:
+                return cls()
+            return cls(array.tobytes().decode("utf-8", "surrogatepass").split("\x00"))
         return cls(str(x) for x in array.tolist())

@@ -2,10 +2,17 @@
 
 :class:`StoreEntitySink` buffers the trainer's upserts and writes each trainer batch as
 ONE ``upsert_entities`` transaction on a writer thread, so the trainer never waits for
-SQL.  A record the store rejects (``InvalidRecordError``) is taken out and the rest of
-the batch is written in one transaction; the rejected upsert comes back from
-:meth:`~StoreEntitySink.flush` so the trainer can dead-letter its message.  Database
-failures are retried (the batch stays queued) until the database answers again.
+SQL.  Bad records are isolated from their batch: each record is validated on its own
+(one pass), and a batch the database refuses for its data (``DataError``,
+``IntegrityError``, or any error that is not an outage) is split in halves until the
+records it refuses are alone; each rejected upsert comes back from
+:meth:`~StoreEntitySink.flush` with the reason, so the trainer dead-letters its message.
+An outage (the database unreachable, read-only, locked) keeps the batch queued and is
+retried with exponential backoff (``retry_s`` doubling up to ``max_retry_s``); meanwhile
+``flush(wait=...)`` returns at once instead of waiting for writes that cannot happen.
+The writer thread survives every exception.  The queue is bounded by its user: the
+trainer stops fetching while :meth:`~StoreEntitySink.pending` is at
+``Settings.store_queue_max`` (backpressure).
 
 :class:`StoreItemAttributes` serves request filters from an ``ItemAttributeCache``:
 reads never block, and any writer's change (the trainer's sink, another process, a
@@ -21,9 +28,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
 from streamrec.errors import InvalidRecordError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
-from streamrec.store.records import ATTRIBUTES
+from streamrec.store.records import ATTRIBUTES, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,8 @@ class EventAttributes(Protocol):
     def load_dict(self, values: Mapping[str, Any]) -> None: ...
 
 
+#: Queued batches are merged into one write up to this many upserts.
+MERGE_UPSERTS = 5000
 #: Item attributes the store holds; other attributes of entity events stay in memory.
 STORE_ATTRIBUTES = frozenset(ATTRIBUTES)
 
@@ -78,16 +89,24 @@ class StoreEntitySink:
     """
 
     def __init__(
-        self, store: FeatureStore, *, retry_s: float = 1.0, on_written: OnWritten | None = None
+        self,
+        store: FeatureStore,
+        *,
+        retry_s: float = 0.5,
+        max_retry_s: float = 5.0,
+        on_written: OnWritten | None = None,
     ) -> None:
         self.store = store
         self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
+        self.failures = 0  # consecutive failed attempts (the backoff's exponent)
         self.on_written = on_written
         self.batches_written = 0
         self.last_error: StoreError | None = None
         self._buffer: list[_Upsert] = []
         # batches for the writer, oldest first, with the time they were handed over
         self._queue: deque[tuple[float, list[_Upsert]]] = deque()
+        self._queued = 0  # upserts in the queue (pending() is called on every trainer poll)
         self._rejected: list[SinkRejection] = []
         self._busy = False  # the writer holds a batch it took from the queue
         self._closed = False
@@ -106,16 +125,17 @@ class StoreEntitySink:
         with self._cond:
             if self._buffer:
                 self._queue.append((time.monotonic(), self._buffer))
+                self._queued += len(self._buffer)
                 self._buffer = []
                 self._cond.notify_all()
-            if wait > 0:
-                self._cond.wait_for(self._idle, wait)
+            if wait > 0 and self.last_error is None:  # during an outage nothing will come
+                self._cond.wait_for(lambda: self._idle() or self.last_error is not None, wait)
             rejected, self._rejected = self._rejected, []
         return rejected
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._buffer) + sum(len(batch) for _, batch in self._queue)
+            return len(self._buffer) + self._queued
 
     def _idle(self) -> bool:
         return not self._queue and not self._busy
@@ -137,7 +157,7 @@ class StoreEntitySink:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            left = sum(len(batch) for _, batch in self._queue)
+            left = self._queued
         if self._thread is not None:
             self._thread.join(timeout=max(self.retry_s, 1.0))
             self._thread = None
@@ -153,47 +173,100 @@ class StoreEntitySink:
                 self._cond.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue or (self._closed and self.last_error is not None):
                     return  # closed: drained, or the database is down and we give up
-                handed_at, batch = self._queue[0]
+                # catching up (after an outage): the queued batches in one write
+                taken, handed_at, batch = 0, 0.0, []
+                for when, queued in self._queue:  # (a deque: never index it)
+                    taken += 1
+                    handed_at = when
+                    batch += queued
+                    if len(batch) >= MERGE_UPSERTS:
+                        break
                 self._busy = True
             try:
+                if self.last_error is not None:  # down: a cheap probe before the real work
+                    self.store.attributes_version()
                 rejected = self._write(batch, handed_at)
-            except StoreError as exc:
-                if self.last_error is None:
-                    log.warning("feature store write failed, retrying every %.1f s: %s",
-                                self.retry_s, exc)  # fmt: skip
-                self.last_error = exc
-                with self._cond:
-                    self._busy = False
-                    self._cond.wait(self.retry_s)  # woken early only by close()
+            except Exception as exc:  # an outage (or a bug): keep the batch, retry later
+                self._failed(exc)
                 continue
             if self.last_error is not None:
-                log.warning("feature store writes resumed")
+                log.warning("feature store writes resumed after %d failed attempts",
+                            self.failures)  # fmt: skip
                 self.last_error = None
+            self.failures = 0
             with self._cond:
-                self._queue.popleft()
+                for _ in range(taken):
+                    self._queued -= len(self._queue.popleft()[1])
                 self._rejected.extend(rejected)
                 self._busy = False
                 self.batches_written += 1
                 self._cond.notify_all()
 
+    def _failed(self, exc: Exception) -> None:
+        delay = min(self.max_retry_s, self.retry_s * 2.0**self.failures)
+        if self.last_error is None:
+            log.warning("feature store write failed, retrying with backoff up to %.1f s: %s",
+                        self.max_retry_s, exc)  # fmt: skip
+        if not isinstance(exc, StoreError):
+            log.error("feature store writer: unexpected error", exc_info=exc)
+        self.failures += 1
+        self.last_error = exc if isinstance(exc, StoreError) else StoreError(repr(exc))
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()  # wakes flush(wait=...): nothing comes for a while
+            self._cond.wait(delay)  # woken early only by close()
+
     def _write(self, batch: list[_Upsert], handed_at: float) -> list[SinkRejection]:
-        """One transaction for the batch, minus the records the store's validation rejects."""
-        todo = list(batch)
+        """The valid records of the batch in as few transactions as the data allows."""
         rejected: list[SinkRejection] = []
-        while todo:
+        valid: list[_Upsert] = []
+        for record, source in batch:  # one pass: each record validated on its own
             try:
-                self.store.upsert_entities([record for record, _ in todo])
+                validate_batch([record])
             except InvalidRecordError as exc:
-                record, source = todo.pop(exc.index)
-                reason = exc.__cause__ or exc
-                rejected.append((source, f"rejected by the feature store: {record.kind} "
-                                         f"{record.id!r}: {reason}"))  # fmt: skip
+                rejected.append((source, _reason(record, exc.__cause__ or exc)))
                 continue
-            break
-        items = [record.id for record, _ in todo if record.kind == "item"]
+            valid.append((record, source))
+        written = self._isolated(valid, rejected)
+        items = [record.id for record, _ in written if record.kind == "item"]
         if items and self.on_written is not None:
             self.on_written(items, self.store.attributes_version(), handed_at)
         return rejected
+
+    def _isolated(self, todo: list[_Upsert], rejected: list[SinkRejection]) -> list[_Upsert]:
+        """Write ``todo`` in one transaction; when the database refuses its data, write
+        each half on its own (in order) until the refused records are alone.  Returns
+        what was written; an outage propagates (the caller retries the whole batch)."""
+        if not todo:
+            return []
+        try:
+            self.store.upsert_entities([record for record, _ in todo])
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            if len(todo) == 1:
+                record, source = todo[0]
+                rejected.append((source, _reason(record, exc.__cause__ or exc)))
+                return []
+            half = len(todo) // 2
+            return self._isolated(todo[:half], rejected) + self._isolated(todo[half:], rejected)
+        return todo
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a write failed because of the database (retry later), not of the data.
+
+    Data errors (the database refuses a value or a constraint) and errors that are not
+    the store's (a driver refusing to encode a value) are about the data; every other
+    store error (unreachable, read-only, locked, timed out) is an outage.
+    """
+    if not isinstance(exc, StoreError) or isinstance(exc, InvalidRecordError):
+        return False
+    return not isinstance(exc.__cause__, DataError | IntegrityError | ProgrammingError)
+
+
+def _reason(record: EntityRecord, why: object) -> str:
+    return f"rejected by the feature store: {record.kind} {record.id[:80]!r}: {why}"
 
 
 class StoreItemAttributes:

@@ -14,12 +14,26 @@ from msgspec import Meta, Struct
 
 SCHEMA_VERSION = 1
 
-Id = Annotated[str, Meta(min_length=1, max_length=512)]
+#: Hard bounds every worker shares (the model's, ``streamrec.model.config``: ids and names
+#: as long as the store's columns, weights the WARP kernel takes, features per entity);
+#: the configured, usually lower limits are :mod:`streamrec.stream.limits`'.
+MAX_ID_LENGTH = 512
+MAX_NAME_LENGTH = 512
+MAX_FEATURE_WEIGHT = 1e4
+MAX_FEATURES = 10_000
+
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+Weight = Annotated[float, Meta(ge=-MAX_FEATURE_WEIGHT, le=MAX_FEATURE_WEIGHT)]
 #: Features as names (``["genre=comedy"]``, weight 1 each) or ``{name: weight}``.
-Features = list[str] | dict[str, float] | None
+Features = (
+    Annotated[list[Name], Meta(max_length=MAX_FEATURES)]
+    | Annotated[dict[Name, Weight], Meta(max_length=MAX_FEATURES)]
+    | None
+)
 Scalar = str | int | float | bool | None
 #: Item attributes: scalars, or lists of strings (``"tags": ["family", "new"]``).
-Attributes = dict[str, Scalar | list[str]]
+Attributes = dict[Name, Scalar | list[str]]
 
 
 class Message(Struct, kw_only=True, omit_defaults=True):
@@ -242,3 +256,6 @@ class DeadLetter(Message, tag="dead_letter", tag_field="kind"):
     worker: str
     original: bytes
     key: bytes | None = None
+    #: Set when ``original`` was cut (the letter was too large to send): its full length.
+    truncated: bool = False
+    original_size: int = 0

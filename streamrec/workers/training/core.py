@@ -4,6 +4,12 @@
 across partitions; :class:`TrainerCore` applies it: runs of interactions become one
 ``learn_rows`` call each, entity events onboard or re-feature users and items (and go
 to the feature store's sink), and bad records come back as dead letters.
+
+Every record is checked whole (size, schema, :class:`~streamrec.stream.limits.InputLimits`,
+the model's own rules) before anything of it is applied, so a rejected record leaves no
+trace and never affects its neighbours; an event the kernel cannot learn (a diverging
+update) is dead-lettered and the rest of its run is learned; any other failure of one
+record is dead-lettered with the error instead of escaping the worker.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 
 from streamrec.errors import InvalidInputError, ModelDivergedError
 from streamrec.model import HybridModel
+from streamrec.model.features import check_id
 from streamrec.stream.codec import Rejected, decode
 from streamrec.stream.dead_letters import dead_letter
+from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import (
     DeadLetter,
@@ -45,13 +53,22 @@ WORKER = "trainer"
 class TrainerCore:
     """The broker-free part: apply decoded records to the model, collect dead letters."""
 
-    def __init__(self, state: ModelState, sink: EntitySink, tracker: DeltaTracker) -> None:
+    def __init__(
+        self,
+        state: ModelState,
+        sink: EntitySink,
+        tracker: DeltaTracker,
+        limits: InputLimits | None = None,
+    ) -> None:
         self.state = state
         self.sink = sink
         self.tracker = tracker
+        self.limits = limits or InputLimits()
         self._u: list[int] = []
         self._i: list[int] = []
         self._w: list[float] = []
+        self._src: list[Record] = []  # the record behind each pending interaction
+        self._dead: list[DeadLetter] = []
 
     @property
     def model(self) -> HybridModel:
@@ -59,14 +76,15 @@ class TrainerCore:
 
     def apply(self, records: list[Decoded]) -> list[DeadLetter]:
         """Apply decoded records (see :func:`decode_batch`) in the given order."""
-        dead: list[DeadLetter] = []
         for decoded in records:
             msg = decoded.message
             try:
                 if isinstance(msg, Rejected):
                     raise msg
+                self.limits.check_size(decoded.record.value)
+                self.limits.check_trainer_input(msg)
                 if isinstance(msg, Interaction):
-                    self._interaction(msg)
+                    self._interaction(msg, decoded.record)
                 else:
                     self._flush()
                     self._entity(msg, decoded.record)
@@ -74,8 +92,14 @@ class TrainerCore:
                 reason = (
                     exc.reason if isinstance(exc, Rejected) else f"rejected by the model: {exc}"
                 )
-                dead.append(dead_letter(reason, decoded.record, WORKER))
+                self._dead.append(dead_letter(reason, decoded.record, WORKER))
+            except Exception as exc:  # a bug must not stop the worker nor lose the record
+                log.exception("applying %s@%s failed", decoded.record.topic, decoded.record.offset)
+                self._dead.append(dead_letter(f"internal error while applying it: "
+                                              f"{type(exc).__name__}: {exc}", decoded.record,
+                                              WORKER))  # fmt: skip
         self._flush()
+        dead, self._dead = self._dead, []
         return dead
 
     def _row(self, kind: str, entity_id: str) -> int:
@@ -95,25 +119,42 @@ class TrainerCore:
             self.state.items_changed([row])
         return row
 
-    def _interaction(self, msg: Interaction) -> None:
+    def _interaction(self, msg: Interaction, source: Record) -> None:
+        # everything that can refuse the event first: nothing is onboarded for a bad one
         weight = self.model.event_weight(msg.type)
-        self._u.append(self._row("user", msg.user))
-        self._i.append(self._row("item", msg.item))
+        check_id("user", msg.user)
+        check_id("item", msg.item)
+        user = self._row("user", msg.user)
+        item = self._row("item", msg.item)
+        self._u.append(user)
+        self._i.append(item)
         self._w.append(weight)
+        self._src.append(source)
 
     def _flush(self) -> None:
-        if not self._u:
-            return
+        """Learn the pending run of interactions; an event the kernel refuses is
+        dead-lettered and the events after it are learned."""
         users = np.array(self._u, dtype=np.int32)
         items = np.array(self._i, dtype=np.int32)
         weights = np.array(self._w, dtype=np.float32)
-        self._u.clear()
-        self._i.clear()
-        self._w.clear()
-        try:
-            self.model.learn_rows(users, items, weights)
-        except ModelDivergedError as exc:
-            log.error("update skipped: %s", exc)
+        sources = self._src
+        self._u, self._i, self._w, self._src = [], [], [], []
+        start = 0
+        while start < len(sources):
+            try:
+                self.model.learn_rows(users[start:], items[start:], weights[start:])
+                return
+            except ModelDivergedError as exc:
+                bad = start + exc.event if exc.event is not None else len(sources) - 1
+                log.error("event not learned: %s", exc)
+                self._dead.append(dead_letter(f"the model diverged on it (not learned): {exc}",
+                                              sources[bad], WORKER))  # fmt: skip
+                start = bad + 1
+            except Exception as exc:  # a bug: the run is not learned, and says so
+                log.exception("learning %d events failed", len(sources) - start)
+                reason = f"internal error while learning it: {type(exc).__name__}: {exc}"
+                self._dead += [dead_letter(reason, r, WORKER) for r in sources[start:]]
+                return
 
     def _entity(self, msg: Any, source: Record) -> None:
         m = self.model

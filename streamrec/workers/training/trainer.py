@@ -30,10 +30,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from streamrec.errors import StoreError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Watermark
 from streamrec.stream.topics import Topics
@@ -79,7 +81,8 @@ class Trainer:
         self.catalog = catalog
         self.state = state or ModelState(HybridModel(settings.model))
         self.tracker = DeltaTracker(self.state.model)
-        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
+        self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker,
+                                InputLimits.from_settings(settings))  # fmt: skip
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -201,6 +204,10 @@ class Trainer:
     async def poll_once(self) -> None:
         """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
         s = self.settings
+        if self.core.sink.pending() >= s.store_queue_max:  # backpressure: the store is behind
+            self._rejected += self.core.sink.flush()
+            await asyncio.sleep(0.05)
+            return
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
             batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
@@ -345,11 +352,23 @@ class Trainer:
         if backlog:
             log.error("checkpoint postponed: the feature store has not written %d upserts yet",
                       backlog)  # fmt: skip
+            self._postpone_checkpoint()
             return None
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
-        path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
-                                     saved, self.tracker.epoch, self.tracker.seq)  # fmt: skip
+        try:
+            path = self.checkpoints.save(self.state.model, self.state.applied,
+                                         self._deltas_offset, saved, self.tracker.epoch,
+                                         self.tracker.seq)  # fmt: skip
+        except StoreError as exc:  # the registry (the feature store) is down
+            log.error("checkpoint postponed: %s", exc)
+            self._postpone_checkpoint()
+            return None
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
+
+    def _postpone_checkpoint(self) -> None:
+        """Try the checkpoint again in a second, not on every loop iteration."""
+        interval = self.settings.checkpoint_interval_s
+        self._last_checkpoint = time.monotonic() - max(0.0, interval - 1.0)

@@ -183,14 +183,14 @@ def test_an_outage_is_retried_with_backoff_and_the_backlog_drains(
     assert store.count("user") == 5 and sink.last_error is None and sink.failures == 0
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite text holds NUL
 def test_postgresql_nul_without_validation_is_a_data_error_not_an_outage(
     db_url: str, store: FeatureStore, sink: StoreEntitySink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The original bug: PostgreSQL refuses NUL in text (DataError) and the batch was
     retried forever.  With validation out of the way, the database's own refusal is
     isolated too (SQLite stores NUL, so this is PostgreSQL's)."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite text holds NUL")
+    assert db_url.startswith("postgresql")
     import streamrec.store.records as records
 
     monkeypatch.setattr(records, "check_id", lambda kind, value: value)

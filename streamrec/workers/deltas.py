@@ -87,7 +87,7 @@ def apply_delta(state: ModelState, delta: Delta) -> None:
     if defined:
         state.items_changed(sorted(set(defined)))
     if delta.final:
-        state.advance({(w.topic, w.partition): w.offset for w in delta.offsets})
+        state.set_applied({(w.topic, w.partition): w.offset for w in delta.offsets})
 
 
 # ------------------------------------------------------------------ translation

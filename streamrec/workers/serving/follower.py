@@ -28,6 +28,7 @@ from streamrec.errors import ReplicaError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode_binary
+from streamrec.stream.kafka_clients import probe
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
@@ -99,11 +100,25 @@ class DeltaFollower:
         await self._consumer.start()
         tp = self._tp = TopicPartition(self.topics.deltas, 0)
         self._consumer.assign([tp])
-        end = (await self._consumer.end_offsets([tp]))[tp]
-        if start is not None and start <= end:
+        if start and await self._continues(start):
             self._consumer.seek(tp, start)
         else:
+            if start:
+                log.warning("the deltas topic holds no delta of epoch %s before offset %d "
+                            "(recreated): reading it from the start", self.epoch, start)  # fmt: skip
             await self._consumer.seek_to_beginning(tp)
+
+    async def _continues(self, start: int) -> bool:
+        """Whether the delta before ``start`` is one of the checkpoint's epoch (read with a
+        fetch: the embedded broker's ListOffsets(latest) cannot be trusted)."""
+        found = (await probe(self.bootstrap, {self._tp: start - 1}))[self._tp]
+        if found.record is None:
+            return False
+        try:
+            delta = decode_binary(found.record.value, Delta)
+        except Rejected:
+            return False
+        return delta.epoch == self.epoch and delta.seq < self.next_seq
 
     async def stop(self) -> None:
         await cancel(self._task)

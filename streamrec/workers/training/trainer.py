@@ -34,6 +34,7 @@ from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.kafka_clients import fingerprint, probe
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Watermark
 from streamrec.stream.topics import Topics
@@ -84,6 +85,10 @@ class Trainer:
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deltas_offset = 0
+        #: fingerprint of the last learned record of each input partition (kafka_clients)
+        self._fingerprints: dict[tuple[str, int], int] = {}
+        self._connections: dict[Any, Any] = {}
+        self._saving: asyncio.Future[Path | None] | None = None  # a checkpoint being written
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
@@ -104,6 +109,7 @@ class Trainer:
         from streamrec.stream.kafka_clients import make_producer, partitions
 
         s = self.settings
+        self.checkpoints.clean()
         start_offsets = self._restore()
         self._producer = await make_producer(self.bootstrap, linger_ms=2,
                                              max_request_size=4 * 1024 * 1024)  # fmt: skip
@@ -111,7 +117,7 @@ class Trainer:
         await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="none",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()
@@ -120,22 +126,89 @@ class Trainer:
             parts = await partitions(self._producer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
-        ends = await self._consumer.end_offsets(tps)
-        for tp in tps:
-            saved = start_offsets.get((tp.topic, tp.partition))
-            if saved is not None and saved <= ends[tp]:
-                self._consumer.seek(tp, saved)
-            else:
-                if saved is not None:
-                    log.warning(
-                        "checkpoint offset %s of %s is past the log end %s: the topic "
-                        "was recreated; reading it from the start",
-                        saved,
-                        tp,
-                        ends[tp],
-                    )
-                await self._consumer.seek_to_beginning(tp)
+        await self._resume(tps, start_offsets)
         self.running = True
+
+    async def _resume(self, tps: list[Any], saved: dict[tuple[str, int], int]) -> None:
+        """Seek every partition to the checkpoint's offset, unless its topic was recreated.
+
+        The record before that offset (the last one learned) must still be there, with
+        the fingerprint the checkpoint recorded; that is read with a fetch (whose answer
+        the embedded broker gets right), never with ListOffsets(latest).  A partition
+        whose log is shorter, or holds another record there, is a new log: it is read
+        from the start.
+        """
+        wanted = {tp: saved[(tp.topic, tp.partition)] - 1 for tp in tps
+                  if saved.get((tp.topic, tp.partition), 0) > 0}  # fmt: skip
+        for tp, why in (await self._verify(wanted)).items():
+            if why is None:
+                self._consumer.seek(tp, wanted[tp] + 1)
+            else:
+                await self._rewind(tp, f"checkpoint offset {wanted[tp] + 1}: {why}")
+        for tp in tps:
+            if tp not in wanted:
+                await self._consumer.seek_to_beginning(tp)
+        self._connections = self._open_connections()
+
+    async def _verify(self, wanted: dict[Any, int]) -> dict[Any, str | None]:
+        """For each partition, None when the record at ``wanted[tp]`` is the one this
+        trainer learned last (by its fingerprint), else why not."""
+        if not wanted:
+            return {}
+        found = await probe(self.bootstrap, wanted)
+        out: dict[Any, str | None] = {}
+        for tp, offset in wanted.items():
+            seen = found[tp]
+            expected = self._fingerprints.get((tp.topic, tp.partition))
+            if not seen.in_range:
+                out[tp] = f"offset {offset} is outside the log"
+            elif seen.record is None:
+                out[tp] = f"the log ends at {seen.highwater}"
+            elif expected is not None and expected != fingerprint(
+                seen.record.key, seen.record.value, seen.record.timestamp or 0
+            ):
+                out[tp] = f"another record sits at offset {offset}"
+            else:
+                out[tp] = None
+        return out
+
+    async def _rewind(self, tp: Any, why: str) -> None:
+        """A recreated topic partition: forget its position and read the new log from 0."""
+        key = (tp.topic, tp.partition)
+        log.warning("%s[%s] %s: the topic was recreated; reading it from the start",
+                    tp.topic, tp.partition, why)  # fmt: skip
+        await self._consumer.seek_to_beginning(tp)
+        self._fingerprints.pop(key, None)
+        self._held.pop(key, None)
+        self.state.set_applied({key: 0})
+        self.metrics.inc(WORKER, "topic_recreations_total", 1,
+                         "input partitions found recreated (read again from the start)")  # fmt: skip
+
+    def _open_connections(self) -> dict[Any, Any]:
+        """The consumer's broker connections (aiokafka's own table): a new object there
+        means a reconnection, after which the position is checked again (a restarted
+        broker may hold a new log)."""
+        client = getattr(self._consumer, "_client", None)
+        return dict(getattr(client, "_conns", {}) or {})
+
+    async def _reconnected_check(self) -> bool:
+        """After a reconnection: True when a partition was found recreated (and rewound)."""
+        from aiokafka import TopicPartition
+
+        now = self._open_connections()
+        changed = any(conn is not self._connections.get(k) for k, conn in now.items())
+        self._connections = now
+        if not changed:
+            return False
+        wanted = {TopicPartition(t, p): o - 1 for (t, p), o in self.state.applied.items()
+                  if o > 0 and (t, p) in self._fingerprints}  # fmt: skip
+        rewound = False
+        for tp, why in (await self._verify(wanted)).items():
+            if why is not None:
+                await self._rewind(tp, why)
+                rewound = True
+            # else: the same log; the position stays
+        return rewound
 
     def _restore(self) -> dict[tuple[str, int], int]:
         """Load the newest readable checkpoint and return its offsets.
@@ -155,6 +228,7 @@ class Trainer:
             if isinstance(attrs, CheckpointedAttributes):
                 attrs.load_dict(restored.attributes)
             self._deltas_offset = restored.deltas_offset
+            self._fingerprints = dict(restored.fingerprints)
             self.state.reset_applied(restored.offsets)
             log.info("trainer restored %s from %s", restored.model, restored.path)
             return restored.offsets
@@ -171,7 +245,10 @@ class Trainer:
             if self._producer is not None:
                 await self.publish_deltas()
         with logged(log, "the final checkpoint"):
-            self.checkpoint(wait=2 * STORE_WAIT_S)
+            if self._saving is not None and not self._saving.done():
+                await asyncio.wait([self._saving])  # a timer's checkpoint still writing
+            async with self._lock:
+                await self._checkpoint_off_loop(2 * STORE_WAIT_S)
         with logged(log, "dead-lettering the store's rejections"):
             if self._producer is not None:
                 await self._dead_letter_rejected()
@@ -200,10 +277,19 @@ class Trainer:
 
     async def poll_once(self) -> None:
         """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
+        from aiokafka.errors import OffsetOutOfRangeError
+
         s = self.settings
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
-            batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            except OffsetOutOfRangeError as exc:  # past the end of a recreated topic's log
+                for tp, offset in exc.args[0].items():
+                    await self._rewind(tp, f"offset {offset} is past the log end")
+                return
+            if batch and await self._reconnected_check():
+                return  # the batch came from a new log at the old position: fetch again
             if batch or self._holding():
                 await self._process(batch)
             # once per batch: the sink writes it (in the background); collect rejections
@@ -215,7 +301,13 @@ class Trainer:
         """A checkpoint off the event loop (it waits for the store, then writes the file);
         the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
         async with self._lock:
-            await asyncio.to_thread(self.checkpoint)
+            await self._checkpoint_off_loop()
+
+    async def _checkpoint_off_loop(self, wait: float = STORE_WAIT_S) -> Path | None:
+        """:meth:`checkpoint` in a thread that a cancellation cannot orphan: ``stop``
+        waits for it, so two saves never run at once."""
+        self._saving = asyncio.ensure_future(asyncio.to_thread(self.checkpoint, wait))
+        return await asyncio.shield(self._saving)
 
     def _holding(self) -> bool:
         return any(self._held.values())
@@ -254,8 +346,13 @@ class Trainer:
             return
         dead = self.core.apply(records)
         offsets: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], Record] = {}
         for d in records:
-            offsets[(d.record.topic, d.record.partition)] = d.record.offset + 1
+            key = (d.record.topic, d.record.partition)
+            offsets[key] = d.record.offset + 1
+            last[key] = d.record
+        for key, r in last.items():
+            self._fingerprints[key] = fingerprint(r.key, r.value, r.timestamp_ms)
         self.state.advance(offsets)
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
@@ -289,7 +386,7 @@ class Trainer:
         self.tracker.epoch = uuid.uuid4().hex
         self.tracker.seq = 0
         await self._publish_deltas()
-        await asyncio.to_thread(self.checkpoint)
+        await self._checkpoint_off_loop()
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
@@ -304,7 +401,7 @@ class Trainer:
             # the change set is gone from the model's log: replicas will see a gap in
             # ``seq`` and wait for a checkpoint that holds it; write one now
             self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
-            await asyncio.to_thread(self.checkpoint)
+            await self._checkpoint_off_loop()
             raise
         self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
 
@@ -349,7 +446,8 @@ class Trainer:
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
         path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
-                                     saved, self.tracker.epoch, self.tracker.seq)  # fmt: skip
+                                     saved, self.tracker.epoch, self.tracker.seq,
+                                     self._fingerprints)  # fmt: skip
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path

@@ -276,7 +276,9 @@ async def _new_log(broker: Any, settings: Settings) -> None:
     await ensure_topics(broker, topics)
 
 
-async def broker_restart_run(broker: Any, workdir: Path, events: int, requests: int) -> RestartResult:
+async def broker_restart_run(
+    broker: Any, workdir: Path, events: int, requests: int
+) -> RestartResult:
     """One run of the broker-restart scenario (see the module docstring)."""
     bootstrap = broker.bootstrap if isinstance(broker, EmbeddedBroker) else str(broker)
     settings = fault_settings(workdir / "data")

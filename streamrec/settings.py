@@ -31,6 +31,11 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
+max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1000000 (broker's message.max.bytes)
+health_max_lag              STREAMREC_HEALTH_MAX_LAG      100000 (records not yet learned)
+health_max_store_backlog    STREAMREC_HEALTH_MAX_STORE_BACKLOG  50000 (upserts)
+health_max_checkpoint_age_s STREAMREC_HEALTH_MAX_CHECKPOINT_AGE_S  0 (0: 3 x interval + 60)
+health_max_replica_gap_s    STREAMREC_HEALTH_MAX_REPLICA_GAP_S  30 (waiting to resync)
 ==========================  ============================  ================================
 """
 
@@ -108,6 +113,17 @@ class Settings:
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
+    #: The largest message the broker accepts (Kafka's ``message.max.bytes``, 1048588 by
+    #: default): producers refuse larger ones, and deltas are split to half of it.
+    max_message_bytes: int = 1_000_000
+    #: /health answers 503 (degraded) above these: records in the trainer's input topics
+    #: not learned yet, entity upserts not yet in the feature store, age of the last
+    #: checkpoint (0: three checkpoint intervals plus a minute; none when checkpoints are
+    #: off), and seconds a replica has waited for a checkpoint to resync from.
+    health_max_lag: int = 100_000
+    health_max_store_backlog: int = 50_000
+    health_max_checkpoint_age_s: float = 0.0
+    health_max_replica_gap_s: float = 30.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -116,7 +132,8 @@ class Settings:
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
+                     "index_candidates", "sync_timeout_ms", "request_concurrency",
+                     "max_message_bytes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.runtime not in RUNTIMES:

@@ -45,7 +45,7 @@ from streamrec.workers.checkpoints import (
     EntityCatalog,
     rebuild,
 )
-from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.deltas import DeltaTracker, part_bytes
 from streamrec.workers.lifecycle import cancel, close, logged
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.state import ModelState
@@ -79,7 +79,8 @@ class Trainer:
         self.checkpoints = Checkpoints(settings, self.topics.deltas, registry)
         self.catalog = catalog
         self.state = state or ModelState(HybridModel(settings.model))
-        self.tracker = DeltaTracker(self.state.model)
+        self.tracker = DeltaTracker(self.state.model,
+                                    max_bytes=part_bytes(settings.max_message_bytes))  # fmt: skip
         self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker)
         self._consumer: Any = None
         self._producer: Any = None
@@ -112,7 +113,7 @@ class Trainer:
         self.checkpoints.clean()
         start_offsets = self._restore()
         self._producer = await make_producer(self.bootstrap, linger_ms=2,
-                                             max_request_size=4 * 1024 * 1024)  # fmt: skip
+                                             max_request_size=s.max_message_bytes)  # fmt: skip
         await self._producer.start()
         await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(

@@ -120,6 +120,18 @@ class DeltaFollower:
             return False
         return delta.epoch == self.epoch and delta.seq < self.next_seq
 
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows of the replica: the delta it expects, and for how long it
+        has waited for a checkpoint to resync from (a gap)."""
+        waiting = 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
+        out: dict[str, Any] = {"epoch": self.epoch, "next_seq": self.next_seq,
+                               "gap_s": round(waiting, 1), "problems": []}  # fmt: skip
+        limit = self.settings.health_max_replica_gap_s
+        if waiting > limit:
+            out["problems"].append(f"replica waiting {waiting:.0f} s > {limit:.0f} s for a "
+                                   f"checkpoint to resync from")  # fmt: skip
+        return out
+
     async def stop(self) -> None:
         await cancel(self._task)
         await close(self._consumer)

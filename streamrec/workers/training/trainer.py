@@ -431,6 +431,39 @@ class Trainer:
             self.metrics.inc(WORKER, "dead_letters_total", n,
                              "messages sent to the dead-letter topic")  # fmt: skip
 
+    def lag(self) -> int | None:
+        """Records in the input topics not learned yet: the fetch high watermarks (right on
+        the embedded broker, unlike ListOffsets) minus the applied offsets; None before
+        the first fetch of every partition."""
+        if self._consumer is None:
+            return None
+        total = 0
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                return None
+            total += max(0, end - self.state.applied.get((tp.topic, tp.partition), 0))
+        return total
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows of the trainer, and what is wrong (``problems``)."""
+        s = self.settings
+        lag = self.lag()
+        backlog = self.core.sink.pending()
+        age = time.monotonic() - self._last_checkpoint
+        out: dict[str, Any] = {"lag": lag, "store_backlog": backlog,
+                               "checkpoint_age_s": round(age, 1), "problems": []}  # fmt: skip
+        if lag is not None and lag > s.health_max_lag:
+            out["problems"].append(f"trainer lag {lag} > {s.health_max_lag} records")
+        if backlog > s.health_max_store_backlog:
+            out["problems"].append(f"store backlog {backlog} > {s.health_max_store_backlog}")
+        max_age = s.health_max_checkpoint_age_s or 3 * s.checkpoint_interval_s + 60
+        if s.checkpoint_interval_s > 0 and age > max_age:
+            out["problems"].append(f"last checkpoint {age:.0f} s ago > {max_age:.0f} s")
+        if not self.running:
+            out["problems"].append("trainer not running")
+        return out
+
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
         """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).
 

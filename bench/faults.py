@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamrec.errors import TopicError
 from streamrec.settings import Settings
 from streamrec.stream.broker import EmbeddedBroker, ensure_topics, free_port
 from streamrec.stream.client import Client
@@ -273,7 +274,16 @@ async def _new_log(broker: Any, settings: Settings) -> None:
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    await ensure_topics(broker, topics)
+    # Kafka finishes a deletion in the background: a topic created again too early has
+    # no leader for a while; try again
+    for attempt in range(5):
+        try:
+            await ensure_topics(broker, topics)
+            return
+        except TopicError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(2.0)
 
 
 async def broker_restart_run(

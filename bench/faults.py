@@ -236,6 +236,8 @@ class RestartResult:
     learned_after: int  # of them learned (distinct pairs in the model beyond the first half)
     requests: int  # requests sent after a caller's own click, after the restart
     fresh_wrong: int  # answers with stale: false that do not reflect the caller's click
+    stale: int = 0  # answers with stale: true (the model had not reached the click in time)
+    slowest_s: float = 0.0  # the slowest of those requests
 
 
 @contextlib.asynccontextmanager
@@ -312,12 +314,16 @@ async def broker_restart_run(
         await publish_paced(client, range(half, events), 2.0)
         # callers who click then ask for every item (after their own write), each a new
         # user: an answer that reflects the click leaves the clicked item out
-        wrong = 0
+        wrong = stale = 0
+        slowest = 0.0
         for r in range(requests):
             user = f"caller{r}"
             item = f"i{r % 200}"
             await client.track(user, item, "click")
+            t0 = time.monotonic()
             recs = await client.recommend(user, k=400, timeout=60)
+            slowest = max(slowest, time.monotonic() - t0)
+            stale += recs.stale
             if not recs.stale and item in recs.ids:
                 wrong += 1
         if not await _caught_up(trainer, client, timeout=120):
@@ -335,7 +341,114 @@ async def broker_restart_run(
         row = model.user_row(user) if model.has_user(user) else None
         if row is not None and model.item_row(item) in set(model.seen_items(row).tolist()):
             learned += 1
-    return RestartResult(events - half, learned, requests, wrong)
+    return RestartResult(events - half, learned, requests, wrong, stale, round(slowest, 2))
+
+
+# --------------------------------------------------------------------- replicas
+def max_diff(a: Any, b: Any) -> float:
+    """The largest |difference| between two models' arrays (inf when shapes differ)."""
+    import numpy as np
+
+    left, right = a.arrays(), b.arrays()
+    worst = 0.0
+    for name, x in left.items():
+        y = right.get(name)
+        if y is None or x.shape != y.shape:
+            return float("inf")
+        if x.size:
+            diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
+            worst = max(worst, float(np.nanmax(diff)))
+    if (a.n_events, a.version) != (b.n_events, b.version):
+        return float("inf")
+    return worst
+
+
+async def _converged(trainer: Any, replica: Any, timeout: float) -> tuple[float, float]:
+    """Seconds until the replica's model equals the trainer's (max |diff| = 0), and the
+    max |diff| then (or at ``timeout``)."""
+    t0 = time.monotonic()
+    diff = float("inf")
+    while time.monotonic() - t0 < timeout:
+        diff = max_diff(trainer.state.model, replica.state.model)
+        if diff == 0.0:
+            break
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0, diff
+
+
+@dataclass
+class ReplicaResult:
+    lost_delta_s: float  # seconds from the failed send until the replica equals the trainer
+    lost_delta_diff: float
+    restart_s: float  # seconds from the restarted trainer's catch-up until equal
+    restart_diff: float
+
+
+async def replica_run(bootstrap: str, workdir: Path, events: int) -> ReplicaResult:
+    """A replica recommender (another Stack, shared data directory) after a delta publish
+    that fails (forced) and after its trainer dies (no last deltas, no last checkpoint)
+    and restarts: how long until its model equals the trainer's."""
+    from aiokafka.errors import KafkaTimeoutError
+
+    from streamrec.model import ModelConfig
+    from streamrec.workers import Stack
+
+    settings = Settings.load({"data_dir": workdir / "data", "topic_prefix": f"r{uuid.uuid4().hex[:10]}",
+                              "web_port": -1, "fetch_wait_ms": 5, "delta_interval_ms": 50,
+                              "checkpoint_interval_s": 0, "runtime": "asyncio",
+                              "model": ModelConfig(dim=16)}, environ={})  # fmt: skip
+    deltas = Topics(settings.topic_prefix).deltas
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    trainer = Stack(settings, bootstrap, roles=("trainer",), web=False)
+    await trainer.start()
+    replica = Stack(settings, bootstrap, roles=("recommender",), web=False)
+    await replica.start()
+    client = Client(bootstrap, settings=settings)
+    await client.start()
+    restarted: Any = None
+    try:
+        third = events // 3
+        await publish_paced(client, range(third), 1.0)
+        assert await replica.state.wait_for(client.watermarks(), 60)
+        assert trainer.trainer is not None
+        producer = trainer.trainer._producer
+        send = producer.send
+        failed: list[float] = []
+
+        async def flaky(topic: str, *a: Any, **kw: Any) -> Any:
+            if topic == deltas and not failed:
+                failed.append(time.monotonic())
+                raise KafkaTimeoutError("forced by bench/faults.py")
+            return await send(topic, *a, **kw)
+
+        producer.send = flaky
+        await publish_paced(client, range(third, 2 * third), 1.0)
+        assert await trainer.state.wait_for(client.watermarks(), 60)
+        while not failed:
+            await asyncio.sleep(0.01)
+        waited = time.monotonic() - failed[0]  # the failed publish happened that long ago
+        lost_s, lost_diff = await _converged(trainer, replica, 30)
+        lost_s += waited
+        # the trainer dies: no last deltas, no last checkpoint; a new one restores
+        tr = trainer.trainer
+
+        async def nothing() -> None:
+            return None
+
+        tr.publish_deltas = nothing  # type: ignore[method-assign]
+        tr.checkpoint = lambda wait=0.0: None  # type: ignore[method-assign]
+        await trainer.stop()
+        await publish_paced(client, range(2 * third, events), 1.0)
+        restarted = Stack(settings, bootstrap, roles=("trainer",), web=False)
+        await restarted.start()
+        assert await restarted.state.wait_for(client.watermarks(), 60)
+        restart_s, restart_diff = await _converged(restarted, replica, 30)
+        return ReplicaResult(lost_s, lost_diff, restart_s, restart_diff)
+    finally:
+        await client.stop()
+        await replica.stop()
+        if restarted is not None:
+            await restarted.stop()
 
 
 # -------------------------------------------------------------------------- main
@@ -390,15 +503,31 @@ async def run(args: argparse.Namespace) -> list[Row]:
                         exact == args.runs))  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="streamrec-faults-") as tmp:
             async with restartable_broker(args.broker, bootstrap) as broker:
-                res = await broker_restart_run(broker, Path(tmp), min(args.events, 20000),
+                res = await broker_restart_run(broker, Path(tmp), args.restart_events,
                                                args.requests)  # fmt: skip
         print(f"broker restart: {res}", flush=True)
         rows.append(Row("broker restart mid-stream (new log)",
                         f"{res.learned_after}/{res.after_restart} learned after the restart; "
                         f"{res.fresh_wrong}/{res.requests} answers stale: false without "
-                        "the caller's click",
+                        f"the caller's click ({res.stale} stale: true; slowest "
+                        f"{res.slowest_s} s)",
                         "all learned; 0 such answers",
                         res.learned_after == res.after_restart and res.fresh_wrong == 0))  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="streamrec-faults-") as tmp:
+            rep = await replica_run(bootstrap, Path(tmp), args.replica_events)
+        print(f"replica: {rep}", flush=True)
+        rows.append(
+            Row(
+                "replica after a lost delta (forced send failure)",
+                f"max |diff| {rep.lost_delta_diff:g} after {rep.lost_delta_s:.2f} s",
+                "max |diff| = 0 within 5 s",
+                rep.lost_delta_diff == 0.0 and rep.lost_delta_s <= 5.0,
+            )
+        )
+        rows.append(Row("replica after a trainer restart (killed after its last checkpoint)",
+                        f"max |diff| {rep.restart_diff:g} after {rep.restart_s:.2f} s",
+                        "max |diff| = 0 within 5 s",
+                        rep.restart_diff == 0.0 and rep.restart_s <= 5.0))  # fmt: skip
     rows += _optional_rows(args)
     return rows
 
@@ -420,7 +549,16 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=24.0,
                         help="publishing time of the kill scenario")  # fmt: skip
-    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument(
+        "--restart-events",
+        type=int,
+        default=10_000,
+        help="events of the broker-restart scenario (half before, half after)",
+    )
+    parser.add_argument("--requests", type=int, default=30,
+                        help="read-your-writes requests after the broker restart")  # fmt: skip
+    parser.add_argument("--replica-events", type=int, default=6000,
+                        help="events of the replica scenario (a third per phase)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rows = asyncio.run(run(args))

@@ -25,6 +25,7 @@ from streamrec.model.replica import (
     UserHistory,
 )
 from streamrec.stream import schemas
+from streamrec.stream.codec import encode_binary
 from streamrec.stream.schemas import Delta, EntityFeatures, ItemMeta, Watermark
 from streamrec.workers.state import ModelState
 
@@ -73,10 +74,15 @@ class DeltaTracker:
 
         There is always at least one message, empty when nothing changed.
         """
-        parts = self.model.export_changes().split(self.max_bytes or MAX_BYTES)
-        messages = [to_delta(part) for part in parts]
-        messages[0].item_meta = self._meta
+        budget = self.max_bytes or MAX_BYTES
+        parts = self.model.export_changes().split(budget)
+        metas = _meta_chunks(self._meta, budget // 2)
         self._meta = {}
+        while len(parts) < len(metas):  # item metadata alone over the budget: more parts,
+            parts.append(self.model.export_changes())  # empty change sets (counters only)
+        messages = [to_delta(part) for part in parts]
+        for msg, meta in zip(messages, metas, strict=False):
+            msg.item_meta = meta
         for msg in messages:
             msg.epoch = self.epoch
             msg.seq = self.seq
@@ -85,6 +91,20 @@ class DeltaTracker:
         messages[-1].final = True
         messages[-1].offsets = offsets
         return messages
+
+
+def _meta_chunks(meta: dict[str, ItemMeta], max_bytes: int) -> list[dict[str, ItemMeta]]:
+    """Item metadata in chunks of about ``max_bytes`` encoded (one per message)."""
+    chunks: list[dict[str, ItemMeta]] = [{}]
+    used = 0
+    for item, m in meta.items():
+        size = len(item) + len(encode_binary(m)) + 8
+        if used + size > max_bytes and chunks[-1]:
+            chunks.append({})
+            used = 0
+        chunks[-1][item] = m
+        used += size
+    return chunks
 
 
 def apply_delta(state: ModelState, delta: Delta) -> None:

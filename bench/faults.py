@@ -10,7 +10,9 @@ Scenarios (each a row of the table: scenario, measured, target, pass):
   seen sets), so lost = events - pairs and twice = n_events - pairs.  ``--runs`` runs.
 - **broker restart**: half the events, then the broker restarts with a new, empty log
   (the embedded broker keeps topics in memory; on Kafka the topics are deleted and
-  created again, which is what a restarted Tansu looks like to a client), then the
+  created again, which is what a restarted Tansu looks like to a client; the running
+  workers may auto-create them meanwhile, with one partition, which gets its partitions
+  back), then the
   other half; every event published after the restart must be learned, and a request
   sent after each caller's own click (``after`` its write) must either see the click
   (the clicked item is not recommended) or say ``stale: true``.
@@ -276,16 +278,41 @@ async def _new_log(broker: Any, settings: Settings) -> None:
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    # Kafka finishes a deletion in the background: a topic created again too early has
-    # no leader for a while; try again
-    for attempt in range(5):
+    # the running workers' metadata requests may have auto-created a topic in between
+    # (auto.create.topics.enable, one partition): give it its partitions back
+    await ensure_topics_or_grow(broker, topics)
+
+
+async def ensure_topics_or_grow(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create the missing topics; add partitions to one that has too few."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+
+    for attempt in range(10):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
         try:
-            await ensure_topics(broker, topics)
+            existing = set(await admin.list_topics())
+            missing = {n: p for n, p in topics.items() if n not in existing}
+            if missing:
+                with contextlib.suppress(Exception):
+                    await admin.create_topics([NewTopic(n, p, 1) for n, p in missing.items()])
+            cluster = await admin._client.fetch_all_metadata()
+            short = {n: p for n, p in topics.items()
+                     if 0 < len(cluster.partitions_for_topic(n) or ()) < p}  # fmt: skip
+            if short:
+                with contextlib.suppress(Exception):
+                    await admin.create_partitions(
+                        {n: NewPartitions(total_count=p) for n, p in short.items()}
+                    )
+        finally:
+            await admin.close()
+        try:
+            await ensure_topics(bootstrap, topics)
             return
         except TopicError:
-            if attempt == 4:
+            if attempt == 9:
                 raise
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(1.0)
 
 
 async def broker_restart_run(

@@ -22,10 +22,6 @@ from bench.faults import broker_restart_run, restartable_broker
 async def test_events_after_a_broker_restart_are_all_learned(
     bootstrap: str, embedded: bool, tmp_path: Path
 ) -> None:
-    if not embedded:
-        # open: after deleting and creating the topics again, Apache Kafka gave the new
-        # partitions no leader within 30 s (five tries) in this harness
-        pytest.skip("topic recreation on Apache Kafka: the new partitions get no leader")
     async with restartable_broker("embedded" if embedded else "kafka", bootstrap) as broker:
         got = await broker_restart_run(broker, tmp_path, events=1000, requests=5)
     assert got.learned_after == got.after_restart == 500

@@ -524,8 +524,10 @@ async def run(args: argparse.Namespace) -> list[Row]:
                                f"{got.twice}, {got.kills} kills)")  # fmt: skip
                 print(f"kill run {run_no + 1}: {details[-1]} in {time.monotonic() - t0:.0f} s",
                       flush=True)  # fmt: skip
+        summary = details[0] if len(set(details)) == 1 else "; ".join(details)
         rows.append(Row(f"trainer SIGKILL {args.kills}x during {args.events:,} interactions",
-                        f"{exact}/{args.runs} runs exact; " + "; ".join(details),
+                        f"{exact}/{args.runs} runs exact; " + ("each " if len(set(details)) == 1
+                                                                 else "") + summary,
                         f"{args.runs}/{args.runs} runs: exactly {args.events:,} learned",
                         exact == args.runs))  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="streamrec-faults-") as tmp:

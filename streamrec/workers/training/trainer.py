@@ -192,23 +192,22 @@ class Trainer:
         client = getattr(self._consumer, "_client", None)
         return dict(getattr(client, "_conns", {}) or {})
 
-    async def _reconnected_check(self) -> bool:
-        """After a reconnection: True when a partition was found recreated (and rewound)."""
+    async def _reconnected_check(self) -> set[Any]:
+        """After a reconnection: the partitions found recreated (and rewound)."""
         from aiokafka import TopicPartition
 
         now = self._open_connections()
         changed = any(conn is not self._connections.get(k) for k, conn in now.items())
         self._connections = now
         if not changed:
-            return False
+            return set()
         wanted = {TopicPartition(t, p): o - 1 for (t, p), o in self.state.applied.items()
                   if o > 0 and (t, p) in self._fingerprints}  # fmt: skip
-        rewound = False
+        rewound = set()
         for tp, why in (await self._verify(wanted)).items():
-            if why is not None:
+            if why is not None:  # else: the same log, the position stays
                 await self._rewind(tp, why)
-                rewound = True
-            # else: the same log; the position stays
+                rewound.add(tp)
         return rewound
 
     def _restore(self) -> dict[tuple[str, int], int]:
@@ -289,8 +288,11 @@ class Trainer:
                 for tp, offset in exc.args[0].items():
                     await self._rewind(tp, f"offset {offset} is past the log end")
                 return
-            if batch and await self._reconnected_check():
-                return  # the batch came from a new log at the old position: fetch again
+            if batch:
+                # records of a recreated partition fetched at the old position belong to
+                # a new log: dropped, that partition is read again from 0
+                rewound = await self._reconnected_check()
+                batch = {tp: recs for tp, recs in batch.items() if tp not in rewound}
             if batch or self._holding():
                 await self._process(batch)
             # once per batch: the sink writes it (in the background); collect rejections

@@ -3,9 +3,10 @@
 Scenarios (each a row of the table: scenario, measured, target, pass):
 
 - **trainer SIGKILL**: ``streamrec worker trainer`` (a child process, checkpoints every
-  2 s) is SIGKILLed ``--kills`` times at random moments while ``--events`` interactions,
-  each a distinct user-item pair, are published at an even rate, and restarted at once
-  each time.  After the last one has caught up it is stopped with SIGTERM and its last
+  2 s) is SIGKILLed ``--kills`` times and restarted at once each time: at random
+  moments while ``--events`` interactions, each a distinct user-item pair, are
+  published at an even rate, and the last time once the stream is idle and the
+  trainer has checkpointed the log's end (where ListOffsets(latest) misleads).  After the last one has caught up it is stopped with SIGTERM and its last
   checkpoint is read: events learned (``n_events``), distinct pairs learned (the model's
   seen sets), so lost = events - pairs and twice = n_events - pairs.  ``--runs`` runs.
 - **broker restart**: half the events, then the broker restarts with a new, empty log
@@ -134,6 +135,16 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
 
+    async def wait_up(self, timeout: float) -> None:
+        """Wait until its /health answers (the worker has started)."""
+        deadline = time.monotonic() + timeout
+        while self.health() is None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.role} exited; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.role} not up in {timeout} s; see {self.log_path}")
+            await asyncio.sleep(0.2)
+
     def applied(self) -> dict[tuple[str, int], int]:
         """The trainer's applied offsets as its /health shows them (empty when down)."""
         health = self.health() or {}
@@ -198,10 +209,13 @@ async def kill_run(
     settings = fault_settings(workdir / "data")
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     rng = random.Random(seed)
-    # one kill at a random moment in each of ``kills`` equal slices of the publishing time
-    # (not in its first 1.5 s, so the restarted trainer has had time to start learning)
-    span = seconds / kills
-    moments = [i * span + rng.uniform(min(1.5, span / 2), span) for i in range(kills)]
+    # one kill at a random moment in each of ``kills - 1`` equal slices of the publishing
+    # time (not in its first 1.5 s, so the restarted trainer has had time to start
+    # learning), and the last once the stream is idle and the trainer has caught up and
+    # written a checkpoint at the log's end: the moment a restart that trusts the
+    # embedded broker's ListOffsets(latest) takes the topics for recreated ones
+    span = seconds / max(1, kills - 1)
+    moments = [i * span + rng.uniform(min(1.5, span / 2), span) for i in range(kills - 1)]
     trainer = WorkerProcess("trainer", settings, bootstrap, workdir / "trainer.log")
     trainer.start()
     killed = 0
@@ -217,8 +231,15 @@ async def kill_run(
     await client.start()
     try:
         await publish_paced(client, range(events), seconds, tick)
-        while killed < len(moments):  # a last moment beyond the publishing time
+        while killed < len(moments):  # a moment beyond the publishing time
             tick(moments[-1])
+        if kills > 0:
+            if not await _caught_up(trainer, client, timeout=180):
+                raise RuntimeError(f"the trainer did not catch up; see {trainer.log_path}")
+            await asyncio.sleep(settings.checkpoint_interval_s + 1.0)
+            trainer.kill()
+            killed += 1
+            trainer.start()
         if not await _caught_up(trainer, client, timeout=180):
             raise RuntimeError(f"the trainer did not catch up; see {trainer.log_path}")
     finally:
@@ -327,6 +348,8 @@ async def broker_restart_run(
     trainer.start()
     replica = WorkerProcess("recommender", settings, bootstrap, workdir / "recommender.log")
     replica.start()
+    for worker in (trainer, replica):  # both up before the broker goes away
+        await worker.wait_up(timeout=120)
     half = events // 2
     client = Client(bootstrap, settings=settings)
     await client.start()

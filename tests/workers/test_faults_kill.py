@@ -1,5 +1,7 @@
-"""The trainer as a real process, SIGKILLed at random moments and restarted: every
-interaction is learned exactly once (bench/faults.py runs it at full size).
+"""The trainer as a real process, SIGKILLed and restarted 3 times (twice at random
+moments mid-stream, once on an idle stream after a checkpoint at the log's end, where
+the code that trusted ListOffsets(latest) learned every event again): every interaction
+is learned exactly once (bench/faults.py runs it at full size).
 
 Each of the events is a distinct user-item pair, so the trainer's last checkpoint
 tells lost events (pairs missing from the seen sets) from events learned twice

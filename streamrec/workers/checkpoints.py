@@ -89,6 +89,9 @@ class Restored:
     #: (topic, partition) -> fingerprint of the last consumed record (at offset - 1), so a
     #: restart can tell its topic from a recreated one (``kafka_clients.fingerprint``).
     fingerprints: Offsets = field(default_factory=dict)
+    #: (epoch, seq) of the delta just before ``deltas_offset`` (None: unknown), so a
+    #: replica can tell the deltas topic from a recreated one.
+    last_delta: tuple[str, int] | None = None
 
 
 class Checkpoints:
@@ -118,6 +121,7 @@ class Checkpoints:
         epoch: str = "",
         next_seq: int = 0,
         fingerprints: Mapping[tuple[str, int], int] | None = None,
+        last_delta: tuple[str, int] | None = None,
     ) -> Path:
         """Write a checkpoint (atomic), register it, and point :attr:`path` at it.
 
@@ -137,6 +141,8 @@ class Checkpoints:
             for (topic, partition), value in sorted(fingerprints.items()):
                 prints.setdefault(topic, {})[str(partition)] = value
             extra["fingerprints"] = prints
+        if last_delta is not None:
+            extra["last_delta"] = list(last_delta)
         if self.registry is None:
             return save(model, self.path, extra=extra)
         # the next version of the registry, never overwriting a file of another registry's
@@ -211,9 +217,13 @@ class Checkpoints:
         prints = {(topic, int(p)): int(v) for topic, parts in extra.get("fingerprints", {}).items()
                   for p, v in parts.items()}  # fmt: skip
         deltas = int(extra.get("deltas", {}).get(self.deltas_topic, 0))
+        last = extra.get("last_delta")
+        last_delta = (
+            (str(last[0]), int(last[1])) if isinstance(last, list) and len(last) == 2 else None
+        )
         return Restored(model, path, offsets, deltas, dict(extra.get("attributes", {})),
                         str(extra.get("epoch", "")), int(extra.get("next_seq", 0)),
-                        prints)  # fmt: skip
+                        prints, last_delta)  # fmt: skip
 
     def clean(self) -> int:
         """Remove the temporary files a process killed while saving left behind; their count.

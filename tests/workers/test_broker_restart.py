@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,45 @@ def _state(pid: int) -> str:
     except (OSError, StopIteration):
         return "gone"
     return line.split()[1]
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_replica_starts_at_its_checkpoint_only_on_the_same_deltas_log(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    from streamrec.model import HybridModel, ModelConfig
+    from streamrec.settings import Settings
+    from streamrec.stream.broker import ensure_topics
+    from streamrec.stream.codec import encode_binary
+    from streamrec.stream.kafka_clients import make_producer
+    from streamrec.stream.topics import Topics
+    from streamrec.workers.checkpoints import Checkpoints
+    from streamrec.workers.deltas import DeltaTracker
+    from streamrec.workers.serving.follower import DeltaFollower
+
+    settings = Settings.load({"data_dir": tmp_path / "data", "web_port": -1,
+                              "topic_prefix": f"rs{uuid.uuid4().hex[:8]}"}, environ={})  # fmt: skip
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(bootstrap, topics.partitions(settings.partitions))
+    model = HybridModel(ModelConfig(dim=8))
+    tracker = DeltaTracker(model, epoch="A")
+    producer = await make_producer(bootstrap)
+    await producer.start()
+    try:
+        for _ in range(3):  # epoch A, seq 0, 1, 2 at offsets 0, 1, 2
+            for d in tracker.build([]):
+                await producer.send_and_wait(topics.deltas, encode_binary(d))
+    finally:
+        await producer.stop()
+    checkpoints = Checkpoints(settings, topics.deltas)
+    positions = []
+    for last in (("A", 1), ("B", 1)):  # the delta before offset 2 is A/1: the same log
+        checkpoints.save(model, {}, 2, None, epoch=last[0], next_seq=2, last_delta=last)
+        follower = DeltaFollower(settings, bootstrap)
+        await follower.open()
+        try:
+            positions.append(await follower._consumer.position(follower._tp))
+        finally:
+            await follower.stop()
+    assert positions == [2, 0]  # another log (recreated): read from the start

@@ -66,6 +66,7 @@ class DeltaFollower:
         self._tp: Any = None
         self._task: asyncio.Task[None] | None = None
         self._waiting_since: float | None = None  # for a checkpoint to resync from
+        self._last_delta: tuple[str, int] | None = None  # before the checkpoint's offset
 
     def _restore(self) -> int | None:
         """Load the trainer's newest checkpoint; the deltas offset to follow from, or None."""
@@ -73,6 +74,7 @@ class DeltaFollower:
         if restored is None:
             return None
         self._adopt(restored)
+        self._last_delta = restored.last_delta
         return restored.deltas_offset
 
     def _adopt(self, restored: Restored) -> None:
@@ -104,13 +106,14 @@ class DeltaFollower:
             self._consumer.seek(tp, start)
         else:
             if start:
-                log.warning("the deltas topic holds no delta of epoch %s before offset %d "
-                            "(recreated): reading it from the start", self.epoch, start)  # fmt: skip
+                log.warning("the deltas topic does not hold the checkpoint's delta before "
+                            "offset %d (recreated): reading it from the start", start)  # fmt: skip
             await self._consumer.seek_to_beginning(tp)
 
     async def _continues(self, start: int) -> bool:
-        """Whether the delta before ``start`` is one of the checkpoint's epoch (read with a
-        fetch: the embedded broker's ListOffsets(latest) cannot be trusted)."""
+        """Whether the delta before ``start`` is the one the checkpoint names (its epoch
+        and seq; older checkpoints: any delta of the checkpoint's epoch), read with a
+        fetch: the embedded broker's ListOffsets(latest) cannot be trusted."""
         found = (await probe(self.bootstrap, {self._tp: start - 1}))[self._tp]
         if found.record is None:
             return False
@@ -118,6 +121,8 @@ class DeltaFollower:
             delta = decode_binary(found.record.value, Delta)
         except Rejected:
             return False
+        if self._last_delta is not None:
+            return (delta.epoch, delta.seq) == self._last_delta
         return delta.epoch == self.epoch and delta.seq < self.next_seq
 
     def health(self) -> dict[str, Any]:

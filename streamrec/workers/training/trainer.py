@@ -86,6 +86,7 @@ class Trainer:
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deltas_offset = 0
+        self._last_delta: tuple[str, int] | None = None  # (epoch, seq) just before it
         #: fingerprint of the last learned record of each input partition (kafka_clients)
         self._fingerprints: dict[tuple[str, int], int] = {}
         self._connections: dict[Any, Any] = {}
@@ -228,6 +229,7 @@ class Trainer:
             if isinstance(attrs, CheckpointedAttributes):
                 attrs.load_dict(restored.attributes)
             self._deltas_offset = restored.deltas_offset
+            self._last_delta = restored.last_delta
             self._fingerprints = dict(restored.fingerprints)
             self.state.reset_applied(restored.offsets)
             log.info("trainer restored %s from %s", restored.model, restored.path)
@@ -397,9 +399,10 @@ class Trainer:
         try:
             futures = [await self._producer.send(self.topics.deltas, encode_binary(d),
                                                  key=b"trainer") for d in messages]  # fmt: skip
-            for fut in futures:
+            for fut, sent in zip(futures, messages, strict=True):
                 md = await fut
                 self._deltas_offset = md.offset + 1
+                self._last_delta = (sent.epoch, sent.seq)
         except Exception:
             # the change set is gone from the model's log: replicas will see a gap in
             # ``seq`` and wait for a checkpoint that holds it; write one now
@@ -483,7 +486,7 @@ class Trainer:
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
         path = self.checkpoints.save(self.state.model, self.state.applied, self._deltas_offset,
                                      saved, self.tracker.epoch, self.tracker.seq,
-                                     self._fingerprints)  # fmt: skip
+                                     self._fingerprints, self._last_delta)  # fmt: skip
         self._last_checkpoint = time.monotonic()
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path

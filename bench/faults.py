@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import random
@@ -502,19 +503,36 @@ async def replica_run(bootstrap: str, workdir: Path, events: int) -> ReplicaResu
 
 
 # -------------------------------------------------------------------------- main
-def _optional_rows(args: argparse.Namespace) -> list[Row]:
+async def _optional_rows(args: argparse.Namespace) -> list[Row]:
     """The rows of ``bench/fault_input.py`` (hostile input, database down), if present."""
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import fault_input  # type: ignore[import-not-found]
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "fault_input":
+            raise
         return []
     rows: list[Row] = []
     for name in ("hostile_payloads", "database_down"):
         fn = getattr(fault_input, name, None)
         if fn is not None:
-            rows += [r if isinstance(r, Row) else Row(*r) for r in fn(args)]
+            if inspect.iscoroutinefunction(fn):
+                got = await fn(args)
+            else:  # it may run its own event loop: not on this one
+                got = await asyncio.to_thread(fn, args)
+            rows += [_as_row(r) for r in got]
     return rows
+
+
+def _as_row(r: Any) -> Row:
+    """A row from another module: a Row (of any copy of this module), a mapping or a
+    (scenario, measured, target, passed) tuple."""
+    if isinstance(r, dict):
+        return Row(str(r["scenario"]), str(r["measured"]), str(r["target"]), bool(r["passed"]))
+    if hasattr(r, "scenario"):
+        return Row(str(r.scenario), str(r.measured), str(r.target), bool(r.passed))
+    scenario, measured, target, passed = r
+    return Row(str(scenario), str(measured), str(target), bool(passed))
 
 
 async def run(args: argparse.Namespace) -> list[Row]:
@@ -580,7 +598,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
                         f"max |diff| {rep.restart_diff:g} after {rep.restart_s:.2f} s",
                         "max |diff| = 0 within 5 s",
                         rep.restart_diff == 0.0 and rep.restart_s <= 5.0))  # fmt: skip
-    rows += _optional_rows(args)
+    rows += await _optional_rows(args)
     return rows
 
 

@@ -31,7 +31,7 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
-max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (larger: dead letter)
+max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (in: dead letter; out: split)
 max_id_length               STREAMREC_MAX_ID_LENGTH       512 (characters, at most 512)
 max_feature_name_length     STREAMREC_MAX_FEATURE_NAME_LENGTH  256 (at most 512)
 max_features                STREAMREC_MAX_FEATURES        256 (per user or item)
@@ -39,6 +39,10 @@ max_feature_weight          STREAMREC_MAX_FEATURE_WEIGHT  1000 (abs., at most 10
 max_attributes              STREAMREC_MAX_ATTRIBUTES      64 (per item event)
 max_attribute_values        STREAMREC_MAX_ATTRIBUTE_VALUES  256 (elements of one list)
 store_queue_max             STREAMREC_STORE_QUEUE_MAX     100000 (upserts; then backpressure)
+health_max_lag              STREAMREC_HEALTH_MAX_LAG      100000 (records not yet learned)
+health_max_store_backlog    STREAMREC_HEALTH_MAX_STORE_BACKLOG  50000 (upserts)
+health_max_checkpoint_age_s STREAMREC_HEALTH_MAX_CHECKPOINT_AGE_S  0 (0: 3 x interval + 60)
+health_max_replica_gap_s    STREAMREC_HEALTH_MAX_REPLICA_GAP_S  30 (waiting to resync)
 ==========================  ============================  ================================
 """
 
@@ -116,9 +120,10 @@ class Settings:
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
-    #: Edge validation of every consumed message (the trainer's topics; requests' inline
-    #: features): a message breaking a limit is dead-lettered with the reason.  Whole
-    #: message size in bytes.
+    #: The largest message, in bytes, both ways: a consumed message above it is
+    #: dead-lettered with the reason (edge validation of the trainer's topics and of
+    #: requests); producers refuse larger ones, and deltas are split to half of it.  At
+    #: most the broker's ``message.max.bytes`` (Kafka's default 1048588).
     max_message_bytes: int = 1_048_576
     #: Longest user / item id (characters; the store's column holds 512).  Ids and feature
     #: names never hold control characters (NUL, newline...).
@@ -137,6 +142,14 @@ class Settings:
     #: Feature-store upserts the trainer may have queued; beyond, it stops fetching until
     #: the store catches up (backpressure during a database outage).
     store_queue_max: int = 100_000
+    #: /health answers 503 (degraded) above these: records in the trainer's input topics
+    #: not learned yet, entity upserts not yet in the feature store, age of the last
+    #: checkpoint (0: three checkpoint intervals plus a minute; none when checkpoints are
+    #: off), and seconds a replica has waited for a checkpoint to resync from.
+    health_max_lag: int = 100_000
+    health_max_store_backlog: int = 50_000
+    health_max_checkpoint_age_s: float = 0.0
+    health_max_replica_gap_s: float = 30.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,8 @@
 ``broker(settings)`` yields a bootstrap address: the configured cluster when
 ``settings.bootstrap`` is set, else a Tansu broker started on a free loopback port,
 readiness-checked, and stopped (terminate, then kill) on exit.  Tansu keeps topics in
-memory only: a restart loses them.
+memory only: a restart loses them.  The broker process dies with the process that started
+it, even when that one is SIGKILLed (``PR_SET_PDEATHSIG`` on Linux, as for the local Kafka).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 10.0) -> str:
+        from streamrec.stream.local_kafka import die_with_parent
+
         url = f"tcp://127.0.0.1:{self.port}"
         cmd = [broker_binary(), "broker", "--listener-url", url,
                "--advertised-listener-url", url, "--silent"]  # fmt: skip
@@ -66,7 +69,11 @@ class EmbeddedBroker:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             out = self.log_file.open("ab")  # type: ignore[assignment]
         try:
-            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            # a session of its own: a Ctrl-C in the terminal reaches the process that
+            # started it, which stops its workers before the broker
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True,
+                                          preexec_fn=die_with_parent())  # fmt: skip
         except OSError as exc:
             raise BrokerError(f"cannot start the embedded broker {cmd[0]}: {exc}") from exc
         await self._wait_ready(timeout)

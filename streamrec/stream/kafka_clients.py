@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -96,3 +99,69 @@ async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[in
         return set(await asyncio.wait_for(producer.partitions_for(topic), timeout))
     except (TimeoutError, KafkaError):
         return set()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a fetch at one offset of one partition found.
+
+    ``in_range`` is False when the broker answered OFFSET_OUT_OF_RANGE (the offset is past
+    the log end, or before its start); ``highwater`` is the fetch response's high
+    watermark (None when out of range); ``record`` the record at that offset, if any.
+    """
+
+    in_range: bool
+    highwater: int | None = None
+    record: Any = None
+
+
+async def probe(
+    bootstrap: str, wanted: Mapping[Any, int], timeout: float = 10.0
+) -> dict[Any, Probe]:
+    """Fetch at ``wanted[tp]`` in every partition and report what is there (:class:`Probe`).
+
+    This is how end offsets are read reliably: the embedded broker's ListOffsets(latest)
+    is wrong when producers batch, the high watermark of a fetch response is right.  A
+    partition that does not answer within ``timeout`` seconds raises
+    :class:`~streamrec.errors.BrokerError`.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import OffsetOutOfRangeError
+
+    from streamrec.errors import BrokerError
+
+    out: dict[Any, Probe] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="none", fetch_max_wait_ms=20,
+                                max_partition_fetch_bytes=64 * 1024)  # fmt: skip
+    await consumer.start()
+    try:
+        for tp, offset in wanted.items():
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + timeout
+            while tp not in out:
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=100, max_records=1)
+                except OffsetOutOfRangeError:
+                    out[tp] = Probe(False)
+                    break
+                records = batch.get(tp, [])
+                highwater = consumer.highwater(tp)
+                if records:
+                    out[tp] = Probe(True, highwater, records[0])
+                elif highwater is not None and highwater <= offset:
+                    out[tp] = Probe(True, highwater)
+                elif time.monotonic() > deadline:
+                    raise BrokerError(f"no fetch answer for {tp} at offset {offset} "
+                                      f"within {timeout} s")  # fmt: skip
+    finally:
+        await consumer.stop()
+    return out
+
+
+def fingerprint(key: bytes | None, value: bytes | None, timestamp_ms: int) -> int:
+    """A number naming one record by its content: a recreated topic that holds another
+    record at the same offset has (almost surely) another fingerprint."""
+    crc = zlib.crc32(key or b"", zlib.crc32(value or b""))
+    return (int(timestamp_ms) << 32) | crc

@@ -86,6 +86,12 @@ class Restored:
     #: The trainer incarnation that wrote it, and the ``seq`` of its next delta message.
     epoch: str = ""
     next_seq: int = 0
+    #: (topic, partition) -> fingerprint of the last consumed record (at offset - 1), so a
+    #: restart can tell its topic from a recreated one (``kafka_clients.fingerprint``).
+    fingerprints: Offsets = field(default_factory=dict)
+    #: (epoch, seq) of the delta just before ``deltas_offset`` (None: unknown), so a
+    #: replica can tell the deltas topic from a recreated one.
+    last_delta: tuple[str, int] | None = None
 
 
 class Checkpoints:
@@ -114,6 +120,8 @@ class Checkpoints:
         attributes: dict[str, Any] | None = None,
         epoch: str = "",
         next_seq: int = 0,
+        fingerprints: Mapping[tuple[str, int], int] | None = None,
+        last_delta: tuple[str, int] | None = None,
     ) -> Path:
         """Write a checkpoint (atomic), register it, and point :attr:`path` at it.
 
@@ -128,6 +136,13 @@ class Checkpoints:
                                  "epoch": epoch, "next_seq": next_seq}  # fmt: skip
         if attributes is not None:
             extra["attributes"] = attributes
+        if fingerprints:
+            prints: dict[str, dict[str, int]] = {}
+            for (topic, partition), value in sorted(fingerprints.items()):
+                prints.setdefault(topic, {})[str(partition)] = value
+            extra["fingerprints"] = prints
+        if last_delta is not None:
+            extra["last_delta"] = list(last_delta)
         if self.registry is None:
             return save(model, self.path, extra=extra)
         # the next version of the registry, never overwriting a file of another registry's
@@ -199,9 +214,33 @@ class Checkpoints:
             extra = {}
         offsets = {(topic, int(p)): int(o) for topic, parts in extra.get("offsets", {}).items()
                    for p, o in parts.items()}  # fmt: skip
+        prints = {(topic, int(p)): int(v) for topic, parts in extra.get("fingerprints", {}).items()
+                  for p, v in parts.items()}  # fmt: skip
         deltas = int(extra.get("deltas", {}).get(self.deltas_topic, 0))
+        last = extra.get("last_delta")
+        last_delta = (
+            (str(last[0]), int(last[1])) if isinstance(last, list) and len(last) == 2 else None
+        )
         return Restored(model, path, offsets, deltas, dict(extra.get("attributes", {})),
-                        str(extra.get("epoch", "")), int(extra.get("next_seq", 0)))  # fmt: skip
+                        str(extra.get("epoch", "")), int(extra.get("next_seq", 0)),
+                        prints, last_delta)  # fmt: skip
+
+    def clean(self) -> int:
+        """Remove the temporary files a process killed while saving left behind; their count.
+
+        Only the trainer calls it, at start, before it writes (it is the single writer).
+        """
+        if not self.folder.is_dir():
+            return 0
+        stale = [*self.folder.glob(f".{self.prefix}.npz.*.tmp"),
+                 *self.folder.glob(f".{self.prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz.*.tmp"),
+                 *self.folder.glob(f"{self.prefix}.npz.tmp-link")]  # fmt: skip
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.warning("removed %d temporary checkpoint files left by a killed save: %s",
+                        len(stale), ", ".join(p.name for p in stale))  # fmt: skip
+        return len(stale)
 
 
 class Onboarding(Protocol):

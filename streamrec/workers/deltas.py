@@ -1,7 +1,8 @@
 """Embedding deltas: the model's change sets as wire messages, and back.
 
 The trainer's model records what it writes; at each publish :class:`DeltaTracker` exports
-the change set (cost O(rows touched)), splits it below :data:`MAX_BYTES` and turns each
+the change set (cost O(rows touched)), splits it below a byte budget (half the broker's
+largest message: :func:`part_bytes`) and turns each
 part into a :class:`~streamrec.stream.schemas.Delta`, numbered by ``seq``; the last one
 is ``final`` and carries the consumed ``offsets``.  :func:`apply_delta` turns a message
 back into a change set part and applies it to a replica.  What the model's layout is,
@@ -24,19 +25,29 @@ from streamrec.model.replica import (
     UserHistory,
 )
 from streamrec.stream import schemas
+from streamrec.stream.codec import encode_binary
 from streamrec.stream.schemas import Delta, EntityFeatures, ItemMeta, Watermark
 from streamrec.workers.state import ModelState
 
-#: Change-set bytes per delta message (sent as MessagePack, see ``codec.encode_binary``):
-#: well under Kafka's 1 MB default message size.
-MAX_BYTES = 600_000
+#: Change-set bytes per delta message by default (sent as MessagePack, see
+#: ``codec.encode_binary``); the trainer uses :func:`part_bytes` of its settings.
+MAX_BYTES = 500_000
+
+
+def part_bytes(max_message_bytes: int) -> int:
+    """The change-set budget of one delta message for a broker that accepts messages of
+    ``max_message_bytes``: half of it, the rest for MessagePack framing, the item
+    metadata of the first part and the final part's offsets."""
+    return max(1024, max_message_bytes // 2)
 
 
 class DeltaTracker:
     """Builds the next delta messages from the trainer model's change log."""
 
-    def __init__(self, model: HybridModel, epoch: str = "") -> None:
+    def __init__(self, model: HybridModel, epoch: str = "", max_bytes: int | None = None) -> None:
         self.model = model
+        #: change-set bytes per message (None: :data:`MAX_BYTES`)
+        self.max_bytes = max_bytes
         self.epoch = epoch
         self.seq = 0
         self._meta: dict[str, ItemMeta] = {}
@@ -63,10 +74,15 @@ class DeltaTracker:
 
         There is always at least one message, empty when nothing changed.
         """
-        parts = self.model.export_changes().split(MAX_BYTES)
-        messages = [to_delta(part) for part in parts]
-        messages[0].item_meta = self._meta
+        budget = self.max_bytes or MAX_BYTES
+        parts = self.model.export_changes().split(budget)
+        metas = _meta_chunks(self._meta, budget // 2)
         self._meta = {}
+        while len(parts) < len(metas):  # item metadata alone over the budget: more parts,
+            parts.append(self.model.export_changes())  # empty change sets (counters only)
+        messages = [to_delta(part) for part in parts]
+        for msg, meta in zip(messages, metas, strict=False):
+            msg.item_meta = meta
         for msg in messages:
             msg.epoch = self.epoch
             msg.seq = self.seq
@@ -75,6 +91,20 @@ class DeltaTracker:
         messages[-1].final = True
         messages[-1].offsets = offsets
         return messages
+
+
+def _meta_chunks(meta: dict[str, ItemMeta], max_bytes: int) -> list[dict[str, ItemMeta]]:
+    """Item metadata in chunks of about ``max_bytes`` encoded (one per message)."""
+    chunks: list[dict[str, ItemMeta]] = [{}]
+    used = 0
+    for item, m in meta.items():
+        size = len(item) + len(encode_binary(m)) + 8
+        if used + size > max_bytes and chunks[-1]:
+            chunks.append({})
+            used = 0
+        chunks[-1][item] = m
+        used += size
+    return chunks
 
 
 def apply_delta(state: ModelState, delta: Delta) -> None:
@@ -87,7 +117,7 @@ def apply_delta(state: ModelState, delta: Delta) -> None:
     if defined:
         state.items_changed(sorted(set(defined)))
     if delta.final:
-        state.advance({(w.topic, w.partition): w.offset for w in delta.offsets})
+        state.set_applied({(w.topic, w.partition): w.offset for w in delta.offsets})
 
 
 # ------------------------------------------------------------------ translation

@@ -169,4 +169,9 @@ class Stack:
             out["applied"] = {f"{t}[{p}]": o for (t, p), o in sorted(self.state.applied.items())}
         if self.indexer is not None:
             out["index"] = self.indexer.stats()
+        for name, worker in (("trainer", self.trainer), ("replica", self.follower)):
+            if worker is not None:
+                out[name] = worker.health()
+                if out[name]["problems"]:
+                    out["status"] = "degraded"
         return out

@@ -44,6 +44,14 @@ class ModelState:
                 self.applied[tp] = off
         self.notify()
 
+    def set_applied(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Set the applied offsets of some partitions, lower ones too: a recreated topic's
+        new log starts again at 0, and old positions must not count as reached in it.
+        (The trainer after it found a topic recreated; a replica from each final delta,
+        whose offsets are the trainer's.)"""
+        self.applied.update(offsets)
+        self.notify()
+
     def reset_applied(self, offsets: dict[TopicPartitionKey, int]) -> None:
         """Applied offsets as of a checkpoint the model was just reloaded from."""
         self.applied = dict(offsets)

@@ -1,4 +1,8 @@
-"""Health and Prometheus metrics over HTTP (aiohttp): ``/health`` and ``/metrics``."""
+"""Health and Prometheus metrics over HTTP (aiohttp): ``/health`` and ``/metrics``.
+
+``/health`` answers 200 when the health's ``status`` is ``ok`` and 503 when it is
+``degraded`` (see :func:`status_code`); the faust runtime's views do the same.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ class WebServer:
         from aiohttp import web
 
         async def health(_: web.Request) -> web.Response:
-            return web.json_response(self.health())
+            body = self.health()
+            return web.json_response(body, status=status_code(body))
 
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
@@ -48,3 +53,8 @@ class WebServer:
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
+
+
+def status_code(health: dict[str, Any]) -> int:
+    """The HTTP status of a health answer: 200 when ok, 503 when degraded."""
+    return 200 if health.get("status", "ok") == "ok" else 503

@@ -13,7 +13,7 @@ from streamrec.model import HybridModel, ModelConfig
 from streamrec.stream.codec import decode_binary, encode_binary
 from streamrec.stream.schemas import Delta, ItemMeta, Watermark
 from streamrec.workers import deltas as delta_mod
-from streamrec.workers.deltas import DeltaTracker, apply_delta
+from streamrec.workers.deltas import DeltaTracker, apply_delta, part_bytes
 from streamrec.workers.state import ModelState
 
 
@@ -117,3 +117,22 @@ def test_a_large_change_set_travels_in_messages_under_a_megabyte() -> None:
     for msg in msgs:
         apply_delta(replica, decode_binary(encode_binary(msg), Delta))
     _assert_same(trainer, replica.model)
+
+
+def test_every_delta_message_fits_the_brokers_largest_message() -> None:
+    """A change set far over the limit travels in parts, each encoded message below
+    ``max_message_bytes`` (the trainer's budget: :func:`part_bytes`)."""
+    limit = 40_000
+    world = make_world(n_users=60, items_per_cluster=20, events_per_user=10)
+    trainer = HybridModel(ModelConfig(dim=16))
+    tracker = DeltaTracker(trainer, max_bytes=part_bytes(limit))
+    _learn(trainer, tracker, world, world.events, meta=True)
+    for n in range(3000):  # item metadata alone far over the limit (a store rebuild)
+        tracker.item_meta(f"extra-{n}", ItemMeta({"category": "films", "n": n}, 1.0))
+    wire = [encode_binary(m) for m in tracker.build([Watermark("t.interactions", 0, 1)])]
+    assert len(wire) > 3 and max(len(w) for w in wire) <= limit
+    replica = ModelState(HybridModel(ModelConfig(dim=16)))
+    for w in wire:
+        apply_delta(replica, decode_binary(w, Delta))
+    _assert_same(trainer, replica.model)
+    assert replica.attributes.get("extra-2999")["n"] == 2999

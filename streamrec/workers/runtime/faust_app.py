@@ -129,6 +129,9 @@ class FaustRuntime:
         """The port to serve on (0: a free one), or None when it cannot be bound."""
         port = self.settings.web_port or free_port()
         with socket.socket() as probe:
+            # as the server itself binds (asyncio sets SO_REUSEADDR): connections of a
+            # killed predecessor waiting in TIME_WAIT must not keep a restart off its port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((self.settings.web_host, port))
             except OSError as exc:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamrec.workers.metrics import Metrics
+from streamrec.workers.web import status_code
 
 #: The pages every streamrec faust app serves.
 PAGES = ("/health", "/metrics")
@@ -16,7 +17,8 @@ def add_views(app: Any, metrics: Metrics, health: Callable[[], dict[str, Any]]) 
 
     @app.page("/health", name="health")
     async def health_view(web: Any, request: Any) -> Any:
-        return web.json(health())
+        body = health()
+        return web.json(body, status=status_code(body))
 
     @app.page("/metrics", name="metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -28,6 +28,7 @@ from streamrec.errors import ReplicaError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode_binary
+from streamrec.stream.kafka_clients import probe
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
@@ -65,6 +66,7 @@ class DeltaFollower:
         self._tp: Any = None
         self._task: asyncio.Task[None] | None = None
         self._waiting_since: float | None = None  # for a checkpoint to resync from
+        self._last_delta: tuple[str, int] | None = None  # before the checkpoint's offset
 
     def _restore(self) -> int | None:
         """Load the trainer's newest checkpoint; the deltas offset to follow from, or None."""
@@ -72,6 +74,7 @@ class DeltaFollower:
         if restored is None:
             return None
         self._adopt(restored)
+        self._last_delta = restored.last_delta
         return restored.deltas_offset
 
     def _adopt(self, restored: Restored) -> None:
@@ -99,11 +102,40 @@ class DeltaFollower:
         await self._consumer.start()
         tp = self._tp = TopicPartition(self.topics.deltas, 0)
         self._consumer.assign([tp])
-        end = (await self._consumer.end_offsets([tp]))[tp]
-        if start is not None and start <= end:
+        if start and await self._continues(start):
             self._consumer.seek(tp, start)
         else:
+            if start:
+                log.warning("the deltas topic does not hold the checkpoint's delta before "
+                            "offset %d (recreated): reading it from the start", start)  # fmt: skip
             await self._consumer.seek_to_beginning(tp)
+
+    async def _continues(self, start: int) -> bool:
+        """Whether the delta before ``start`` is the one the checkpoint names (its epoch
+        and seq; older checkpoints: any delta of the checkpoint's epoch), read with a
+        fetch: the embedded broker's ListOffsets(latest) cannot be trusted."""
+        found = (await probe(self.bootstrap, {self._tp: start - 1}))[self._tp]
+        if found.record is None:
+            return False
+        try:
+            delta = decode_binary(found.record.value, Delta)
+        except Rejected:
+            return False
+        if self._last_delta is not None:
+            return (delta.epoch, delta.seq) == self._last_delta
+        return delta.epoch == self.epoch and delta.seq < self.next_seq
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows of the replica: the delta it expects, and for how long it
+        has waited for a checkpoint to resync from (a gap)."""
+        waiting = 0.0 if self._waiting_since is None else time.monotonic() - self._waiting_since
+        out: dict[str, Any] = {"epoch": self.epoch, "next_seq": self.next_seq,
+                               "gap_s": round(waiting, 1), "problems": []}  # fmt: skip
+        limit = self.settings.health_max_replica_gap_s
+        if waiting > limit:
+            out["problems"].append(f"replica waiting {waiting:.0f} s > {limit:.0f} s for a "
+                                   f"checkpoint to resync from")  # fmt: skip
+        return out
 
     async def stop(self) -> None:
         await cancel(self._task)

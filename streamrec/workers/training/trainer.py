@@ -35,6 +35,7 @@ from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.kafka_clients import fingerprint, probe
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Watermark
@@ -46,7 +47,7 @@ from streamrec.workers.checkpoints import (
     EntityCatalog,
     rebuild,
 )
-from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.deltas import DeltaTracker, part_bytes
 from streamrec.workers.lifecycle import cancel, close, logged
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.state import ModelState
@@ -80,13 +81,19 @@ class Trainer:
         self.checkpoints = Checkpoints(settings, self.topics.deltas, registry)
         self.catalog = catalog
         self.state = state or ModelState(HybridModel(settings.model))
-        self.tracker = DeltaTracker(self.state.model)
+        self.tracker = DeltaTracker(self.state.model,
+                                    max_bytes=part_bytes(settings.max_message_bytes))  # fmt: skip
         self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker,
                                 InputLimits.from_settings(settings))  # fmt: skip
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deltas_offset = 0
+        self._last_delta: tuple[str, int] | None = None  # (epoch, seq) just before it
+        #: fingerprint of the last learned record of each input partition (kafka_clients)
+        self._fingerprints: dict[tuple[str, int], int] = {}
+        self._connections: dict[Any, Any] = {}
+        self._saving: asyncio.Future[Path | None] | None = None  # a checkpoint being written
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
@@ -107,14 +114,15 @@ class Trainer:
         from streamrec.stream.kafka_clients import make_producer, partitions
 
         s = self.settings
+        self.checkpoints.clean()
         start_offsets = self._restore()
         self._producer = await make_producer(self.bootstrap, linger_ms=2,
-                                             max_request_size=4 * 1024 * 1024)  # fmt: skip
+                                             max_request_size=s.max_message_bytes)  # fmt: skip
         await self._producer.start()
         await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="none",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()
@@ -123,22 +131,88 @@ class Trainer:
             parts = await partitions(self._producer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
-        ends = await self._consumer.end_offsets(tps)
-        for tp in tps:
-            saved = start_offsets.get((tp.topic, tp.partition))
-            if saved is not None and saved <= ends[tp]:
-                self._consumer.seek(tp, saved)
-            else:
-                if saved is not None:
-                    log.warning(
-                        "checkpoint offset %s of %s is past the log end %s: the topic "
-                        "was recreated; reading it from the start",
-                        saved,
-                        tp,
-                        ends[tp],
-                    )
-                await self._consumer.seek_to_beginning(tp)
+        await self._resume(tps, start_offsets)
         self.running = True
+
+    async def _resume(self, tps: list[Any], saved: dict[tuple[str, int], int]) -> None:
+        """Seek every partition to the checkpoint's offset, unless its topic was recreated.
+
+        The record before that offset (the last one learned) must still be there, with
+        the fingerprint the checkpoint recorded; that is read with a fetch (whose answer
+        the embedded broker gets right), never with ListOffsets(latest).  A partition
+        whose log is shorter, or holds another record there, is a new log: it is read
+        from the start.
+        """
+        wanted = {tp: saved[(tp.topic, tp.partition)] - 1 for tp in tps
+                  if saved.get((tp.topic, tp.partition), 0) > 0}  # fmt: skip
+        for tp, why in (await self._verify(wanted)).items():
+            if why is None:
+                self._consumer.seek(tp, wanted[tp] + 1)
+            else:
+                await self._rewind(tp, f"checkpoint offset {wanted[tp] + 1}: {why}")
+        for tp in tps:
+            if tp not in wanted:
+                await self._consumer.seek_to_beginning(tp)
+        self._connections = self._open_connections()
+
+    async def _verify(self, wanted: dict[Any, int]) -> dict[Any, str | None]:
+        """For each partition, None when the record at ``wanted[tp]`` is the one this
+        trainer learned last (by its fingerprint), else why not."""
+        if not wanted:
+            return {}
+        found = await probe(self.bootstrap, wanted)
+        out: dict[Any, str | None] = {}
+        for tp, offset in wanted.items():
+            seen = found[tp]
+            expected = self._fingerprints.get((tp.topic, tp.partition))
+            if not seen.in_range:
+                out[tp] = f"offset {offset} is outside the log"
+            elif seen.record is None:
+                out[tp] = f"the log ends at {seen.highwater}"
+            elif expected is not None and expected != fingerprint(
+                seen.record.key, seen.record.value, seen.record.timestamp or 0
+            ):
+                out[tp] = f"another record sits at offset {offset}"
+            else:
+                out[tp] = None
+        return out
+
+    async def _rewind(self, tp: Any, why: str) -> None:
+        """A recreated topic partition: forget its position and read the new log from 0."""
+        key = (tp.topic, tp.partition)
+        log.warning("%s[%s] %s: the topic was recreated; reading it from the start",
+                    tp.topic, tp.partition, why)  # fmt: skip
+        await self._consumer.seek_to_beginning(tp)
+        self._fingerprints.pop(key, None)
+        self._held.pop(key, None)
+        self.state.set_applied({key: 0})
+        self.metrics.inc(WORKER, "topic_recreations_total", 1,
+                         "input partitions found recreated (read again from the start)")  # fmt: skip
+
+    def _open_connections(self) -> dict[Any, Any]:
+        """The consumer's broker connections (aiokafka's own table): a new object there
+        means a reconnection, after which the position is checked again (a restarted
+        broker may hold a new log)."""
+        client = getattr(self._consumer, "_client", None)
+        return dict(getattr(client, "_conns", {}) or {})
+
+    async def _reconnected_check(self) -> set[Any]:
+        """After a reconnection: the partitions found recreated (and rewound)."""
+        from aiokafka import TopicPartition
+
+        now = self._open_connections()
+        changed = any(conn is not self._connections.get(k) for k, conn in now.items())
+        self._connections = now
+        if not changed:
+            return set()
+        wanted = {TopicPartition(t, p): o - 1 for (t, p), o in self.state.applied.items()
+                  if o > 0 and (t, p) in self._fingerprints}  # fmt: skip
+        rewound = set()
+        for tp, why in (await self._verify(wanted)).items():
+            if why is not None:  # else: the same log, the position stays
+                await self._rewind(tp, why)
+                rewound.add(tp)
+        return rewound
 
     def _restore(self) -> dict[tuple[str, int], int]:
         """Load the newest readable checkpoint and return its offsets.
@@ -158,6 +232,8 @@ class Trainer:
             if isinstance(attrs, CheckpointedAttributes):
                 attrs.load_dict(restored.attributes)
             self._deltas_offset = restored.deltas_offset
+            self._last_delta = restored.last_delta
+            self._fingerprints = dict(restored.fingerprints)
             self.state.reset_applied(restored.offsets)
             log.info("trainer restored %s from %s", restored.model, restored.path)
             return restored.offsets
@@ -174,7 +250,10 @@ class Trainer:
             if self._producer is not None:
                 await self.publish_deltas()
         with logged(log, "the final checkpoint"):
-            self.checkpoint(wait=2 * STORE_WAIT_S)
+            if self._saving is not None and not self._saving.done():
+                await asyncio.wait([self._saving])  # a timer's checkpoint still writing
+            async with self._lock:
+                await self._checkpoint_off_loop(2 * STORE_WAIT_S)
         with logged(log, "dead-lettering the store's rejections"):
             if self._producer is not None:
                 await self._dead_letter_rejected()
@@ -203,6 +282,8 @@ class Trainer:
 
     async def poll_once(self) -> None:
         """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
+        from aiokafka.errors import OffsetOutOfRangeError
+
         s = self.settings
         if self.core.sink.pending() >= s.store_queue_max:  # backpressure: the store is behind
             self._rejected += self.core.sink.flush()
@@ -210,7 +291,17 @@ class Trainer:
             return
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
-            batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+            except OffsetOutOfRangeError as exc:  # past the end of a recreated topic's log
+                for tp, offset in exc.args[0].items():
+                    await self._rewind(tp, f"offset {offset} is past the log end")
+                return
+            if batch:
+                # records of a recreated partition fetched at the old position belong to
+                # a new log: dropped, that partition is read again from 0
+                rewound = await self._reconnected_check()
+                batch = {tp: recs for tp, recs in batch.items() if tp not in rewound}
             if batch or self._holding():
                 await self._process(batch)
             # once per batch: the sink writes it (in the background); collect rejections
@@ -222,7 +313,13 @@ class Trainer:
         """A checkpoint off the event loop (it waits for the store, then writes the file);
         the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
         async with self._lock:
-            await asyncio.to_thread(self.checkpoint)
+            await self._checkpoint_off_loop()
+
+    async def _checkpoint_off_loop(self, wait: float = STORE_WAIT_S) -> Path | None:
+        """:meth:`checkpoint` in a thread that a cancellation cannot orphan: ``stop``
+        waits for it, so two saves never run at once."""
+        self._saving = asyncio.ensure_future(asyncio.to_thread(self.checkpoint, wait))
+        return await asyncio.shield(self._saving)
 
     def _holding(self) -> bool:
         return any(self._held.values())
@@ -261,8 +358,13 @@ class Trainer:
             return
         dead = self.core.apply(records)
         offsets: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], Record] = {}
         for d in records:
-            offsets[(d.record.topic, d.record.partition)] = d.record.offset + 1
+            key = (d.record.topic, d.record.partition)
+            offsets[key] = d.record.offset + 1
+            last[key] = d.record
+        for key, r in last.items():
+            self._fingerprints[key] = fingerprint(r.key, r.value, r.timestamp_ms)
         self.state.advance(offsets)
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
@@ -296,7 +398,7 @@ class Trainer:
         self.tracker.epoch = uuid.uuid4().hex
         self.tracker.seq = 0
         await self._publish_deltas()
-        await asyncio.to_thread(self.checkpoint)
+        await self._checkpoint_off_loop()
 
     async def _publish_deltas(self) -> None:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
@@ -304,14 +406,15 @@ class Trainer:
         try:
             futures = [await self._producer.send(self.topics.deltas, encode_binary(d),
                                                  key=b"trainer") for d in messages]  # fmt: skip
-            for fut in futures:
+            for fut, sent in zip(futures, messages, strict=True):
                 md = await fut
                 self._deltas_offset = md.offset + 1
+                self._last_delta = (sent.epoch, sent.seq)
         except Exception:
             # the change set is gone from the model's log: replicas will see a gap in
             # ``seq`` and wait for a checkpoint that holds it; write one now
             self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
-            await asyncio.to_thread(self.checkpoint)
+            await self._checkpoint_off_loop()
             raise
         self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
 
@@ -340,6 +443,39 @@ class Trainer:
             self.metrics.inc(WORKER, "dead_letters_total", n,
                              "messages sent to the dead-letter topic")  # fmt: skip
 
+    def lag(self) -> int | None:
+        """Records in the input topics not learned yet: the fetch high watermarks (right on
+        the embedded broker, unlike ListOffsets) minus the applied offsets; None before
+        the first fetch of every partition."""
+        if self._consumer is None:
+            return None
+        total = 0
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                return None
+            total += max(0, end - self.state.applied.get((tp.topic, tp.partition), 0))
+        return total
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows of the trainer, and what is wrong (``problems``)."""
+        s = self.settings
+        lag = self.lag()
+        backlog = self.core.sink.pending()
+        age = time.monotonic() - self._last_checkpoint
+        out: dict[str, Any] = {"lag": lag, "store_backlog": backlog,
+                               "checkpoint_age_s": round(age, 1), "problems": []}  # fmt: skip
+        if lag is not None and lag > s.health_max_lag:
+            out["problems"].append(f"trainer lag {lag} > {s.health_max_lag} records")
+        if backlog > s.health_max_store_backlog:
+            out["problems"].append(f"store backlog {backlog} > {s.health_max_store_backlog}")
+        max_age = s.health_max_checkpoint_age_s or 3 * s.checkpoint_interval_s + 60
+        if s.checkpoint_interval_s > 0 and age > max_age:
+            out["problems"].append(f"last checkpoint {age:.0f} s ago > {max_age:.0f} s")
+        if not self.running:
+            out["problems"].append("trainer not running")
+        return out
+
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
         """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).
 
@@ -359,7 +495,8 @@ class Trainer:
         try:
             path = self.checkpoints.save(self.state.model, self.state.applied,
                                          self._deltas_offset, saved, self.tracker.epoch,
-                                         self.tracker.seq)  # fmt: skip
+                                         self.tracker.seq, self._fingerprints,
+                                         self._last_delta)  # fmt: skip
         except StoreError as exc:  # the registry (the feature store) is down
             log.error("checkpoint postponed: %s", exc)
             self._postpone_checkpoint()

@@ -120,10 +120,12 @@ class Settings:
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
-    #: The largest message, in bytes, both ways: a consumed message above it is
-    #: dead-lettered with the reason (edge validation of the trainer's topics and of
-    #: requests); producers refuse larger ones, and deltas are split to half of it.  At
-    #: most the broker's ``message.max.bytes`` (Kafka's default 1048588).
+    #: The largest message, in bytes: a consumed message above it is dead-lettered with
+    #: the reason (edge validation of the trainer's topics and of requests), and deltas
+    #: are split to half of it.  A dead letter carries its original in base64 (up to
+    #: about 1.4 times this): the broker's ``message.max.bytes`` (8 MiB in compose and
+    #: the test Kafka; Kafka's default 1048588) should allow that, or letters of the
+    #: largest originals are sent with the original cut to 64 KiB.
     max_message_bytes: int = 1_048_576
     #: Longest user / item id (characters; the store's column holds 512).  Ids and feature
     #: names never hold control characters (NUL, newline...).

@@ -116,8 +116,11 @@ class Trainer:
         s = self.settings
         self.checkpoints.clean()
         start_offsets = self._restore()
+        # deltas are split to half of max_message_bytes; a dead letter carries its original
+        # (up to max_message_bytes) in base64 plus the reason: room for that, and a broker
+        # that refuses it gets the letter with its original cut (stream/dead_letters.py)
         self._producer = await make_producer(self.bootstrap, linger_ms=2,
-                                             max_request_size=s.max_message_bytes)  # fmt: skip
+                                             max_request_size=2 * s.max_message_bytes)  # fmt: skip
         await self._producer.start()
         await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(
@@ -431,15 +434,17 @@ class Trainer:
         await self._send_dead_letters()
 
     async def _send_dead_letters(self) -> None:
-        """Hand the pending dead letters to the producer, one at a time.
+        """Hand the pending dead letters to the producer, up to 256 per round trip.
 
-        A letter leaves the pending list only once the producer has it, so a stop that
+        Letters leave the pending list only once the broker has them, so a stop that
         cancels the loop mid-send (on Kafka a first send to a topic waits for its
-        metadata) loses none: ``stop`` sends what is left.
+        metadata) loses none: ``stop`` sends what is left (a chunk cut short may then
+        be sent twice).
         """
         while self._dead:
-            n = await send_dead_letters(self._producer, self.topics.dead_letters, self._dead[:1])
-            del self._dead[0]
+            chunk = self._dead[:256]
+            n = await send_dead_letters(self._producer, self.topics.dead_letters, chunk)
+            del self._dead[: len(chunk)]
             self.metrics.inc(WORKER, "dead_letters_total", n,
                              "messages sent to the dead-letter topic")  # fmt: skip
 

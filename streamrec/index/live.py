@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -11,66 +13,104 @@ from streamrec.index.ann import AnnSnapshot
 
 
 class FreshBuffer:
-    """Items created or re-featured since the current snapshot started building.
+    """Items created or re-featured since the current snapshot read the representations.
 
     They are always retrieval candidates (scored exactly), so a new item is recommendable
-    at once.  ``begin_build`` marks the moment a snapshot reads the representations; when
-    that snapshot is swapped in, only the items changed after that moment stay fresh.
+    at once.  A local build marks its start with ``begin_build``; when that snapshot is
+    swapped in, only the items changed after the mark stay fresh.  A snapshot built by
+    another process (loaded from its file) says when it read the representations
+    (``started_at``, wall clock): :meth:`retain_since` keeps the items changed after it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: set[int] = set()
-        self._since_build: set[int] | None = None
+        self._seq = itertools.count()
+        self._rows: dict[int, tuple[int, float]] = {}  # row -> (change number, wall time)
+        self._mark: int | None = None
+        self._cache: np.ndarray | None = None
 
     def add(self, rows: Iterable[int]) -> None:
+        now = time.time()
         with self._lock:
             for r in rows:
-                self._rows.add(int(r))
-                if self._since_build is not None:
-                    self._since_build.add(int(r))
+                self._rows[int(r)] = (next(self._seq), now)
+            self._cache = None
 
     def begin_build(self) -> None:
         with self._lock:
-            self._since_build = set()
+            self._mark = next(self._seq)
 
     def end_build(self, swapped: bool) -> None:
         with self._lock:
-            if swapped and self._since_build is not None:
-                self._rows = self._since_build
-            self._since_build = None
+            if swapped and self._mark is not None:
+                mark = self._mark
+                self._rows = {r: v for r, v in self._rows.items() if v[0] > mark}
+                self._cache = None
+            self._mark = None
+
+    def retain_since(self, started_at: float) -> None:
+        """Keep only the items changed at or after ``started_at`` (a loaded snapshot's)."""
+        with self._lock:
+            self._rows = {r: v for r, v in self._rows.items() if v[1] >= started_at}
+            self._cache = None
 
     def rows(self) -> np.ndarray:
+        """The fresh rows, in the order they (last) changed; a cached array: do not modify."""
+        cache = self._cache
+        if cache is not None:
+            return cache
         with self._lock:
-            return np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
+            order = sorted(self._rows.items(), key=lambda kv: kv[1][0])
+            cache = np.fromiter((r for r, _ in order), dtype=np.int64, count=len(order))
+            cache.setflags(write=False)
+            self._cache = cache
+            return cache
 
     def __len__(self) -> int:
         return len(self._rows)
 
 
 class LiveIndex:
-    """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh."""
+    """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh.
 
-    def __init__(self) -> None:
+    ``search_k`` (Annoy's per-query budget) applies to snapshots that name none.
+    """
+
+    #: Seconds of clock difference tolerated between a builder process and this one.
+    CLOCK_SLACK_S = 1.0
+
+    def __init__(self, search_k: int = -1) -> None:
         self.snapshot: AnnSnapshot | None = None
         self.fresh = FreshBuffer()
         self.builds = 0
+        self.search_k = search_k
 
     def swap(self, snapshot: AnnSnapshot) -> None:
-        """Install a new snapshot: one reference assignment, so readers see old or new."""
+        """Install a snapshot built here: one reference assignment, so readers see old or new."""
         self.snapshot = snapshot
         self.builds += 1
         self.fresh.end_build(swapped=True)
 
-    def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
-        """Candidate rows: index top ``n`` + fresh rows + rows newer than the snapshot.
+    def swap_loaded(self, snapshot: AnnSnapshot) -> None:
+        """Install a snapshot another process built (loaded from its file), atomically.
 
-        None when there is no snapshot yet (the caller scores exactly).
+        Items changed after it read the representations (less a clock slack) stay fresh.
+        """
+        self.snapshot = snapshot
+        self.builds += 1
+        self.fresh.retain_since(snapshot.started_at - self.CLOCK_SLACK_S)
+
+    def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
+        """Candidate rows, sorted: index top ``n`` + fresh rows + rows newer than the snapshot.
+
+        None when there is no snapshot yet (the caller scores exactly).  Costs
+        O(n + fresh + new rows), never O(catalogue).
         """
         snap = self.snapshot
         if snap is None:
             return None
-        parts = [snap.query(q, n), self.fresh.rows()]
+        budget = snap.search_k if snap.search_k != -1 else self.search_k
+        parts = [snap.query(q, n, budget), self.fresh.rows()]
         if n_items > snap.size:
             parts.append(np.arange(snap.size, n_items, dtype=np.int64))
         rows = np.unique(np.concatenate(parts))

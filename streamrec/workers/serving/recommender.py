@@ -12,12 +12,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from streamrec.errors import InvalidInputError
 from streamrec.index import LiveIndex
+from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
@@ -81,50 +82,41 @@ class RecommenderCore:
         s = self.settings
         m = self.state.model
         n = m.n_items
-        empty = np.zeros(0, dtype=np.int64)
         if n == 0:
-            return empty, np.zeros(0, dtype=np.float32), "exact"
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), "exact"
         excluded = [m.seen_items(user_row)] if user_row >= 0 else []
         if req.exclude:
             excluded.append(m.item_rows(req.exclude))
         excl = (
-            np.concatenate(excluded).astype(np.int32) if excluded else np.zeros(0, dtype=np.int32)
+            np.concatenate(excluded).astype(np.int64) if excluded else np.zeros(0, dtype=np.int64)
         )
         diversity = s.diversity if req.diversity is None else req.diversity
         freshness = s.freshness if req.freshness is None else req.freshness
         plain = not flt and diversity == 0.0 and freshness == 0.0
         pool = req.k if plain else max(5 * req.k, 100)
-        retrieval = "exact"
-        cand: np.ndarray | None = None
-        if vec is None:
-            scores_all = m.popularity().astype(np.float32)
-        elif req.exact or n < s.exact_below or self.index is None:
-            scores_all = m.scores_for_query(vec).copy()
-        else:
+        fresh = self.index.fresh.rows() if freshness > 0 and self.index is not None else None
+        cand = None
+        if vec is not None and not (req.exact or n < s.exact_below or self.index is None):
             cand = self.index.candidates(vec, s.index_candidates, n)
-            if cand is None:
-                scores_all = m.scores_for_query(vec).copy()
-            else:
-                retrieval = "ann"
-                scores_all = np.full(n, -np.inf, dtype=np.float32)
-                scores_all[cand] = m.item_representations(cand) @ vec
-                excl = np.concatenate([excl, np.setdiff1d(np.arange(n), cand).astype(np.int32)])
-        if freshness > 0 and self.index is not None:
-            fresh = self.index.fresh.rows()
-            extra = fresh[~np.isin(fresh, excl)]
+        if cand is not None:  # O(candidates): nothing below touches the whole catalogue
+            ranked: _Ranked = _CandidateScores(m, vec, cand, excl)  # type: ignore[arg-type]
+            retrieval = "ann"
         else:
-            extra = np.zeros(0, dtype=np.int64)
-        rows, vals = m.top_k_scores(scores_all, min(pool, n), excl)
-        if len(extra):
-            keep = ~np.isin(extra, rows) & np.isfinite(scores_all[extra])
-            rows = np.concatenate([rows, extra[keep]])
-            vals = np.concatenate([vals, scores_all[extra[keep]]])
+            scores = m.popularity().astype(np.float32) if vec is None else m.scores_for_query(vec)
+            ranked = _CatalogueScores(m, scores.copy(), excl)
+            retrieval = "exact"
+        rows, vals = ranked.top(min(pool, n))
+        if fresh is not None and len(fresh):
+            extra = ranked.eligible(fresh)
+            extra = extra[~np.isin(extra, rows)]
+            rows = np.concatenate([rows, extra])
+            vals = np.concatenate([vals, ranked.scores_of(extra)])
         if plain:
             return rows, vals, retrieval
         if flt:
             rows, vals = self._filtered(rows, vals, flt)
-            if len(rows) < req.k and pool < n:
-                rows, vals = m.top_k_scores(scores_all, n, excl)
+            if len(rows) < req.k and pool < ranked.size:
+                rows, vals = ranked.top(ranked.size)
                 rows, vals = self._filtered(rows, vals, flt)
         vals = vals.astype(np.float64)
         if freshness > 0:
@@ -149,6 +141,59 @@ class RecommenderCore:
         keep = np.array([flt.matches(attrs.get(item)) for item in m.item_ids(rows)],
                         dtype=bool)  # fmt: skip
         return rows[keep], vals[keep]
+
+
+class _Ranked(Protocol):
+    """Scores of the items a request may get, ranked on demand."""
+
+    size: int
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def eligible(self, rows: np.ndarray) -> np.ndarray: ...
+    def scores_of(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+class _CatalogueScores:
+    """Every item scored (exact search, popularity): ``top`` skips the excluded rows."""
+
+    def __init__(self, model: HybridModel, scores: np.ndarray, excl: np.ndarray) -> None:
+        self.model, self.scores, self.excl = model, scores, excl.astype(np.int32)
+        self.size = len(scores)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.top_k_scores(self.scores, k, self.excl)
+
+    def eligible(self, rows: np.ndarray) -> np.ndarray:
+        rows = rows[rows < self.size]
+        return rows[~np.isin(rows, self.excl)]
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores[rows]
+
+
+class _CandidateScores:
+    """Retrieval candidates (sorted rows) less the excluded ones, re-scored exactly at once."""
+
+    def __init__(
+        self, model: HybridModel, query: np.ndarray, cand: np.ndarray, excl: np.ndarray
+    ) -> None:
+        self.model = model
+        self.rows = cand[~np.isin(cand, excl)] if len(excl) else cand
+        self.scores = model.item_representations(self.rows) @ query
+        self.size = len(self.rows)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        pos, vals = self.model.top_k_scores(self.scores, min(k, self.size), _NONE)
+        return self.rows[pos], vals
+
+    def eligible(self, rows: np.ndarray) -> np.ndarray:
+        return rows[np.isin(rows, self.rows)]
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores[np.searchsorted(self.rows, rows)]
+
+
+_NONE = np.zeros(0, dtype=np.int32)
 
 
 class Recommender:

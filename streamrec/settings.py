@@ -31,6 +31,8 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
+max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: overloaded)
+index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
 ==========================  ============================  ================================
 """
 
@@ -108,6 +110,11 @@ class Settings:
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
+    #: Requests one recommender holds at once (waiting for their ``after`` watermarks or
+    #: being computed); a request above the bound is answered ``overloaded`` at once.
+    max_in_flight: int = 64
+    #: Annoy's per-query node budget (-1: Annoy's default, ``index_candidates x trees``).
+    index_search_k: int = -1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -116,7 +123,8 @@ class Settings:
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
+                     "index_candidates", "sync_timeout_ms", "request_concurrency",
+                     "max_in_flight"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.runtime not in RUNTIMES:

@@ -33,6 +33,8 @@ faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: overloaded)
 index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
+index_build                 STREAMREC_INDEX_BUILD         process (or thread)
+index_recall_interval_s     STREAMREC_INDEX_RECALL_INTERVAL_S  1.0 (recall sampling)
 ==========================  ============================  ================================
 """
 
@@ -53,6 +55,8 @@ ENV_PREFIX = "STREAMREC_"
 RUNTIMES = ("faust", "asyncio")
 #: How the faust runtime's recommenders read requests.
 FAUST_REQUESTS = ("fetch", "agent")
+#: Where the indexer builds the Annoy index.
+INDEX_BUILDS = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,12 @@ class Settings:
     max_in_flight: int = 64
     #: Annoy's per-query node budget (-1: Annoy's default, ``index_candidates x trees``).
     index_search_k: int = -1
+    #: Where the indexer builds: ``process`` (a child process: no serving interpreter
+    #: spends time on it) or ``thread`` (a thread of the indexer's process).
+    index_build: str = "process"
+    #: How often index workers measure recall@10 of served retrieval (4 sampled users
+    #: against exact search, O(catalogue) each; the ``index_recall_at_10`` gauge).
+    index_recall_interval_s: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -129,6 +139,9 @@ class Settings:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if self.index_build not in INDEX_BUILDS:
+            raise ConfigError(f"index_build={self.index_build!r} must be one of "
+                              f"{', '.join(INDEX_BUILDS)}")  # fmt: skip
         if self.faust_requests not in FAUST_REQUESTS:
             raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
                               f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip

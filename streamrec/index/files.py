@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from annoy import AnnoyIndex
@@ -40,6 +40,8 @@ class IndexManifest:
     trees: int
     search_k: int
     seq: int
+    #: Rows to keep as candidates beside the index's answers (e.g. the highest biases).
+    pinned: list[int] = field(default_factory=list)
 
 
 class IndexFiles:
@@ -72,12 +74,14 @@ class IndexFiles:
         seq = (previous.seq + 1) if previous is not None else 1
         return self.folder / f"index-{seq:08d}.ann"
 
-    def publish_file(self, path: Path, snap: AnnSnapshot, trees: int) -> IndexManifest:
+    def publish_file(
+        self, path: Path, snap: AnnSnapshot, trees: int, pinned: list[int] | None = None
+    ) -> IndexManifest:
         """Make the built file ``path`` (from :meth:`staging_path`) the current index."""
         seq = int(path.stem.split("-")[1])
         manifest = IndexManifest(path.name, snap.size, snap.dim, snap.version, snap.started_at,
                                  snap.built_at, snap.build_seconds, trees, snap.search_k,
-                                 seq)  # fmt: skip
+                                 seq, list(pinned or []))  # fmt: skip
         self._write_manifest(manifest)
         self._prune(seq)
         return manifest

@@ -84,6 +84,11 @@ class LiveIndex:
         self.fresh = FreshBuffer()
         self.builds = 0
         self.search_k = search_k
+        self.pinned = np.zeros(0, dtype=np.int64)
+
+    def pin(self, rows: np.ndarray) -> None:
+        """Rows that are always candidates (e.g. the most popular items), replaced at once."""
+        self.pinned = np.asarray(rows, dtype=np.int64)
 
     def swap(self, snapshot: AnnSnapshot) -> None:
         """Install a snapshot built here: one reference assignment, so readers see old or new."""
@@ -101,16 +106,16 @@ class LiveIndex:
         self.fresh.retain_since(snapshot.started_at - self.CLOCK_SLACK_S)
 
     def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
-        """Candidate rows, sorted: index top ``n`` + fresh rows + rows newer than the snapshot.
+        """Candidate rows, sorted: index top ``n`` + pinned + fresh + rows newer than the snapshot.
 
         None when there is no snapshot yet (the caller scores exactly).  Costs
-        O(n + fresh + new rows), never O(catalogue).
+        O(n + pinned + fresh + new rows), never O(catalogue).
         """
         snap = self.snapshot
         if snap is None:
             return None
         budget = snap.search_k if snap.search_k != -1 else self.search_k
-        parts = [snap.query(q, n, budget), self.fresh.rows()]
+        parts = [snap.query(q, n, budget), self.pinned, self.fresh.rows()]
         if n_items > snap.size:
             parts.append(np.arange(snap.size, n_items, dtype=np.int64))
         rows = np.unique(np.concatenate(parts))

@@ -25,14 +25,15 @@ import asyncio
 import collections
 import logging
 import math
+import os
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import streamrec
 from streamrec.index import AnnSnapshot, IndexFiles, LiveIndex, build_snapshot
 from streamrec.index.ann import top_k_of
 from streamrec.index.build import build_file
@@ -43,6 +44,10 @@ from streamrec.workers.state import ModelState
 
 log = logging.getLogger(__name__)
 WORKER = "indexer"
+
+
+#: Rows pinned as candidates per kind (highest bias, most popular, newest).
+PINNED = 200
 
 
 def index_folder(settings: Settings) -> Path:
@@ -93,6 +98,7 @@ class IndexWorker:
         self.state.on_items_changed(self.index.fresh.add)
         self._task: asyncio.Task[None] | None = None
         self._last_sample = 0.0
+        self._bias_rows = np.zeros(0, dtype=np.int64)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=type(self).__name__.lower())
@@ -112,6 +118,20 @@ class IndexWorker:
 
     async def check_once(self) -> None:
         raise NotImplementedError
+
+    def pin(self) -> None:
+        """Pin the rows every user's top may hold whatever the user vector: the highest
+        item biases (as of the last build, from its manifest), the most popular items
+        and the newest ones (every check; O(catalogue) in numpy, off the request path).
+        The score's user-independent part (bias + affinity x trend) is what Annoy's dot
+        search misses most (bench/serving.py recall: Annoy's candidates alone vs served)."""
+        m = self.state.model
+        n = m.n_items
+        if n == 0:
+            return
+        popular = top_k_of(m.popularity(), PINNED)
+        newest = np.arange(max(n - PINNED, 0), n, dtype=np.int64)
+        self.index.pin(np.unique(np.concatenate([self._bias_rows, popular, newest])))
 
     def _sample_recall(self) -> None:
         now = time.monotonic()
@@ -157,13 +177,6 @@ class Indexer(IndexWorker):
     ) -> None:
         super().__init__(settings, state, index, metrics)
         self._built_version = -1
-        self._pool: ProcessPoolExecutor | None = None
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
     def due(self) -> bool:
         m = self.state.model
@@ -177,9 +190,10 @@ class Indexer(IndexWorker):
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 
     async def check_once(self) -> None:
-        """Rebuild if due; sample recall; report the index gauges."""
+        """Rebuild if due; pin the popular rows; sample recall; report the index gauges."""
         if self.due():
             await self.rebuild()
+        self.pin()
         self._sample_recall()
         self._report()
 
@@ -191,30 +205,49 @@ class Indexer(IndexWorker):
         reps = m.item_representations()
         path = self.files.staging_path()
         if s.index_build == "process":
-            loop = asyncio.get_running_loop()
-            seconds = await loop.run_in_executor(self._executor(), build_file, reps, str(path),
-                                                 s.index_trees)  # fmt: skip
+            seconds = await _build_in_child(reps, path, s.index_trees)
         else:
             seconds = await asyncio.to_thread(build_file, reps, str(path), s.index_trees)
+        bias_rows = top_k_of(reps[:, m.dim], PINNED)  # the bias column
         manifest = self.files.publish_file(
             path, AnnSnapshot(None, len(reps), reps.shape[1], time.time(), seconds, version,  # type: ignore[arg-type]
                               started_at=started, search_k=s.index_search_k),
-            s.index_trees,
+            s.index_trees, bias_rows.tolist(),
         )  # fmt: skip
         snap = self.files.load(manifest)
         if snap is None:  # cannot happen unless the folder is shared with another indexer
             self.index.fresh.end_build(swapped=False)
             return
+        self._bias_rows = bias_rows
         self.index.swap(snap)
         self._built_version = version
         self.metrics.inc(WORKER, "index_builds_total", 1, "Annoy index builds")
         self.metrics.set(WORKER, "index_build_seconds", seconds, "last build time")
         log.info("index rebuilt: %d items in %.2f s (%s)", snap.size, seconds, path.name)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-        return self._pool
+
+async def _build_in_child(reps: np.ndarray, path: Path, trees: int) -> float:
+    """Run :mod:`streamrec.index.build` in a child process (killed if this task is cancelled)."""
+    src = path.with_name(f".{path.stem}.npy")
+    await asyncio.to_thread(np.save, src, reps)
+    root = str(Path(streamrec.__file__).resolve().parent.parent)  # this streamrec, in the child
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamrec.index.build", str(src), str(path), str(trees),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    finally:
+        src.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"index build failed ({proc.returncode}): {err.decode()[-500:]}")
+    return float(out.decode().strip().splitlines()[-1])
 
 
 class IndexFollower(IndexWorker):
@@ -236,9 +269,11 @@ class IndexFollower(IndexWorker):
         if manifest is not None and manifest.seq > self._seq:
             snap = await asyncio.to_thread(self.files.load, manifest)
             if snap is not None:
+                self._bias_rows = np.asarray(manifest.pinned, dtype=np.int64)
                 self.index.swap_loaded(snap)
                 self._seq = manifest.seq
                 self.metrics.inc(WORKER, "index_loads_total", 1, "index files mapped")
+        self.pin()
         self._sample_recall()
         self._report()
 

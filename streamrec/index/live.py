@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,25 +16,41 @@ from streamrec.index.ann import AnnSnapshot
 class FreshBuffer:
     """Items created or re-featured since the current snapshot read the representations.
 
-    They are always retrieval candidates (scored exactly), so a new item is recommendable
-    at once.  A local build marks its start with ``begin_build``; when that snapshot is
-    swapped in, only the items changed after the mark stay fresh.  A snapshot built by
-    another process (loaded from its file) says when it read the representations
+    They are always retrieval candidates, so a new item is recommendable at once.  A
+    local build marks its start with ``begin_build``; when that snapshot is swapped in,
+    only the items changed after the mark stay fresh.  A snapshot built by another
+    process (loaded from its file) says when it read the representations
     (``started_at``, wall clock): :meth:`retain_since` keeps the items changed after it.
+
+    Items added with their representation (``reps``) can be searched by brute force
+    (:meth:`top`): with thousands of fresh items a request then re-scores exactly only
+    the best few of them, not all.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seq = itertools.count()
-        self._rows: dict[int, tuple[int, float]] = {}  # row -> (change number, wall time)
+        # row -> (change number, wall time, representation or None)
+        self._rows: dict[int, tuple[int, float, np.ndarray | None]] = {}
         self._mark: int | None = None
-        self._cache: np.ndarray | None = None
+        self._cache: _FreshArrays | None = None
 
-    def add(self, rows: Iterable[int]) -> None:
+    def add(self, rows: Iterable[int], reps: np.ndarray | None = None) -> None:
         now = time.time()
         with self._lock:
-            for r in rows:
-                self._rows[int(r)] = (next(self._seq), now)
+            for i, r in enumerate(rows):
+                rep = None if reps is None else reps[i]
+                self._rows[int(r)] = (next(self._seq), now, rep)
+            self._cache = None
+
+    def refresh(self, rows: np.ndarray, reps: np.ndarray) -> None:
+        """Newer representations of fresh rows (items move as they learn); rows no longer
+        fresh are ignored, and no row's change time moves."""
+        with self._lock:
+            for r, rep in zip(rows.tolist(), reps, strict=True):
+                entry = self._rows.get(r)
+                if entry is not None:
+                    self._rows[r] = (entry[0], entry[1], rep)
             self._cache = None
 
     def begin_build(self) -> None:
@@ -54,20 +71,48 @@ class FreshBuffer:
             self._rows = {r: v for r, v in self._rows.items() if v[1] >= started_at}
             self._cache = None
 
-    def rows(self) -> np.ndarray:
-        """The fresh rows, in the order they (last) changed; a cached array: do not modify."""
+    def _arrays(self) -> _FreshArrays:
         cache = self._cache
         if cache is not None:
             return cache
         with self._lock:
             order = sorted(self._rows.items(), key=lambda kv: kv[1][0])
-            cache = np.fromiter((r for r, _ in order), dtype=np.int64, count=len(order))
-            cache.setflags(write=False)
+            rows = np.fromiter((r for r, _ in order), dtype=np.int64, count=len(order))
+            rows.setflags(write=False)
+            known = [(r, v[2]) for r, v in order if v[2] is not None]
+            plain = np.fromiter((r for r, v in order if v[2] is None), dtype=np.int64)
+            if known:
+                searched = np.fromiter((r for r, _ in known), dtype=np.int64, count=len(known))
+                reps = np.stack([v for _, v in known]).astype(np.float32)
+            else:
+                searched, reps = np.zeros(0, dtype=np.int64), None
+            cache = _FreshArrays(rows, plain, searched, reps)
             self._cache = cache
             return cache
 
+    def rows(self) -> np.ndarray:
+        """The fresh rows, in the order they (last) changed; a cached array: do not modify."""
+        return self._arrays().rows
+
+    def top(self, q: np.ndarray, n: int) -> np.ndarray:
+        """Fresh rows to re-score for ``q``: the ``n`` best of those added with their
+        representation (by that representation), and every one added without."""
+        arrays = self._arrays()
+        if arrays.reps is None or len(arrays.searched) <= n:
+            return arrays.rows
+        scores = arrays.reps @ q
+        best = np.argpartition(-scores, n - 1)[:n]
+        return np.concatenate([arrays.searched[best], arrays.plain])
+
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class _FreshArrays(NamedTuple):
+    rows: np.ndarray  # every fresh row, in change order
+    plain: np.ndarray  # rows added without a representation
+    searched: np.ndarray  # rows added with one, in the order of ``reps``
+    reps: np.ndarray | None
 
 
 class LiveIndex:
@@ -106,7 +151,8 @@ class LiveIndex:
         self.fresh.retain_since(snapshot.started_at - self.CLOCK_SLACK_S)
 
     def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
-        """Candidate rows, sorted: index top ``n`` + pinned + fresh + rows newer than the snapshot.
+        """Candidate rows, sorted: index top ``n`` + pinned + the fresh buffer's (its best
+        ``n`` by representation, see :meth:`FreshBuffer.top`) + rows newer than the snapshot.
 
         None when there is no snapshot yet (the caller scores exactly).  Costs
         O(n + pinned + fresh + new rows), never O(catalogue).
@@ -115,8 +161,12 @@ class LiveIndex:
         if snap is None:
             return None
         budget = snap.search_k if snap.search_k != -1 else self.search_k
-        parts = [snap.query(q, n, budget), self.pinned, self.fresh.rows()]
-        if n_items > snap.size:
-            parts.append(np.arange(snap.size, n_items, dtype=np.int64))
+        fresh = self.fresh.top(q, n)
+        parts = [snap.query(q, n, budget), self.pinned, fresh]
+        if n_items > snap.size and np.count_nonzero(self.fresh.rows() >= snap.size) < (
+            n_items - snap.size
+        ):  # rows newer than the snapshot that the fresh buffer does not hold
+            newer = np.arange(snap.size, n_items, dtype=np.int64)
+            parts.append(newer[~np.isin(newer, self.fresh.rows())])
         rows = np.unique(np.concatenate(parts))
         return rows[rows < n_items]

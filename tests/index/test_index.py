@@ -118,3 +118,21 @@ def test_a_loaded_index_keeps_items_changed_after_its_build_fresh() -> None:
     live.fresh.add([4])
     live.swap_loaded(build_snapshot(_reps(50), 2, started_at=0.0))  # an old build
     assert live.fresh.rows().tolist() == [4]
+
+
+def test_a_large_fresh_buffer_yields_its_best_rows_and_every_row_without_a_vector() -> None:
+    fresh = FreshBuffer()
+    reps = np.zeros((100, 3), dtype=np.float32)
+    reps[:, 0] = np.arange(100)  # row 10 + i scores i for q = (1, 0, 0)
+    fresh.add(range(10, 110), reps)
+    fresh.add([5])  # no representation: always a candidate
+    q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    assert sorted(fresh.top(q, 3).tolist()) == [5, 107, 108, 109]
+    assert len(fresh.top(q, 200)) == 101  # fewer than asked: all of them
+    live = LiveIndex()
+    live.fresh.begin_build()
+    live.swap(build_snapshot(_reps(10, d=3), n_trees=2))
+    live.fresh.add(range(10, 110), reps)
+    cand = live.candidates(q, 3, 112)  # rows 110, 111: newer than the index, not fresh
+    assert cand is not None
+    assert {107, 108, 109, 110, 111} <= set(cand.tolist()) and 10 not in set(cand.tolist())

@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,17 @@ class IndexWorker:
         self.metrics = metrics or Metrics()
         self.files = IndexFiles(index_folder(settings))
         self.recall = RecallSampler(state, self.index, settings)
-        self.state.on_items_changed(self.index.fresh.add)
+        self.state.on_items_changed(self._changed)
         self._task: asyncio.Task[None] | None = None
         self._last_sample = 0.0
         self._bias_rows = np.zeros(0, dtype=np.int64)
+
+    def _changed(self, rows: Iterable[int]) -> None:
+        """Items created or re-featured: fresh, with their representation as of now (the
+        fresh buffer searches those; requests re-score the best exactly)."""
+        sel = np.asarray(list(rows), dtype=np.int64)
+        if len(sel):
+            self.index.fresh.add(sel.tolist(), self.state.model.item_representations(sel))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=type(self).__name__.lower())
@@ -120,15 +128,19 @@ class IndexWorker:
         raise NotImplementedError
 
     def pin(self) -> None:
-        """Pin the rows every user's top may hold whatever the user vector: the highest
-        item biases (as of the last build, from its manifest), the most popular items
-        and the newest ones (every check; O(catalogue) in numpy, off the request path).
+        """Re-embed the fresh items (O(fresh)), and pin the rows every user's top may hold
+        whatever the user vector: the highest item biases (as of the last build, from
+        its manifest), the most popular items and the newest ones (every check;
+        O(catalogue) in numpy, off the request path).
         The score's user-independent part (bias + affinity x trend) is what Annoy's dot
         search misses most (bench/serving.py recall: Annoy's candidates alone vs served)."""
         m = self.state.model
         n = m.n_items
         if n == 0:
             return
+        fresh = self.index.fresh.rows()
+        if len(fresh):  # re-embed the fresh items: clicks move them after they arrive
+            self.index.fresh.refresh(fresh, m.item_representations(fresh))
         popular = top_k_of(m.popularity(), PINNED)
         newest = np.arange(max(n - PINNED, 0), n, dtype=np.int64)
         self.index.pin(np.unique(np.concatenate([self._bias_rows, popular, newest])))
@@ -177,6 +189,7 @@ class Indexer(IndexWorker):
     ) -> None:
         super().__init__(settings, state, index, metrics)
         self._built_version = -1
+        self._building: asyncio.Task[None] | None = None
 
     def due(self) -> bool:
         m = self.state.model
@@ -190,12 +203,26 @@ class Indexer(IndexWorker):
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 
     async def check_once(self) -> None:
-        """Rebuild if due; pin the popular rows; sample recall; report the index gauges."""
-        if self.due():
-            await self.rebuild()
+        """Start a rebuild if one is due (in the background: checks go on meanwhile);
+        pin the popular rows; sample recall; report the index gauges."""
+        building = self._building is not None and not self._building.done()
+        if not building and self.due():
+            self._building = asyncio.create_task(self._rebuild_logged(), name="index build")
         self.pin()
         self._sample_recall()
         self._report()
+
+    async def _rebuild_logged(self) -> None:
+        try:
+            await self.rebuild()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("index rebuild failed; retrying at the next check")
+
+    async def stop(self) -> None:
+        await cancel(self._building)
+        await super().stop()
 
     async def rebuild(self) -> None:
         s = self.settings

@@ -34,6 +34,7 @@ request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors
 max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: overloaded)
 index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
 index_build                 STREAMREC_INDEX_BUILD         process (or thread)
+index_fresh_keep_s          STREAMREC_INDEX_FRESH_KEEP_S  30 (new items stay fresh)
 index_recall_interval_s     STREAMREC_INDEX_RECALL_INTERVAL_S  1.0 (recall sampling)
 ==========================  ============================  ================================
 """
@@ -122,6 +123,10 @@ class Settings:
     #: Where the indexer builds: ``process`` (a child process: no serving interpreter
     #: spends time on it) or ``thread`` (a thread of the indexer's process).
     index_build: str = "process"
+    #: An item stays in the fresh buffer (searched by its current representation) at
+    #: least this long after it was created or re-featured, even once an index holds it:
+    #: new items move most while they collect their first events.
+    index_fresh_keep_s: float = 30.0
     #: How often index workers measure recall@10 of served retrieval (4 sampled users
     #: against exact search, O(catalogue) each; the ``index_recall_at_10`` gauge).
     index_recall_interval_s: float = 1.0

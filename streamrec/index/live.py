@@ -22,12 +22,17 @@ class FreshBuffer:
     process (loaded from its file) says when it read the representations
     (``started_at``, wall clock): :meth:`retain_since` keeps the items changed after it.
 
+    ``keep_s``: an item stays fresh at least this long after its last change, even once
+    a snapshot holds it: new items move most while they collect their first events, and
+    the snapshot holds them as they were.
+
     Items added with their representation (``reps``) can be searched by brute force
     (:meth:`top`): with thousands of fresh items a request then re-scores exactly only
     the best few of them, not all.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_s: float = 0.0) -> None:
+        self.keep_s = keep_s
         self._lock = threading.Lock()
         self._seq = itertools.count()
         # row -> (change number, wall time, representation or None)
@@ -60,13 +65,16 @@ class FreshBuffer:
     def end_build(self, swapped: bool) -> None:
         with self._lock:
             if swapped and self._mark is not None:
-                mark = self._mark
-                self._rows = {r: v for r, v in self._rows.items() if v[0] > mark}
+                mark, recent = self._mark, time.time() - self.keep_s
+                self._rows = {r: v for r, v in self._rows.items()
+                              if v[0] > mark or (self.keep_s > 0 and v[1] >= recent)}  # fmt: skip
                 self._cache = None
             self._mark = None
 
     def retain_since(self, started_at: float) -> None:
         """Keep only the items changed at or after ``started_at`` (a loaded snapshot's)."""
+        if self.keep_s > 0:
+            started_at = min(started_at, time.time() - self.keep_s)
         with self._lock:
             self._rows = {r: v for r, v in self._rows.items() if v[1] >= started_at}
             self._cache = None
@@ -118,15 +126,16 @@ class _FreshArrays(NamedTuple):
 class LiveIndex:
     """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh.
 
-    ``search_k`` (Annoy's per-query budget) applies to snapshots that name none.
+    ``search_k`` (Annoy's per-query budget) applies to snapshots that name none;
+    ``fresh_keep_s`` is the fresh buffer's ``keep_s``.
     """
 
     #: Seconds of clock difference tolerated between a builder process and this one.
     CLOCK_SLACK_S = 1.0
 
-    def __init__(self, search_k: int = -1) -> None:
+    def __init__(self, search_k: int = -1, fresh_keep_s: float = 0.0) -> None:
         self.snapshot: AnnSnapshot | None = None
-        self.fresh = FreshBuffer()
+        self.fresh = FreshBuffer(fresh_keep_s)
         self.builds = 0
         self.search_k = search_k
         self.pinned = np.zeros(0, dtype=np.int64)
@@ -152,7 +161,8 @@ class LiveIndex:
 
     def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
         """Candidate rows, sorted: index top ``n`` + pinned + the fresh buffer's (its best
-        ``n`` by representation, see :meth:`FreshBuffer.top`) + rows newer than the snapshot.
+        ``4 n`` by representation, see :meth:`FreshBuffer.top`: fresh items move fast, so
+        a wider net) + rows newer than the snapshot that the fresh buffer does not hold.
 
         None when there is no snapshot yet (the caller scores exactly).  Costs
         O(n + pinned + fresh + new rows), never O(catalogue).
@@ -161,7 +171,7 @@ class LiveIndex:
         if snap is None:
             return None
         budget = snap.search_k if snap.search_k != -1 else self.search_k
-        fresh = self.fresh.top(q, n)
+        fresh = self.fresh.top(q, 4 * n)
         parts = [snap.query(q, n, budget), self.pinned, fresh]
         if n_items > snap.size and np.count_nonzero(self.fresh.rows() >= snap.size) < (
             n_items - snap.size

@@ -92,7 +92,7 @@ class IndexWorker:
                  metrics: Metrics | None) -> None:  # fmt: skip
         self.settings = settings
         self.state = state
-        self.index = index or LiveIndex(settings.index_search_k)
+        self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
         self.metrics = metrics or Metrics()
         self.files = IndexFiles(index_folder(settings))
         self.recall = RecallSampler(state, self.index, settings)

@@ -188,7 +188,7 @@ class _CandidateScores:
     ) -> None:
         self.model = model
         self.rows = cand[~np.isin(cand, excl)] if len(excl) else cand
-        self.scores = model.item_representations(self.rows) @ query
+        self.scores = np.einsum("ij,j->i", model.item_representations(self.rows), query)
         self.size = len(self.rows)
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:

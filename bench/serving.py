@@ -84,14 +84,20 @@ async def serve(bootstrap: str, prefix: str, n_items: int, n_users: int, out: st
     await rec.ready(60)
     print("READY", flush=True)
     peak = 0
+
+    def write() -> None:  # the report, every half second (readable mid-run) and at the end
+        report = {f"{w}.{n}": v for (w, n), v in {**metrics.counters, **metrics.gauges}.items()}
+        report["rss_peak_mb"] = peak / 1024
+        Path(out + ".tmp").write_text(json.dumps(report))
+        os.replace(out + ".tmp", out)
+
     while not stop.is_set():
         peak = max(peak, _rss_kb())
+        write()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
     await rec.stop()
-    report = {f"{w}.{n}": v for (w, n), v in {**metrics.counters, **metrics.gauges}.items()}
-    report["rss_peak_mb"] = peak / 1024
-    Path(out).write_text(json.dumps(report))
+    write()
 
 
 def _rss_kb(pid: int | None = None) -> int:
@@ -130,6 +136,13 @@ class Server:
             raise RuntimeError(f"the server did not start: {line!r}")
         return self
 
+    def read_report(self) -> dict[str, float]:
+        """The server's counters as of its last half-second report."""
+        try:
+            return dict(json.loads(Path(self.out).read_text()))
+        except (OSError, ValueError):
+            return {}
+
     async def __aexit__(self, *exc: object) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
@@ -148,37 +161,54 @@ class Server:
 
 async def offer(client: Any, rate: float, seconds: float, n_users: int,
                 timeout: float) -> dict[str, Any]:  # fmt: skip
-    """Open-loop requests at ``rate``/s for ``seconds``: achieved rate, latency, failures."""
-    from streamrec.errors import RequestTimeoutError
+    """Open-loop requests at ``rate``/s for ``seconds`` (each with a deadline ``timeout``
+    after it is sent), responses read from the response topic: achieved rate, latency
+    of the answers that arrived by their deadline, and what happened to the others."""
+    from streamrec.stream.schemas import RecRequest
 
     rng = np.random.default_rng(int(rate))
+    tag = uuid.uuid4().hex[:6]
+    sent_at: dict[str, float] = {}
     lat: list[float] = []
-    failed = {"timeout": 0, "overloaded": 0, "error": 0}
+    failed = {"timeout": 0, "overloaded": 0, "error": 0, "late": 0, "send_failed": 0}
 
-    async def one(user: str) -> None:
-        t0 = time.perf_counter()
-        try:
-            r = await client.recommend(user, 10, consistent=False, timeout=timeout)
-        except RequestTimeoutError:
-            failed["timeout"] += 1
-            return
-        if r.error:
-            failed["overloaded" if r.error == "overloaded" else "error"] += 1
-        else:
-            lat.append((time.perf_counter() - t0) * 1000)
+    async def collect() -> None:
+        async for resp in client.responses():
+            t0 = sent_at.pop(resp.request_id, None)
+            if t0 is None:
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            if resp.error:
+                failed["overloaded" if resp.error == "overloaded" else "error"] += 1
+            elif ms > timeout * 1000:
+                failed["late"] += 1
+            else:
+                lat.append(ms)
 
-    tasks = []
+    collector = asyncio.create_task(collect())
+    await asyncio.sleep(0)
     t_start = time.perf_counter()
     n = int(rate * seconds)
     for i in range(n):
         delay = t_start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(f"u{rng.integers(0, n_users)}")))
-    await asyncio.gather(*tasks)
+        user = f"u{rng.integers(0, n_users)}"
+        request_id = f"{tag}-{i}"
+        req = RecRequest(request_id=request_id, user=user, k=10, deadline=time.time() + timeout)
+        sent_at[request_id] = time.perf_counter()
+        try:
+            await client.send(client.topics.requests, req, user)
+        except Exception:  # the generator's own producer backed up
+            sent_at.pop(request_id, None)
+            failed["send_failed"] += 1
+    elapsed = time.perf_counter() - t_start
+    await asyncio.sleep(timeout + 0.5)  # the last deadlines pass
+    collector.cancel()
+    failed["timeout"] = len(sent_at)  # never answered
     answered = len(lat)
-    return {"offered": rate, "sent": n, "answered": answered,
-            "rps": answered / seconds, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
+    return {"offered": rate, "sent": n, "sent_per_s": n / elapsed, "answered": answered,
+            "rps": answered / elapsed, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
             **failed}  # fmt: skip
 
 
@@ -219,7 +249,8 @@ async def load(args: Any) -> None:
 def _fmt(row: dict[str, Any]) -> str:
     return (f"{row['variant']:>6}  offered {row['offered']:>6.0f}/s  answered {row['rps']:>7.1f}/s"
             f"  p50 {row['p50_ms']:>8.1f} ms  p99 {row['p99_ms']:>8.1f} ms  timeouts "
-            f"{row['timeout']:>5}  overloaded {row['overloaded']:>5}  of {row['sent']}")  # fmt: skip
+            f"{row['timeout']:>5}  overloaded {row['overloaded']:>5}  of {row['sent']}"
+            f" ({row['sent_per_s']:.0f}/s sent)")  # fmt: skip
 
 
 # ------------------------------------------------------------------------ recall

@@ -145,6 +145,13 @@ class IndexWorker:
         newest = np.arange(max(n - PINNED, 0), n, dtype=np.int64)
         self.index.pin(np.unique(np.concatenate([self._bias_rows, popular, newest])))
 
+    def _after_swap(self) -> None:
+        """A new index: pin its rows and measure its recall at once (then periodically)."""
+        self.pin()
+        self._last_sample = time.monotonic()
+        self.recall.sample()
+        self._report()
+
     def _sample_recall(self) -> None:
         now = time.monotonic()
         if now - self._last_sample >= self.settings.index_recall_interval_s:
@@ -248,6 +255,7 @@ class Indexer(IndexWorker):
         self._bias_rows = bias_rows
         self.index.swap(snap)
         self._built_version = version
+        self._after_swap()
         self.metrics.inc(WORKER, "index_builds_total", 1, "Annoy index builds")
         self.metrics.set(WORKER, "index_build_seconds", seconds, "last build time")
         log.info("index rebuilt: %d items in %.2f s (%s)", snap.size, seconds, path.name)
@@ -298,6 +306,7 @@ class IndexFollower(IndexWorker):
             if snap is not None:
                 self._bias_rows = np.asarray(manifest.pinned, dtype=np.int64)
                 self.index.swap_loaded(snap)
+                self._after_swap()
                 self._seq = manifest.seq
                 self.metrics.inc(WORKER, "index_loads_total", 1, "index files mapped")
         self.pin()

@@ -15,8 +15,11 @@ process, publishes the file, swaps): recall@10 of served retrieval against exact
 at rest, then while ``--churn`` new items/s arrive (each with 2 features) for
 ``--churn-seconds``.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/serving.py load [--code /work/main]`` and
-``... bench/serving.py recall``.
+``answer``: in process, no broker: the mean time of one request on the ANN path (run it
+with ``PYTHONPATH=/work/main`` for the path before this change).
+
+Run: ``PYTHONPATH=. .venv/bin/python bench/serving.py load [--code /work/main]``,
+``... bench/serving.py recall`` and ``... bench/serving.py answer``.
 """
 
 from __future__ import annotations
@@ -253,6 +256,29 @@ def _fmt(row: dict[str, Any]) -> str:
             f" ({row['sent_per_s']:.0f}/s sent)")  # fmt: skip
 
 
+# ------------------------------------------------------------------------ answer
+def answer(args: Any) -> None:
+    """In process, no broker: mean time of ``RecommenderCore.answer`` (ANN path)."""
+    from streamrec.index import LiveIndex, build_snapshot
+    from streamrec.settings import Settings
+    from streamrec.stream.schemas import RecRequest
+    from streamrec.workers.serving.recommender import RecommenderCore
+    from streamrec.workers.state import ModelState
+
+    model = build_model(args.items, args.users, clicks=5 * args.users)
+    index = LiveIndex()
+    index.swap(build_snapshot(model.item_representations(), 20, 42, model.version))
+    core = RecommenderCore(Settings(exact_below=0), ModelState(model), index)
+    reqs = [RecRequest(request_id=str(i), user=f"u{i % args.users}", k=10) for i in range(300)]
+    for r in reqs[:5]:
+        core.answer(r)
+    t0 = time.perf_counter()
+    for r in reqs:
+        assert core.answer(r).retrieval == "ann"
+    ms = (time.perf_counter() - t0) / len(reqs) * 1000
+    print(f"{args.items} items: {ms:.2f} ms per request (mean of {len(reqs)}, ANN path)")
+
+
 # ------------------------------------------------------------------------ recall
 async def recall(args: Any) -> None:
     """recall@10 of served retrieval vs exact: at rest and under item churn."""
@@ -329,7 +355,7 @@ async def recall(args: Any) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("load", "recall", "serve"):
+    for name in ("load", "recall", "serve", "answer"):
         s = sub.add_parser(name)
         s.add_argument("--items", type=int, default=100_000)
         s.add_argument("--users", type=int, default=20_000)
@@ -350,6 +376,8 @@ def main() -> None:
     args = p.parse_args()
     if args.command == "serve":
         asyncio.run(serve(args.bootstrap, args.prefix, args.items, args.users, args.out))
+    elif args.command == "answer":
+        answer(args)
     elif args.command == "load":
         asyncio.run(load(args))
     else:

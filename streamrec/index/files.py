@@ -11,6 +11,7 @@ pages until it swaps: an unlinked file lives on while it is mapped).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -50,23 +51,6 @@ class IndexFiles:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
-    def publish(self, snap: AnnSnapshot, trees: int) -> IndexManifest:
-        """Save ``snap`` (Annoy then maps the saved file) and make it the current index."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        previous = self.current()
-        seq = (previous.seq + 1) if previous is not None else 1
-        name = f"index-{seq:08d}.ann"
-        tmp = self.folder / f".{name}.tmp"
-        snap.index.save(str(tmp))  # Annoy saves, then maps the file it wrote
-        os.replace(tmp, self.folder / name)  # the mapping follows the inode
-        manifest = IndexManifest(name, snap.size, snap.dim, snap.version, snap.started_at,
-                                 snap.built_at, snap.build_seconds, trees, snap.search_k,
-                                 seq)  # fmt: skip
-        self._write_manifest(manifest)
-        snap.path = str(self.folder / name)
-        self._prune(seq)
-        return manifest
-
     def staging_path(self) -> Path:
         """Where a builder writes the next index file (then :meth:`publish_file`)."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -74,14 +58,11 @@ class IndexFiles:
         seq = (previous.seq + 1) if previous is not None else 1
         return self.folder / f"index-{seq:08d}.ann"
 
-    def publish_file(
-        self, path: Path, snap: AnnSnapshot, trees: int, pinned: list[int] | None = None
-    ) -> IndexManifest:
-        """Make the built file ``path`` (from :meth:`staging_path`) the current index."""
+    def publish_file(self, path: Path, manifest: IndexManifest) -> IndexManifest:
+        """Make the built file ``path`` (from :meth:`staging_path`) the current index,
+        described by ``manifest`` (its ``file`` and ``seq`` are taken from ``path``)."""
         seq = int(path.stem.split("-")[1])
-        manifest = IndexManifest(path.name, snap.size, snap.dim, snap.version, snap.started_at,
-                                 snap.built_at, snap.build_seconds, trees, snap.search_k,
-                                 seq, list(pinned or []))  # fmt: skip
+        manifest = dataclasses.replace(manifest, file=path.name, seq=seq)
         self._write_manifest(manifest)
         self._prune(seq)
         return manifest

@@ -77,7 +77,7 @@ def test_index_package_is_pure() -> None:
 
 
 def test_a_published_index_is_mapped_by_readers_and_swapped_atomically(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from streamrec.index import IndexFiles
+    from streamrec.index import IndexFiles, IndexManifest
     from streamrec.index.build import build_file
 
     files = IndexFiles(tmp_path / "index")
@@ -86,9 +86,8 @@ def test_a_published_index_is_mapped_by_readers_and_swapped_atomically(tmp_path)
     q = np.ones(reps.shape[1], dtype=np.float32)
     path = files.staging_path()
     seconds = build_file(reps, str(path), n_trees=10)
-    snap = build_snapshot(reps[:0], 1)  # only its metadata is published
-    snap.size, snap.dim, snap.version, snap.build_seconds = 500, reps.shape[1], 7, seconds
-    manifest = files.publish_file(path, snap, trees=10)
+    about = IndexManifest("", 500, reps.shape[1], 7, 0.0, 0.0, seconds, 10, -1, 0)
+    manifest = files.publish_file(path, about)
     assert files.current() == manifest and manifest.seq == 1 and manifest.version == 7
     reader = files.load(manifest)
     assert reader is not None and reader.size == 500
@@ -100,7 +99,7 @@ def test_a_published_index_is_mapped_by_readers_and_swapped_atomically(tmp_path)
     for _ in range(4):
         nxt = files.staging_path()
         build_file(reps, str(nxt), n_trees=2)
-        files.publish_file(nxt, snap, trees=2)
+        files.publish_file(nxt, about)
     assert files.current().seq == 5  # type: ignore[union-attr]
     assert not path.exists()  # pruned (only the newest few stay)
     assert len(live.snapshot.query(q, 10)) == 10  # type: ignore[union-attr]

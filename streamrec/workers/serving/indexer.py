@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import streamrec
-from streamrec.index import AnnSnapshot, IndexFiles, LiveIndex, build_snapshot
+from streamrec.index import IndexFiles, IndexManifest, LiveIndex, build_snapshot
 from streamrec.index.ann import top_k_of
 from streamrec.index.build import build_file
 from streamrec.settings import Settings
@@ -243,11 +243,11 @@ class Indexer(IndexWorker):
         else:
             seconds = await asyncio.to_thread(build_file, reps, str(path), s.index_trees)
         bias_rows = top_k_of(reps[:, m.dim], PINNED)  # the bias column
-        manifest = self.files.publish_file(
-            path, AnnSnapshot(None, len(reps), reps.shape[1], time.time(), seconds, version,  # type: ignore[arg-type]
-                              started_at=started, search_k=s.index_search_k),
-            s.index_trees, bias_rows.tolist(),
-        )  # fmt: skip
+        manifest = self.files.publish_file(path, IndexManifest(
+            file=path.name, size=len(reps), dim=reps.shape[1], version=version,
+            started_at=started, built_at=time.time(), build_seconds=seconds,
+            trees=s.index_trees, search_k=s.index_search_k, seq=0, pinned=bias_rows.tolist(),
+        ))  # fmt: skip
         snap = self.files.load(manifest)
         if snap is None:  # cannot happen unless the folder is shared with another indexer
             self.index.fresh.end_build(swapped=False)

@@ -12,6 +12,7 @@ import pytest
 from streamrec.eval.synthetic import make_world
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.settings import Settings
+from streamrec.workers.serving import indexer as indexer_module
 from streamrec.workers.serving.indexer import Indexer, IndexFollower, index_folder
 from streamrec.workers.state import ModelState
 
@@ -31,7 +32,10 @@ def _state() -> ModelState:
 
 
 @pytest.mark.parametrize("build", ["process", "thread"])
-async def test_a_follower_maps_the_index_the_indexer_published(tmp_path: Path, build: str) -> None:
+async def test_a_follower_maps_the_index_the_indexer_published(
+    tmp_path: Path, build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer_module, "PROCESS_BUILD_MIN_ITEMS", 0)  # a child even here
     settings = Settings.load({"data_dir": tmp_path, "index_build": build}, environ={})
     builder_state, replica_state = _state(), _state()  # same world: same rows
     indexer = Indexer(settings, builder_state)

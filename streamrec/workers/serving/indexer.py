@@ -49,6 +49,9 @@ WORKER = "indexer"
 
 #: Rows pinned as candidates per kind (highest bias, most popular, newest).
 PINNED = 200
+#: Smaller catalogues build in a thread even with ``index_build=process``: their build
+#: takes milliseconds, starting the child process about a second.
+PROCESS_BUILD_MIN_ITEMS = 10_000
 
 
 def index_folder(settings: Settings) -> Path:
@@ -238,7 +241,7 @@ class Indexer(IndexWorker):
         version, started = m.version, time.time()
         reps = m.item_representations()
         path = self.files.staging_path()
-        if s.index_build == "process":
+        if s.index_build == "process" and len(reps) >= PROCESS_BUILD_MIN_ITEMS:
             seconds = await _build_in_child(reps, path, s.index_trees)
         else:
             seconds = await asyncio.to_thread(build_file, reps, str(path), s.index_trees)

@@ -43,6 +43,11 @@ health_max_lag              STREAMREC_HEALTH_MAX_LAG      100000 (records not ye
 health_max_store_backlog    STREAMREC_HEALTH_MAX_STORE_BACKLOG  50000 (upserts)
 health_max_checkpoint_age_s STREAMREC_HEALTH_MAX_CHECKPOINT_AGE_S  0 (0: 3 x interval + 60)
 health_max_replica_gap_s    STREAMREC_HEALTH_MAX_REPLICA_GAP_S  30 (waiting to resync)
+max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: overloaded)
+index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
+index_build                 STREAMREC_INDEX_BUILD         process (or thread)
+index_fresh_keep_s          STREAMREC_INDEX_FRESH_KEEP_S  30 (new items stay fresh)
+index_recall_interval_s     STREAMREC_INDEX_RECALL_INTERVAL_S  1.0 (recall sampling)
 ==========================  ============================  ================================
 """
 
@@ -63,6 +68,8 @@ ENV_PREFIX = "STREAMREC_"
 RUNTIMES = ("faust", "asyncio")
 #: How the faust runtime's recommenders read requests.
 FAUST_REQUESTS = ("fetch", "agent")
+#: Where the indexer builds the Annoy index.
+INDEX_BUILDS = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,21 @@ class Settings:
     health_max_store_backlog: int = 50_000
     health_max_checkpoint_age_s: float = 0.0
     health_max_replica_gap_s: float = 30.0
+    #: Requests one recommender holds at once (waiting for their ``after`` watermarks or
+    #: being computed); a request above the bound is answered ``overloaded`` at once.
+    max_in_flight: int = 64
+    #: Annoy's per-query node budget (-1: Annoy's default, ``index_candidates x trees``).
+    index_search_k: int = -1
+    #: Where the indexer builds: ``process`` (a child process: no serving interpreter
+    #: spends time on it) or ``thread`` (a thread of the indexer's process).
+    index_build: str = "process"
+    #: An item stays in the fresh buffer (searched by its current representation) at
+    #: least this long after it was created or re-featured, even once an index holds it:
+    #: new items move most while they collect their first events.
+    index_fresh_keep_s: float = 30.0
+    #: How often index workers measure recall@10 of served retrieval (4 sampled users
+    #: against exact search, O(catalogue) each; the ``index_recall_at_10`` gauge).
+    index_recall_interval_s: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -160,10 +182,8 @@ class Settings:
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms", "request_concurrency"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
-        for name in ("max_message_bytes", "max_features", "max_attributes",
+                     "index_candidates", "sync_timeout_ms", "request_concurrency",
+                     "max_in_flight", "max_message_bytes", "max_features", "max_attributes",
                      "max_attribute_values", "store_queue_max"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
@@ -176,6 +196,9 @@ class Settings:
                               f"(0, {MAX_FEATURE_WEIGHT:g}] (larger weights break the model)")  # fmt: skip
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if self.index_build not in INDEX_BUILDS:
+            raise ConfigError(f"index_build={self.index_build!r} must be one of "
+                              f"{', '.join(INDEX_BUILDS)}")  # fmt: skip
         if self.faust_requests not in FAUST_REQUESTS:
             raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
                               f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip

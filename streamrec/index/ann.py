@@ -11,7 +11,12 @@ from annoy import AnnoyIndex
 
 @dataclass
 class AnnSnapshot:
-    """An immutable Annoy index over item rows ``0 .. size - 1`` as they were at ``built_at``."""
+    """An immutable Annoy index over item rows ``0 .. size - 1`` as they were at ``started_at``.
+
+    ``started_at`` (wall clock) is when the builder read the representations: items
+    changed after it are not (or not rightly) in the index and stay in the fresh buffer.
+    ``search_k`` is Annoy's per-query node budget (-1: Annoy's default, ``n * trees``).
+    """
 
     index: AnnoyIndex
     size: int
@@ -21,12 +26,16 @@ class AnnSnapshot:
     version: int = 0
     recall_at_10: float = float("nan")
     meta: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+    search_k: int = -1
+    path: str = ""
 
-    def query(self, q: np.ndarray, n: int, search_k: int = -1) -> np.ndarray:
+    def query(self, q: np.ndarray, n: int, search_k: int | None = None) -> np.ndarray:
         """Rows of (about) the ``n`` largest inner products with ``q``."""
         if self.size == 0:
             return np.zeros(0, dtype=np.int64)
-        rows = self.index.get_nns_by_vector(q.tolist(), min(n, self.size), search_k)
+        budget = self.search_k if search_k is None else search_k
+        rows = self.index.get_nns_by_vector(q.tolist(), min(n, self.size), budget)
         return np.asarray(rows, dtype=np.int64)
 
     def age(self, now: float | None = None) -> float:
@@ -34,25 +43,37 @@ class AnnSnapshot:
 
 
 def build_snapshot(
-    reps: np.ndarray, n_trees: int = 20, seed: int = 42, version: int = 0
+    reps: np.ndarray,
+    n_trees: int = 20,
+    seed: int = 42,
+    version: int = 0,
+    started_at: float | None = None,
+    search_k: int = -1,
 ) -> AnnSnapshot:
     """Build an Annoy 'dot' index over ``reps`` (n, width), e.g. ``item_representations()``.
 
-    CPU-bound: run it in a thread.
+    CPU-bound: run it in a thread (or in the indexer's own process).
     """
     t0 = time.perf_counter()
+    start = time.time() if started_at is None else started_at
     n, dim = reps.shape
     index = AnnoyIndex(dim, "dot")
     index.set_seed(seed)
     for row in range(n):
         index.add_item(row, reps[row].tolist())
     index.build(n_trees, n_jobs=1)
-    return AnnSnapshot(index, n, dim, time.time(), time.perf_counter() - t0, version)
+    return AnnSnapshot(index, n, dim, time.time(), time.perf_counter() - t0, version,
+                       started_at=start, search_k=search_k)  # fmt: skip
 
 
 def exact_top_k(reps: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     """Rows of the ``k`` largest ``reps @ q``, best first (ties to the lower row)."""
     scores = reps @ q
+    return top_k_of(scores, k)
+
+
+def top_k_of(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest ``scores``, best first (ties to the lower position)."""
     k = min(k, len(scores))
     if k <= 0:
         return np.zeros(0, dtype=np.int64)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,67 +14,169 @@ from streamrec.index.ann import AnnSnapshot
 
 
 class FreshBuffer:
-    """Items created or re-featured since the current snapshot started building.
+    """Items created or re-featured since the current snapshot read the representations.
 
-    They are always retrieval candidates (scored exactly), so a new item is recommendable
-    at once.  ``begin_build`` marks the moment a snapshot reads the representations; when
-    that snapshot is swapped in, only the items changed after that moment stay fresh.
+    They are always retrieval candidates, so a new item is recommendable at once.  A
+    local build marks its start with ``begin_build``; when that snapshot is swapped in,
+    only the items changed after the mark stay fresh.  A snapshot built by another
+    process (loaded from its file) says when it read the representations
+    (``started_at``, wall clock): :meth:`retain_since` keeps the items changed after it.
+
+    ``keep_s``: an item stays fresh at least this long after its last change, even once
+    a snapshot holds it: new items move most while they collect their first events, and
+    the snapshot holds them as they were.
+
+    Items added with their representation (``reps``) can be searched by brute force
+    (:meth:`top`): with thousands of fresh items a request then re-scores exactly only
+    the best few of them, not all.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_s: float = 0.0) -> None:
+        self.keep_s = keep_s
         self._lock = threading.Lock()
-        self._rows: set[int] = set()
-        self._since_build: set[int] | None = None
+        self._seq = itertools.count()
+        # row -> (change number, wall time, representation or None)
+        self._rows: dict[int, tuple[int, float, np.ndarray | None]] = {}
+        self._mark: int | None = None
+        self._cache: _FreshArrays | None = None
 
-    def add(self, rows: Iterable[int]) -> None:
+    def add(self, rows: Iterable[int], reps: np.ndarray | None = None) -> None:
+        now = time.time()
         with self._lock:
-            for r in rows:
-                self._rows.add(int(r))
-                if self._since_build is not None:
-                    self._since_build.add(int(r))
+            for i, r in enumerate(rows):
+                rep = None if reps is None else reps[i]
+                self._rows[int(r)] = (next(self._seq), now, rep)
+            self._cache = None
+
+    def refresh(self, rows: np.ndarray, reps: np.ndarray) -> None:
+        """Newer representations of fresh rows (items move as they learn); rows no longer
+        fresh are ignored, and no row's change time moves."""
+        with self._lock:
+            for r, rep in zip(rows.tolist(), reps, strict=True):
+                entry = self._rows.get(r)
+                if entry is not None:
+                    self._rows[r] = (entry[0], entry[1], rep)
+            self._cache = None
 
     def begin_build(self) -> None:
         with self._lock:
-            self._since_build = set()
+            self._mark = next(self._seq)
 
     def end_build(self, swapped: bool) -> None:
         with self._lock:
-            if swapped and self._since_build is not None:
-                self._rows = self._since_build
-            self._since_build = None
+            if swapped and self._mark is not None:
+                mark, recent = self._mark, time.time() - self.keep_s
+                self._rows = {r: v for r, v in self._rows.items()
+                              if v[0] > mark or (self.keep_s > 0 and v[1] >= recent)}  # fmt: skip
+                self._cache = None
+            self._mark = None
+
+    def retain_since(self, started_at: float) -> None:
+        """Keep only the items changed at or after ``started_at`` (a loaded snapshot's)."""
+        if self.keep_s > 0:
+            started_at = min(started_at, time.time() - self.keep_s)
+        with self._lock:
+            self._rows = {r: v for r, v in self._rows.items() if v[1] >= started_at}
+            self._cache = None
+
+    def _arrays(self) -> _FreshArrays:
+        cache = self._cache
+        if cache is not None:
+            return cache
+        with self._lock:
+            order = sorted(self._rows.items(), key=lambda kv: kv[1][0])
+            rows = np.fromiter((r for r, _ in order), dtype=np.int64, count=len(order))
+            rows.setflags(write=False)
+            known = [(r, v[2]) for r, v in order if v[2] is not None]
+            plain = np.fromiter((r for r, v in order if v[2] is None), dtype=np.int64)
+            if known:
+                searched = np.fromiter((r for r, _ in known), dtype=np.int64, count=len(known))
+                reps = np.stack([v for _, v in known]).astype(np.float32)
+            else:
+                searched, reps = np.zeros(0, dtype=np.int64), None
+            cache = _FreshArrays(rows, plain, searched, reps)
+            self._cache = cache
+            return cache
 
     def rows(self) -> np.ndarray:
-        with self._lock:
-            return np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
+        """The fresh rows, in the order they (last) changed; a cached array: do not modify."""
+        return self._arrays().rows
+
+    def top(self, q: np.ndarray, n: int) -> np.ndarray:
+        """Fresh rows to re-score for ``q``: the ``n`` best of those added with their
+        representation (by that representation), and every one added without."""
+        arrays = self._arrays()
+        if arrays.reps is None or len(arrays.searched) <= n:
+            return arrays.rows
+        scores = np.einsum("ij,j->i", arrays.reps, q)  # no BLAS call: faster at this size here
+        best = np.argpartition(-scores, n - 1)[:n]
+        return np.concatenate([arrays.searched[best], arrays.plain])
 
     def __len__(self) -> int:
         return len(self._rows)
 
 
-class LiveIndex:
-    """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh."""
+class _FreshArrays(NamedTuple):
+    rows: np.ndarray  # every fresh row, in change order
+    plain: np.ndarray  # rows added without a representation
+    searched: np.ndarray  # rows added with one, in the order of ``reps``
+    reps: np.ndarray | None
 
-    def __init__(self) -> None:
+
+class LiveIndex:
+    """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh.
+
+    ``search_k`` (Annoy's per-query budget) applies to snapshots that name none;
+    ``fresh_keep_s`` is the fresh buffer's ``keep_s``.
+    """
+
+    #: Seconds of clock difference tolerated between a builder process and this one.
+    CLOCK_SLACK_S = 1.0
+
+    def __init__(self, search_k: int = -1, fresh_keep_s: float = 0.0) -> None:
         self.snapshot: AnnSnapshot | None = None
-        self.fresh = FreshBuffer()
+        self.fresh = FreshBuffer(fresh_keep_s)
         self.builds = 0
+        self.search_k = search_k
+        self.pinned = np.zeros(0, dtype=np.int64)
+
+    def pin(self, rows: np.ndarray) -> None:
+        """Rows that are always candidates (e.g. the most popular items), replaced at once."""
+        self.pinned = np.asarray(rows, dtype=np.int64)
 
     def swap(self, snapshot: AnnSnapshot) -> None:
-        """Install a new snapshot: one reference assignment, so readers see old or new."""
+        """Install a snapshot built here: one reference assignment, so readers see old or new."""
         self.snapshot = snapshot
         self.builds += 1
         self.fresh.end_build(swapped=True)
 
-    def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
-        """Candidate rows: index top ``n`` + fresh rows + rows newer than the snapshot.
+    def swap_loaded(self, snapshot: AnnSnapshot) -> None:
+        """Install a snapshot another process built (loaded from its file), atomically.
 
-        None when there is no snapshot yet (the caller scores exactly).
+        Items changed after it read the representations (less a clock slack) stay fresh.
+        """
+        self.snapshot = snapshot
+        self.builds += 1
+        self.fresh.retain_since(snapshot.started_at - self.CLOCK_SLACK_S)
+
+    def candidates(self, q: np.ndarray, n: int, n_items: int) -> np.ndarray | None:
+        """Candidate rows, sorted: index top ``n`` + pinned + the fresh buffer's (its best
+        ``4 n`` by representation, see :meth:`FreshBuffer.top`: fresh items move fast, so
+        a wider net) + rows newer than the snapshot that the fresh buffer does not hold.
+
+        None when there is no snapshot yet (the caller scores exactly).  Costs
+        O(n + pinned + fresh + new rows), never O(catalogue).
         """
         snap = self.snapshot
         if snap is None:
             return None
-        parts = [snap.query(q, n), self.fresh.rows()]
-        if n_items > snap.size:
-            parts.append(np.arange(snap.size, n_items, dtype=np.int64))
+        budget = snap.search_k if snap.search_k != -1 else self.search_k
+        fresh = self.fresh.top(q, 4 * n)
+        parts = [snap.query(q, n, budget), self.pinned, fresh]
+        if n_items > snap.size and np.count_nonzero(self.fresh.rows() >= snap.size) < (
+            n_items - snap.size
+        ):  # rows newer than the snapshot that the fresh buffer does not hold
+            newer = np.arange(snap.size, n_items, dtype=np.int64)
+            parts.append(newer[~np.isin(newer, self.fresh.rows())])
         rows = np.unique(np.concatenate(parts))
         return rows[rows < n_items]

@@ -271,17 +271,17 @@ class Client:
         if consistent:
             await self.flush()
         request_id = f"{self.client_id}-{next(self._ids)}"
+        limit = self.timeout if timeout is None else timeout
         req = RecRequest(
             request_id=request_id, user=user, k=k, filters=dict(filters or {}),
             features=_features(features), exclude=list(exclude),
             after=self.watermarks() if consistent else [], exact=exact,
-            diversity=diversity, freshness=freshness,
+            diversity=diversity, freshness=freshness, deadline=time.time() + limit,
         )  # fmt: skip
         fut: asyncio.Future[RecResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         try:
             await self._publish(self.topics.requests, req, user or request_id, wait=False)
-            limit = self.timeout if timeout is None else timeout
             try:
                 resp = await asyncio.wait_for(fut, limit)
             except TimeoutError:

@@ -99,7 +99,8 @@ class RecRequest(Message, tag="rec_request", tag_field="kind"):
     ``after`` lists records (usually the client's own writes) the serving model must
     include before answering.  ``diversity`` (MMR weight in [0, 1]) and ``freshness``
     (boost for new items, in units of the candidates' score range) override the recommender's defaults; ``exact`` skips
-    the approximate index.
+    the approximate index.  ``deadline`` (Unix seconds, set by the SDK from its timeout)
+    is when the caller stops waiting: a request read after it is dropped, not computed.
     """
 
     request_id: Annotated[str, Meta(min_length=1, max_length=128)]
@@ -112,6 +113,7 @@ class RecRequest(Message, tag="rec_request", tag_field="kind"):
     exact: bool = False
     diversity: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
     freshness: Annotated[float, Meta(ge=0.0)] | None = None
+    deadline: Annotated[float, Meta(ge=0.0)] | None = None
 
 
 class ScoredItem(Struct, frozen=True):

@@ -4,6 +4,9 @@ With the trainer in the process, the indexer and recommender share its model obj
 (no delta round trip; requests wait on the trainer's own applied offsets).  Without
 it, they serve a replica fed by the deltas topic (:class:`DeltaFollower`).  The
 trainer publishes deltas either way, so separate recommender processes can follow.
+The indexer builds the Annoy index (in a child process) and publishes it as a file in
+the data directory; a recommender process without the indexer maps that file
+(:class:`IndexFollower`), so every server shares one build.
 
 Given a :class:`~streamrec.store.FeatureStore` (``store=``), the trainer writes onboarding
 to it (:class:`~streamrec.store.adapters.StoreEntitySink`), registers its checkpoints
@@ -34,7 +37,7 @@ from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttribut
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.runtime import AsyncioRuntime, FaustRuntime, Runtime, WebEndpoint, Workers
 from streamrec.workers.serving.follower import DeltaFollower
-from streamrec.workers.serving.indexer import Indexer
+from streamrec.workers.serving.indexer import Indexer, IndexFollower, IndexWorker
 from streamrec.workers.serving.recommender import Recommender
 from streamrec.workers.state import ModelState
 from streamrec.workers.training.sinks import EntitySink
@@ -79,9 +82,9 @@ class Stack:
         self.runtime: Runtime | None = None
         self.trainer: Trainer | None = None
         self.follower: DeltaFollower | None = None
-        self.indexer: Indexer | None = None
+        self.indexer: IndexWorker | None = None
         self.recommender: Recommender | None = None
-        self.index = LiveIndex()
+        self.index = LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
         self.started_at = time.time()
         self._state: ModelState | None = None
 
@@ -108,9 +111,10 @@ class Stack:
         elif {"indexer", "recommender"} & set(self.roles):
             self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)
         self._state = state
-        if {"indexer", "recommender"} & set(self.roles):
-            # a recommender always carries an indexer: the index lives in its memory
+        if "indexer" in self.roles:  # builds, publishes and swaps in the shared index
             self.indexer = Indexer(s, state, self.index, self.metrics)
+        elif "recommender" in self.roles:  # maps the index files the indexer publishes
+            self.indexer = IndexFollower(s, state, self.index, self.metrics)
         if "recommender" in self.roles:
             self.recommender = Recommender(s, self.bootstrap, state, self.index, self.metrics)
         workers = Workers(self.metrics, self.health, self.trainer, self.follower, self.indexer,

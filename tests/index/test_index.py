@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from streamrec.index import FreshBuffer, LiveIndex, build_snapshot, exact_top_k, recall_at_k
@@ -72,3 +74,64 @@ def test_index_package_is_pure() -> None:
             "print([m for m in ('aiokafka','faust','sqlalchemy') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_published_index_is_mapped_by_readers_and_swapped_atomically(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from streamrec.index import IndexFiles, IndexManifest
+    from streamrec.index.build import build_file
+
+    files = IndexFiles(tmp_path / "index")
+    assert files.current() is None
+    reps = _reps(500)
+    q = np.ones(reps.shape[1], dtype=np.float32)
+    path = files.staging_path()
+    seconds = build_file(reps, str(path), n_trees=10)
+    about = IndexManifest("", 500, reps.shape[1], 7, 0.0, 0.0, seconds, 10, -1, 0)
+    manifest = files.publish_file(path, about)
+    assert files.current() == manifest and manifest.seq == 1 and manifest.version == 7
+    reader = files.load(manifest)
+    assert reader is not None and reader.size == 500
+    truth = set(exact_top_k(reps, q, 10).tolist())
+    assert len(truth & set(reader.query(q, 200).tolist())) >= 9
+    # a reader keeps its mapped index while newer ones replace and prune the old file
+    live = LiveIndex()
+    live.swap_loaded(reader)
+    for _ in range(4):
+        nxt = files.staging_path()
+        build_file(reps, str(nxt), n_trees=2)
+        files.publish_file(nxt, about)
+    assert files.current().seq == 5  # type: ignore[union-attr]
+    assert not path.exists()  # pruned (only the newest few stay)
+    assert len(live.snapshot.query(q, 10)) == 10  # type: ignore[union-attr]
+    assert sorted(p.name for p in (tmp_path / "index").iterdir() if p.suffix == ".ann") == [
+        "index-00000003.ann", "index-00000004.ann", "index-00000005.ann"]  # fmt: skip
+
+
+def test_a_loaded_index_keeps_items_changed_after_its_build_fresh() -> None:
+    live = LiveIndex()
+    live.fresh.add([1, 2])
+    snap = build_snapshot(_reps(50), 2, started_at=time.time() + 10 * LiveIndex.CLOCK_SLACK_S)
+    live.fresh.add([3])
+    live.swap_loaded(snap)  # built after every change so far: none stays fresh
+    assert live.fresh.rows().tolist() == []
+    live.fresh.add([4])
+    live.swap_loaded(build_snapshot(_reps(50), 2, started_at=0.0))  # an old build
+    assert live.fresh.rows().tolist() == [4]
+
+
+def test_a_large_fresh_buffer_yields_its_best_rows_and_every_row_without_a_vector() -> None:
+    fresh = FreshBuffer()
+    reps = np.zeros((100, 3), dtype=np.float32)
+    reps[:, 0] = np.arange(100)  # row 10 + i scores i for q = (1, 0, 0)
+    fresh.add(range(10, 110), reps)
+    fresh.add([5])  # no representation: always a candidate
+    q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    assert sorted(fresh.top(q, 3).tolist()) == [5, 107, 108, 109]
+    assert len(fresh.top(q, 200)) == 101  # fewer than asked: all of them
+    live = LiveIndex()
+    live.fresh.begin_build()
+    live.swap(build_snapshot(_reps(10, d=3), n_trees=2))
+    live.fresh.add(range(10, 110), reps)
+    cand = live.candidates(q, 3, 112)  # rows 110, 111: newer than the index, not fresh
+    assert cand is not None
+    assert {107, 108, 109, 110, 111} <= set(cand.tolist()) and 10 not in set(cand.tolist())

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from streamrec.settings import RUNTIMES
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.serving.follower import DeltaFollower
-from streamrec.workers.serving.indexer import Indexer
+from streamrec.workers.serving.indexer import IndexWorker
 from streamrec.workers.serving.recommender import Recommender
 from streamrec.workers.training.trainer import Trainer
 
@@ -24,7 +24,7 @@ class Workers:
     health: Callable[[], dict[str, Any]]
     trainer: Trainer | None = None
     follower: DeltaFollower | None = None
-    indexer: Indexer | None = None
+    indexer: IndexWorker | None = None
     recommender: Recommender | None = None
 
 

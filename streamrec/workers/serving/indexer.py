@@ -1,22 +1,43 @@
-"""The indexer: rebuilds the Annoy snapshot in a background thread and swaps it in.
+"""The indexer: one Annoy build per rebuild, shared by every recommender through a file.
 
-A rebuild starts when the index is older than ``index_rebuild_s`` and the model moved,
-or when ``index_rebuild_changes`` items are waiting in the fresh buffer.  After each
-build it measures recall@10 of the index (top-N candidates re-scored exactly) against
-exact search for a sample of users.
+:class:`Indexer` (the ``indexer`` role) builds the index off the serving path: in a
+child process of its own by default (``settings.index_build=process``; ``thread`` runs
+the build in a thread of this process instead), saves it in ``<data dir>/index/<prefix>``
+(:class:`~streamrec.index.IndexFiles`: temporary name, rename, then the manifest) and
+swaps it in here.  A rebuild starts when the index is older than ``index_rebuild_s``
+and the model moved, or when ``index_rebuild_changes`` items are waiting in the fresh
+buffer.
+
+:class:`IndexFollower` (a recommender without the indexer role in its process) watches
+the manifest and maps each new file with Annoy's ``load``: every recommender process
+shares the one build and one copy of it in the page cache.  Swaps are one reference
+assignment: a request sees the old index or the new one.
+
+Both measure recall@10 continuously (:class:`RecallSampler`): sampled users' served
+retrieval (index candidates + fresh buffer + items newer than the index, re-scored
+exactly) against exact search over every item of the live model, exported as the
+``index_recall_at_10`` gauge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
+import os
+import sys
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamrec.index import LiveIndex, build_snapshot, recall_at_k
+import streamrec
+from streamrec.index import IndexFiles, IndexManifest, LiveIndex, build_snapshot
+from streamrec.index.ann import top_k_of
+from streamrec.index.build import build_file
 from streamrec.settings import Settings
 from streamrec.workers.lifecycle import cancel
 from streamrec.workers.metrics import Metrics
@@ -26,30 +47,159 @@ log = logging.getLogger(__name__)
 WORKER = "indexer"
 
 
-class Indexer:
+#: Rows pinned as candidates per kind (highest bias, most popular, newest).
+PINNED = 200
+#: Smaller catalogues build in a thread even with ``index_build=process``: their build
+#: takes milliseconds, starting the child process about a second.
+PROCESS_BUILD_MIN_ITEMS = 10_000
+
+
+def index_folder(settings: Settings) -> Path:
+    """Where the indexer of a deployment publishes its index files."""
+    return settings.data_dir / "index" / settings.topic_prefix
+
+
+class RecallSampler:
+    """recall@10 of the served retrieval against exact search, over a rolling window."""
+
+    def __init__(self, state: ModelState, index: LiveIndex, settings: Settings,
+                 window: int = 200, per_round: int = 4) -> None:  # fmt: skip
+        self.state, self.index, self.settings = state, index, settings
+        self.window: collections.deque[float] = collections.deque(maxlen=window)
+        self.per_round = per_round
+        self._rng = np.random.default_rng(0)
+
+    def sample(self) -> None:
+        """Measure ``per_round`` random users (O(catalogue) each: off the request path)."""
+        m = self.state.model
+        if m.n_users == 0 or m.n_items < 10 or self.index.snapshot is None:
+            return
+        for row in self._rng.integers(0, m.n_users, size=self.per_round):
+            q = m.user_query_row(int(row))
+            cand = self.index.candidates(q, self.settings.index_candidates, m.n_items)
+            if cand is None:
+                return
+            truth = set(top_k_of(m.scores_for_query(q), 10).tolist())
+            found = cand[top_k_of(m.item_representations(cand) @ q, 10)]
+            self.window.append(len(truth.intersection(found.tolist())) / len(truth))
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.window)) if self.window else math.nan
+
+
+class IndexWorker:
+    """What the builder and the follower share: the live index, its gauges and recall."""
+
+    def __init__(self, settings: Settings, state: ModelState, index: LiveIndex | None,
+                 metrics: Metrics | None) -> None:  # fmt: skip
+        self.settings = settings
+        self.state = state
+        self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
+        self.metrics = metrics or Metrics()
+        self.files = IndexFiles(index_folder(settings))
+        self.recall = RecallSampler(state, self.index, settings)
+        self.state.on_items_changed(self._changed)
+        self._task: asyncio.Task[None] | None = None
+        self._last_sample = 0.0
+        self._bias_rows = np.zeros(0, dtype=np.int64)
+
+    def _changed(self, rows: Iterable[int]) -> None:
+        """Items created or re-featured: fresh, with their representation as of now (the
+        fresh buffer searches those; requests re-score the best exactly)."""
+        sel = np.asarray(list(rows), dtype=np.int64)
+        if len(sel):
+            self.index.fresh.add(sel.tolist(), self.state.model.item_representations(sel))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=type(self).__name__.lower())
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: index check failed; retrying later", type(self).__name__)
+            await asyncio.sleep(0.2)
+
+    async def check_once(self) -> None:
+        raise NotImplementedError
+
+    def pin(self) -> None:
+        """Re-embed the fresh items (O(fresh)), and pin the rows every user's top may hold
+        whatever the user vector: the highest item biases (as of the last build, from
+        its manifest), the most popular items and the newest ones (every check;
+        O(catalogue) in numpy, off the request path).
+        The score's user-independent part (bias + affinity x trend) is what Annoy's dot
+        search misses most (bench/serving.py recall: Annoy's candidates alone vs served)."""
+        m = self.state.model
+        n = m.n_items
+        if n == 0:
+            return
+        fresh = self.index.fresh.rows()
+        if len(fresh):  # re-embed the fresh items: clicks move them after they arrive
+            self.index.fresh.refresh(fresh, m.item_representations(fresh))
+        popular = top_k_of(m.popularity(), PINNED)
+        newest = np.arange(max(n - PINNED, 0), n, dtype=np.int64)
+        self.index.pin(np.unique(np.concatenate([self._bias_rows, popular, newest])))
+
+    def _after_swap(self) -> None:
+        """A new index: pin its rows and measure its recall at once (then periodically)."""
+        self.pin()
+        self._last_sample = time.monotonic()
+        self.recall.sample()
+        self._report()
+
+    def _sample_recall(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sample >= self.settings.index_recall_interval_s:
+            self._last_sample = now
+            self.recall.sample()
+
+    def stats(self) -> dict[str, Any]:
+        snap = self.index.snapshot
+        recall = self.recall.value
+        return {
+            "size": snap.size if snap else 0,
+            "age_s": round(snap.age(), 3) if snap else None,
+            "recall_at_10": None if math.isnan(recall) else round(recall, 4),
+            "recall_samples": len(self.recall.window),
+            "fresh": len(self.index.fresh),
+            "builds": self.index.builds,
+            "build_s": round(snap.build_seconds, 3) if snap else None,
+            "file": snap.path if snap else None,
+            "checked_at": time.time(),
+        }
+
+    def _report(self) -> None:
+        st = self.stats()
+        self.metrics.set(WORKER, "index_size", st["size"], "items in the Annoy snapshot")
+        self.metrics.set(WORKER, "index_age_seconds", st["age_s"] or 0.0, "age of the snapshot")
+        self.metrics.set(WORKER, "index_fresh_items", st["fresh"], "items in the fresh buffer")
+        if st["recall_at_10"] is not None:
+            self.metrics.set(WORKER, "index_recall_at_10", st["recall_at_10"],
+                             "recall@10 of the served retrieval vs exact search, sampled users "
+                             "(rolling window)")  # fmt: skip
+
+
+class Indexer(IndexWorker):
+    """Builds, publishes and swaps in the index (the ``indexer`` role)."""
+
     def __init__(
         self,
         settings: Settings,
         state: ModelState,
         index: LiveIndex | None = None,
         metrics: Metrics | None = None,
-        recall_sample: int = 100,
     ) -> None:
-        self.settings = settings
-        self.state = state
-        self.index = index or LiveIndex()
-        self.metrics = metrics or Metrics()
-        self.recall_sample = recall_sample
-        self.state.on_items_changed(self.index.fresh.add)
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(settings, state, index, metrics)
         self._built_version = -1
-        self._rng = np.random.default_rng(0)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="indexer")
-
-    async def stop(self) -> None:
-        await cancel(self._task)
+        self._building: asyncio.Task[None] | None = None
 
     def due(self) -> bool:
         m = self.state.model
@@ -62,65 +212,116 @@ class Indexer:
             return True
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.check_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("index rebuild failed; retrying later")
-            await asyncio.sleep(0.2)
-
     async def check_once(self) -> None:
-        """Rebuild if due; report the index gauges."""
-        if self.due():
-            await self.rebuild()
+        """Start a rebuild if one is due (in the background: checks go on meanwhile);
+        pin the popular rows; sample recall; report the index gauges."""
+        building = self._building is not None and not self._building.done()
+        if not building and self.due():
+            self._building = asyncio.create_task(self._rebuild_logged(), name="index build")
+        self.pin()
+        self._sample_recall()
         self._report()
 
+    async def _rebuild_logged(self) -> None:
+        try:
+            await self.rebuild()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("index rebuild failed; retrying at the next check")
+
+    async def stop(self) -> None:
+        await cancel(self._building)
+        await super().stop()
+
     async def rebuild(self) -> None:
+        s = self.settings
         m = self.state.model
         self.index.fresh.begin_build()
-        version = m.version
+        version, started = m.version, time.time()
         reps = m.item_representations()
-        queries = self._queries()
-        snap = await asyncio.to_thread(build_snapshot, reps, self.settings.index_trees, 42, version)
-        snap.recall_at_10 = await asyncio.to_thread(
-            recall_at_k, snap, reps, queries, 10, self.settings.index_candidates
-        )
+        path = self.files.staging_path()
+        if s.index_build == "process" and len(reps) >= PROCESS_BUILD_MIN_ITEMS:
+            seconds = await _build_in_child(reps, path, s.index_trees)
+        else:
+            seconds = await asyncio.to_thread(build_file, reps, str(path), s.index_trees)
+        bias_rows = top_k_of(reps[:, m.dim], PINNED)  # the bias column
+        manifest = self.files.publish_file(path, IndexManifest(
+            file=path.name, size=len(reps), dim=reps.shape[1], version=version,
+            started_at=started, built_at=time.time(), build_seconds=seconds,
+            trees=s.index_trees, search_k=s.index_search_k, seq=0, pinned=bias_rows.tolist(),
+        ))  # fmt: skip
+        snap = self.files.load(manifest)
+        if snap is None:  # cannot happen unless the folder is shared with another indexer
+            self.index.fresh.end_build(swapped=False)
+            return
+        self._bias_rows = bias_rows
         self.index.swap(snap)
         self._built_version = version
+        self._after_swap()
         self.metrics.inc(WORKER, "index_builds_total", 1, "Annoy index builds")
-        self.metrics.set(WORKER, "index_build_seconds", snap.build_seconds, "last build time")
-        log.info("index rebuilt: %d items in %.2f s, recall@10 %.3f", snap.size,
-                 snap.build_seconds, snap.recall_at_10)  # fmt: skip
+        self.metrics.set(WORKER, "index_build_seconds", seconds, "last build time")
+        log.info("index rebuilt: %d items in %.2f s (%s)", snap.size, seconds, path.name)
 
-    def _queries(self) -> np.ndarray:
-        m = self.state.model
-        if m.n_users == 0:
-            return np.zeros((0, m.query_dim), dtype=np.float32)
-        rows = self._rng.choice(m.n_users, size=min(self.recall_sample, m.n_users), replace=False)
-        return np.stack([m.user_query_row(int(r)) for r in rows])
 
-    def stats(self) -> dict[str, Any]:
-        snap = self.index.snapshot
-        return {
-            "size": snap.size if snap else 0,
-            "age_s": round(snap.age(), 3) if snap else None,
-            "recall_at_10": (
-                round(snap.recall_at_10, 4) if snap and not math.isnan(snap.recall_at_10) else None
-            ),
-            "fresh": len(self.index.fresh),
-            "builds": self.index.builds,
-            "build_s": round(snap.build_seconds, 3) if snap else None,
-            "checked_at": time.time(),
-        }
+async def _build_in_child(reps: np.ndarray, path: Path, trees: int) -> float:
+    """Run :mod:`streamrec.index.build` in a child process (killed if this task is cancelled)."""
+    src = path.with_name(f".{path.stem}.npy")
+    await asyncio.to_thread(np.save, src, reps)
+    root = str(Path(streamrec.__file__).resolve().parent.parent)  # this streamrec, in the child
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamrec.index.build", str(src), str(path), str(trees),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    finally:
+        src.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"index build failed ({proc.returncode}): {err.decode()[-500:]}")
+    return float(out.decode().strip().splitlines()[-1])
 
-    def _report(self) -> None:
-        st = self.stats()
-        self.metrics.set(WORKER, "index_size", st["size"], "items in the Annoy snapshot")
-        self.metrics.set(WORKER, "index_age_seconds", st["age_s"] or 0.0, "age of the snapshot")
-        self.metrics.set(WORKER, "index_fresh_items", st["fresh"], "items in the fresh buffer")
-        if st["recall_at_10"] is not None:
-            self.metrics.set(WORKER, "index_recall_at_10", st["recall_at_10"],
-                             "recall@10 of the index vs exact search")  # fmt: skip
+
+class IndexFollower(IndexWorker):
+    """Maps each index the indexer publishes (a recommender without the indexer role)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: ModelState,
+        index: LiveIndex | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(settings, state, index, metrics)
+        self._seq = 0
+
+    async def check_once(self) -> None:
+        """Swap in a newer published index, if any; sample recall; report."""
+        manifest = self.files.current()
+        if manifest is not None and manifest.seq > self._seq:
+            snap = await asyncio.to_thread(self.files.load, manifest)
+            if snap is not None:
+                self._bias_rows = np.asarray(manifest.pinned, dtype=np.int64)
+                self.index.swap_loaded(snap)
+                self._after_swap()
+                self._seq = manifest.seq
+                self.metrics.inc(WORKER, "index_loads_total", 1, "index files mapped")
+        self.pin()
+        self._sample_recall()
+        self._report()
+
+
+__all__ = [
+    "IndexFollower",
+    "IndexWorker",
+    "Indexer",
+    "RecallSampler",
+    "build_snapshot",
+    "index_folder",
+]

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from streamrec.errors import InvalidInputError
 from streamrec.index import LiveIndex
+from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
@@ -62,6 +63,15 @@ class RecommenderCore:
             ts=time.time(),
         )  # fmt: skip
 
+    def refuse(self, req: RecRequest, reason: str) -> RecResponse:
+        """An answer without items that says why (e.g. ``overloaded``), computed from nothing."""
+        m = self.state.model
+        return RecResponse(
+            request_id=req.request_id, user=req.user, items=[], strategy="none",
+            model_version=m.version, n_events=m.n_events, retrieval="none", error=reason,
+            ts=time.time(),
+        )  # fmt: skip
+
     def _user(self, req: RecRequest) -> tuple[str, np.ndarray | None, int]:
         """(strategy, the user's query vector (see HybridModel.user_query) or None, row)."""
         m = self.state.model
@@ -81,50 +91,41 @@ class RecommenderCore:
         s = self.settings
         m = self.state.model
         n = m.n_items
-        empty = np.zeros(0, dtype=np.int64)
         if n == 0:
-            return empty, np.zeros(0, dtype=np.float32), "exact"
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), "exact"
         excluded = [m.seen_items(user_row)] if user_row >= 0 else []
         if req.exclude:
             excluded.append(m.item_rows(req.exclude))
         excl = (
-            np.concatenate(excluded).astype(np.int32) if excluded else np.zeros(0, dtype=np.int32)
+            np.concatenate(excluded).astype(np.int64) if excluded else np.zeros(0, dtype=np.int64)
         )
         diversity = s.diversity if req.diversity is None else req.diversity
         freshness = s.freshness if req.freshness is None else req.freshness
         plain = not flt and diversity == 0.0 and freshness == 0.0
         pool = req.k if plain else max(5 * req.k, 100)
-        retrieval = "exact"
-        cand: np.ndarray | None = None
-        if vec is None:
-            scores_all = m.popularity().astype(np.float32)
-        elif req.exact or n < s.exact_below or self.index is None:
-            scores_all = m.scores_for_query(vec).copy()
-        else:
+        fresh = self.index.fresh.rows() if freshness > 0 and self.index is not None else None
+        cand = None
+        if vec is not None and not (req.exact or n < s.exact_below or self.index is None):
             cand = self.index.candidates(vec, s.index_candidates, n)
-            if cand is None:
-                scores_all = m.scores_for_query(vec).copy()
-            else:
-                retrieval = "ann"
-                scores_all = np.full(n, -np.inf, dtype=np.float32)
-                scores_all[cand] = m.item_representations(cand) @ vec
-                excl = np.concatenate([excl, np.setdiff1d(np.arange(n), cand).astype(np.int32)])
-        if freshness > 0 and self.index is not None:
-            fresh = self.index.fresh.rows()
-            extra = fresh[~np.isin(fresh, excl)]
+        if cand is not None:  # O(candidates): nothing below touches the whole catalogue
+            ranked: _Ranked = _CandidateScores(m, vec, cand, excl)  # type: ignore[arg-type]
+            retrieval = "ann"
         else:
-            extra = np.zeros(0, dtype=np.int64)
-        rows, vals = m.top_k_scores(scores_all, min(pool, n), excl)
-        if len(extra):
-            keep = ~np.isin(extra, rows) & np.isfinite(scores_all[extra])
-            rows = np.concatenate([rows, extra[keep]])
-            vals = np.concatenate([vals, scores_all[extra[keep]]])
+            scores = m.popularity().astype(np.float32) if vec is None else m.scores_for_query(vec)
+            ranked = _CatalogueScores(m, scores.copy(), excl)
+            retrieval = "exact"
+        rows, vals = ranked.top(min(pool, n))
+        if fresh is not None and len(fresh):
+            extra = ranked.eligible(fresh)
+            extra = extra[~np.isin(extra, rows)]
+            rows = np.concatenate([rows, extra])
+            vals = np.concatenate([vals, ranked.scores_of(extra)])
         if plain:
             return rows, vals, retrieval
         if flt:
             rows, vals = self._filtered(rows, vals, flt)
-            if len(rows) < req.k and pool < n:
-                rows, vals = m.top_k_scores(scores_all, n, excl)
+            if len(rows) < req.k and pool < ranked.size:
+                rows, vals = ranked.top(ranked.size)
                 rows, vals = self._filtered(rows, vals, flt)
         vals = vals.astype(np.float64)
         if freshness > 0:
@@ -151,8 +152,68 @@ class RecommenderCore:
         return rows[keep], vals[keep]
 
 
+class _Ranked(Protocol):
+    """Scores of the items a request may get, ranked on demand."""
+
+    size: int
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def eligible(self, rows: np.ndarray) -> np.ndarray: ...
+    def scores_of(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+class _CatalogueScores:
+    """Every item scored (exact search, popularity): ``top`` skips the excluded rows."""
+
+    def __init__(self, model: HybridModel, scores: np.ndarray, excl: np.ndarray) -> None:
+        self.model, self.scores, self.excl = model, scores, excl.astype(np.int32)
+        self.size = len(scores)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.top_k_scores(self.scores, k, self.excl)
+
+    def eligible(self, rows: np.ndarray) -> np.ndarray:
+        rows = rows[rows < self.size]
+        return rows[~np.isin(rows, self.excl)]
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores[rows]
+
+
+class _CandidateScores:
+    """Retrieval candidates (sorted rows) less the excluded ones, re-scored exactly at once."""
+
+    def __init__(
+        self, model: HybridModel, query: np.ndarray, cand: np.ndarray, excl: np.ndarray
+    ) -> None:
+        self.model = model
+        self.rows = cand[~np.isin(cand, excl)] if len(excl) else cand
+        self.scores = np.einsum("ij,j->i", model.item_representations(self.rows), query)
+        self.size = len(self.rows)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        pos, vals = self.model.top_k_scores(self.scores, min(k, self.size), _NONE)
+        return self.rows[pos], vals
+
+    def eligible(self, rows: np.ndarray) -> np.ndarray:
+        return rows[np.isin(rows, self.rows)]
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores[np.searchsorted(self.rows, rows)]
+
+
+_NONE = np.zeros(0, dtype=np.int32)
+
+
 class Recommender:
-    """The recommender worker: a consumer group on the request topic."""
+    """The recommender worker: a consumer group on the request topic.
+
+    Requests are served concurrently (a request waiting for its ``after`` watermarks
+    holds no other), at most ``settings.max_in_flight`` at once: above that a request is
+    answered ``overloaded`` at once, without computing anything.  A request whose
+    ``deadline`` passed (the caller stopped waiting) is dropped, never computed; one whose
+    deadline passes while it waits for the model is dropped too.  Each case is counted.
+    """
 
     def __init__(
         self,
@@ -170,11 +231,17 @@ class Recommender:
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self.running = False
 
     @property
     def state(self) -> ModelState:
         return self.core.state
+
+    @property
+    def in_flight(self) -> int:
+        """Requests accepted and not answered yet (waiting for the model or computing)."""
+        return len(self._in_flight)
 
     async def start(self) -> None:
         """Open the clients and answer from an asyncio task (the asyncio runtime)."""
@@ -214,6 +281,10 @@ class Recommender:
     async def stop(self) -> None:
         self.running = False
         await cancel(self._task)
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         await close(self._consumer, self._producer)
 
     async def _run(self) -> None:
@@ -227,41 +298,85 @@ class Recommender:
                 await asyncio.sleep(0.5)
 
     async def poll_once(self) -> None:
-        """One fetch from the request consumer group, answered."""
+        """One fetch from the request consumer group; its requests start concurrently."""
         s = self.settings
         batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
         for records in Record.batch(batch):
             await self.answer_batch(records)
+        await asyncio.sleep(0)  # let the requests just started compute before the next fetch
 
     async def answer_batch(self, records: list[Record]) -> None:
-        """Answer each request in order; undecodable ones go to the dead-letter topic."""
+        """Start answering each request, concurrently; returns without waiting for them
+        (a request blocked on its ``after`` holds back no other, nor the next batch).
+
+        Undecodable requests go to the dead-letter topic, expired ones are dropped, and
+        those above the in-flight bound are answered ``overloaded``.
+        """
         dead: list[DeadLetter] = []
+        m = self.metrics
         for record in records:
-            letter = await self._handle(record)
-            if letter is not None:
-                dead.append(letter)
+            try:
+                req = decode(record.value, RecRequest)
+            except Rejected as exc:
+                dead.append(dead_letter(exc.reason, record, WORKER))
+                continue
+            if _expired(req):
+                m.inc(WORKER, "expired_requests_total", 1,
+                      "requests dropped unanswered: their deadline had passed")  # fmt: skip
+                continue
+            if len(self._in_flight) >= self.settings.max_in_flight:
+                await self._send(self.core.refuse(req, OVERLOADED))
+                m.inc(WORKER, "overloaded_requests_total", 1,
+                      "requests answered 'overloaded' (in-flight bound reached)")  # fmt: skip
+                continue
+            task = asyncio.create_task(self._serve(req), name=f"request {req.request_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        m.set(WORKER, "requests_in_flight", len(self._in_flight),
+              "requests accepted and not answered yet")  # fmt: skip
         if dead:
             n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
-            self.metrics.inc(WORKER, "dead_letters_total", n,
-                             "messages sent to the dead-letter topic")  # fmt: skip
+            m.inc(WORKER, "dead_letters_total", n, "messages sent to the dead-letter topic")
 
-    async def _handle(self, record: Record) -> DeadLetter | None:
+    async def _serve(self, req: RecRequest) -> None:
         try:
-            req = decode(record.value, RecRequest)
-        except Rejected as exc:
-            return dead_letter(exc.reason, record, WORKER)
+            await self._answer(req)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request %s failed", req.request_id)
+            self.metrics.inc(WORKER, "request_failures_total", 1, "requests that raised")
+
+    async def _answer(self, req: RecRequest) -> None:
         t0 = time.perf_counter()
         stale = False
+        m = self.metrics
         if req.after:
-            stale = not await self.state.wait_for(req.after, self.settings.sync_timeout_ms / 1000)
+            limit = self.settings.sync_timeout_ms / 1000
+            if req.deadline is not None:
+                limit = min(limit, req.deadline - time.time())
+            stale = not await self.state.wait_for(req.after, max(limit, 0.0))
+        if _expired(req):
+            m.inc(WORKER, "expired_requests_total", 1,
+                  "requests dropped unanswered: their deadline had passed")  # fmt: skip
+            return
         wait_ms = (time.perf_counter() - t0) * 1000.0
         resp = self.core.answer(req, wait_ms, stale)
-        await self._producer.send(self.topics.responses, encode(resp), key=req.request_id.encode())
-        m = self.metrics
+        await self._send(resp)
         m.inc(WORKER, "requests_total", 1, "recommendation requests answered")
         m.inc(WORKER, "request_seconds_total", resp.timing.total_ms / 1000, "time answering")
         if stale:
             m.inc(WORKER, "stale_responses_total", 1, "answers given before the model caught up")
         if resp.error:
             m.inc(WORKER, "request_errors_total", 1, "requests answered with an error")
-        return None
+
+    async def _send(self, resp: RecResponse) -> None:
+        await self._producer.send(self.topics.responses, encode(resp), key=resp.request_id.encode())
+
+
+#: The error of a request refused because the recommender holds too many already.
+OVERLOADED = "overloaded"
+
+
+def _expired(req: RecRequest) -> bool:
+    return req.deadline is not None and time.time() >= req.deadline

@@ -1,0 +1,63 @@
+"""One index build shared through a file: the indexer publishes, another process's
+follower maps it; both serve the same retrieval.  No broker: the workers' index checks
+are called directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.eval.synthetic import make_world
+from streamrec.model import HybridModel, ModelConfig
+from streamrec.settings import Settings
+from streamrec.workers.serving import indexer as indexer_module
+from streamrec.workers.serving.indexer import Indexer, IndexFollower, index_folder
+from streamrec.workers.state import ModelState
+
+pytestmark = pytest.mark.asyncio
+
+
+def _state() -> ModelState:
+    world = make_world(n_users=30, items_per_cluster=20, events_per_user=10)
+    model = HybridModel(ModelConfig(dim=8))
+    for item in world.items:
+        model.add_item(item, world.item_features(item))
+    for user in world.users:
+        model.add_user(user, world.user_features(user))
+    users, items, types = zip(*world.events, strict=True)
+    model.learn(users, items, types)
+    return ModelState(model)
+
+
+@pytest.mark.parametrize("build", ["process", "thread"])
+async def test_a_follower_maps_the_index_the_indexer_published(
+    tmp_path: Path, build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer_module, "PROCESS_BUILD_MIN_ITEMS", 0)  # a child even here
+    settings = Settings.load({"data_dir": tmp_path, "index_build": build}, environ={})
+    builder_state, replica_state = _state(), _state()  # same world: same rows
+    indexer = Indexer(settings, builder_state)
+    follower = IndexFollower(settings, replica_state)
+    await follower.check_once()
+    assert follower.index.snapshot is None  # nothing published yet
+    await indexer.rebuild()
+    files = sorted(p.name for p in index_folder(settings).iterdir())
+    assert files == ["current.json", "index-00000001.ann"]  # no temporary file left
+    await follower.check_once()
+    snap = follower.index.snapshot
+    assert snap is not None and snap.path.endswith("index-00000001.ann")
+    assert snap.size == builder_state.model.n_items
+    assert follower.stats()["recall_at_10"] is not None
+    q = builder_state.model.user_query_row(0)
+    n = builder_state.model.n_items
+    mine = indexer.index.candidates(q, 20, n)
+    theirs = follower.index.candidates(q, 20, n)
+    assert mine is not None and theirs is not None
+    np.testing.assert_array_equal(mine, theirs)  # one build, the same answers
+    # a newer build replaces it atomically for the follower
+    await indexer.rebuild()
+    await follower.check_once()
+    assert follower.index.snapshot is not snap and follower.index.builds == 2
+    await indexer.stop()

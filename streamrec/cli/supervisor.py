@@ -32,8 +32,14 @@ from streamrec.workers.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-#: Roles that get a process each, in start order.
-PROCESS_ROLES = ("trainer", "recommender")
+#: The processes of ``up``, in start order: each a name and the roles it runs.  The
+#: indexer sits with the trainer (it reads the trainer's own model, builds the Annoy
+#: index in a child process and writes it beside the checkpoints), off the serving
+#: process, which loads each new index file memory-mapped.
+PROCESSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("trainer", ("trainer", "indexer")),
+    ("recommender", ("recommender",)),
+)
 _BACKOFF_MAX_S = 30.0
 _STABLE_S = 60.0
 
@@ -164,20 +170,20 @@ def children(
     options: Sequence[str],
     fresh: bool,
     web_ports: Sequence[int],
-    roles: Sequence[str] = PROCESS_ROLES,
+    processes: Sequence[tuple[str, tuple[str, ...]]] = PROCESSES,
 ) -> list[Child]:
-    """One child per role: ``python -m streamrec worker <role> <options>``.
+    """One child per process: ``python -m streamrec worker <roles> <options>``.
 
     ``options`` are the command-line options ``up`` was given (environment variables
     reach the children by inheritance); ``--fresh`` goes to the trainer only.
     """
     out = []
-    for role, port in zip(roles, web_ports, strict=True):
-        argv = [sys.executable, "-m", "streamrec", "worker", role, *options,
+    for (name, roles), port in zip(processes, web_ports, strict=True):
+        argv = [sys.executable, "-m", "streamrec", "worker", *roles, *options,
                 "--web-port", str(port)]  # fmt: skip
-        if fresh and role == "trainer":
+        if fresh and "trainer" in roles:
             argv.append("--fresh")
-        out.append(Child(role, argv, port))
+        out.append(Child(name, argv, port))
     return out
 
 

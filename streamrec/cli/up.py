@@ -12,7 +12,7 @@ from rich.console import Console
 from streamrec.cli.common import database_option, load_settings, open_store, run, stream_options
 from streamrec.cli.options import model_config, model_options, read_toml
 from streamrec.cli.supervisor import (
-    PROCESS_ROLES,
+    PROCESSES,
     Supervisor,
     child_ports,
     children,
@@ -132,7 +132,7 @@ async def _processes(
 
     with open_store(settings) as store:  # migrated once, before the workers open it
         store_url = store.url
-    kids = children(options, fresh, child_ports(settings.web_port, len(PROCESS_ROLES)))
+    kids = children(options, fresh, child_ports(settings.web_port, len(PROCESSES)))
     supervisor = Supervisor(kids)
     server = None
     if settings.web_port >= 0:
@@ -152,18 +152,24 @@ async def _processes(
 
 
 @click.command()
-@click.argument("role", type=click.Choice(["trainer", "indexer", "recommender"]))
+@click.argument("roles", nargs=-1, required=True,
+                type=click.Choice(["trainer", "indexer", "recommender"]))  # fmt: skip
 @worker_options("Trainer: ignore the checkpoint.")
-def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
-    """Run one worker against a running broker (a separate process per worker).
+def worker(roles: tuple[str, ...], web_port: int | None, fresh: bool, **values: Any) -> None:
+    """Run workers against a running broker: one or more ROLES in this process.
 
     A recommender or indexer outside the trainer's process serves a replica of the
     model fed by the deltas topic (bootstrapped from the trainer's checkpoint when the
-    data directory is shared); each recommender keeps its own Annoy index.  The trainer
-    and recommenders use the feature store (--database-url), migrated on start-up.
+    data directory is shared).  The indexer writes the Annoy index beside the
+    checkpoints; recommenders without one in their process load it from there
+    (memory-mapped).  The trainer and recommenders use the feature store
+    (--database-url), migrated on start-up.  ``streamrec worker trainer indexer``
+    is the first process of ``streamrec up``.
     """
+    roles = tuple(dict.fromkeys(roles))
     settings = _settings(values, web_port)
     console = Console()
+    label = "+".join(roles)
 
     async def main(stop: asyncio.Event) -> None:
         from streamrec.stream.broker import check_reachable, ensure_topics
@@ -177,17 +183,18 @@ def worker(role: str, web_port: int | None, fresh: bool, **values: Any) -> None:
             bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions)
         )
         # the indexer alone serves no filters and writes nothing: it needs no store
-        with open_store(settings) if role != "indexer" else contextlib.nullcontext() as store:
-            stack = Stack(settings, bootstrap, roles=(role,), fresh=fresh, store=store)
+        needs_store = roles != ("indexer",)
+        with open_store(settings) if needs_store else contextlib.nullcontext() as store:
+            stack = Stack(settings, bootstrap, roles=roles, fresh=fresh, store=store)
             try:
                 await stack.start()
                 await stack.ready()
-                console.print(f"[bold green]{role}[/] running on {bootstrap} ({settings.runtime} "
+                console.print(f"[bold green]{label}[/] running on {bootstrap} ({settings.runtime} "
                               f"runtime), topics {settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 10.0)
-                    if role == "indexer" and stack.indexer is not None:
+                    if roles == ("indexer",) and stack.indexer is not None:
                         console.print(f"index: {stack.indexer.stats()}")
             finally:
                 await stack.stop()

@@ -87,6 +87,8 @@ async def _learn_and_ask(up: Up, user: str) -> Any:
 def test_up_runs_trainer_and_recommender_in_processes_of_their_own(up: Up) -> None:
     h = up.health()
     assert set(h["processes"]) == {"trainer", "recommender"}
+    assert h["processes"]["trainer"]["roles"] == ["trainer", "indexer"]
+    assert h["processes"]["recommender"]["roles"] == ["recommender"]
     pids = up.pids()
     assert len(set(pids.values()) | {up.proc.pid}) == 3
     r = asyncio.run(_learn_and_ask(up, "alice"))
@@ -94,6 +96,8 @@ def test_up_runs_trainer_and_recommender_in_processes_of_their_own(up: Up) -> No
     # the recommender's replica saw what the trainer learned, through the deltas
     h = up.wait(lambda h: h["processes"]["recommender"].get("model", {}).get("events", 0) >= 8)
     assert h["processes"]["trainer"]["model"]["events"] == 8
+    # the index the trainer's process built, loaded by the recommender's
+    up.wait(lambda h: h["processes"]["recommender"].get("index", {}).get("size", 0) >= 40)
 
 
 def test_a_killed_worker_process_is_restarted(up: Up) -> None:

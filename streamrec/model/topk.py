@@ -118,6 +118,50 @@ def top_k_excluding(scores, n, k, excluded, flags, out_idx, out_score):
 
 
 @njit(cache=True)
+def top_k_flagged(scores, n, k, excluded, flags, positive_only, newest_first, out_idx, out_score):
+    """:func:`top_k_excluding` with options: only ``scores > 0`` (``positive_only``), or
+    ties to the higher row (``newest_first``: rows are visited from the last down)."""
+    _flag(flags, excluded, n, 1)
+    m = 0
+    for t in range(n):
+        i = n - 1 - t if newest_first else t
+        if flags[i]:
+            continue
+        s = scores[i]
+        if positive_only and not (s > 0):
+            continue
+        m = _insert(s, i, k, m, out_idx, out_score)
+    _flag(flags, excluded, n, 0)
+    return m
+
+
+class TopK:
+    """Top k with exclusions over score vectors, with a persistent exclusion array."""
+
+    def __init__(self) -> None:
+        self.flags = np.zeros(64, dtype=np.uint8)
+
+    def top(
+        self,
+        scores: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        positive: bool = False,
+        newest_first: bool = False,
+    ) -> np.ndarray:
+        """Rows of the ``k`` best ``scores`` not in ``excluded``, best first (ties: lower
+        row, or higher with ``newest_first``); with ``positive`` only scores above 0."""
+        n = scores.shape[0]
+        if self.flags.shape[0] < n:
+            self.flags = np.zeros(capacity_for(n, self.flags.shape[0]), dtype=np.uint8)
+        idx = np.zeros(k, dtype=np.int64)
+        val = np.zeros(k, dtype=scores.dtype)
+        m = top_k_flagged(scores, n, k, np.asarray(excluded, dtype=np.int64), self.flags,
+                          positive, newest_first, idx, val)  # fmt: skip
+        return idx[:m]
+
+
+@njit(cache=True)
 def fill_newness(table, start, prior, rate):
     """table[j] = prior * exp(-rate * j) for j >= start (the score kernel's expression)."""
     for j in range(start, table.shape[0]):

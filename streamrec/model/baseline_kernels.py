@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.scoring import top_k
+from streamrec.model.topk import flag_rows, insert_best
 
 
 def top_rows(
@@ -50,6 +51,30 @@ def cooccurrence_similarities(co: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def _mark_features(recent, n_recent, fx, mark, value):
+    """mark[f] = value for every feature f of the items ``recent[:n_recent]``."""
+    for t in range(n_recent):
+        j = recent[t]
+        for c in range(fx.shape[1]):
+            f = fx[j, c]
+            if f < 0:
+                break
+            mark[f] = value
+
+
+@njit(cache=True)
+def _shared_count(i, fx, mark):
+    """How many of item i's features are marked."""
+    s = 0
+    for c in range(fx.shape[1]):
+        f = fx[i, c]
+        if f < 0:
+            break
+        s += mark[f]
+    return s
+
+
+@njit(cache=True)
 def shared_feature_counts(
     recent: np.ndarray,
     n_recent: int,
@@ -63,28 +88,10 @@ def shared_feature_counts(
     ``fx[i]``: item i's feature ids, padded with -1; ``mark``: zeros, one per feature id
     (left zero again).
     """
-    for t in range(n_recent):
-        j = recent[t]
-        for k in range(fx.shape[1]):
-            f = fx[j, k]
-            if f < 0:
-                break
-            mark[f] = 1
+    _mark_features(recent, n_recent, fx, mark, 1)
     for i in range(n_items):
-        s = 0
-        for k in range(fx.shape[1]):
-            f = fx[i, k]
-            if f < 0:
-                break
-            s += mark[f]
-        out[i] = s
-    for t in range(n_recent):  # reset the marks for the next call
-        j = recent[t]
-        for k in range(fx.shape[1]):
-            f = fx[j, k]
-            if f < 0:
-                break
-            mark[f] = 0
+        out[i] = _shared_count(i, fx, mark)
+    _mark_features(recent, n_recent, fx, mark, 0)
 
 
 # ------------------------------------------------- sparse co-occurrence (item-kNN)
@@ -196,49 +203,14 @@ def recent_features_top_k(recent, n_recent, fx, n_items, mark, log_pop, excluded
     ``top_rows(key, k, excluded, newest_first=True)``.  ``flags``: zeros, one per item
     (left zero).  Returns how many were written.
     """
-    for t in range(n_recent):
-        j = recent[t]
-        for c in range(fx.shape[1]):
-            f = fx[j, c]
-            if f < 0:
-                break
-            mark[f] = 1
-    for t in range(excluded.shape[0]):
-        e = excluded[t]
-        if 0 <= e < n_items:
-            flags[e] = 1
+    _mark_features(recent, n_recent, fx, mark, 1)
+    flag_rows(flags, excluded, n_items, 1)
     m = 0
     for t in range(n_items):
         i = n_items - 1 - t
-        if flags[i]:
-            continue
-        s = 0
-        for c in range(fx.shape[1]):
-            f = fx[i, c]
-            if f < 0:
-                break
-            s += mark[f]
-        key = np.float64(s) * 1e3 + log_pop[i]
-        if m == k and not (key > out_score[m - 1]):
-            continue
-        pos = m if m < k else k - 1
-        while pos > 0 and key > out_score[pos - 1]:
-            out_score[pos] = out_score[pos - 1]
-            out_idx[pos] = out_idx[pos - 1]
-            pos -= 1
-        out_score[pos] = key
-        out_idx[pos] = i
-        if m < k:
-            m += 1
-    for t in range(excluded.shape[0]):
-        e = excluded[t]
-        if 0 <= e < n_items:
-            flags[e] = 0
-    for t in range(n_recent):
-        j = recent[t]
-        for c in range(fx.shape[1]):
-            f = fx[j, c]
-            if f < 0:
-                break
-            mark[f] = 0
+        if not flags[i]:
+            key = np.float64(_shared_count(i, fx, mark)) * 1e3 + log_pop[i]
+            m = insert_best(key, i, k, m, out_idx, out_score)
+    flag_rows(flags, excluded, n_items, 0)
+    _mark_features(recent, n_recent, fx, mark, 0)
     return m

@@ -1,83 +1,40 @@
-"""Exact top-k ranking for the replay: the model's scores and top-k with exclusions in numba.
+"""Top k with exclusions in numba, and the model's exact top k without a full scan.
 
-:func:`score_top_k` computes, for every item, exactly the float32 score that
-:func:`streamrec.model.scoring.score_items` writes (same operations in the same order:
-the figures of a replay do not move by one bit), and keeps the ``k`` best on the fly
-with the tie rule of :func:`streamrec.model.scoring.top_k` (ties go to the lower row).
-It is faster because:
-
-* the feature projections ``u . V[f]`` run eight features at a time (eight independent
-  float64 sums, each over ``c`` in order: the same sums, without waiting on one chain);
-* the new-item pseudo-count ``prior * exp(-rate * j)`` of the item ``j`` rows below the
-  newest is read from a table (:class:`NewnessTable`): the same ``math.exp`` of the same
-  argument, computed once per ``j`` instead of once per item and event;
-* no score vector is written and read back, and the exclusions are flags set and cleared
-  in a persistent array (O(excluded)), not a fresh mask of the catalogue.
-
-:func:`top_k_excluding` is the generic top-k over a score vector with those flags.
+* :func:`top_k_excluding` / :func:`top_k_flagged` (:class:`TopK`): the ``k`` best of a
+  score vector minus some rows, ties to the lower row (or the higher with
+  ``newest_first``).  The exclusions are flags set and cleared in a persistent array:
+  O(excluded), no mask of the catalogue per call.  :func:`insert_best` is the one
+  insertion rule, shared with :func:`streamrec.model.scoring.top_k`.
+* :func:`bounded_top_k` (:class:`ModelTopK`): the model's top k for a user, bit for bit
+  what :meth:`HybridModel.top_k_rows` returns (same scores: same operations in the same
+  order as :func:`streamrec.model.scoring.score_items`; same ties), scoring exactly only
+  the items whose upper bound reaches the k-th best score.  The bounds use per-item
+  state kept up to date from the model's change log (:mod:`streamrec.model.dirty`).
+* :class:`NewnessTable`: the new-item pseudo-count ``prior * exp(-rate * j)`` of the item
+  ``j`` rows below the newest, the same ``math.exp`` of the same argument as the score
+  kernel, computed once per ``j``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
 
-from streamrec.model.hybrid import HybridModel
 from streamrec.model.tables import capacity_for, grown
 
-
-@njit(cache=True)
-def _project(u, V, Vb, n_feats, cont_aff, marks, proj):
-    """proj[f] = u . V[f] + Vb[f] (+ cont_aff * marks[f]), as score_items computes it."""
-    d = V.shape[1]
-    f = 0
-    while f + 8 <= n_feats:
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        s4 = 0.0
-        s5 = 0.0
-        s6 = 0.0
-        s7 = 0.0
-        for c in range(d):
-            uc = u[c]
-            s0 += uc * V[f, c]
-            s1 += uc * V[f + 1, c]
-            s2 += uc * V[f + 2, c]
-            s3 += uc * V[f + 3, c]
-            s4 += uc * V[f + 4, c]
-            s5 += uc * V[f + 5, c]
-            s6 += uc * V[f + 6, c]
-            s7 += uc * V[f + 7, c]
-        proj[f] = s0 + Vb[f]
-        proj[f + 1] = s1 + Vb[f + 1]
-        proj[f + 2] = s2 + Vb[f + 2]
-        proj[f + 3] = s3 + Vb[f + 3]
-        proj[f + 4] = s4 + Vb[f + 4]
-        proj[f + 5] = s5 + Vb[f + 5]
-        proj[f + 6] = s6 + Vb[f + 6]
-        proj[f + 7] = s7 + Vb[f + 7]
-        f += 8
-    while f < n_feats:
-        s = 0.0
-        for c in range(d):
-            s += u[c] * V[f, c]
-        proj[f] = s + Vb[f]
-        f += 1
-    if cont_aff != 0.0:
-        for g in range(n_feats):
-            proj[g] += cont_aff * marks[g]
+if TYPE_CHECKING:
+    from streamrec.model.hybrid import HybridModel
 
 
 @njit(cache=True)
-def _insert(s, i, k, m, out_idx, out_score):
+def insert_best(s, i, k, m, out_idx, out_score):
     """Offer (s, i) to the best-first arrays holding ``m`` entries; the new ``m``.
 
-    Exactly the insertion of :func:`streamrec.model.scoring.top_k`: candidates come in
-    ascending row order and only a strictly better score moves ahead (ties: lower row).
+    Candidates come in row order and only a strictly better score moves ahead, so ties
+    go to the row offered first.
     """
     if m == k and not (s > out_score[m - 1]):
         return m
@@ -92,7 +49,7 @@ def _insert(s, i, k, m, out_idx, out_score):
 
 
 @njit(cache=True)
-def _flag(flags, excluded, n, value):
+def flag_rows(flags, excluded, n, value):
     for t in range(excluded.shape[0]):
         e = excluded[t]
         if 0 <= e < n:
@@ -103,17 +60,17 @@ def _flag(flags, excluded, n, value):
 def top_k_excluding(scores, n, k, excluded, flags, out_idx, out_score):
     """The ``k`` best of ``scores[:n]`` not in ``excluded``, best first (ties: lower row).
 
-    Same answer as :func:`streamrec.model.scoring.top_k`; ``flags`` (zeros, at least
+    ``flags`` (zeros, at least
     ``n`` of them) marks the exclusions during the call and is left zero again.
     Returns how many were written.
     """
-    _flag(flags, excluded, n, 1)
+    flag_rows(flags, excluded, n, 1)
     m = 0
     for i in range(n):
         if flags[i]:
             continue
-        m = _insert(scores[i], i, k, m, out_idx, out_score)
-    _flag(flags, excluded, n, 0)
+        m = insert_best(scores[i], i, k, m, out_idx, out_score)
+    flag_rows(flags, excluded, n, 0)
     return m
 
 
@@ -121,7 +78,7 @@ def top_k_excluding(scores, n, k, excluded, flags, out_idx, out_score):
 def top_k_flagged(scores, n, k, excluded, flags, positive_only, newest_first, out_idx, out_score):
     """:func:`top_k_excluding` with options: only ``scores > 0`` (``positive_only``), or
     ties to the higher row (``newest_first``: rows are visited from the last down)."""
-    _flag(flags, excluded, n, 1)
+    flag_rows(flags, excluded, n, 1)
     m = 0
     for t in range(n):
         i = n - 1 - t if newest_first else t
@@ -130,8 +87,8 @@ def top_k_flagged(scores, n, k, excluded, flags, positive_only, newest_first, ou
         s = scores[i]
         if positive_only and not (s > 0):
             continue
-        m = _insert(s, i, k, m, out_idx, out_score)
-    _flag(flags, excluded, n, 0)
+        m = insert_best(s, i, k, m, out_idx, out_score)
+    flag_rows(flags, excluded, n, 0)
     return m
 
 
@@ -190,42 +147,8 @@ class NewnessTable:
 
 
 @njit(cache=True)
-def score_top_k(u, affinity, items, popularity, n_items, n_feats, proj, cont_aff, marks,
-                newness, excluded, flags, k, out_idx, out_score):  # fmt: skip
-    """The ``k`` best items for user vector ``u``, scored as :func:`score_items` does.
-
-    ``newness``: a :class:`NewnessTable` of the model's (prior, rate) with at least
-    ``n_items`` entries; ``excluded``/``flags`` as in :func:`top_k_excluding`.
-    Returns how many were written to ``out_idx``/``out_score`` (float32 scores).
-    """
-    V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
-    trend, trend_state = popularity.trend, popularity.trend_scale
-    _project(u, V, Vb, n_feats, cont_aff, marks, proj)
-    inv = 1.0 / trend_state[0]
-    prior = popularity.newness[0]
-    top = int(popularity.newness[2]) - 1  # the newest row at the time the scores are asked
-    _flag(flags, excluded, n_items, 1)
-    m = 0
-    for i in range(n_items):
-        if flags[i]:
-            continue
-        s = 0.0
-        for c in range(ifx.shape[1]):
-            f = ifx[i, c]
-            if f < 0:
-                break
-            s += ifw[i, c] * proj[f]
-        if affinity != 0.0:
-            new = newness[top - i] if prior != 0.0 else 0.0
-            s += affinity * math.log1p(trend[i] * inv + new)
-        m = _insert(np.float32(s), i, k, m, out_idx, out_score)
-    _flag(flags, excluded, n_items, 0)
-    return m
-
-
-@njit(cache=True)
 def _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch):
-    """proj[f] of this query (computed on first use), exactly as :func:`_project` writes it."""
+    """proj[f] of this query (computed on first use), exactly as :func:`score_items` computes it."""
     if stamp[f] != epoch:
         s = 0.0
         for c in range(V.shape[1]):
@@ -275,7 +198,8 @@ _SLACK = 1e-5
 def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj, stamp, epoch,
                   norms, trend_bound, trend_seen, newness, excluded, flags, bound, k, pool,
                   pool_bound, out_idx, out_score):  # fmt: skip
-    """:func:`score_top_k`'s answer, scoring exactly only the items that can make the top k.
+    """The model's top k (:func:`score_items` then :func:`top_k_excluding`), scoring
+    exactly only the items that can make it.
 
     Each item's score is bounded from above without its first feature's ``d``-wide
     projection (Cauchy-Schwarz: ``|u . V[f]| <= |u| * norms[f]``) and without its trend
@@ -300,7 +224,7 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
         unorm += x * x
     unorm = math.sqrt(unorm)
     up = affinity if affinity > 0.0 else 0.0  # the trend term is >= 0 times the affinity
-    _flag(flags, excluded, n_items, 1)
+    flag_rows(flags, excluded, n_items, 1)
     width = ifx.shape[1]
     for i in range(n_items):
         if flags[i]:
@@ -341,7 +265,7 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
     m = 0
     for i in range(n_items):
         if not flags[i]:
-            m = _insert(bound[i], i, pool.shape[0], m, pool, pool_bound)
+            m = insert_best(bound[i], i, pool.shape[0], m, pool, pool_bound)
     threshold = -np.inf
     if m >= k:
         best = np.full(k, -np.inf)
@@ -361,8 +285,8 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
             continue
         s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks, proj,
                    stamp, epoch)  # fmt: skip
-        m = _insert(s, i, k, m, out_idx, out_score)
-    _flag(flags, excluded, n_items, 0)
+        m = insert_best(s, i, k, m, out_idx, out_score)
+    flag_rows(flags, excluded, n_items, 0)
     return m
 
 

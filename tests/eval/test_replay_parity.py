@@ -51,7 +51,11 @@ def test_top_k_with_flags_matches_the_dense_top_k_on_ties(seed: int) -> None:
         m = top_k_excluding(scores, n, k, excluded, ranker.flags, idx, val)
         idx2, val2 = np.zeros(k, np.int64), np.zeros(k, dtype)
         m2 = dense_top_k(scores, n, k, excluded, idx2, val2)
-        assert (m, idx[:m].tolist(), val[:m].tolist()) == (m2, idx2[:m2].tolist(), val2[:m2].tolist())
+        assert (m, idx[:m].tolist(), val[:m].tolist()) == (
+            m2,
+            idx2[:m2].tolist(),
+            val2[:m2].tolist(),
+        )
         assert not ranker.flags.any(), "the flags are left clear"
 
 
@@ -79,7 +83,9 @@ def test_model_top_k_is_top_k_rows_bit_for_bit(config: ModelConfig) -> None:
                 assert want[1].tobytes() == got[1].tobytes()
                 checked += 1
         w = 0.0 if e % 4 == 0 else 1.0
-        model.learn_rows(np.array([u], np.int32), np.array([i], np.int32), np.array([w], np.float32))
+        model.learn_rows(
+            np.array([u], np.int32), np.array([i], np.int32), np.array([w], np.float32)
+        )
     assert checked == 900
 
 

@@ -15,7 +15,8 @@ view 12% (seen only), add_to_cart 5%, purchase 3%.
 
     python bench/replay.py                     # generate (if missing) and time
     python bench/replay.py --generate-only     # write the log and print its path
-    python bench/replay.py --python /other/venv/bin/python --repo /other/checkout
+    python bench/replay.py --repo /other/checkout   # time another checkout's streamrec
+    python bench/replay.py --limit 30000          # only the first 30,000 events
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     p.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent,
                    help="checkout whose streamrec is timed (put first on PYTHONPATH)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="where evaluate writes its report")
+    p.add_argument("--limit", type=int, default=None, help="replay only the first N events")
     args = p.parse_args()
     if args.items > 0.9 * args.events:
         p.error("--items must be at most 90% of --events")
@@ -113,6 +115,8 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(args.repo)}
     cmd = [args.python, "-m", "streamrec", "evaluate", "--dataset", str(path), "--no-progress",
            "--json", str(report)]  # fmt: skip
+    if args.limit is not None:
+        cmd += ["--limit", str(args.limit)]
     print("$ PYTHONPATH=" + str(args.repo) + " " + " ".join(cmd))
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)

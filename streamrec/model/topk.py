@@ -301,9 +301,11 @@ class ModelTopK:
     would have (:meth:`ChangeLog.settle`): exports stay complete.
     """
 
-    def __init__(self, model: HybridModel, pool: int = 32) -> None:
+    def __init__(self, model: HybridModel, pool: int = 32, full_scan_below: int = 2048) -> None:
         self.model = model
         self.pool_size = pool
+        #: Below this many items the model's own full scan is as fast: it answers.
+        self.full_scan_below = full_scan_below
         self.newness = NewnessTable()
         self.flags = np.zeros(64, dtype=np.uint8)
         self.bound = np.zeros(64, dtype=np.float64)
@@ -347,6 +349,8 @@ class ModelTopK:
         """Rows and float32 scores of the user's ``k`` best items not in ``excluded``."""
         model = self.model
         n, nf = model.n_items, len(model.items.feature_names)
+        if n < self.full_scan_below:  # (the bounds start from scratch when they take over)
+            return model.top_k_rows(user, k, exclude_seen=False, exclude=excluded)
         self._grow(n, nf)
         self._refresh_norms(nf)
         vec = model.user_vector_row(user, self.u)

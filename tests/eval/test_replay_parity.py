@@ -64,7 +64,7 @@ def test_top_k_with_flags_matches_the_dense_top_k_on_ties(seed: int) -> None:
 def test_model_top_k_is_top_k_rows_bit_for_bit(config: ModelConfig) -> None:
     rng = np.random.default_rng(3)
     model = HybridModel(config)
-    ranker = ModelTopK(model, pool=12)
+    ranker = ModelTopK(model, pool=12, full_scan_below=0)
     cats = [f"cat={c}" for c in range(6)]
     checked = 0
     for e in range(1500):
@@ -89,10 +89,25 @@ def test_model_top_k_is_top_k_rows_bit_for_bit(config: ModelConfig) -> None:
     assert checked == 900
 
 
+def test_model_top_k_takes_over_from_the_full_scan() -> None:
+    """Small catalogues use the model's scan; the bounds start when the catalogue grows."""
+    model = HybridModel(ModelConfig(dim=8))
+    ranker = ModelTopK(model, full_scan_below=30)
+    model.add_user("u0")
+    for e in range(60):
+        model.add_item(f"i{e}", [f"c={e % 4}"])
+        model.learn_rows(np.array([0], np.int32), np.array([e // 2], np.int32),
+                         np.array([1.0], np.float32))  # fmt: skip
+        want = model.top_k_rows(0, 5)
+        got = ranker.top_k(0, 5, model.seen_items(0))
+        assert want[0].tolist() == got[0].tolist() and want[1].tobytes() == got[1].tobytes()
+    assert ranker.epoch == 31, "the bounds answered from 30 items on"
+
+
 def test_model_top_k_keeps_the_change_log_complete() -> None:
     """The ranker takes trained-item marks; the next export still carries their rows."""
     plain, ranked = HybridModel(ModelConfig(dim=8)), HybridModel(ModelConfig(dim=8))
-    ranker = ModelTopK(ranked)
+    ranker = ModelTopK(ranked, full_scan_below=0)
     for model in (plain, ranked):
         for i in range(6):
             model.add_item(f"i{i}", ["cat=a"] if i % 2 else ["cat=b"])

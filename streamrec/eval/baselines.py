@@ -26,15 +26,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from streamrec.model import DecayedPopularity, top_rows
-from streamrec.model.baseline_kernels import (
+from streamrec.model import (
+    DecayedPopularity,
+    TopK,
     add_similarity_row,
     cooccurrence_add,
     cooccurrence_fit,
     recent_features_top_k,
     rehash_pairs,
+    top_rows,
 )
-from streamrec.model.topk import TopK
 
 __all__ = [
     "Baseline",

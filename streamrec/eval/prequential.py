@@ -18,8 +18,7 @@ import numpy as np
 
 from streamrec.eval.baselines import Baseline, default_baselines
 from streamrec.eval.datasets import Log
-from streamrec.model import HybridModel, ModelConfig
-from streamrec.model.topk import ModelTopK
+from streamrec.model import HybridModel, ModelConfig, ModelTopK
 
 
 @dataclass

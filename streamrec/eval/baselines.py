@@ -28,8 +28,12 @@ import numpy as np
 
 from streamrec.model import (
     DecayedPopularity,
-    cooccurrence_similarities,
-    shared_feature_counts,
+    TopK,
+    add_similarity_row,
+    cooccurrence_add,
+    cooccurrence_fit,
+    recent_features_top_k,
+    rehash_pairs,
     top_rows,
 )
 
@@ -86,9 +90,10 @@ class Popularity(Baseline):
 
     def __init__(self) -> None:
         self.counts = DecayedPopularity(None)
+        self.ranker = TopK()
 
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
-        return top_rows(self.counts.scores(n_items), k, excluded)
+        return self.ranker.top(self.counts.scores(n_items), k, excluded)
 
     def learn(self, user: int, item: int, positive: bool) -> None:
         if positive:
@@ -103,16 +108,84 @@ class DecayedPopularityBaseline(Popularity):
 
     def __init__(self, half_life: float = 2000.0) -> None:
         self.counts = DecayedPopularity(half_life)
+        self.ranker = TopK()
 
 
 # ---------------------------------------------------------------- item-kNN
 
 
+class CooccurrenceGraph:
+    """Item co-occurrence counts in users' positive histories, sparse (O(pairs) memory).
+
+    ``co[a, b]`` (a != b) lives in chained entries (see
+    :mod:`streamrec.model.baseline_kernels`), ``co[a, a]`` in ``diag``; :meth:`fit`
+    turns the counts into sparse rows of cosine similarities (the values
+    :func:`cooccurrence_similarities` computes densely), :meth:`add_row` adds one up.
+    """
+
+    def __init__(self) -> None:
+        self.keys = np.full(1024, -1, dtype=np.int64)
+        self.slot_entry = np.zeros(1024, dtype=np.int64)
+        self.head = np.full(64, -1, dtype=np.int64)
+        self.nbr = np.zeros(1024, dtype=np.int32)
+        self.nxt = np.zeros(1024, dtype=np.int64)
+        self.cnt = np.zeros(1024, dtype=np.float32)
+        self.diag = np.zeros(64, dtype=np.float32)
+        self.norm = np.zeros(64, dtype=np.float32)
+        # the last fit's similarity rows
+        self.indptr = np.zeros(1, dtype=np.int64)
+        self.indices = np.zeros(0, dtype=np.int32)
+        self.values = np.zeros(0, dtype=np.float32)
+        self.state = np.zeros(2, dtype=np.int64)  # entries used, keys used
+        self.m = 0  # items of the last fit
+
+    def _ensure(self, n_items: int, more: int) -> None:
+        if n_items > self.head.shape[0]:
+            cap = capacity_for(n_items, self.head.shape[0])
+            self.head = grown(self.head, cap, -1)
+            self.diag = grown(self.diag, cap)
+            self.norm = grown(self.norm, cap)
+        entries = int(self.state[0]) + 2 * more
+        if entries > self.nbr.shape[0]:
+            cap = capacity_for(entries, self.nbr.shape[0])
+            self.nbr, self.nxt = grown(self.nbr, cap), grown(self.nxt, cap)
+            self.cnt = grown(self.cnt, cap)
+        if 2 * (int(self.state[1]) + more) > self.keys.shape[0]:
+            cap = capacity_for(2 * (int(self.state[1]) + more), self.keys.shape[0])
+            keys = np.full(cap, -1, dtype=np.int64)
+            slot_entry = np.zeros(cap, dtype=np.int64)
+            rehash_pairs(self.keys, self.slot_entry, keys, slot_entry)
+            self.keys, self.slot_entry = keys, slot_entry
+
+    def add(self, item: int, hist: np.ndarray) -> None:
+        """co[item, h] += 1 and co[h, item] += 1 for each h in ``hist``, co[item, item] += 1."""
+        self._ensure(item + 1, hist.shape[0])
+        cooccurrence_add(item, hist, hist.shape[0], self.keys, self.slot_entry, self.head,
+                         self.nbr, self.nxt, self.cnt, self.diag, self.state)  # fmt: skip
+
+    def fit(self, n: int) -> None:
+        """Freeze the counts: similarities among items ``0 .. n - 1`` from now on."""
+        self._ensure(n, 0)
+        entries = int(self.state[0])
+        self.indptr = np.zeros(n + 1, dtype=np.int64)
+        if self.indices.shape[0] < entries:
+            self.indices = np.zeros(entries, dtype=np.int32)
+            self.values = np.zeros(entries, dtype=np.float32)
+        cooccurrence_fit(self.cnt, self.head, self.nbr, self.nxt, self.diag, n, self.norm,
+                         self.indptr, self.indices, self.values)  # fmt: skip
+        self.m = n
+
+    def add_row(self, a: int, out: np.ndarray) -> None:
+        """out += row ``a`` of the fitted similarities (``out`` has ``m`` entries)."""
+        add_similarity_row(a, self.m, self.indptr, self.indices, self.values, out)
+
+
 class ItemKNN(Baseline):
     """Item-based kNN on positive co-occurrence, similarities refit every ``refit_every``.
 
-    Memory is dense in the number of items (co-occurrence and similarity matrices of
-    items x items float32): fine for evaluation logs up to a few ten thousand items.
+    Co-occurrence counts are sparse (:class:`CooccurrenceGraph`): memory grows with the
+    co-occurring pairs, not with the square of the catalogue; a profile costs the sum of
+    its history's similarity rows.
     """
 
     name = "item_knn"
@@ -120,42 +193,35 @@ class ItemKNN(Baseline):
 
     def __init__(self, refit_every: int = 2000) -> None:
         self.refit_every = refit_every
-        self.co = np.zeros((64, 64), dtype=np.float32)
-        self.sim = np.zeros((0, 0), dtype=np.float32)
+        self.co = CooccurrenceGraph()
         self.history: dict[int, np.ndarray] = {}  # user -> distinct positive items (growing)
         self.history_n: dict[int, int] = {}
         self.pairs: set[tuple[int, int]] = set()
         self.profiles: dict[int, np.ndarray] = {}  # user -> sum of sim rows, this fit only
         self.popularity = DecayedPopularity(None)
         self.n_positive = 0
-
-    def _ensure(self, n: int) -> None:
-        if n > self.co.shape[0]:
-            cap = capacity_for(n, self.co.shape[0])
-            co = np.zeros((cap, cap), dtype=np.float32)
-            co[: self.co.shape[0], : self.co.shape[1]] = self.co
-            self.co = co
+        self.ranker = TopK()
 
     def _hist(self, user: int) -> np.ndarray:
         h = self.history.get(user)
         return h[: self.history_n[user]] if h is not None else np.zeros(0, dtype=np.int64)
 
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
-        m = self.sim.shape[0]
-        scores = np.zeros(n_items, dtype=np.float32)
+        m = self.co.m
+        rows = np.zeros(0, dtype=np.int64)
         if m and user in self.history:
             profile = self.profiles.get(user)
             if profile is None:
-                hist = self._hist(user)
-                profile = self.sim[hist[hist < m]].sum(axis=0)
+                profile = np.zeros(m, dtype=np.float32)
+                for a in self._hist(user).tolist():
+                    self.co.add_row(a, profile)
                 self.profiles[user] = profile
-            scores[:m] = profile
-        rows = top_rows(scores, k, excluded)
-        rows = rows[scores[rows] > 0]  # similar items first, then popularity fills up
-        if rows.shape[0] < k:
-            more = top_rows(
+            # the best positive similarities (zeros and items past the fit rank below them)
+            rows = self.ranker.top(profile, k, excluded, positive=True)
+        if rows.shape[0] < k:  # popularity fills up
+            more = self.ranker.top(
                 self.popularity.scores(n_items), k - rows.shape[0],
-                np.concatenate([excluded, rows]),
+                np.concatenate([np.asarray(excluded, dtype=np.int64), rows]),
             )  # fmt: skip
             rows = np.concatenate([rows, more])
         return rows
@@ -168,10 +234,7 @@ class ItemKNN(Baseline):
         if (user, item) not in self.pairs:
             self.pairs.add((user, item))
             hist = self._hist(user)
-            self._ensure(item + 1)
-            self.co[item, hist] += 1.0
-            self.co[hist, item] += 1.0
-            self.co[item, item] += 1.0
+            self.co.add(item, hist)
             buf = self.history.get(user)
             n = self.history_n.get(user, 0)
             if buf is None:
@@ -182,12 +245,10 @@ class ItemKNN(Baseline):
             self.history[user] = buf
             self.history_n[user] = n + 1
             profile = self.profiles.get(user)
-            if profile is not None and item < self.sim.shape[0]:
-                profile += self.sim[item]
+            if profile is not None and item < self.co.m:
+                self.co.add_row(item, profile)
         if self.n_positive % self.refit_every == 0:
-            n = self.popularity.n
-            self._ensure(n)
-            self.sim = cooccurrence_similarities(self.co, n)
+            self.co.fit(self.popularity.n)
             self.profiles.clear()
 
 
@@ -207,6 +268,9 @@ class RecentFeatures(Baseline):
         self.recent: dict[int, list[int]] = {}
         self.popularity = DecayedPopularity(half_life)
         self.mark = np.zeros(64, dtype=np.int32)
+        self.flags = np.zeros(64, dtype=np.uint8)
+        self.log_pop = np.zeros(64, dtype=np.float64)
+        self.log_pop_n = 0  # items whose log_pop is current
 
     def add_item(self, item: int, features: Iterable[str]) -> None:
         names = list(features.keys()) if isinstance(features, Mapping) else list(features)
@@ -224,20 +288,38 @@ class RecentFeatures(Baseline):
         if len(self.features) > self.mark.shape[0]:
             self.mark = np.zeros(capacity_for(len(self.features), self.mark.shape[0]), np.int32)
 
+    def _log_popularity(self, n_items: int) -> np.ndarray:
+        """log1p of the decayed counts of items ``0 .. n_items - 1``, kept up to date.
+
+        The values of ``np.log1p(popularity.scores(n_items))``: numpy's log1p gives an
+        element the same value in any slice, so only changed counts are recomputed.
+        """
+        counts = self.popularity.scores(n_items)
+        if self.log_pop.shape[0] < counts.shape[0]:
+            self.log_pop = grown(self.log_pop, capacity_for(n_items, self.log_pop.shape[0]))
+        if self.log_pop_n < n_items:
+            self.log_pop[self.log_pop_n : n_items] = np.log1p(counts[self.log_pop_n :])
+            self.log_pop_n = n_items
+        return self.log_pop
+
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
         if n_items > self.item_features.shape[0]:
             self.item_features = grown(
                 self.item_features, capacity_for(n_items, self.item_features.shape[0]), -1
             )
+        if self.flags.shape[0] < n_items:
+            self.flags = np.zeros(capacity_for(n_items, self.flags.shape[0]), dtype=np.uint8)
         recent = np.asarray(self.recent.get(user, ()), dtype=np.int64)
-        shared = np.zeros(n_items, dtype=np.float64)
-        shared_feature_counts(
-            recent, recent.shape[0], self.item_features, n_items, self.mark, shared
-        )
         # lexicographic (shared, log1p(decayed popularity)): log1p of a decayed count is far
         # below the step of one shared feature
-        key = shared * 1e3 + np.log1p(self.popularity.scores(n_items))
-        return top_rows(key, k, excluded, newest_first=True)
+        idx = np.zeros(k, dtype=np.int64)
+        val = np.zeros(k, dtype=np.float64)
+        m = recent_features_top_k(
+            recent, recent.shape[0], self.item_features, n_items, self.mark,
+            self._log_popularity(n_items), np.asarray(excluded, dtype=np.int64), self.flags, k,
+            idx, val,
+        )  # fmt: skip
+        return idx[:m]
 
     def learn(self, user: int, item: int, positive: bool) -> None:
         ring = self.recent.setdefault(user, [])
@@ -245,7 +327,12 @@ class RecentFeatures(Baseline):
         if len(ring) > self.window:
             del ring[0]
         if positive:
+            weight = self.popularity._weight
             self.popularity.add(item)
+            if self.popularity._weight < weight:  # rescaled: every count changed
+                self.log_pop_n = 0
+            elif item < self.log_pop_n:
+                self.log_pop[item : item + 1] = np.log1p(self.popularity.counts[item : item + 1])
 
 
 def default_baselines(half_life: float = 2000.0) -> list[Baseline]:

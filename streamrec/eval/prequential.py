@@ -18,7 +18,7 @@ import numpy as np
 
 from streamrec.eval.baselines import Baseline, default_baselines
 from streamrec.eval.datasets import Log
-from streamrec.model import HybridModel, ModelConfig
+from streamrec.model import HybridModel, ModelConfig, ModelTopK
 
 
 @dataclass
@@ -120,6 +120,7 @@ def replay(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     model = HybridModel(config)
+    ranker = ModelTopK(model)  # model.top_k_rows, bit for bit, without a full scan
     systems = list(default_baselines(half_life) if baselines is None else baselines)
     names = ["model", *(b.name for b in systems)]
     weight_of = {t: model.event_weight(t) for t in set(log.event_types)}
@@ -159,7 +160,7 @@ def replay(
                 excluded = model.seen_items(u)
                 cold[scored] = u not in has_positive
                 new_item[scored] = first_appearance
-                tops = [model.top_k_rows(u, k)[0]]
+                tops = [ranker.top_k(u, k, excluded)[0]]
                 tops += [b.top_k(u, model.n_items, k, excluded) for b in systems]
                 for name, rows in zip(names, tops, strict=True):
                     lst = rows.tolist()

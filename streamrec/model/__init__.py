@@ -4,7 +4,12 @@ Pure numpy/numba: nothing here imports Kafka or SQL code.
 """
 
 from streamrec.model.baseline_kernels import (
+    add_similarity_row,
+    cooccurrence_add,
+    cooccurrence_fit,
     cooccurrence_similarities,
+    recent_features_top_k,
+    rehash_pairs,
     shared_feature_counts,
     top_rows,
 )
@@ -13,6 +18,7 @@ from streamrec.model.config import DEFAULT_EVENT_WEIGHTS, LOSSES, ModelConfig
 from streamrec.model.hybrid import HybridModel, LearnStats
 from streamrec.model.popularity import DecayedPopularity
 from streamrec.model.replica import ChangeSet
+from streamrec.model.topk import ModelTopK, TopK
 
 __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
@@ -22,9 +28,16 @@ __all__ = [
     "HybridModel",
     "LearnStats",
     "ModelConfig",
+    "ModelTopK",
+    "TopK",
+    "add_similarity_row",
+    "cooccurrence_add",
+    "cooccurrence_fit",
     "cooccurrence_similarities",
     "load",
     "read_header",
+    "recent_features_top_k",
+    "rehash_pairs",
     "save",
     "shared_feature_counts",
     "top_rows",

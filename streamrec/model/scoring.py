@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit
 
+from streamrec.model.topk import top_k_excluding
+
 
 @njit(cache=True)
 def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, cont_aff, marks):
@@ -50,25 +52,4 @@ def top_k(scores, n, k, excluded, out_idx, out_score):
     Ties go to the lower index.  ``scores`` is left unchanged.  Returns how many were
     written (fewer than ``k`` when fewer items are eligible).
     """
-    mask = np.zeros(n, dtype=np.bool_)
-    for t in range(excluded.shape[0]):
-        e = excluded[t]
-        if 0 <= e < n:
-            mask[e] = True
-    m = 0
-    for i in range(n):
-        if mask[i]:
-            continue
-        s = scores[i]
-        if m == k and not (s > out_score[m - 1]):
-            continue
-        pos = m if m < k else k - 1
-        while pos > 0 and s > out_score[pos - 1]:
-            out_score[pos] = out_score[pos - 1]
-            out_idx[pos] = out_idx[pos - 1]
-            pos -= 1
-        out_score[pos] = s
-        out_idx[pos] = i
-        if m < k:
-            m += 1
-    return m
+    return top_k_excluding(scores, n, k, excluded, np.zeros(n, dtype=np.uint8), out_idx, out_score)

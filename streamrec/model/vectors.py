@@ -103,27 +103,28 @@ def activity_row(user, users):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
-def trend_affinity(user, users, trend_w):
-    """How much the user follows the trend: trend_w plus its features' learned biases."""
-    if trend_w == 0.0:
+def learned_affinity(user, users, table, base):
+    """``base`` plus the user's learned values in ``table`` (its features', its activity
+    bucket's); 0 when ``base`` is 0 (the signal is off)."""
+    if base == 0.0:
         return 0.0
-    a = trend_w + entity_bias(user, users.bias, users.feature_rows, users.feature_weights)
+    a = base + entity_bias(user, table, users.feature_rows, users.feature_weights)
     r = activity_row(user, users)
     if r >= 0:
-        a += users.bias[r]
+        a += table[r]
     return a
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def trend_affinity(user, users, trend_w):
+    """How much the user follows the trend: trend_w plus its features' learned biases."""
+    return learned_affinity(user, users, users.bias, trend_w)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def continuity_affinity(user, users, cont_w):
     """Weight of the continuity signal for the user: cont_w plus its learned biases."""
-    if cont_w == 0.0:
-        return 0.0
-    a = cont_w + entity_bias(user, users.cont, users.feature_rows, users.feature_weights)
-    r = activity_row(user, users)
-    if r >= 0:
-        a += users.cont[r]
-    return a
+    return learned_affinity(user, users, users.cont, cont_w)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")

@@ -116,6 +116,9 @@ class ChangeLog:
     def __init__(self) -> None:
         self.user_features = DirtyRows()
         self.item_features = DirtyRows()
+        #: Items an update trained, for readers of item vectors (``topk.ModelTopK``):
+        #: not part of change sets, and left alone by :meth:`clear`; its reader takes it.
+        self.trained_items = DirtyRows()
         self.context = DirtyRows()
         self.users = DirtyRows()
         self.items = DirtyRows()

@@ -441,6 +441,7 @@ class HybridModel:
         return ChangeMarks(
             log.user_features.marks(self.users.table.emb.shape[0]),
             log.item_features.marks(self.items.table.emb.shape[0]),
+            log.trained_items.marks(self.trend.shape[0]),
             log.context.marks(self.context.emb.shape[0]),
             log.users.marks(self.recent_n.shape[0]),
             log.items.marks(self.trend.shape[0]),

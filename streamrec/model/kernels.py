@@ -272,9 +272,10 @@ def _learn_continuity(
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ufx, ifx, ctx_k, if_f, if_r, if_n,
-                 uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
+                 ti_f, ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n):  # fmt: skip
     """Mark what :func:`_apply_grads` wrote: every feature row of the user and of the
-    items (``ufx``/``ifx``: feature rows padded with -1), the activity row and the
+    items (``ufx``/``ifx``: feature rows padded with -1), the items themselves (in
+    ``trained_items``, for readers of item vectors), the activity row and the
     context rows of the user's recent items (the rows of their first ``ctx_k``
     features).  The marks come as the
     ``(flags, rows, n_rows)`` arrays of each :class:`DirtyMarks`, unpacked once by
@@ -282,8 +283,10 @@ def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ufx, ifx, ctx_k,
     """
     mark_feature_rows(uf_f, uf_r, uf_n, ufx, user)
     mark_feature_rows(if_f, if_r, if_n, ifx, i)
+    mark(ti_f, ti_r, ti_n, i)
     if j >= 0:
         mark_feature_rows(if_f, if_r, if_n, ifx, j)
+        mark(ti_f, ti_r, ti_n, j)
     if act_row >= 0:
         mark(uf_f, uf_r, uf_n, act_row)
     if ctx_on:
@@ -298,7 +301,7 @@ def _mark_update(user, i, j, act_row, recent, recent_n, ctx_on, ufx, ifx, ctx_k,
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _step(user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp, grad_u, tmp,
-          ctx_on, ctx_k, if_f, if_r, if_n, uf_f, uf_r, uf_n, cx_f, cx_r,
+          ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r,
           cx_n):  # fmt: skip
     """One update: :func:`_apply_grads`, then :func:`_mark_update` of what it wrote.
 
@@ -307,8 +310,8 @@ def _step(user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp
     ok = _apply_grads(user, i, dsi, j, dsj, u, vi, vj, users, items, context, popularity, hp,
                       grad_u, tmp)  # fmt: skip
     _mark_update(user, i, j, activity_row(user, users), context.recent, context.recent_count,
-                 ctx_on, users.feature_rows, items.feature_rows, ctx_k, if_f, if_r, if_n, uf_f, uf_r,
-                 uf_n, cx_f, cx_r, cx_n)  # fmt: skip
+                 ctx_on, users.feature_rows, items.feature_rows, ctx_k, if_f, if_r, if_n, ti_f,
+                 ti_r, ti_n, uf_f, uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
     return ok
 
 
@@ -352,6 +355,7 @@ def learn_batch(
     tmp = np.empty(d, dtype=np.float32)
     u_flags, u_rows, u_n = changes.users
     if_f, if_r, if_n = changes.item_features
+    ti_f, ti_r, ti_n = changes.trained_items
     uf_f, uf_r, uf_n = changes.user_features
     cx_f, cx_r, cx_n = changes.context
     rg_f, rg_r, rg_n = changes.ring
@@ -417,7 +421,7 @@ def learn_batch(
                 # LightFM's rank estimate: log(floor((n - 1) / samples needed))
                 g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled)))
                 ok = _step(user, i, -g, found, g, u, vi, vj, users, items, context, popularity, hp,
-                           grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, uf_f,
+                           grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n, uf_f,
                            uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
@@ -437,14 +441,14 @@ def learn_batch(
                 x = si - sj
                 g = w * sigmoid(-x)
                 ok &= _step(user, i, -g, jj, g, u, vi, vj, users, items, context, popularity, hp,
-                            grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, uf_f,
+                            grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n, uf_f,
                             uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(sigmoid(x), 1e-30))
         else:  # logistic: the positive with label 1, sampled negatives with label 0
             g = w * (sigmoid(si) - 1.0)
             ok &= _step(user, i, g, -1, 0.0, u, vi, vj, users, items, context, popularity, hp,
-                        grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, uf_f, uf_r,
+                        grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n, uf_f, uf_r,
                         uf_n, cx_f, cx_r, cx_n)  # fmt: skip
             stats[STAT_LOSS] += w * -math.log(max(sigmoid(si), 1e-30))
             for _t in range(n_neg):
@@ -457,7 +461,7 @@ def learn_batch(
                     return e
                 gj = w * sigmoid(sj)
                 ok &= _step(user, jj, gj, -1, 0.0, u, vj, vi, users, items, context, popularity,
-                            hp, grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n,
+                            hp, grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n,
                             uf_f, uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += w * -math.log(max(1.0 - sigmoid(sj), 1e-30))

@@ -106,13 +106,15 @@ class ChangeMarks(NamedTuple):
 
     ``user_features``/``item_features``: feature rows (embedding, bias, continuity
     weight, accumulators), every feature row of each user and item an update trained,
-    and the activity rows; ``context``: context rows (one per item feature); ``users``: per-user state (recent
+    and the activity rows; ``trained_items``: the items an update trained, for readers
+    of item vectors (``topk.ModelTopK``), not part of change sets; ``context``: context rows (one per item feature); ``users``: per-user state (recent
     ring, continuity ring, activity); ``items``: per-item decayed counts (positives and
     seen-only events); ``ring``: slots of the popularity ring.
     """
 
     user_features: DirtyMarks
     item_features: DirtyMarks
+    trained_items: DirtyMarks
     context: DirtyMarks
     users: DirtyMarks
     items: DirtyMarks

@@ -297,8 +297,7 @@ class ModelTopK:
     per-item bounds (norms of the item feature rows, trend signals) up to date from the
     model's change log (:mod:`streamrec.model.dirty`), so a query costs one cheap pass
     over the catalogue plus a few exact scores (:func:`bounded_top_k`).  It takes the
-    log's ``trained_items`` marks and re-marks their feature rows, as the next export
-    would have (:meth:`ChangeLog.settle`): exports stay complete.
+    log's ``trained_items`` marks, which change sets do not use.
     """
 
     def __init__(self, model: HybridModel, pool: int = 32, full_scan_below: int = 2048) -> None:
@@ -337,7 +336,6 @@ class ModelTopK:
         trained = changes.trained_items.take(ordered=False)
         stale = model.items.fx.idx[trained].ravel()
         stale = stale[stale >= 0]
-        changes.item_features.mark_many(stale)  # what settle() would have marked
         emb = model.items.table.emb
         if nf > self.normed:
             stale = np.concatenate([stale, np.arange(self.normed, nf, dtype=np.int32)])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from streamrec.stream.codec import decode
 from streamrec.stream.schemas import DeadLetter
 
 
-async def read_dead_letters(bootstrap: str, topic: str, n: int) -> list[DeadLetter]:
-    """The first ``n`` dead letters on ``topic`` (fewer if 20 s pass first)."""
+async def read_dead_letters(
+    bootstrap: str, topic: str, n: int, match: Callable[[DeadLetter], bool] | None = None
+) -> list[DeadLetter]:
+    """The first ``n`` dead letters on ``topic`` (that ``match``; fewer if 20 s pass first)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
@@ -19,7 +22,8 @@ async def read_dead_letters(bootstrap: str, topic: str, n: int) -> list[DeadLett
         deadline = time.monotonic() + 20
         while len(out) < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
-            out += [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
+            letters = [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
+            out += [d for d in letters if match is None or match(d)]
     finally:
         await consumer.stop()
     return out

@@ -183,6 +183,18 @@ async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str)
     assert len(r.ids) == 5 and not r.stale
 
 
+async def test_a_request_over_a_limit_is_answered_with_the_reason(env: Env, bootstrap: str) -> None:
+    too_many = [f"x{n}" for n in range(env.settings.max_attribute_values + 1)]
+    r = await env.client.recommend("user-001", 5, exclude=too_many)
+    assert r.items == [] and r.error is not None
+    assert f"exclude lists {len(too_many)} items" in r.error
+    letters = await read_dead_letters(bootstrap, Topics(env.settings.topic_prefix).dead_letters,
+                                      1, match=lambda d: d.source_topic.endswith("requests")
+                                      and b"x256" in d.original)  # fmt: skip
+    assert len(letters) == 1
+    assert (await env.client.recommend("user-001", 5)).error is None
+
+
 async def test_separate_recommender_follows_the_deltas(
     env: Env, bootstrap: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.filters import Filter, parse_filters
+from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
@@ -224,6 +225,7 @@ class Recommender:
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.limits = InputLimits.from_settings(settings)
         self.bootstrap = bootstrap
         self.topics = Topics(settings.topic_prefix)
         self.core = RecommenderCore(settings, state, index)
@@ -316,9 +318,17 @@ class Recommender:
         m = self.metrics
         for record in records:
             try:
+                self.limits.check_size(record.value)
                 req = decode(record.value, RecRequest)
             except Rejected as exc:
                 dead.append(dead_letter(exc.reason, record, WORKER))
+                continue
+            try:
+                self.limits.check_request(req)
+            except Rejected as exc:  # dead-lettered, and answered when its id is usable
+                dead.append(dead_letter(exc.reason, record, WORKER))
+                if _usable_id(self.limits, req.request_id):
+                    await self._send(self.core.refuse(req, f"invalid request: {exc.reason}"))
                 continue
             if _expired(req):
                 m.inc(WORKER, "expired_requests_total", 1,
@@ -376,6 +386,14 @@ class Recommender:
 
 #: The error of a request refused because the recommender holds too many already.
 OVERLOADED = "overloaded"
+
+
+def _usable_id(limits: InputLimits, request_id: str) -> bool:
+    try:
+        limits.check_id("request", request_id)
+    except Rejected:
+        return False
+    return True
 
 
 def _expired(req: RecRequest) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.topk import top_k_excluding
+from streamrec.model.vectors import entity_bias
 
 
 @njit(cache=True)
@@ -33,12 +34,7 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, con
     inv = 1.0 / trend_state[0]
     prior, rate, n_all = popularity.newness[0], popularity.newness[1], popularity.newness[2]
     for i in range(n_items):
-        s = 0.0
-        for k in range(ifx.shape[1]):
-            f = ifx[i, k]
-            if f < 0:
-                break
-            s += ifw[i, k] * proj[f]
+        s = entity_bias(i, proj, ifx, ifw)  # the item's features' projections, summed
         if affinity != 0.0:
             new = prior * math.exp(-rate * (n_all - 1.0 - i)) if prior != 0.0 else 0.0
             s += affinity * math.log1p(trend[i] * inv + new)

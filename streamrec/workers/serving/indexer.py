@@ -91,8 +91,13 @@ class RecallSampler:
 class IndexWorker:
     """What the builder and the follower share: the live index, its gauges and recall."""
 
-    def __init__(self, settings: Settings, state: ModelState, index: LiveIndex | None,
-                 metrics: Metrics | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        state: ModelState,
+        index: LiveIndex | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.state = state
         self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
@@ -190,16 +195,8 @@ class IndexWorker:
 class Indexer(IndexWorker):
     """Builds, publishes and swaps in the index (the ``indexer`` role)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        state: ModelState,
-        index: LiveIndex | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        super().__init__(settings, state, index, metrics)
-        self._built_version = -1
-        self._building: asyncio.Task[None] | None = None
+    _built_version = -1
+    _building: asyncio.Task[None] | None = None
 
     def due(self) -> bool:
         m = self.state.model
@@ -291,15 +288,7 @@ async def _build_in_child(reps: np.ndarray, path: Path, trees: int) -> float:
 class IndexFollower(IndexWorker):
     """Maps each index the indexer publishes (a recommender without the indexer role)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        state: ModelState,
-        index: LiveIndex | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        super().__init__(settings, state, index, metrics)
-        self._seq = 0
+    _seq = 0
 
     async def check_once(self) -> None:
         """Swap in a newer published index, if any; sample recall; report."""

@@ -18,8 +18,9 @@ Scenarios (each a row of the table: scenario, measured, target, pass):
   sent after each caller's own click (``after`` its write) must either see the click
   (the clicked item is not recommended) or say ``stale: true``.
 
-The scenario rows of ``bench/fault_input.py`` (hostile payloads, database down) are
-added when that module is there.
+The scenario rows of ``bench/fault_input.py`` (hostile payloads, database down) and
+``bench/fault_overload.py`` (3 x the recommender's capacity for 60 s) are
+added when those modules are there.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/faults.py [--broker embedded|kafka]
 [--events 50000] [--runs 5] [--kills 3]``.  The tests run the same scenarios small
@@ -503,24 +504,36 @@ async def replica_run(bootstrap: str, workdir: Path, events: int) -> ReplicaResu
 
 
 # -------------------------------------------------------------------------- main
+#: Scenario rows other modules of bench/ contribute: module, functions.
+_OTHER_ROWS = (
+    ("fault_input", ("hostile_payloads", "database_down")),  # hostile input, database down
+    ("fault_overload", ("overload",)),  # 3 x the recommender's capacity for 60 s
+)
+
+
 async def _optional_rows(args: argparse.Namespace) -> list[Row]:
-    """The rows of ``bench/fault_input.py`` (hostile input, database down), if present."""
-    try:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import fault_input  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name != "fault_input":
-            raise
-        return []
+    """The rows of ``bench/fault_input.py`` and ``bench/fault_overload.py``, if present."""
+    import importlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     rows: list[Row] = []
-    for name in ("hostile_payloads", "database_down"):
-        fn = getattr(fault_input, name, None)
-        if fn is not None:
+    for module_name, functions in _OTHER_ROWS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        for name in functions:
+            fn = getattr(module, name, None)
+            if fn is None:
+                continue
             if inspect.iscoroutinefunction(fn):
                 got = await fn(args)
             else:  # it may run its own event loop: not on this one
                 got = await asyncio.to_thread(fn, args)
-            rows += [_as_row(r) for r in got]
+            one = isinstance(got, dict) or hasattr(got, "scenario")
+            rows += [_as_row(r) for r in ([got] if one else got)]
     return rows
 
 

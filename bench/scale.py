@@ -7,7 +7,8 @@ that category) is onboarded through the SDK into ``streamrec up`` on the embedde
 
 1. **ingest**: ``--events`` clicks published by ``--publishers`` processes; the rate is the
    events over the time from the first publish to the trainer having learned the last
-   one (read from ``/health``), so it is end to end;
+   one (read from ``/health``), so it is end to end (the publishers use the SDK's
+   ``track_many``);
 2. **serving**: for each offered rate in ``--rates``, an open-loop load process sends
    requests for ``--duration`` s (latency from the scheduled send, so queueing counts)
    while a click process keeps ``--click-rate`` clicks/s arriving;
@@ -168,25 +169,27 @@ def _settings(prefix: str) -> Settings:
 
 # ------------------------------------------------------- load-side processes
 async def publish_clicks(args: argparse.Namespace) -> None:
-    """Publish clicks: ``--count`` as fast as possible, or at ``--rate`` for ``--duration`` s."""
+    """Publish clicks with the SDK's ``track_many``: ``--count`` as fast as possible, or
+    ``--rate`` per second for ``--duration`` s (in 10 ms ticks)."""
     cat = Catalogue(args.items, args.users)
     async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
         if args.rate <= 0:
             users, items = cat.clicks(args.count, args.seed)
-            for u, i in zip(users.tolist(), items.tolist(), strict=True):
-                await client.track(f"u{u}", f"i{i}", wait=False)
+            await client.track_many(
+                (f"u{u}", f"i{i}") for u, i in zip(users.tolist(), items.tolist(), strict=True)
+            )
             await client.flush()
             return
         users, items = cat.clicks(int(args.rate * args.duration) + 1, args.seed)
+        pairs = [(f"u{u}", f"i{i}") for u, i in zip(users.tolist(), items.tolist(), strict=True)]
         t0 = time.perf_counter()
-        for n, (u, i) in enumerate(zip(users.tolist(), items.tolist(), strict=True)):
-            ahead = t0 + n / args.rate - time.perf_counter()
-            if ahead > 0:
-                await client.flush()
-                await asyncio.sleep(ahead)
-            if time.perf_counter() - t0 > args.duration:
-                break
-            await client.track(f"u{u}", f"i{i}", wait=False)
+        done = 0
+        while done < len(pairs) and time.perf_counter() - t0 < args.duration:
+            due = min(len(pairs), int((time.perf_counter() - t0 + 0.01) * args.rate))
+            if due > done:
+                await client.track_many(pairs[done:due])
+                done = due
+            await asyncio.sleep(0.01)
         await client.flush()
 
 

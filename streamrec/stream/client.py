@@ -194,7 +194,8 @@ class Client:
         fut.add_done_callback(self._sent)
         return fut
 
-    def _sent(self, fut: asyncio.Future[Any]) -> None:
+    def _sent(self, fut: asyncio.Future[Any], records: int = 1) -> None:
+        """A send (of ``records`` records: a batch's metadata has its first offset) done."""
         self._pending.discard(fut)
         if fut.cancelled() or fut.exception() is not None:
             return
@@ -202,8 +203,9 @@ class Client:
         if md.topic not in (self.topics.interactions, self.topics.entities):
             return  # only what the trainer applies can be waited for
         tp = (md.topic, md.partition)
-        if md.offset > self._marks.get(tp, -1):
-            self._marks[tp] = md.offset
+        last = md.offset + records - 1
+        if last > self._marks.get(tp, -1):
+            self._marks[tp] = last
 
     async def flush(self) -> None:
         """Wait until every message sent so far is acknowledged."""
@@ -223,6 +225,56 @@ class Client:
         return await self._publish(
             self.topics.interactions, Interaction(user=user, item=item, type=type), user, wait
         )
+
+    async def track_many(
+        self, events: Iterable[tuple[str, str] | tuple[str, str, str]], *, wait: bool = False
+    ) -> int:
+        """Publish many interactions, ``(user, item)`` or ``(user, item, type)`` (default
+        ``click``), in producer batches: several times the rate of one :meth:`track` per
+        event.  Keyed by user as :meth:`track` (same partitions, same order per user);
+        :meth:`watermarks` and ``consistent`` requests cover them.  Returns how many;
+        ``wait`` waits for the broker's acknowledgements."""
+        if self._producer is None:
+            raise BrokerError("the client is not started (use `async with Client(...)`)")
+        from aiokafka.partitioner import DefaultPartitioner
+
+        from streamrec.stream.kafka_clients import partitions
+
+        topic = self.topics.interactions
+        parts = sorted(await partitions(self._producer, topic))
+        if not parts:
+            raise BrokerError(f"topic {topic} does not exist on {self.bootstrap}")
+        choose = DefaultPartitioner()
+        batches: dict[int, Any] = {}
+        sent = 0
+
+        async def ship(partition: int) -> None:
+            batch = batches.pop(partition)
+            n = batch.record_count()
+            fut = await self._producer.send_batch(batch, topic, partition=partition)
+            self._pending.add(fut)
+            fut.add_done_callback(lambda f, n=n: self._sent(f, n))
+
+        for event in events:
+            user, item = event[0], event[1]
+            kind = event[2] if len(event) > 2 else "click"
+            key = user.encode()
+            value = encode(Interaction(user=user, item=item, type=kind, ts=self._now()))
+            p = choose(key, parts, parts)
+            batch = batches.get(p)
+            if batch is None:
+                batch = batches[p] = self._producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                await ship(p)
+                batch = batches[p] = self._producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise BrokerError(f"an interaction of {len(value)} bytes fits no batch")
+            sent += 1
+        for p in list(batches):
+            await ship(p)
+        if wait:
+            await self.flush()
+        return sent
 
     async def add_user(self, user: str, features: FeatureArg = None, *, wait: bool = True) -> Any:
         return await self._publish(
@@ -345,6 +397,9 @@ class SyncClient:
 
     def track(self, user: str, item: str, type: str = "click") -> Any:
         return self._call(self.client.track(user, item, type))
+
+    def track_many(self, events: Iterable[tuple[str, str] | tuple[str, str, str]]) -> int:
+        return self._call(self.client.track_many(events, wait=True))
 
     def add_user(self, user: str, features: FeatureArg = None) -> Any:
         return self._call(self.client.add_user(user, features))

@@ -183,6 +183,20 @@ async def test_malformed_messages_land_in_dead_letters(env: Env, bootstrap: str)
     assert len(r.ids) == 5 and not r.stale
 
 
+async def test_track_many_is_learned_and_waited_for_like_track(env: Env) -> None:
+    m = env.stack.state.model
+    before = m.n_events
+    books = [i for i, c in env.world.items.items() if c == "books"][:20]
+    events = [("batcher", item) for item in books] + [("batcher", "music-001", "purchase")]
+    assert await env.client.track_many(events) == 21
+    # the watermarks cover the batches: a consistent request sees every event
+    r = await env.client.recommend("batcher", 5)
+    assert not r.stale and r.strategy == "personalised"
+    assert m.n_events == before + 21
+    assert not set(r.ids) & {*books, "music-001"}
+    assert m.seen_count(m.user_row("batcher")) == 21
+
+
 async def test_a_request_over_a_limit_is_answered_with_the_reason(env: Env, bootstrap: str) -> None:
     too_many = [f"x{n}" for n in range(env.settings.max_attribute_values + 1)]
     r = await env.client.recommend("user-001", 5, exclude=too_many)

@@ -58,9 +58,10 @@ def _settings(values: dict[str, Any], web_port: int | None) -> Settings:
 def up(web_port: int | None, fresh: bool, single_process: bool, **values: Any) -> None:
     """Run everything: the embedded broker (unless --bootstrap) and all workers. Ctrl-C stops.
 
-    By default the trainer and the recommender run as separate processes (``streamrec
-    worker``), supervised and restarted if they die; the recommender serves a replica fed
-    by the deltas topic.  /health and /metrics on --web-port gather theirs.  The feature
+    By default the trainer (with the indexer) and the recommender run as separate
+    processes (streamrec worker), supervised and restarted if they die; the recommender
+    serves a replica fed by the deltas topic.  /health and /metrics on --web-port
+    gather theirs.  The feature
     store (--database-url) is migrated on start-up; the trainer writes onboarding and
     checkpoints to it, the recommender's filters read it.
     """
@@ -163,8 +164,8 @@ def worker(roles: tuple[str, ...], web_port: int | None, fresh: bool, **values: 
     data directory is shared).  The indexer writes the Annoy index beside the
     checkpoints; recommenders without one in their process load it from there
     (memory-mapped).  The trainer and recommenders use the feature store
-    (--database-url), migrated on start-up.  ``streamrec worker trainer indexer``
-    is the first process of ``streamrec up``.
+    (--database-url), migrated on start-up.  `streamrec worker trainer indexer`
+    is the first process of `streamrec up`.
     """
     roles = tuple(dict.fromkeys(roles))
     settings = _settings(values, web_port)

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,9 +110,12 @@ class Deployment:
         raise SystemExit(f"streamrec up not ready in {timeout} s: see {self.data_dir / 'up.log'}")
 
     def health_or_none(self) -> dict[str, Any] | None:
+        url = f"http://127.0.0.1:{self.web_port}/health"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=5) as r:
+            with urllib.request.urlopen(url, timeout=5) as r:
                 return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:  # 503: degraded (lagging, say), still a report
+            return dict(json.loads(exc.read()))
         except (OSError, ValueError):
             return None
 

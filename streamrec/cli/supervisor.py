@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -162,8 +163,12 @@ class Supervisor:
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return str(r.read().decode())
+    """The body at ``url``, also of an error status (a degraded /health answers 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return str(r.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
 
 
 def children(

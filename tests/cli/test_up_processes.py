@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,11 @@ class Up:
         self.proc, self.port, self.settings = proc, port, settings
 
     def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
-            return dict(json.loads(r.read()))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:  # 503: degraded, with its report
+            return dict(json.loads(exc.read()))
 
     def wait(self, check: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

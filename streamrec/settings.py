@@ -47,6 +47,7 @@ max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: o
 index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
 index_build                 STREAMREC_INDEX_BUILD         process (or thread)
 index_fresh_keep_s          STREAMREC_INDEX_FRESH_KEEP_S  30 (new items stay fresh)
+index_fresh_keep_max        STREAMREC_INDEX_FRESH_KEEP_MAX  2000 (at most, once indexed)
 index_recall_interval_s     STREAMREC_INDEX_RECALL_INTERVAL_S  1.0 (recall sampling)
 ==========================  ============================  ================================
 """
@@ -171,6 +172,10 @@ class Settings:
     #: least this long after it was created or re-featured, even once an index holds it:
     #: new items move most while they collect their first events.
     index_fresh_keep_s: float = 30.0
+    #: At most this many of them (the most recently changed) stay fresh once an index
+    #: holds them: every check re-embeds each fresh item, so a bulk catalogue or a heavy
+    #: churn must not make it O(catalogue).  Items no index holds yet always stay.
+    index_fresh_keep_max: int = 2000
     #: How often index workers measure recall@10 of served retrieval (4 sampled users
     #: against exact search, O(catalogue) each; the ``index_recall_at_10`` gauge).
     index_recall_interval_s: float = 1.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,15 +25,19 @@ class FreshBuffer:
 
     ``keep_s``: an item stays fresh at least this long after its last change, even once
     a snapshot holds it: new items move most while they collect their first events, and
-    the snapshot holds them as they were.
+    the snapshot holds them as they were.  At most ``keep_max`` such items (the most
+    recently changed) stay so: the indexers re-embed every fresh item at each check, and
+    a catalogue onboarded in bulk, or a churn of 1,000 new items/s, must not make that
+    O(catalogue).  Items no snapshot holds yet always stay.
 
     Items added with their representation (``reps``) can be searched by brute force
     (:meth:`top`): with thousands of fresh items a request then re-scores exactly only
     the best few of them, not all.
     """
 
-    def __init__(self, keep_s: float = 0.0) -> None:
+    def __init__(self, keep_s: float = 0.0, keep_max: int = 2000) -> None:
         self.keep_s = keep_s
+        self.keep_max = keep_max
         self._lock = threading.Lock()
         self._seq = itertools.count()
         # row -> (change number, wall time, representation or None)
@@ -65,19 +70,29 @@ class FreshBuffer:
     def end_build(self, swapped: bool) -> None:
         with self._lock:
             if swapped and self._mark is not None:
-                mark, recent = self._mark, time.time() - self.keep_s
-                self._rows = {r: v for r, v in self._rows.items()
-                              if v[0] > mark or (self.keep_s > 0 and v[1] >= recent)}  # fmt: skip
+                mark = self._mark
+                self._rows = self._kept(lambda v: v[0] > mark)
                 self._cache = None
             self._mark = None
 
     def retain_since(self, started_at: float) -> None:
         """Keep only the items changed at or after ``started_at`` (a loaded snapshot's)."""
-        if self.keep_s > 0:
-            started_at = min(started_at, time.time() - self.keep_s)
         with self._lock:
-            self._rows = {r: v for r, v in self._rows.items() if v[1] >= started_at}
+            self._rows = self._kept(lambda v: v[1] >= started_at)
             self._cache = None
+
+    def _kept(self, unindexed: Callable[[tuple[int, float, Any]], bool]) -> dict[int, Any]:
+        """The rows that stay fresh after a swap: those the snapshot does not hold
+        (``unindexed``), and the ``keep_max`` most recently changed of those changed in
+        the last ``keep_s`` seconds."""
+        out = {r: v for r, v in self._rows.items() if unindexed(v)}
+        if self.keep_s > 0 and self.keep_max > 0:
+            recent = time.time() - self.keep_s
+            held = [(v[0], r, v) for r, v in self._rows.items()
+                    if r not in out and v[1] >= recent]  # fmt: skip
+            for _, r, v in heapq.nlargest(self.keep_max, held):
+                out[r] = v
+        return out
 
     def _arrays(self) -> _FreshArrays:
         cache = self._cache
@@ -127,15 +142,18 @@ class LiveIndex:
     """What a recommender retrieves from: ``snapshot`` (None before the first build) + fresh.
 
     ``search_k`` (Annoy's per-query budget) applies to snapshots that name none;
-    ``fresh_keep_s`` is the fresh buffer's ``keep_s``.
+    ``fresh_keep_s`` and ``fresh_keep_max`` are the fresh buffer's ``keep_s`` and
+    ``keep_max``.
     """
 
     #: Seconds of clock difference tolerated between a builder process and this one.
     CLOCK_SLACK_S = 1.0
 
-    def __init__(self, search_k: int = -1, fresh_keep_s: float = 0.0) -> None:
+    def __init__(
+        self, search_k: int = -1, fresh_keep_s: float = 0.0, fresh_keep_max: int = 2000
+    ) -> None:
         self.snapshot: AnnSnapshot | None = None
-        self.fresh = FreshBuffer(fresh_keep_s)
+        self.fresh = FreshBuffer(fresh_keep_s, fresh_keep_max)
         self.builds = 0
         self.search_k = search_k
         self.pinned = np.zeros(0, dtype=np.int64)

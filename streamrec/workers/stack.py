@@ -84,7 +84,8 @@ class Stack:
         self.follower: DeltaFollower | None = None
         self.indexer: IndexWorker | None = None
         self.recommender: Recommender | None = None
-        self.index = LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
+        self.index = LiveIndex(settings.index_search_k, settings.index_fresh_keep_s,
+                               settings.index_fresh_keep_max)  # fmt: skip
         self.started_at = time.time()
         self._state: ModelState | None = None
 

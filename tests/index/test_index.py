@@ -107,6 +107,25 @@ def test_a_published_index_is_mapped_by_readers_and_swapped_atomically(tmp_path)
         "index-00000003.ann", "index-00000004.ann", "index-00000005.ann"]  # fmt: skip
 
 
+def test_indexed_items_stay_fresh_for_keep_s_but_at_most_keep_max_of_them() -> None:
+    fresh = FreshBuffer(keep_s=60.0, keep_max=3)
+    fresh.add(range(10))  # a bulk catalogue: every item changed just now
+    fresh.begin_build()
+    fresh.add([42])  # changed during the build: the snapshot does not hold it
+    fresh.end_build(swapped=True)
+    # the unindexed one, and the three most recently changed of the indexed ones
+    assert sorted(fresh.rows().tolist()) == [7, 8, 9, 42]
+    unbounded = FreshBuffer(keep_s=60.0, keep_max=0)
+    unbounded.add(range(10))
+    unbounded.begin_build()
+    unbounded.end_build(swapped=True)
+    assert len(unbounded.rows()) == 0  # keep_max 0: none kept beyond the build
+    loaded = FreshBuffer(keep_s=60.0, keep_max=2)
+    loaded.add(range(5))
+    loaded.retain_since(time.time() + 1.0)  # a snapshot read after every change
+    assert sorted(loaded.rows().tolist()) == [3, 4]
+
+
 def test_a_loaded_index_keeps_items_changed_after_its_build_fresh() -> None:
     live = LiveIndex()
     live.fresh.add([1, 2])

@@ -100,7 +100,8 @@ class IndexWorker:
     ) -> None:
         self.settings = settings
         self.state = state
-        self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s)
+        self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s,
+                                        settings.index_fresh_keep_max)  # fmt: skip
         self.metrics = metrics or Metrics()
         self.files = IndexFiles(index_folder(settings))
         self.recall = RecallSampler(state, self.index, settings)

@@ -372,6 +372,10 @@ class Recommender:
             return
         wait_ms = (time.perf_counter() - t0) * 1000.0
         resp = self.core.answer(req, wait_ms, stale)
+        if _expired(req):  # computing took it past its deadline: the caller gave up
+            m.inc(WORKER, "expired_requests_total", 1,
+                  "requests dropped unanswered: their deadline had passed")  # fmt: skip
+            return
         await self._send(resp)
         m.inc(WORKER, "requests_total", 1, "recommendation requests answered")
         m.inc(WORKER, "request_seconds_total", resp.timing.total_ms / 1000, "time answering")

@@ -38,7 +38,7 @@ from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.kafka_clients import fingerprint, probe
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
-from streamrec.stream.schemas import DeadLetter, Watermark
+from streamrec.stream.schemas import DeadLetter, Delta, Watermark
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.checkpoints import (
@@ -384,10 +384,18 @@ class Trainer:
             await self._send_dead_letters()
 
     async def publish_deltas(self) -> None:
-        """Publish the coalesced deltas of everything learned since the last call (if any)."""
+        """Publish the coalesced deltas of everything learned since the last call (if any).
+
+        The change set is taken and handed to the producer under the lock (consistent
+        with the applied offsets it carries); the broker's acknowledgements are awaited
+        outside it, so learning goes on meanwhile (the deltas topic has one partition:
+        the producer keeps their order).
+        """
         async with self._lock:
-            if self.tracker.dirty:
-                await self._publish_deltas()
+            if not self.tracker.dirty:
+                return
+            sent = await self._send_deltas()
+        await self._confirm_deltas(sent, locked=False)
 
     async def _begin_epoch(self) -> None:
         """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
@@ -404,22 +412,40 @@ class Trainer:
         await self._checkpoint_off_loop()
 
     async def _publish_deltas(self) -> None:
+        """Send the deltas and wait for the broker (the caller holds the lock)."""
+        await self._confirm_deltas(await self._send_deltas(), locked=True)
+
+    async def _send_deltas(self) -> list[tuple[Any, Delta]]:
+        """Take the change set and hand its messages to the producer (under the lock)."""
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
         try:
-            futures = [await self._producer.send(self.topics.deltas, encode_binary(d),
-                                                 key=b"trainer") for d in messages]  # fmt: skip
-            for fut, sent in zip(futures, messages, strict=True):
-                md = await fut
-                self._deltas_offset = md.offset + 1
-                self._last_delta = (sent.epoch, sent.seq)
+            return [(await self._producer.send(self.topics.deltas, encode_binary(d),
+                                               key=b"trainer"), d) for d in messages]  # fmt: skip
         except Exception:
-            # the change set is gone from the model's log: replicas will see a gap in
-            # ``seq`` and wait for a checkpoint that holds it; write one now
-            self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
-            await self._checkpoint_off_loop()
+            await self._delta_failed(locked=True)
             raise
-        self.metrics.inc(WORKER, "deltas_published_total", len(messages), "delta messages")
+
+    async def _confirm_deltas(self, sent: list[tuple[Any, Delta]], locked: bool) -> None:
+        try:
+            for fut, delta in sent:
+                md = await fut  # in send order (one partition), across overlapping calls too
+                self._deltas_offset = md.offset + 1
+                self._last_delta = (delta.epoch, delta.seq)
+        except Exception:
+            await self._delta_failed(locked)
+            raise
+        self.metrics.inc(WORKER, "deltas_published_total", len(sent), "delta messages")
+
+    async def _delta_failed(self, locked: bool) -> None:
+        # the change set is gone from the model's log: replicas will see a gap in ``seq``
+        # and wait for a checkpoint that holds it; write one now
+        self.metrics.inc(WORKER, "delta_send_failures_total", 1, "delta publishes that failed")
+        if locked:
+            await self._checkpoint_off_loop()
+        else:
+            async with self._lock:
+                await self._checkpoint_off_loop()
 
     async def _dead_letter_rejected(self) -> None:
         """Dead-letter the messages whose upserts the feature store rejected."""

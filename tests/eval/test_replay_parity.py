@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec.eval.baselines import CooccurrenceGraph, RecentFeatures
+from streamrec.eval.baselines import CooccurrenceGraph, ItemKNN, RankedCounts, RecentFeatures
 from streamrec.model import (
     HybridModel,
     ModelConfig,
@@ -166,4 +166,77 @@ def test_recent_features_matches_the_dense_key() -> None:
             key = shared * 1e3 + np.log1p(b.popularity.scores(n))
             want = top_rows(key, 7, excluded, newest_first=True).tolist()
             assert b.top_k(user, n, 7, excluded).tolist() == want
+        b.learn(user, item, bool(e % 5))
+
+
+@pytest.mark.parametrize("half_life", [None, 3.0, 50.0])
+@pytest.mark.parametrize("cap", [1, 5, 40, 2048])
+def test_ranked_counts_match_the_full_scan_on_ties(half_life: float | None, cap: int) -> None:
+    """The leader list answers as TopK over the counts, through rescales and exclusions."""
+    rng = np.random.default_rng(int(cap + (half_life or 0)))
+    ranked = RankedCounts(half_life, cap=cap)
+    n = 3
+    for e in range(2500):
+        if e % 7 == 0:
+            n += 1  # the catalogue grows; new rows are known before their first positive
+        if e % 2 == 0:
+            k = int(rng.integers(1, 12))
+            excluded = rng.choice(n + 3, size=int(rng.integers(0, n)), replace=True) - 1
+            want = TopK().top(ranked.counts.scores(n).copy(), k, excluded).tolist()
+            assert ranked.top(n, k, excluded).tolist() == want
+        # few distinct items: many ties among the counts
+        ranked.add(int(min(rng.zipf(1.4), n) - 1) if e % 3 else int(rng.integers(n)))
+
+
+@pytest.mark.parametrize("leaders", [1, 3, 2048])
+def test_item_knn_matches_the_dense_profile(leaders: int) -> None:
+    """Profiles listed sparsely rank as the dense profile through TopK, then popularity."""
+    rng = np.random.default_rng(leaders)
+    knn = ItemKNN(refit_every=25, leaders=leaders)
+    n = 30
+    for e in range(2500):
+        if e % 20 == 0:
+            n += 1
+        user = int(rng.integers(12))
+        if e % 3 == 0:
+            k = int(rng.integers(1, 12))
+            excluded = rng.choice(n, size=int(rng.integers(0, n // 2)), replace=False)
+            rows = np.zeros(0, dtype=np.int64)
+            m = knn.co.m
+            if m and user in knn.history:
+                profile = np.zeros(m, dtype=np.float32)
+                for a in knn._hist(user).tolist():
+                    knn.co.add_row(a, profile)
+                rows = TopK().top(profile, k, excluded, positive=True)
+            if rows.shape[0] < k:
+                pop = knn.popularity.counts.scores(n).copy()
+                rows = np.concatenate(
+                    [rows, TopK().top(pop, k - rows.shape[0], np.concatenate([excluded, rows]))]
+                )
+            assert knn.top_k(user, n, k, excluded).tolist() == rows.tolist()
+        knn.learn(user, int(min(rng.zipf(1.3), n) - 1), bool(e % 4))
+
+
+@pytest.mark.parametrize("leaders", [1, 4, 2048])
+def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
+    """Growing catalogue, features replaced, tiny leader lists: the full pass's answer."""
+    rng = np.random.default_rng(leaders + 100)
+    b = RecentFeatures(window=4, half_life=5.0, leaders=leaders)
+    n = 0
+    for e in range(3000):
+        if e % 10 == 0 or n < 3:
+            n += 1
+            b.add_item(n - 1, [f"c={rng.integers(6)}", f"b={rng.integers(15)}"][: 1 + n % 2])
+        if e % 37 == 0:  # an item's features replaced
+            b.add_item(int(rng.integers(n)), [f"c={rng.integers(6)}"])
+        user, item = int(rng.integers(8)), int(rng.integers(n))
+        if e % 2 == 0:
+            k = int(rng.integers(1, 10))
+            excluded = rng.choice(n, size=int(rng.integers(0, n // 2 + 1)), replace=False)
+            recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
+            shared = np.zeros(n, dtype=np.float64)
+            shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
+            key = shared * 1e3 + np.log1p(b.popularity.scores(n))
+            want = top_rows(key, k, excluded, newest_first=True).tolist()
+            assert b.top_k(user, n, k, excluded).tolist() == want
         b.learn(user, item, bool(e % 5))

@@ -511,6 +511,7 @@ class ModelTopK:
         #: upwards in between: still bounds, less tight).
         self.refresh_every = refresh_every
         self.queries = 0
+        self.full_refreshes = 0
         self.noted_events = 0  # events learned through :meth:`learned`
         self.synced_events = -1  # model.n_events at the last full refresh
         self.pending: list[int] = []  # items whose bound parts changed
@@ -593,6 +594,7 @@ class ModelTopK:
             )
             self.queries += 1
             if full:
+                self.full_refreshes += 1
                 self.synced_events, self.noted_events = model.n_events, 0
                 rows = np.arange(n, dtype=np.int64)
             else:

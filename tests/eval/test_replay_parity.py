@@ -240,3 +240,39 @@ def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
             want = top_rows(key, k, excluded, newest_first=True).tolist()
             assert b.top_k(user, n, k, excluded).tolist() == want
         b.learn(user, item, bool(e % 5))
+
+
+@pytest.mark.parametrize("group_size", [3, 256])
+def test_grouped_model_top_k_follows_notes_and_new_features(group_size: int) -> None:
+    """Told what was learned and which items changed features, the ranker never rescans
+    everything, and still answers as the full scan, ties included."""
+    rng = np.random.default_rng(group_size)
+    model = HybridModel(ModelConfig(dim=8))
+    ranker = ModelTopK(model, full_scan_below=0, group_size=group_size, group_pool=2,
+                       refresh_every=10**9, newest=4)  # fmt: skip
+    cats = [f"cat={c}" for c in range(4)]
+    checked = 0
+    for e in range(1200):
+        if e % 3 == 0 or model.n_items < 5:
+            model.add_item(f"i{model.n_items}", [cats[int(rng.integers(4))], f"b={e % 5}"])
+        if e % 41 == 0 and model.n_items > 10:  # an item's features replaced
+            row = int(rng.integers(model.n_items))
+            model.add_item(f"i{row}", [cats[int(rng.integers(4))]])
+            ranker.features_changed(row)
+        if model.n_users < 30 and e % 7 == 0:
+            model.add_user(f"u{model.n_users}", [f"g={model.n_users % 3}"])
+        u = int(rng.integers(max(model.n_users, 1))) if model.n_users else model.add_user("u0")
+        i = int(min(rng.zipf(1.5), model.n_items) - 1)
+        if e % 4 == 0:
+            for k in (1, 10):
+                want = model.top_k_rows(u, k)
+                got = ranker.top_k(u, k, model.seen_items(u))
+                assert want[0].tolist() == got[0].tolist()
+                assert want[1].tobytes() == got[1].tobytes()
+                checked += 1
+        w = 0.0 if e % 4 == 1 else 1.0
+        items = np.array([i], np.int32)
+        model.learn_rows(np.array([u], np.int32), items, np.array([w], np.float32))
+        ranker.learned(items)
+    assert checked == 600
+    assert ranker.full_refreshes == 1, "only the first query rescanned every item"

@@ -17,6 +17,10 @@ view 12% (seen only), add_to_cart 5%, purchase 3%.
     python bench/replay.py --generate-only     # write the log and print its path
     python bench/replay.py --repo /other/checkout   # time another checkout's streamrec
     python bench/replay.py --limit 30000          # only the first 30,000 events
+
+It prints the replay's own time and rate (from the JSON report), the wall time of the
+command and its CPU time (user + sys of the child: load and numba compilation included),
+which moves less than wall time when other processes share the cores.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -121,10 +126,13 @@ def main() -> None:
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)
     wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the machine is shared: CPU too
+    cpu = usage.ru_utime + usage.ru_stime
     doc = json.loads(report.read_text())
     print(
         f"replay {doc['replay_seconds']:.2f} s, {doc['events_per_second']:,.0f} events/s "
-        f"({doc['events']:,} events, {doc['items']:,} items); wall {wall:.1f} s"
+        f"({doc['events']:,} events, {doc['items']:,} items); wall {wall:.1f} s; "
+        f"CPU of the command {cpu:.1f} s ({doc['events'] / cpu:,.0f} events per CPU second)"
     )
 
 

@@ -252,8 +252,8 @@ class CooccurrenceGraph:
         if self.indices.shape[0] < entries:
             self.indices = np.zeros(entries, dtype=np.int32)
             self.values = np.zeros(entries, dtype=np.float32)
-        cooccurrence_fit(self.cnt, self.head, self.nbr, self.nxt, self.diag, n, self.norm,
-                         self.indptr, self.indices, self.values)  # fmt: skip
+        cooccurrence_fit(self.cnt, self.nbr, entries, self.diag, n, self.norm, self.indptr,
+                         self.indices, self.values)  # fmt: skip
         self.m = n
 
     def add_row(self, a: int, out: np.ndarray) -> None:

@@ -157,31 +157,40 @@ def rehash_pairs(keys, slot_entry, new_keys, new_slot_entry):
 
 
 @njit(cache=True)
-def cooccurrence_fit(cnt, head, nbr, nxt, diag, n, norm, indptr, indices, values):
+def cooccurrence_fit(cnt, nbr, n_entries, diag, n, norm, indptr, indices, values):
     """The similarities of a refit over items ``0 .. n - 1``, as sparse rows.
 
     norm[a] = sqrt(co[a, a]); row ``a`` lists ``b`` and co[a, b] / (norm[a] * norm[b]) for
     every co-occurring b (exactly the non-zero entries of :func:`cooccurrence_similarities`),
     in ``indices[indptr[a]:indptr[a + 1]]`` and ``values`` (sized by the caller to the
     number of entries).  Returns the number written.
+
+    Entries are read in the order they were made (a counting sort by row, not a walk of
+    the chains: sequential memory), so a row lists its neighbours in some order; a
+    profile adds each neighbour once per row, so the sums do not depend on it.  Entry
+    ``e`` (a -> b, ``nbr[e] = b``) and its twin ``e ^ 1`` (b -> a) are made together.
     """
     for a in range(n):
         norm[a] = math.sqrt(diag[a]) if diag[a] > 0 else 0.0
-    t = 0
+    for a in range(n + 1):
+        indptr[a] = 0
+    for e in range(n_entries):
+        a = nbr[e ^ 1]
+        b = nbr[e]
+        if a < n and b < n and norm[a] > 0.0 and norm[b] > 0.0 and cnt[e] > 0:
+            indptr[a + 1] += 1
     for a in range(n):
-        indptr[a] = t
-        if norm[a] == 0.0:
-            continue
-        e = head[a]
-        while e >= 0:
-            b = nbr[e]
-            if b < n and norm[b] > 0.0 and cnt[e] > 0:
-                indices[t] = b
-                values[t] = cnt[e] / (norm[a] * norm[b])
-                t += 1
-            e = nxt[e]
-    indptr[n] = t
-    return t
+        indptr[a + 1] += indptr[a]
+    fill = indptr[:n].copy()
+    for e in range(n_entries):
+        a = nbr[e ^ 1]
+        b = nbr[e]
+        if a < n and b < n and norm[a] > 0.0 and norm[b] > 0.0 and cnt[e] > 0:
+            t = fill[a]
+            indices[t] = b
+            values[t] = cnt[e] / (norm[a] * norm[b])
+            fill[a] = t + 1
+    return indptr[n]
 
 
 @njit(cache=True)

@@ -30,20 +30,18 @@ from streamrec.model import (
     DecayedPopularity,
     TopK,
     add_similarity_row,
+    add_similarity_row_listed,
     cooccurrence_add,
     cooccurrence_fit,
-    recent_features_top_k,
-    rehash_pairs,
-    top_rows,
-)
-from streamrec.model.baseline_kernels import (
-    add_similarity_row_listed,
     leaders_raise,
     leaders_top,
     leaders_track,
     listed_top_k,
     posting_add,
     recent_features_candidates,
+    recent_features_top_k,
+    rehash_pairs,
+    top_rows,
 )
 
 __all__ = [

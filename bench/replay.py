@@ -90,6 +90,24 @@ def generate(path: Path, n_items: int, n_users: int, n_events: int, seed: int) -
             out.writerow([f"u{u}", f"i{item}", kinds[t], t, user_feats, item_feats])
 
 
+def in_process(path: Path, repo: Path, limit: int | None) -> None:
+    """replay() with the defaults of ``streamrec evaluate``, timed in CPU seconds."""
+    sys.path.insert(0, str(repo))
+    from streamrec.eval.datasets import load_log  # (from --repo)
+    from streamrec.eval.prequential import replay
+
+    log = load_log(path)
+    if limit is not None:
+        log = log.head(limit)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = replay(log)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"replay() from {repo}: {len(log):,} events, {result.n_items:,} items; "
+        f"CPU {cpu:.2f} s ({len(log) / cpu:,.0f} events per CPU second), wall {wall:.2f} s"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--items", type=int, default=55_000)
@@ -103,6 +121,9 @@ def main() -> None:
                    help="checkout whose streamrec is timed (put first on PYTHONPATH)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="where evaluate writes its report")
     p.add_argument("--limit", type=int, default=None, help="replay only the first N events")
+    p.add_argument("--in-process", action="store_true",
+                   help="call replay() here (--repo first on sys.path) and time it with "
+                        "time.process_time: CPU seconds of the replay alone")  # fmt: skip
     args = p.parse_args()
     if args.items > 0.9 * args.events:
         p.error("--items must be at most 90% of --events")
@@ -115,6 +136,9 @@ def main() -> None:
         tmp.replace(path)
     print(f"log: {path}")
     if args.generate_only:
+        return
+    if args.in_process:
+        in_process(path, args.repo, args.limit)
         return
     report = args.json or path.with_suffix(".eval.json")
     env = {**os.environ, "PYTHONPATH": str(args.repo)}

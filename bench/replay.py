@@ -17,6 +17,7 @@ view 12% (seen only), add_to_cart 5%, purchase 3%.
     python bench/replay.py --generate-only     # write the log and print its path
     python bench/replay.py --repo /other/checkout   # time another checkout's streamrec
     python bench/replay.py --limit 30000          # only the first 30,000 events
+    python bench/replay.py --in-process           # replay() here, in CPU seconds
 
 It prints the replay's own time and rate (from the JSON report), the wall time of the
 command and its CPU time (user + sys of the child: load and numba compilation included),

@@ -17,6 +17,11 @@ view 12% (seen only), add_to_cart 5%, purchase 3%.
     python bench/replay.py --generate-only     # write the log and print its path
     python bench/replay.py --repo /other/checkout   # time another checkout's streamrec
     python bench/replay.py --limit 30000          # only the first 30,000 events
+    python bench/replay.py --in-process           # replay() here, in CPU seconds
+
+It prints the replay's own time and rate (from the JSON report), the wall time of the
+command and its CPU time (user + sys of the child: load and numba compilation included),
+which moves less than wall time when other processes share the cores.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -85,6 +91,24 @@ def generate(path: Path, n_items: int, n_users: int, n_events: int, seed: int) -
             out.writerow([f"u{u}", f"i{item}", kinds[t], t, user_feats, item_feats])
 
 
+def in_process(path: Path, repo: Path, limit: int | None) -> None:
+    """replay() with the defaults of ``streamrec evaluate``, timed in CPU seconds."""
+    sys.path.insert(0, str(repo))
+    from streamrec.eval.datasets import load_log  # (from --repo)
+    from streamrec.eval.prequential import replay
+
+    log = load_log(path)
+    if limit is not None:
+        log = log.head(limit)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = replay(log)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"replay() from {repo}: {len(log):,} events, {result.n_items:,} items; "
+        f"CPU {cpu:.2f} s ({len(log) / cpu:,.0f} events per CPU second), wall {wall:.2f} s"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--items", type=int, default=55_000)
@@ -98,6 +122,9 @@ def main() -> None:
                    help="checkout whose streamrec is timed (put first on PYTHONPATH)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="where evaluate writes its report")
     p.add_argument("--limit", type=int, default=None, help="replay only the first N events")
+    p.add_argument("--in-process", action="store_true",
+                   help="call replay() here (--repo first on sys.path) and time it with "
+                        "time.process_time: CPU seconds of the replay alone")  # fmt: skip
     args = p.parse_args()
     if args.items > 0.9 * args.events:
         p.error("--items must be at most 90% of --events")
@@ -111,6 +138,9 @@ def main() -> None:
     print(f"log: {path}")
     if args.generate_only:
         return
+    if args.in_process:
+        in_process(path, args.repo, args.limit)
+        return
     report = args.json or path.with_suffix(".eval.json")
     env = {**os.environ, "PYTHONPATH": str(args.repo)}
     cmd = [args.python, "-m", "streamrec", "evaluate", "--dataset", str(path), "--no-progress",
@@ -121,10 +151,13 @@ def main() -> None:
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)
     wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the machine is shared: CPU too
+    cpu = usage.ru_utime + usage.ru_stime
     doc = json.loads(report.read_text())
     print(
         f"replay {doc['replay_seconds']:.2f} s, {doc['events_per_second']:,.0f} events/s "
-        f"({doc['events']:,} events, {doc['items']:,} items); wall {wall:.1f} s"
+        f"({doc['events']:,} events, {doc['items']:,} items); wall {wall:.1f} s; "
+        f"CPU of the command {cpu:.1f} s ({doc['events'] / cpu:,.0f} events per CPU second)"
     )
 
 

@@ -30,8 +30,15 @@ from streamrec.model import (
     DecayedPopularity,
     TopK,
     add_similarity_row,
+    add_similarity_row_listed,
     cooccurrence_add,
     cooccurrence_fit,
+    leaders_raise,
+    leaders_top,
+    leaders_track,
+    listed_top_k,
+    posting_add,
+    recent_features_candidates,
     recent_features_top_k,
     rehash_pairs,
     top_rows,
@@ -82,6 +89,76 @@ class Baseline(ABC):
         """The event ``(user, item)``; ``positive`` False for seen-only events."""
 
 
+class Leaders:
+    """The best ``cap`` rows of a key vector whose entries only grow, kept in order.
+
+    Best first by key, ties to the lower row (the higher with ``newest_first``): the
+    order of :meth:`TopK.top`.  Rows join with :meth:`track` (in row order), a row whose
+    key rose goes through :meth:`raise_`; after any key fell (a rescale), :meth:`reset`.  Every
+    row outside the list ranks below its last row, so :meth:`top` walks the list past
+    the exclusions, O(excluded + k) unless they swallow the list (then ``None``: scan).
+    """
+
+    def __init__(self, cap: int = 2048, newest_first: bool = False) -> None:
+        self.newest_first = newest_first
+        self.rows = np.zeros(cap, dtype=np.int64)
+        self.pos = np.full(64, -1, dtype=np.int64)
+        self.state = np.zeros(2, dtype=np.int64)  # rows listed, rows tracked
+        self.flags = np.zeros(64, dtype=np.uint8)
+
+    def reset(self) -> None:
+        """Forget every row (keys fell): they are offered again by the next :meth:`track`."""
+        self.pos[:] = -1
+        self.state[:] = 0
+
+    def track(self, keys: np.ndarray, n: int) -> None:
+        """Offer the rows up to ``n - 1`` not offered yet (``keys`` covers them)."""
+        if n > self.pos.shape[0]:
+            self.pos = grown(self.pos, capacity_for(n, self.pos.shape[0]), -1)
+            self.flags = np.zeros(self.pos.shape[0], dtype=np.uint8)
+        if n > int(self.state[1]):
+            leaders_track(keys, self.rows, self.pos, self.state, n, self.newest_first)
+
+    def raise_(self, keys: np.ndarray, row: int) -> None:
+        """Row ``row``'s key rose (a row not tracked yet waits for :meth:`track`)."""
+        if row < int(self.state[1]):
+            leaders_raise(keys, self.rows, self.pos, self.state, row, self.newest_first)
+
+    def top(self, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray | None:
+        """The ``k`` best tracked rows below ``n_items`` not in ``excluded``, or None."""
+        if n_items > self.flags.shape[0]:
+            self.flags = np.zeros(capacity_for(n_items, self.flags.shape[0]), dtype=np.uint8)
+        idx = np.zeros(k, dtype=np.int64)
+        m = leaders_top(self.rows, self.state, n_items, np.asarray(excluded, dtype=np.int64),
+                        self.flags, k, idx)  # fmt: skip
+        return None if m < 0 else idx[:m]
+
+
+class RankedCounts:
+    """:class:`DecayedPopularity` with its :class:`Leaders` (ties to the lower row)."""
+
+    def __init__(self, half_life: float | None, cap: int = 2048) -> None:
+        self.counts = DecayedPopularity(half_life)
+        self.leaders = Leaders(cap)
+        self.ranker = TopK()
+
+    def add(self, item: int) -> None:
+        counts = self.counts
+        weight = counts._weight
+        counts.add(item)
+        if counts._weight < weight:  # rescaled: every count changed
+            self.leaders.reset()
+        else:
+            self.leaders.raise_(counts.counts, item)
+
+    def top(self, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
+        """``TopK().top(counts.scores(n_items), k, excluded)``, from the leaders."""
+        scores = self.counts.scores(n_items)
+        self.leaders.track(self.counts.counts, n_items)
+        rows = self.leaders.top(n_items, k, excluded)
+        return self.ranker.top(scores, k, excluded) if rows is None else rows
+
+
 class Popularity(Baseline):
     """All-time positive counts per item."""
 
@@ -89,15 +166,18 @@ class Popularity(Baseline):
     label = "popularity (all-time)"
 
     def __init__(self) -> None:
-        self.counts = DecayedPopularity(None)
-        self.ranker = TopK()
+        self.ranked = RankedCounts(None)
+
+    @property
+    def counts(self) -> DecayedPopularity:
+        return self.ranked.counts
 
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
-        return self.ranker.top(self.counts.scores(n_items), k, excluded)
+        return self.ranked.top(n_items, k, excluded)
 
     def learn(self, user: int, item: int, positive: bool) -> None:
         if positive:
-            self.counts.add(item)
+            self.ranked.add(item)
 
 
 class DecayedPopularityBaseline(Popularity):
@@ -107,8 +187,7 @@ class DecayedPopularityBaseline(Popularity):
     label = "popularity (decayed)"
 
     def __init__(self, half_life: float = 2000.0) -> None:
-        self.counts = DecayedPopularity(half_life)
-        self.ranker = TopK()
+        self.ranked = RankedCounts(half_life)
 
 
 # ---------------------------------------------------------------- item-kNN
@@ -171,8 +250,8 @@ class CooccurrenceGraph:
         if self.indices.shape[0] < entries:
             self.indices = np.zeros(entries, dtype=np.int32)
             self.values = np.zeros(entries, dtype=np.float32)
-        cooccurrence_fit(self.cnt, self.head, self.nbr, self.nxt, self.diag, n, self.norm,
-                         self.indptr, self.indices, self.values)  # fmt: skip
+        cooccurrence_fit(self.cnt, self.nbr, entries, self.diag, n, self.norm, self.indptr,
+                         self.indices, self.values)  # fmt: skip
         self.m = n
 
     def add_row(self, a: int, out: np.ndarray) -> None:
@@ -191,14 +270,15 @@ class ItemKNN(Baseline):
     name = "item_knn"
     label = "item-kNN"
 
-    def __init__(self, refit_every: int = 2000) -> None:
+    def __init__(self, refit_every: int = 2000, leaders: int = 2048) -> None:
         self.refit_every = refit_every
         self.co = CooccurrenceGraph()
         self.history: dict[int, np.ndarray] = {}  # user -> distinct positive items (growing)
         self.history_n: dict[int, int] = {}
         self.pairs: set[tuple[int, int]] = set()
-        self.profiles: dict[int, np.ndarray] = {}  # user -> sum of sim rows, this fit only
-        self.popularity = DecayedPopularity(None)
+        #: user -> (sum of sim rows, its non-zero entries, how many), this fit only
+        self.profiles: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self.popularity = RankedCounts(None, leaders)
         self.n_positive = 0
         self.ranker = TopK()
 
@@ -206,21 +286,48 @@ class ItemKNN(Baseline):
         h = self.history.get(user)
         return h[: self.history_n[user]] if h is not None else np.zeros(0, dtype=np.int64)
 
+    def _profile(self, user: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The user's profile for this fit, with the list of its non-zero entries."""
+        got = self.profiles.get(user)
+        if got is None:
+            profile = np.zeros(self.co.m, dtype=np.float32)
+            listed = np.zeros(64, dtype=np.int64)
+            self.profiles[user] = (profile, listed, 0)
+            for a in self._hist(user).tolist():
+                self._add_row(user, a)
+            got = self.profiles[user]
+        return got
+
+    def _add_row(self, user: int, a: int) -> None:
+        """profile += similarity row ``a``, listing the entries that become non-zero."""
+        co = self.co
+        profile, listed, n = self.profiles[user]
+        if a >= co.m:
+            return
+        need = n + int(co.indptr[a + 1] - co.indptr[a])
+        if need > listed.shape[0]:
+            listed = grown(listed, capacity_for(need, listed.shape[0]))
+        n = add_similarity_row_listed(a, co.m, co.indptr, co.indices, co.values, profile,
+                                      listed, n)  # fmt: skip
+        self.profiles[user] = (profile, listed, n)
+
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
         m = self.co.m
         rows = np.zeros(0, dtype=np.int64)
         if m and user in self.history:
-            profile = self.profiles.get(user)
-            if profile is None:
-                profile = np.zeros(m, dtype=np.float32)
-                for a in self._hist(user).tolist():
-                    self.co.add_row(a, profile)
-                self.profiles[user] = profile
+            profile, listed, n = self._profile(user)
             # the best positive similarities (zeros and items past the fit rank below them)
-            rows = self.ranker.top(profile, k, excluded, positive=True)
+            if self.ranker.flags.shape[0] < m:
+                self.ranker.flags = np.zeros(capacity_for(m, self.ranker.flags.shape[0]),
+                                             dtype=np.uint8)  # fmt: skip
+            idx = np.zeros(k, dtype=np.int64)
+            val = np.zeros(k, dtype=np.float32)
+            got = listed_top_k(profile, listed, n, np.asarray(excluded, dtype=np.int64),
+                               self.ranker.flags, k, True, idx, val)  # fmt: skip
+            rows = idx[:got]
         if rows.shape[0] < k:  # popularity fills up
-            more = self.ranker.top(
-                self.popularity.scores(n_items), k - rows.shape[0],
+            more = self.popularity.top(
+                n_items, k - rows.shape[0],
                 np.concatenate([np.asarray(excluded, dtype=np.int64), rows]),
             )  # fmt: skip
             rows = np.concatenate([rows, more])
@@ -244,11 +351,10 @@ class ItemKNN(Baseline):
             buf[n] = item
             self.history[user] = buf
             self.history_n[user] = n + 1
-            profile = self.profiles.get(user)
-            if profile is not None and item < self.co.m:
-                self.co.add_row(item, profile)
+            if user in self.profiles and item < self.co.m:
+                self._add_row(user, item)
         if self.n_positive % self.refit_every == 0:
-            self.co.fit(self.popularity.n)
+            self.co.fit(self.popularity.counts.n)
             self.profiles.clear()
 
 
@@ -261,7 +367,7 @@ class RecentFeatures(Baseline):
     name = "recent_features"
     label = "recent features"
 
-    def __init__(self, window: int = 20, half_life: float = 2000.0) -> None:
+    def __init__(self, window: int = 20, half_life: float = 2000.0, leaders: int = 2048) -> None:
         self.window = window
         self.features: dict[str, int] = {}
         self.item_features = np.full((64, 1), -1, dtype=np.int32)
@@ -271,6 +377,13 @@ class RecentFeatures(Baseline):
         self.flags = np.zeros(64, dtype=np.uint8)
         self.log_pop = np.zeros(64, dtype=np.float64)
         self.log_pop_n = 0  # items whose log_pop is current
+        self.leaders = Leaders(leaders, newest_first=True)  # of log_pop
+        # posting lists: the items of each feature (``posting_add``)
+        self.post_head = np.full(64, -1, dtype=np.int64)
+        self.post_next = np.zeros(64, dtype=np.int64)
+        self.post_owner = np.zeros(64, dtype=np.int64)
+        self.post_state = np.zeros(1, dtype=np.int64)
+        self.visited = np.zeros(64, dtype=np.int64)
 
     def add_item(self, item: int, features: Iterable[str]) -> None:
         names = list(features.keys()) if isinstance(features, Mapping) else list(features)
@@ -287,6 +400,17 @@ class RecentFeatures(Baseline):
         self.item_features[item, : len(rows)] = rows
         if len(self.features) > self.mark.shape[0]:
             self.mark = np.zeros(capacity_for(len(self.features), self.mark.shape[0]), np.int32)
+        if len(self.features) > self.post_head.shape[0]:
+            self.post_head = grown(
+                self.post_head, capacity_for(len(self.features), self.post_head.shape[0]), -1
+            )
+        entries = int(self.post_state[0]) + len(rows)
+        if entries > self.post_next.shape[0]:
+            cap = capacity_for(entries, self.post_next.shape[0])
+            self.post_next = grown(self.post_next, cap)
+            self.post_owner = grown(self.post_owner, cap)
+        posting_add(self.post_head, self.post_next, self.post_owner, self.post_state, item,
+                    self.item_features)  # fmt: skip
 
     def _log_popularity(self, n_items: int) -> np.ndarray:
         """log1p of the decayed counts of items ``0 .. n_items - 1``, kept up to date.
@@ -314,11 +438,22 @@ class RecentFeatures(Baseline):
         # below the step of one shared feature
         idx = np.zeros(k, dtype=np.int64)
         val = np.zeros(k, dtype=np.float64)
-        m = recent_features_top_k(
-            recent, recent.shape[0], self.item_features, n_items, self.mark,
-            self._log_popularity(n_items), np.asarray(excluded, dtype=np.int64), self.flags, k,
-            idx, val,
+        log_pop = self._log_popularity(n_items)
+        self.leaders.track(log_pop, n_items)
+        if self.visited.shape[0] < n_items:
+            self.visited = np.zeros(capacity_for(n_items, self.visited.shape[0]), np.int64)
+        feats = np.zeros(max(recent.shape[0] * self.item_features.shape[1], 1), dtype=np.int64)
+        excl = np.asarray(excluded, dtype=np.int64)
+        m = recent_features_candidates(
+            recent, recent.shape[0], self.item_features, n_items, self.mark, log_pop, excl,
+            self.flags, k, self.post_head, self.post_next, self.post_owner, feats, self.visited,
+            self.leaders.rows, self.leaders.state, idx, val,
         )  # fmt: skip
+        if m < 0:  # the leaders ran out: the full pass
+            m = recent_features_top_k(
+                recent, recent.shape[0], self.item_features, n_items, self.mark, log_pop, excl,
+                self.flags, k, idx, val,
+            )  # fmt: skip
         return idx[:m]
 
     def learn(self, user: int, item: int, positive: bool) -> None:
@@ -331,8 +466,10 @@ class RecentFeatures(Baseline):
             self.popularity.add(item)
             if self.popularity._weight < weight:  # rescaled: every count changed
                 self.log_pop_n = 0
+                self.leaders.reset()
             elif item < self.log_pop_n:
                 self.log_pop[item : item + 1] = np.log1p(self.popularity.counts[item : item + 1])
+                self.leaders.raise_(self.log_pop, item)
 
 
 def default_baselines(half_life: float = 2000.0) -> list[Baseline]:

@@ -151,6 +151,8 @@ def replay(
         first_appearance = i < 0
         if i < 0 or itf is not None:
             i = model.add_item(item, itf)
+            if not first_appearance:
+                ranker.features_changed(i)
             if itf is not None or first_appearance:
                 for b in systems:
                     b.add_item(i, itf or ())
@@ -176,6 +178,7 @@ def replay(
             b.learn(u, i, bool(w > 0))
         urow[0], irow[0], wrow[0] = u, i, w
         model.learn_rows(urow, irow, wrow)
+        ranker.learned(irow)
         if progress is not None and (e + 1) % progress_every == 0:
             progress(e + 1)
     seconds = time.perf_counter() - start

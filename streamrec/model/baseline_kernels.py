@@ -157,31 +157,40 @@ def rehash_pairs(keys, slot_entry, new_keys, new_slot_entry):
 
 
 @njit(cache=True)
-def cooccurrence_fit(cnt, head, nbr, nxt, diag, n, norm, indptr, indices, values):
+def cooccurrence_fit(cnt, nbr, n_entries, diag, n, norm, indptr, indices, values):
     """The similarities of a refit over items ``0 .. n - 1``, as sparse rows.
 
     norm[a] = sqrt(co[a, a]); row ``a`` lists ``b`` and co[a, b] / (norm[a] * norm[b]) for
     every co-occurring b (exactly the non-zero entries of :func:`cooccurrence_similarities`),
     in ``indices[indptr[a]:indptr[a + 1]]`` and ``values`` (sized by the caller to the
     number of entries).  Returns the number written.
+
+    Entries are read in the order they were made (a counting sort by row, not a walk of
+    the chains: sequential memory), so a row lists its neighbours in some order; a
+    profile adds each neighbour once per row, so the sums do not depend on it.  Entry
+    ``e`` (a -> b, ``nbr[e] = b``) and its twin ``e ^ 1`` (b -> a) are made together.
     """
     for a in range(n):
         norm[a] = math.sqrt(diag[a]) if diag[a] > 0 else 0.0
-    t = 0
+    for a in range(n + 1):
+        indptr[a] = 0
+    for e in range(n_entries):
+        a = nbr[e ^ 1]
+        b = nbr[e]
+        if a < n and b < n and norm[a] > 0.0 and norm[b] > 0.0 and cnt[e] > 0:
+            indptr[a + 1] += 1
     for a in range(n):
-        indptr[a] = t
-        if norm[a] == 0.0:
-            continue
-        e = head[a]
-        while e >= 0:
-            b = nbr[e]
-            if b < n and norm[b] > 0.0 and cnt[e] > 0:
-                indices[t] = b
-                values[t] = cnt[e] / (norm[a] * norm[b])
-                t += 1
-            e = nxt[e]
-    indptr[n] = t
-    return t
+        indptr[a + 1] += indptr[a]
+    fill = indptr[:n].copy()
+    for e in range(n_entries):
+        a = nbr[e ^ 1]
+        b = nbr[e]
+        if a < n and b < n and norm[a] > 0.0 and norm[b] > 0.0 and cnt[e] > 0:
+            t = fill[a]
+            indices[t] = b
+            values[t] = cnt[e] / (norm[a] * norm[b])
+            fill[a] = t + 1
+    return indptr[n]
 
 
 @njit(cache=True)
@@ -213,4 +222,226 @@ def recent_features_top_k(recent, n_recent, fx, n_items, mark, log_pop, excluded
             m = insert_best(key, i, k, m, out_idx, out_score)
     flag_rows(flags, excluded, n_items, 0)
     _mark_features(recent, n_recent, fx, mark, 0)
+    return m
+
+
+# ------------------------------------------------------------- leader lists
+#
+# The popularity baselines' keys only grow between rescales (a count gains one positive),
+# so the best ``cap`` rows can be kept in order as they change: a row whose key rose moves
+# up its list, or takes the last place when it now ranks above the last row.  Every row
+# outside the list ranks below the list's last row; a query walks the list past its
+# exclusions and needs the full scan only when the list runs out first.
+
+
+@njit(cache=True, inline="always")
+def ranks_before(s, i, t, j, newest_first):
+    """Whether (score s, row i) comes before (t, j): higher score, ties to the lower row
+    (to the higher row with ``newest_first``): the order of :func:`top_k_flagged`."""
+    if s > t:
+        return True
+    if s == t:
+        return i > j if newest_first else i < j
+    return False
+
+
+@njit(cache=True)
+def insert_ranked(s, i, k, m, out_idx, out_score, newest_first):
+    """:func:`insert_best` for candidates in any row order: ties by :func:`ranks_before`."""
+    if m == k and not ranks_before(s, i, out_score[m - 1], out_idx[m - 1], newest_first):
+        return m
+    pos = m if m < k else k - 1
+    while pos > 0 and ranks_before(s, i, out_score[pos - 1], out_idx[pos - 1], newest_first):
+        out_score[pos] = out_score[pos - 1]
+        out_idx[pos] = out_idx[pos - 1]
+        pos -= 1
+    out_score[pos] = s
+    out_idx[pos] = i
+    return m + 1 if m < k else m
+
+
+@njit(cache=True)
+def leaders_raise(keys, rows, pos, state, item, newest_first):
+    """Row ``item``'s key rose, or it is offered for the first time: reorder the list.
+
+    ``rows[:state[0]]`` holds the leaders best first, ``pos[r]`` the place of row r (-1
+    outside); the list has ``rows.shape[0]`` places.
+    """
+    m = state[0]
+    p = pos[item]
+    if p < 0:
+        if m < rows.shape[0]:
+            p = m
+            state[0] = m + 1
+        elif ranks_before(keys[item], item, keys[rows[m - 1]], rows[m - 1], newest_first):
+            p = m - 1
+            pos[rows[p]] = -1
+        else:
+            return
+    s = keys[item]
+    while p > 0 and ranks_before(s, item, keys[rows[p - 1]], rows[p - 1], newest_first):
+        r = rows[p - 1]
+        rows[p] = r
+        pos[r] = p
+        p -= 1
+    rows[p] = item
+    pos[item] = p
+
+
+@njit(cache=True)
+def leaders_track(keys, rows, pos, state, n, newest_first):
+    """Offer rows ``state[1] .. n - 1`` (new rows) to the list."""
+    for r in range(state[1], n):
+        pos[r] = -1
+        leaders_raise(keys, rows, pos, state, r, newest_first)
+    if n > state[1]:
+        state[1] = n
+
+
+@njit(cache=True)
+def leaders_top(rows, state, n_items, excluded, flags, k, out_idx):
+    """The first ``k`` leaders not in ``excluded`` (``flags``: zeros, left zero); -1 when
+    the list ran out before ``k`` while some rows below ``n_items`` are outside it."""
+    flag_rows(flags, excluded, n_items, 1)
+    m = 0
+    for p in range(state[0]):
+        if m == k:
+            break
+        r = rows[p]
+        if r < n_items and not flags[r]:
+            out_idx[m] = r
+            m += 1
+    flag_rows(flags, excluded, n_items, 0)
+    if m < k and not (state[0] == state[1] and state[1] >= n_items):
+        return -1
+    return m
+
+
+@njit(cache=True)
+def listed_top_k(scores, listed, n_listed, excluded, flags, k, positive_only, out_idx, out_score):
+    """:func:`top_k_flagged` (ties to the lower row) over the rows ``listed[:n_listed]``
+    only (distinct rows, any order): every other row must score 0 with ``positive_only``."""
+    n = flags.shape[0]
+    flag_rows(flags, excluded, n, 1)
+    m = 0
+    for t in range(n_listed):
+        i = listed[t]
+        if flags[i]:
+            continue
+        s = scores[i]
+        if positive_only and not (s > 0):
+            continue
+        m = insert_ranked(s, i, k, m, out_idx, out_score, False)
+    flag_rows(flags, excluded, n, 0)
+    return m
+
+
+@njit(cache=True)
+def add_similarity_row_listed(a, m, indptr, indices, values, out, listed, n_listed):
+    """:func:`add_similarity_row`, listing in ``listed`` each entry of ``out`` that leaves 0
+    (similarities are > 0, so ``listed`` holds exactly the non-zero entries); the new count.
+    ``listed`` must have room for the row's length more."""
+    if a >= m:
+        return n_listed
+    for t in range(indptr[a], indptr[a + 1]):
+        b = indices[t]
+        if out[b] == 0.0:
+            listed[n_listed] = b
+            n_listed += 1
+        out[b] += values[t]
+    return n_listed
+
+
+@njit(cache=True)
+def posting_add(head, nxt, owner, state, item, fx):
+    """Append ``item`` to the posting list of each of its features ``fx[item]``."""
+    for c in range(fx.shape[1]):
+        f = fx[item, c]
+        if f < 0:
+            break
+        e = state[0]
+        owner[e] = item
+        nxt[e] = head[f]
+        head[f] = e
+        state[0] = e + 1
+
+
+@njit(cache=True)
+def recent_features_candidates(recent, n_recent, fx, n_items, mark, log_pop, excluded, flags, k,
+                               head, nxt, owner, feats, visited, lead_rows, lead_state,
+                               out_idx, out_score):  # fmt: skip
+    """:func:`recent_features_top_k` from the items sharing a feature with the recent items.
+
+    Items sharing none have the key ``log_pop[i]`` (0 * 1e3 + x == x): their best come
+    from the leader list of ``log_pop`` (newest first on ties).  The items found through
+    the posting lists (``head``/``nxt``/``owner``: every item is listed under each of its
+    current features; stale entries are harmless) are keyed exactly as the full pass keys
+    them; the two best-first lists merge by :func:`ranks_before`.  Returns how many were
+    written, or -1 when the leader list ran out (the caller scans).  ``feats``: room for
+    every feature of the recent items; ``visited``: one entry per item.
+    """
+    nf = 0
+    for t in range(n_recent):
+        j = recent[t]
+        for c in range(fx.shape[1]):
+            f = fx[j, c]
+            if f < 0:
+                break
+            if mark[f] == 0:
+                mark[f] = 1
+                feats[nf] = f
+                nf += 1
+    flag_rows(flags, excluded, n_items, 1)
+    cand_idx = np.zeros(k, dtype=np.int64)
+    cand_key = np.zeros(k, dtype=np.float64)
+    nv = 0
+    mc = 0
+    for q in range(nf):
+        e = head[feats[q]]
+        while e >= 0:
+            i = owner[e]
+            e = nxt[e]
+            if i >= n_items or flags[i] != 0:  # excluded, or visited already
+                continue
+            visited[nv] = i
+            nv += 1
+            s = _shared_count(i, fx, mark)
+            if s > 0:
+                flags[i] = 2
+                key = np.float64(s) * 1e3 + log_pop[i]
+                mc = insert_ranked(key, i, k, mc, cand_idx, cand_key, True)
+            else:  # a stale posting: the item shares nothing now
+                flags[i] = 3
+    # the best of the rest: leaders not excluded and sharing nothing
+    rest_idx = np.zeros(k, dtype=np.int64)
+    mr = 0
+    for p in range(lead_state[0]):
+        if mr == k:
+            break
+        r = lead_rows[p]
+        if r < n_items and (flags[r] == 0 or flags[r] == 3):
+            rest_idx[mr] = r
+            mr += 1
+    for t in range(nv):
+        flags[visited[t]] = 0
+    flag_rows(flags, excluded, n_items, 0)
+    for q in range(nf):
+        mark[feats[q]] = 0
+    if mr < k and not (lead_state[0] == lead_state[1] and lead_state[1] >= n_items):
+        return -1
+    # merge, best first
+    a = 0
+    b = 0
+    m = 0
+    while m < k and (a < mc or b < mr):
+        if b >= mr or (a < mc and ranks_before(cand_key[a], cand_idx[a], log_pop[rest_idx[b]],
+                                               rest_idx[b], True)):  # fmt: skip
+            out_idx[m] = cand_idx[a]
+            out_score[m] = cand_key[a]
+            a += 1
+        else:
+            out_idx[m] = rest_idx[b]
+            out_score[m] = log_pop[rest_idx[b]]
+            b += 1
+        m += 1
     return m

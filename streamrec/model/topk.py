@@ -27,6 +27,7 @@ from streamrec.model.tables import capacity_for, grown
 
 if TYPE_CHECKING:
     from streamrec.model.hybrid import HybridModel
+    from streamrec.model.state import KernelTables
 
 
 @njit(cache=True)
@@ -290,6 +291,195 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
     return m
 
 
+@njit(cache=True, inline="always")
+def _ranks_before(s, i, t, j):
+    return s > t or (s == t and i < j)
+
+
+@njit(cache=True)
+def _offer(s, i, k, m, out_idx, out_score):
+    """Offer (s, i) to the best-first arrays (any row order: ties to the lower row)."""
+    if m == k and not _ranks_before(s, i, out_score[m - 1], out_idx[m - 1]):
+        return m
+    pos = m if m < k else k - 1
+    while pos > 0 and _ranks_before(s, i, out_score[pos - 1], out_idx[pos - 1]):
+        out_score[pos] = out_score[pos - 1]
+        out_idx[pos] = out_idx[pos - 1]
+        pos -= 1
+    out_score[pos] = s
+    out_idx[pos] = i
+    return m + 1 if m < k else m
+
+
+@njit(cache=True)
+def refresh_item_bounds(rows, items, popularity, norms, up_norm, up_bias, up_trend):
+    """The user-independent parts of the bounds of items ``rows``, as of now.
+
+    up_norm[i] = |w0| * |V[f0]| and up_bias[i] = |w0| * |Vb[f0]| (column 0: the item's
+    identity); up_trend[i] = log1p(the item's decayed count now), which only falls until
+    the item's next event.  (The new-item pseudo-count is bounded apart:
+    log1p(a + b) <= log1p(a) + log1p(b) for a, b >= 0.)
+    """
+    Vb, ifx, ifw = items.bias, items.feature_rows, items.feature_weights
+    trend = popularity.trend
+    inv = 1.0 / popularity.trend_scale[0]
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        f = ifx[i, 0]
+        if f >= 0:
+            up_norm[i] = abs(ifw[i, 0]) * norms[f]
+            up_bias[i] = abs(ifw[i, 0]) * abs(Vb[f])
+        else:
+            up_norm[i] = 0.0
+            up_bias[i] = 0.0
+        up_trend[i] = math.log1p(trend[i] * inv)
+
+
+@njit(cache=True)
+def refresh_groups(groups, g_head, i_next, up_norm, up_bias, up_trend, g_norm, g_bias, g_trend):
+    """Each group's maxima of its members' bound parts, recomputed."""
+    for t in range(groups.shape[0]):
+        g = groups[t]
+        a = 0.0
+        b = 0.0
+        c = 0.0
+        i = g_head[g]
+        while i >= 0:
+            a = max(a, up_norm[i])
+            b = max(b, up_bias[i])
+            c = max(c, up_trend[i])
+            i = i_next[i]
+        g_norm[g] = a
+        g_bias[g] = b
+        g_trend[g] = c
+
+
+@njit(cache=True)
+def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, proj, stamp, epoch,
+                  g_head, i_next, g_rows, g_weights, g_norm, g_bias, g_trend, up_norm, up_bias,
+                  up_trend, newness, newest, excluded, flags, g_bound, g_done, k, pool, pool_bound,
+                  out_idx, out_score, stats):  # fmt: skip
+    """:func:`bounded_top_k` by groups of items sharing their features past column 0.
+
+    The items of a group share ``sum_c w_c proj[f_c]`` (c >= 1, ``g_rows``/``g_weights``),
+    so a group is bounded from above by that sum plus its members' maxima of the
+    identity bound ``|w0| (|u| |V[f0]| + |Vb[f0]|)`` and of the trend ``log1p``
+    (continuity marks never touch column 0: :func:`vectors.recent_features` skips it),
+    plus ``log1p`` of the new-item pseudo-count of the ``newest``-th newest item: the
+    ``newest`` newest items are scored first, one by one.  The groups with the ``pool`` best bounds are scored first, which gives a threshold;
+    then every group whose bound reaches the current k-th best score, item by item
+    (each item's own bound first).  Items left out score strictly below the k-th best,
+    so the answer is the full scan's, ties to the lower row, bit for bit.
+    """
+    V, Vb = items.emb, items.bias
+    trend = popularity.trend
+    inv = 1.0 / popularity.trend_scale[0]
+    prior = popularity.newness[0]
+    top = int(popularity.newness[2]) - 1
+    n_items = int(popularity.newness[2])
+    unorm = 0.0
+    for c in range(u.shape[0]):
+        x = np.float64(u[c])
+        unorm += x * x
+    unorm = math.sqrt(unorm)
+    up = affinity if affinity > 0.0 else 0.0
+    flag_rows(flags, excluded, n_items, 1)
+    found = 0
+    oldest_new = max(n_items - newest, 0)  # items from here on are scored one by one
+    for i in range(oldest_new, n_items):
+        if not flags[i]:
+            s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
+                       proj, stamp, epoch)  # fmt: skip
+            found = _offer(s, i, k, found, out_idx, out_score)
+            stats[2] += 1
+    new_up = 0.0  # log1p of the pseudo-count of every older item, at most
+    if prior != 0.0 and oldest_new > 0:
+        new_up = math.log1p(newness[top - (oldest_new - 1)])
+    width = g_rows.shape[1]
+    for g in range(n_groups):
+        g_done[g] = 0
+        if g_head[g] < 0:
+            g_bound[g] = -np.inf
+            continue
+        a = unorm * g_norm[g] + g_bias[g]
+        b = a
+        size = a
+        for c in range(width):
+            f = g_rows[g, c]
+            if f < 0:
+                break
+            if stamp[f] != epoch:
+                _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+            x = g_weights[g, c] * proj[f]
+            b += x
+            size += abs(x)
+        if up != 0.0:
+            b += up * (g_trend[g] + new_up)
+            size += up * (g_trend[g] + new_up)
+        g_bound[g] = b + _SLACK * size + 1e-30
+    m = 0
+    for g in range(n_groups):
+        if g_head[g] >= 0:
+            m = insert_best(g_bound[g], g, pool.shape[0], m, pool, pool_bound)
+    for t in range(m):  # the pool first, then every group still above the k-th best
+        g = pool[t]
+        found = _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_aff,
+                             marks, proj, stamp, epoch, g_head, i_next, up_norm, up_bias,
+                             up_trend, unorm, up, new_up, oldest_new, flags, k, found, out_idx,
+                             out_score, stats)  # fmt: skip
+        g_done[g] = 1
+    for g in range(n_groups):
+        if g_done[g] or g_head[g] < 0:
+            continue
+        if found == k and g_bound[g] < out_score[k - 1]:
+            continue
+        found = _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_aff,
+                             marks, proj, stamp, epoch, g_head, i_next, up_norm, up_bias,
+                             up_trend, unorm, up, new_up, oldest_new, flags, k, found, out_idx,
+                             out_score, stats)  # fmt: skip
+    flag_rows(flags, excluded, n_items, 0)
+    return found
+
+
+@njit(cache=True)
+def _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks, proj,
+                 stamp, epoch, g_head, i_next, up_norm, up_bias, up_trend, unorm, up, new_up,
+                 oldest_new, flags, k, found, out_idx, out_score, stats):  # fmt: skip
+    """Offer the group's items that can still make the top k (items from ``oldest_new``
+    on were offered already); the new count."""
+    V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
+    stats[0] += 1
+    i = g_head[g]
+    while i >= 0:
+        if not flags[i] and i < oldest_new:
+            stats[1] += 1
+            if found == k:  # the item's own bound against the k-th best
+                a = unorm * up_norm[i] + up_bias[i]
+                b = a
+                size = a
+                for c in range(1, ifx.shape[1]):
+                    f = ifx[i, c]
+                    if f < 0:
+                        break
+                    if stamp[f] != epoch:
+                        _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+                    x = ifw[i, c] * proj[f]
+                    b += x
+                    size += abs(x)
+                if up != 0.0:
+                    b += up * (up_trend[i] + new_up)
+                    size += up * (up_trend[i] + new_up)
+                if b + _SLACK * size + 1e-30 < out_score[k - 1]:
+                    i = i_next[i]
+                    continue
+            s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
+                       proj, stamp, epoch)  # fmt: skip
+            found = _offer(s, i, k, found, out_idx, out_score)
+            stats[2] += 1
+        i = i_next[i]
+    return found
+
+
 class ModelTopK:
     """The model's top k for a known user, bit for bit :meth:`HybridModel.top_k_rows`.
 
@@ -300,8 +490,31 @@ class ModelTopK:
     log's ``trained_items`` marks, which change sets do not use.
     """
 
-    def __init__(self, model: HybridModel, pool: int = 32, full_scan_below: int = 2048) -> None:
+    def __init__(
+        self,
+        model: HybridModel,
+        pool: int = 32,
+        full_scan_below: int = 2048,
+        group_pool: int = 4,
+        group_size: int = 256,
+        refresh_every: int = 2048,
+        newest: int = 128,
+    ) -> None:
         self.model = model
+        self.groups = ItemGroups(group_size)
+        self.group_pool = group_pool
+        #: The newest items are scored one by one (their new-item pseudo-count is large).
+        self.newest = newest
+        #: Groups scored, items bounded, items scored exactly (summed over queries).
+        self.stats = np.zeros(3, dtype=np.int64)
+        #: Every this many queries, every bound part is recomputed (maxima only go stale
+        #: upwards in between: still bounds, less tight).
+        self.refresh_every = refresh_every
+        self.queries = 0
+        self.full_refreshes = 0
+        self.noted_events = 0  # events learned through :meth:`learned`
+        self.synced_events = -1  # model.n_events at the last full refresh
+        self.pending: list[int] = []  # items whose bound parts changed
         self.pool_size = pool
         #: Below this many items the model's own full scan is as fast: it answers.
         self.full_scan_below = full_scan_below
@@ -330,7 +543,18 @@ class ModelTopK:
             self.stamp = grown(self.stamp, cap)
             self.norms = grown(self.norms, cap)
 
-    def _refresh_norms(self, nf: int) -> None:
+    def learned(self, items: np.ndarray) -> None:
+        """The model learned events of these item rows (a ``learn_rows`` call): their trend
+        rose.  Events the ranker is not told about cost a full refresh of the bounds."""
+        self.pending.extend(np.asarray(items).tolist())
+        self.noted_events += len(items)
+
+    def features_changed(self, item: int) -> None:
+        """Item row ``item`` got new features (``add_item`` of a known item)."""
+        self.groups.refeature(self.model, item)
+        self.pending.append(item)
+
+    def _refresh_norms(self, nf: int) -> np.ndarray:
         model = self.model
         changes = model.changes
         trained = changes.trained_items.take(ordered=False)
@@ -342,6 +566,7 @@ class ModelTopK:
             self.normed = nf
         if len(stale):
             feature_norms(emb, np.ascontiguousarray(stale, dtype=np.int64), self.norms)
+        return trained
 
     def top_k(self, user: int, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows and float32 scores of the user's ``k`` best items not in ``excluded``."""
@@ -350,7 +575,7 @@ class ModelTopK:
         if n < self.full_scan_below:  # (the bounds start from scratch when they take over)
             return model.top_k_rows(user, k, exclude_seen=False, exclude=excluded)
         self._grow(n, nf)
-        self._refresh_norms(nf)
+        trained = self._refresh_norms(nf)
         vec = model.user_vector_row(user, self.u)
         affinity = model.trend_affinity_row(user)
         cont_aff, marks = model.continuity_row(user)
@@ -360,10 +585,166 @@ class ModelTopK:
         self.epoch += 1
         idx = np.zeros(k, dtype=np.int64)
         val = np.zeros(k, dtype=np.float32)
+        excl = np.asarray(excluded, dtype=np.int32)
+        if prior >= 0.0 and rate >= 0.0:  # the trend argument only falls between events
+            groups = self.groups
+            groups.assign(model, n)
+            full = model.n_events != self.synced_events + self.noted_events or (
+                self.queries % self.refresh_every == 0
+            )
+            self.queries += 1
+            if full:
+                self.full_refreshes += 1
+                self.synced_events, self.noted_events = model.n_events, 0
+                rows = np.arange(n, dtype=np.int64)
+            else:
+                rows = np.unique(np.concatenate([
+                    np.asarray(self.pending, dtype=np.int64), trained.astype(np.int64),
+                    groups.take_new(),
+                ]))  # fmt: skip
+            self.pending.clear()
+            groups.take_new()
+            groups.refresh(tables, newness, self.norms, rows, full)
+            m = grouped_top_k(vec, affinity, tables.items, tables.popularity, groups.n,
+                              cont_aff, marks, self.proj, self.stamp, self.epoch, groups.head,
+                              groups.next, groups.rows, groups.weights, groups.max_norm,
+                              groups.max_bias, groups.max_trend, groups.up_norm, groups.up_bias,
+                              groups.up_trend, newness, self.newest, excl, self.flags,
+                              groups.bound, groups.done, k,
+                              np.zeros(max(self.group_pool, 1), dtype=np.int64),
+                              np.zeros(max(self.group_pool, 1)), idx, val, self.stats)  # fmt: skip
+            return idx[:m], val[:m]
         pool = np.zeros(max(self.pool_size, k), dtype=np.int64)
         m = bounded_top_k(vec, affinity, tables.items, tables.popularity, n, cont_aff, marks,
                           self.proj, self.stamp, self.epoch, self.norms, self.trend_bound,
-                          self.trend_seen, newness, np.asarray(excluded, dtype=np.int32),
-                          self.flags, self.bound, k, pool, np.zeros(pool.shape[0]), idx,
-                          val)  # fmt: skip
+                          self.trend_seen, newness, excl, self.flags, self.bound, k, pool,
+                          np.zeros(pool.shape[0]), idx, val)  # fmt: skip
         return idx[:m], val[:m]
+
+
+class ItemGroups:
+    """Items grouped by their features past column 0 (the identity), for
+    :func:`grouped_top_k`: at most ``size`` items a group, members chained by ``next``.
+
+    Per item the user-independent bound parts (``up_*``), per group their maxima
+    (``max_*``), refreshed for the items whose parts changed (:meth:`refresh`).
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.n = 0  # groups
+        self.assigned = 0  # items 0 .. assigned - 1 have a group
+        self.open: dict[bytes, int] = {}  # signature -> the group taking new members
+        self.key: list[bytes] = []  # per item
+        self.group = np.zeros(64, dtype=np.int64)  # per item
+        self.next = np.full(64, -1, dtype=np.int64)
+        self.prev = np.full(64, -1, dtype=np.int64)
+        self.up_norm = np.zeros(64, dtype=np.float64)
+        self.up_bias = np.zeros(64, dtype=np.float64)
+        self.up_trend = np.zeros(64, dtype=np.float64)
+        self.head = np.full(64, -1, dtype=np.int64)  # per group
+        self.count = np.zeros(64, dtype=np.int64)
+        self.rows = np.full((64, 1), -1, dtype=np.int64)
+        self.weights = np.zeros((64, 1), dtype=np.float32)
+        self.max_norm = np.zeros(64, dtype=np.float64)
+        self.max_bias = np.zeros(64, dtype=np.float64)
+        self.max_trend = np.zeros(64, dtype=np.float64)
+        self.bound = np.zeros(64, dtype=np.float64)
+        self.done = np.zeros(64, dtype=np.uint8)
+        self.new: list[int] = []  # items (re)grouped since the last refresh
+
+    def take_new(self) -> np.ndarray:
+        new = np.asarray(self.new, dtype=np.int64)
+        self.new = []
+        return new
+
+    def _signature(self, model: HybridModel, item: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+        idx, w = model.items.fx.idx[item, 1:], model.items.fx.w[item, 1:]
+        keep = idx >= 0
+        rows, weights = idx[keep].astype(np.int64), w[keep].astype(np.float32)
+        return rows.tobytes() + b"|" + weights.tobytes(), rows, weights
+
+    def _new_group(self, rows: np.ndarray, weights: np.ndarray) -> int:
+        g = self.n
+        if g >= self.head.shape[0]:
+            cap = capacity_for(g + 1, self.head.shape[0])
+            self.head = grown(self.head, cap, -1)
+            self.count = grown(self.count, cap)
+            self.rows = grown(self.rows, cap, -1)
+            self.weights = grown(self.weights, cap)
+            for name in ("max_norm", "max_bias", "max_trend", "bound"):
+                setattr(self, name, grown(getattr(self, name), cap))
+            self.done = grown(self.done, cap)
+        if rows.shape[0] > self.rows.shape[1]:
+            wider = np.full((self.rows.shape[0], rows.shape[0]), -1, dtype=np.int64)
+            wider[:, : self.rows.shape[1]] = self.rows
+            wide_w = np.zeros((self.rows.shape[0], rows.shape[0]), dtype=np.float32)
+            wide_w[:, : self.weights.shape[1]] = self.weights
+            self.rows, self.weights = wider, wide_w
+        self.rows[g] = -1
+        self.weights[g] = 0.0
+        self.rows[g, : rows.shape[0]] = rows
+        self.weights[g, : rows.shape[0]] = weights
+        self.n = g + 1
+        return g
+
+    def _join(self, model: HybridModel, item: int) -> None:
+        key, rows, weights = self._signature(model, item)
+        g = self.open.get(key, -1)
+        if g < 0 or self.count[g] >= self.size:
+            g = self._new_group(rows, weights)
+            self.open[key] = g
+        if item < len(self.key):
+            self.key[item] = key
+        else:
+            self.key.append(key)
+        self.group[item] = g
+        self.prev[item] = -1
+        self.next[item] = self.head[g]
+        if self.head[g] >= 0:
+            self.prev[self.head[g]] = item
+        self.head[g] = item
+        self.count[g] += 1
+        self.new.append(item)
+
+    def assign(self, model: HybridModel, n: int) -> None:
+        """Give items ``assigned .. n - 1`` their groups."""
+        if n > self.group.shape[0]:
+            cap = capacity_for(n, self.group.shape[0])
+            self.group = grown(self.group, cap)
+            self.next, self.prev = grown(self.next, cap, -1), grown(self.prev, cap, -1)
+            self.up_norm, self.up_bias = grown(self.up_norm, cap), grown(self.up_bias, cap)
+            self.up_trend = grown(self.up_trend, cap)
+        for item in range(self.assigned, n):
+            self._join(model, item)
+        self.assigned = max(self.assigned, n)
+
+    def refeature(self, model: HybridModel, item: int) -> None:
+        """Move the item to the group of its new features (if they changed)."""
+        if item >= self.assigned or self._signature(model, item)[0] == self.key[item]:
+            return
+        g = int(self.group[item])
+        p, q = int(self.prev[item]), int(self.next[item])
+        if p >= 0:
+            self.next[p] = q
+        else:
+            self.head[g] = q
+        if q >= 0:
+            self.prev[q] = p
+        self.count[g] -= 1
+        self.new.append(item)  # its old group's maxima stay valid (stale upwards)
+        self._join(model, item)
+
+    def refresh(
+        self, tables: KernelTables, newness: np.ndarray, norms: np.ndarray, rows: np.ndarray,
+        full: bool,
+    ) -> None:  # fmt: skip
+        """Recompute the bound parts of ``rows`` and the maxima of their groups (all with
+        ``full``)."""
+        if not len(rows):
+            return
+        refresh_item_bounds(rows, tables.items, tables.popularity, norms,
+                            self.up_norm, self.up_bias, self.up_trend)  # fmt: skip
+        groups = np.arange(self.n, dtype=np.int64) if full else np.unique(self.group[rows])
+        refresh_groups(groups, self.head, self.next, self.up_norm, self.up_bias, self.up_trend,
+                       self.max_norm, self.max_bias, self.max_trend)  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec.eval.baselines import CooccurrenceGraph, RecentFeatures
+from streamrec.eval.baselines import CooccurrenceGraph, ItemKNN, RankedCounts, RecentFeatures
 from streamrec.model import (
     HybridModel,
     ModelConfig,
@@ -167,3 +167,112 @@ def test_recent_features_matches_the_dense_key() -> None:
             want = top_rows(key, 7, excluded, newest_first=True).tolist()
             assert b.top_k(user, n, 7, excluded).tolist() == want
         b.learn(user, item, bool(e % 5))
+
+
+@pytest.mark.parametrize("half_life", [None, 3.0, 50.0])
+@pytest.mark.parametrize("cap", [1, 5, 40, 2048])
+def test_ranked_counts_match_the_full_scan_on_ties(half_life: float | None, cap: int) -> None:
+    """The leader list answers as TopK over the counts, through rescales and exclusions."""
+    rng = np.random.default_rng(int(cap + (half_life or 0)))
+    ranked = RankedCounts(half_life, cap=cap)
+    n = 3
+    for e in range(2500):
+        if e % 7 == 0:
+            n += 1  # the catalogue grows; new rows are known before their first positive
+        if e % 2 == 0:
+            k = int(rng.integers(1, 12))
+            excluded = rng.choice(n + 3, size=int(rng.integers(0, n)), replace=True) - 1
+            want = TopK().top(ranked.counts.scores(n).copy(), k, excluded).tolist()
+            assert ranked.top(n, k, excluded).tolist() == want
+        # few distinct items: many ties among the counts
+        ranked.add(int(min(rng.zipf(1.4), n) - 1) if e % 3 else int(rng.integers(n)))
+
+
+@pytest.mark.parametrize("leaders", [1, 3, 2048])
+def test_item_knn_matches_the_dense_profile(leaders: int) -> None:
+    """Profiles listed sparsely rank as the dense profile through TopK, then popularity."""
+    rng = np.random.default_rng(leaders)
+    knn = ItemKNN(refit_every=25, leaders=leaders)
+    n = 30
+    for e in range(2500):
+        if e % 20 == 0:
+            n += 1
+        user = int(rng.integers(12))
+        if e % 3 == 0:
+            k = int(rng.integers(1, 12))
+            excluded = rng.choice(n, size=int(rng.integers(0, n // 2)), replace=False)
+            rows = np.zeros(0, dtype=np.int64)
+            m = knn.co.m
+            if m and user in knn.history:
+                profile = np.zeros(m, dtype=np.float32)
+                for a in knn._hist(user).tolist():
+                    knn.co.add_row(a, profile)
+                rows = TopK().top(profile, k, excluded, positive=True)
+            if rows.shape[0] < k:
+                pop = knn.popularity.counts.scores(n).copy()
+                rows = np.concatenate(
+                    [rows, TopK().top(pop, k - rows.shape[0], np.concatenate([excluded, rows]))]
+                )
+            assert knn.top_k(user, n, k, excluded).tolist() == rows.tolist()
+        knn.learn(user, int(min(rng.zipf(1.3), n) - 1), bool(e % 4))
+
+
+@pytest.mark.parametrize("leaders", [1, 4, 2048])
+def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
+    """Growing catalogue, features replaced, tiny leader lists: the full pass's answer."""
+    rng = np.random.default_rng(leaders + 100)
+    b = RecentFeatures(window=4, half_life=5.0, leaders=leaders)
+    n = 0
+    for e in range(3000):
+        if e % 10 == 0 or n < 3:
+            n += 1
+            b.add_item(n - 1, [f"c={rng.integers(6)}", f"b={rng.integers(15)}"][: 1 + n % 2])
+        if e % 37 == 0:  # an item's features replaced
+            b.add_item(int(rng.integers(n)), [f"c={rng.integers(6)}"])
+        user, item = int(rng.integers(8)), int(rng.integers(n))
+        if e % 2 == 0:
+            k = int(rng.integers(1, 10))
+            excluded = rng.choice(n, size=int(rng.integers(0, n // 2 + 1)), replace=False)
+            recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
+            shared = np.zeros(n, dtype=np.float64)
+            shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
+            key = shared * 1e3 + np.log1p(b.popularity.scores(n))
+            want = top_rows(key, k, excluded, newest_first=True).tolist()
+            assert b.top_k(user, n, k, excluded).tolist() == want
+        b.learn(user, item, bool(e % 5))
+
+
+@pytest.mark.parametrize("group_size", [3, 256])
+def test_grouped_model_top_k_follows_notes_and_new_features(group_size: int) -> None:
+    """Told what was learned and which items changed features, the ranker never rescans
+    everything, and still answers as the full scan, ties included."""
+    rng = np.random.default_rng(group_size)
+    model = HybridModel(ModelConfig(dim=8))
+    ranker = ModelTopK(model, full_scan_below=0, group_size=group_size, group_pool=2,
+                       refresh_every=10**9, newest=4)  # fmt: skip
+    cats = [f"cat={c}" for c in range(4)]
+    checked = 0
+    for e in range(1200):
+        if e % 3 == 0 or model.n_items < 5:
+            model.add_item(f"i{model.n_items}", [cats[int(rng.integers(4))], f"b={e % 5}"])
+        if e % 41 == 0 and model.n_items > 10:  # an item's features replaced
+            row = int(rng.integers(model.n_items))
+            model.add_item(f"i{row}", [cats[int(rng.integers(4))]])
+            ranker.features_changed(row)
+        if model.n_users < 30 and e % 7 == 0:
+            model.add_user(f"u{model.n_users}", [f"g={model.n_users % 3}"])
+        u = int(rng.integers(max(model.n_users, 1))) if model.n_users else model.add_user("u0")
+        i = int(min(rng.zipf(1.5), model.n_items) - 1)
+        if e % 4 == 0:
+            for k in (1, 10):
+                want = model.top_k_rows(u, k)
+                got = ranker.top_k(u, k, model.seen_items(u))
+                assert want[0].tolist() == got[0].tolist()
+                assert want[1].tobytes() == got[1].tobytes()
+                checked += 1
+        w = 0.0 if e % 4 == 1 else 1.0
+        items = np.array([i], np.int32)
+        model.learn_rows(np.array([u], np.int32), items, np.array([w], np.float32))
+        ranker.learned(items)
+    assert checked == 600
+    assert ranker.full_refreshes == 1, "only the first query rescanned every item"

@@ -400,5 +400,10 @@ def _usable_id(limits: InputLimits, request_id: str) -> bool:
     return True
 
 
+#: An answer needs time to reach its caller (the responses topic, the SDK's consumer):
+#: one sent later than this before the deadline would arrive after the caller gave up.
+DELIVERY_MARGIN_S = 0.1
+
+
 def _expired(req: RecRequest) -> bool:
-    return req.deadline is not None and time.time() >= req.deadline
+    return req.deadline is not None and time.time() >= req.deadline - DELIVERY_MARGIN_S

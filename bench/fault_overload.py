@@ -67,8 +67,18 @@ async def _run(args: Any) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 row = await serving.offer(client, factor * capacity, seconds, users, timeout)
                 sent_rate = row["sent"] / (time.perf_counter() - t0)
-                await asyncio.sleep(1.0)  # the server's next report
-                after = server.read_report()
+                # the server's reports until its counts settle: requests still queued in
+                # the topic when the load stops are read (and dropped as expired) after it
+                counted = ("recommender.expired_requests_total",
+                           "recommender.overloaded_requests_total")  # fmt: skip
+                after = before
+                for _ in range(60):
+                    await asyncio.sleep(1.0)
+                    report = server.read_report()
+                    settled = all(report.get(k) == after.get(k) for k in counted)
+                    after = report
+                    if settled:
+                        break
             sampler.cancel()
             alive = server.proc is not None and server.proc.poll() is None
     finally:

@@ -147,6 +147,23 @@ class NewnessTable:
         return self.table
 
 
+@njit(cache=True, inline="always")
+def _plus_features(b, size, fx, fw, row, start, u, V, Vb, cont_aff, marks, proj, stamp, epoch):
+    """``b`` plus the weighted projections of ``row``'s features from column ``start`` on
+    (each projection computed on first use), and ``size`` plus their absolute values:
+    the sum and the scale of a bound."""
+    for c in range(start, fx.shape[1]):
+        f = fx[row, c]
+        if f < 0:
+            break
+        if stamp[f] != epoch:  # (a call per item costs more than the whole test)
+            _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+        x = fw[row, c] * proj[f]
+        b += x
+        size += abs(x)
+    return b, size
+
+
 @njit(cache=True)
 def _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch):
     """proj[f] of this query (computed on first use), exactly as :func:`score_items` computes it."""
@@ -226,7 +243,6 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
     unorm = math.sqrt(unorm)
     up = affinity if affinity > 0.0 else 0.0  # the trend term is >= 0 times the affinity
     flag_rows(flags, excluded, n_items, 1)
-    width = ifx.shape[1]
     for i in range(n_items):
         if flags[i]:
             bound[i] = -np.inf
@@ -247,17 +263,8 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
         if f >= 0:
             extra = abs(cont_aff * marks[f]) if cont_aff != 0.0 else 0.0
             a = abs(ifw[i, 0]) * (unorm * norms[f] + abs(Vb[f]) + extra)
-            b += a
-            size += a
-            for c in range(1, width):
-                f = ifx[i, c]
-                if f < 0:
-                    break
-                if stamp[f] != epoch:  # (a call per item costs more than the whole test)
-                    _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
-                x = ifw[i, c] * proj[f]
-                b += x
-                size += abs(x)
+            b, size = _plus_features(b + a, size + a, ifx, ifw, i, 1, u, V, Vb, cont_aff, marks,
+                                     proj, stamp, epoch)  # fmt: skip
         if up != 0.0:
             b += up * tb
             size += up * (abs(trend_bound[i]) + abs(tb))
@@ -395,24 +402,14 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     new_up = 0.0  # log1p of the pseudo-count of every older item, at most
     if prior != 0.0 and oldest_new > 0:
         new_up = math.log1p(newness[top - (oldest_new - 1)])
-    width = g_rows.shape[1]
     for g in range(n_groups):
         g_done[g] = 0
         if g_head[g] < 0:
             g_bound[g] = -np.inf
             continue
         a = unorm * g_norm[g] + g_bias[g]
-        b = a
-        size = a
-        for c in range(width):
-            f = g_rows[g, c]
-            if f < 0:
-                break
-            if stamp[f] != epoch:
-                _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
-            x = g_weights[g, c] * proj[f]
-            b += x
-            size += abs(x)
+        b, size = _plus_features(a, a, g_rows, g_weights, g, 0, u, V, Vb, cont_aff, marks, proj,
+                                 stamp, epoch)  # fmt: skip
         if up != 0.0:
             b += up * (g_trend[g] + new_up)
             size += up * (g_trend[g] + new_up)
@@ -455,17 +452,8 @@ def _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_af
             stats[1] += 1
             if found == k:  # the item's own bound against the k-th best
                 a = unorm * up_norm[i] + up_bias[i]
-                b = a
-                size = a
-                for c in range(1, ifx.shape[1]):
-                    f = ifx[i, c]
-                    if f < 0:
-                        break
-                    if stamp[f] != epoch:
-                        _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
-                    x = ifw[i, c] * proj[f]
-                    b += x
-                    size += abs(x)
+                b, size = _plus_features(a, a, ifx, ifw, i, 1, u, V, Vb, cont_aff, marks, proj,
+                                         stamp, epoch)  # fmt: skip
                 if up != 0.0:
                     b += up * (up_trend[i] + new_up)
                     size += up * (up_trend[i] + new_up)

@@ -37,6 +37,27 @@ async def _get(port: int) -> tuple[int, dict[str, Any]]:
         return resp.status, await resp.json()
 
 
+async def _health_after_30_clicks(
+    bootstrap: str, embedded: bool, settings: Settings
+) -> tuple[int, dict[str, Any]]:
+    """A trainer's /health once it has learned 30 clicks."""
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    stack = Stack(settings, bootstrap, roles=("trainer",), embedded=embedded)
+    await stack.start()
+    client = Client(bootstrap, settings=settings)
+    await client.start()
+    try:
+        for k in range(30):
+            await client.track(f"u{k}", f"i{k % 7}", wait=False)
+        await client.flush()
+        assert await stack.state.wait_for(client.watermarks(), 30)
+        assert stack.web is not None
+        return await _get(stack.web.port)
+    finally:
+        await client.stop()
+        await stack.stop()
+
+
 @pytest.mark.integration
 @pytest.mark.asyncio
 @pytest.mark.parametrize("runtime", ["faust", "asyncio"])
@@ -45,24 +66,10 @@ async def test_health_is_503_with_the_reason_when_degraded(
 ) -> None:
     # a checkpoint older than 1 ms is "too old": degraded from the start
     settings = _settings(tmp_path, runtime, health_max_checkpoint_age_s=0.001)
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    stack = Stack(settings, bootstrap, roles=("trainer",), embedded=embedded)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    await client.start()
-    try:
-        for k in range(30):
-            await client.track(f"u{k}", f"i{k % 7}", wait=False)
-        await client.flush()
-        assert await stack.state.wait_for(client.watermarks(), 30)
-        assert stack.web is not None
-        status, body = await _get(stack.web.port)
-        assert status == 503 and body["status"] == "degraded"
-        assert [p.split()[0:2] for p in body["trainer"]["problems"]] == [["last", "checkpoint"]]
-        assert body["trainer"]["lag"] == 0 and body["trainer"]["store_backlog"] == 0
-    finally:
-        await client.stop()
-        await stack.stop()
+    status, body = await _health_after_30_clicks(bootstrap, embedded, settings)
+    assert status == 503 and body["status"] == "degraded"
+    assert [p.split()[0:2] for p in body["trainer"]["problems"]] == [["last", "checkpoint"]]
+    assert body["trainer"]["lag"] == 0 and body["trainer"]["store_backlog"] == 0
 
 
 @pytest.mark.integration
@@ -71,23 +78,9 @@ async def test_health_is_200_and_ok_while_the_trainer_keeps_up(
     bootstrap: str, embedded: bool, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path, "asyncio")
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    stack = Stack(settings, bootstrap, roles=("trainer",), embedded=embedded)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    await client.start()
-    try:
-        for k in range(30):
-            await client.track(f"u{k}", f"i{k % 7}", wait=False)
-        await client.flush()
-        assert await stack.state.wait_for(client.watermarks(), 30)
-        assert stack.web is not None
-        status, body = await _get(stack.web.port)
-        assert (status, body["status"], body["trainer"]["problems"]) == (200, "ok", [])
-        assert body["trainer"]["lag"] == 0
-    finally:
-        await client.stop()
-        await stack.stop()
+    status, body = await _health_after_30_clicks(bootstrap, embedded, settings)
+    assert (status, body["status"], body["trainer"]["problems"]) == (200, "ok", [])
+    assert body["trainer"]["lag"] == 0
 
 
 def test_a_replica_waiting_too_long_for_a_resync_is_degraded(tmp_path: Path) -> None:

@@ -49,6 +49,13 @@ def _mark_each(flags: np.ndarray, rows: np.ndarray, n_rows: np.ndarray, marked: 
             n_rows[0] += 1
 
 
+@njit(cache=True, error_model="numpy")
+def _unmark(flags: np.ndarray, rows: np.ndarray) -> None:
+    """``flags[rows] = 0`` without numpy's index conversion and checks (a tenth of an export)."""
+    for row in rows:
+        flags[row] = 0
+
+
 class DirtyRows:
     """The rows of one table written since the last :meth:`take`."""
 
@@ -93,7 +100,7 @@ class DirtyRows:
         if not n:
             return np.zeros(0, dtype=np.int32)
         rows = np.sort(self.rows[:n]) if ordered else self.rows[:n].copy()
-        self.flags[rows] = 0
+        _unmark(self.flags, rows)
         self.count[0] = 0
         return rows
 
@@ -101,7 +108,7 @@ class DirtyRows:
         """Unmark every row without listing them: O(rows marked)."""
         n = int(self.count[0])
         if n:
-            self.flags[self.rows[:n]] = 0
+            _unmark(self.flags, self.rows[:n])
             self.count[0] = 0
 
 

@@ -272,8 +272,10 @@ class HybridModel:
     def ensure_item_capacity(self, n: int) -> None:
         """Size the per-item state (context embeddings of the item features, trend counts)
         for items 0 .. n-1."""
-        while self.context.n < len(self.items.feature_names):
-            self.changes.context.mark(self.context.append(identity=False))
+        missing = len(self.items.feature_names) - self.context.n
+        if missing > 0:
+            first = self.context.append_many(np.zeros(missing, dtype=bool))
+            self.changes.context.mark_many(np.arange(first, first + missing, dtype=np.int32))
         if n > self.trend.shape[0]:
             self.trend = grown(self.trend, capacity_for(n, self.trend.shape[0]))
 

@@ -50,8 +50,30 @@ class FeatureTable:
     def append(self, identity: bool) -> int:
         """Add one row (zero for identity features, random for shared ones)."""
         row = self.n
-        if row >= self.emb.shape[0]:
-            cap = capacity_for(row + 1, self.emb.shape[0])
+        self._ensure(row + 1)
+        if not identity and self.init_scale > 0:
+            std = self.init_scale / np.sqrt(self.dim)
+            self.emb[row] = self.rng.normal(0.0, std, self.dim).astype(np.float32)
+        self.n = row + 1
+        return row
+
+    def append_many(self, identity: np.ndarray) -> int:
+        """Add one row per flag of ``identity``, as as many :meth:`append` calls would (the
+        same random draws, in row order); returns the first new row."""
+        first, n = self.n, self.n + len(identity)
+        self._ensure(n)
+        shared = first + np.flatnonzero(~identity.astype(bool))
+        if shared.size and self.init_scale > 0:
+            std = self.init_scale / np.sqrt(self.dim)
+            draws = self.rng.normal(0.0, std, (shared.size, self.dim))
+            self.emb[shared] = draws.astype(np.float32)
+        self.n = n
+        return first
+
+    def _ensure(self, n: int) -> None:
+        """Room for rows ``0 .. n - 1``."""
+        if n > self.emb.shape[0]:
+            cap = capacity_for(n, self.emb.shape[0])
             self.emb = grown(self.emb, cap)
             self.bias = grown(self.bias, cap)
             self.emb_acc = grown(self.emb_acc, cap, 1.0)
@@ -59,11 +81,6 @@ class FeatureTable:
             self.cont = grown(self.cont, cap)
             self.cont_acc = grown(self.cont_acc, cap, 1.0)
             self.count = grown(self.count, cap)
-        if not identity and self.init_scale > 0:
-            std = self.init_scale / np.sqrt(self.dim)
-            self.emb[row] = self.rng.normal(0.0, std, self.dim).astype(np.float32)
-        self.n = row + 1
-        return row
 
 
 class EntityFeatures:
@@ -76,22 +93,42 @@ class EntityFeatures:
 
     def set(self, row: int, rows: np.ndarray, weights: np.ndarray) -> None:
         """Give entity ``row`` (new or existing) exactly these features."""
-        if row >= self.idx.shape[0]:
-            cap = capacity_for(row + 1, self.idx.shape[0])
+        self._ensure(row + 1, len(rows))
+        self.idx[row] = -1
+        self.w[row] = 0.0
+        self.idx[row, : len(rows)] = rows
+        self.w[row, : len(rows)] = weights
+        self.n = max(self.n, row + 1)
+
+    def set_many(
+        self, entities: np.ndarray, counts: np.ndarray, rows: np.ndarray, weights: np.ndarray
+    ) -> None:
+        """:meth:`set` for several distinct entities at once: entity ``entities[i]`` gets
+        the next ``counts[i]`` entries of ``rows`` and ``weights``."""
+        if not len(entities):
+            return
+        self._ensure(int(entities.max()) + 1, int(counts.max()))
+        self.idx[entities] = -1
+        self.w[entities] = 0.0
+        owner = np.repeat(entities, counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        col = np.arange(len(owner)) - starts
+        self.idx[owner, col] = rows
+        self.w[owner, col] = weights
+        self.n = max(self.n, int(entities.max()) + 1)
+
+    def _ensure(self, n: int, width: int) -> None:
+        """Room for entities ``0 .. n - 1`` with up to ``width`` features each."""
+        if n > self.idx.shape[0]:
+            cap = capacity_for(n, self.idx.shape[0])
             self.idx = grown(self.idx, cap, -1)
             self.w = grown(self.w, cap, 0.0)
-        width = len(rows)
         if width > self.idx.shape[1]:
             idx = np.full((self.idx.shape[0], width), -1, dtype=np.int32)
             w = np.zeros((self.idx.shape[0], width), dtype=np.float32)
             idx[:, : self.idx.shape[1]] = self.idx
             w[:, : self.w.shape[1]] = self.w
             self.idx, self.w = idx, w
-        self.idx[row] = -1
-        self.w[row] = 0.0
-        self.idx[row, :width] = rows
-        self.w[row, :width] = weights
-        self.n = max(self.n, row + 1)
 
     def features_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         k = int(np.count_nonzero(self.idx[row] >= 0))

@@ -164,12 +164,15 @@ class FeatureRows(Struct, omit_defaults=True):
     cont_acc: bytes = b""
 
 
-class EntityFeatures(Struct, array_like=True):
-    """An entity's feature rows and weights, as the trainer holds them."""
+class FeatureLists(Struct):
+    """Entities' feature rows and weights, as the trainer holds them: entity ``rows[i]``
+    (int32) has the next ``counts[i]`` (int32) entries of ``features`` (int32) and
+    ``weights`` (float32)."""
 
-    row: int
-    features: list[int]
-    weights: list[float]
+    rows: bytes
+    counts: bytes
+    features: bytes
+    weights: bytes
 
 
 class UserHistory(Struct):
@@ -230,8 +233,8 @@ class Delta(Message, tag="delta", tag_field="kind"):
     new_user_features: list[str] = []
     item_feature_base: int = 0
     new_item_features: list[str] = []
-    user_feature_lists: list[EntityFeatures] = []
-    item_feature_lists: list[EntityFeatures] = []
+    user_feature_lists: FeatureLists | None = None
+    item_feature_lists: FeatureLists | None = None
     user_rows: FeatureRows | None = None
     item_rows: FeatureRows | None = None
     context_rows: FeatureRows | None = None

@@ -18,7 +18,7 @@ import numpy as np
 from streamrec.model import HybridModel
 from streamrec.model.replica import (
     ChangeSet,
-    FeatureList,
+    FeatureLists,
     FeatureRows,
     ItemTrend,
     RingSlots,
@@ -26,7 +26,7 @@ from streamrec.model.replica import (
 )
 from streamrec.stream import schemas
 from streamrec.stream.codec import encode_binary
-from streamrec.stream.schemas import Delta, EntityFeatures, ItemMeta, Watermark
+from streamrec.stream.schemas import Delta, ItemMeta, Watermark
 from streamrec.workers.state import ModelState
 
 #: Change-set bytes per delta message by default (sent as MessagePack, see
@@ -123,7 +123,9 @@ def apply_delta(state: ModelState, delta: Delta) -> None:
 # ------------------------------------------------------------------ translation
 def _b(a: np.ndarray, dtype: type) -> Any:
     """The array's bytes without a copy when it is contiguous (msgspec encodes views)."""
-    return np.ascontiguousarray(a, dtype=dtype).data.cast("B")
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=dtype)
+    return a.data.cast("B")
 
 
 def _rows_out(part: FeatureRows) -> schemas.FeatureRows | None:
@@ -149,13 +151,21 @@ def _rows_in(wire: schemas.FeatureRows | None) -> FeatureRows:
                        np.frombuffer(wire.cont_acc, dtype=np.float32))  # fmt: skip
 
 
-def _lists_out(lists: list[FeatureList]) -> list[EntityFeatures]:
-    return [EntityFeatures(fl.row, fl.features.tolist(), fl.weights.tolist()) for fl in lists]
+def _lists_out(lists: FeatureLists) -> schemas.FeatureLists | None:
+    if not len(lists):
+        return None
+    return schemas.FeatureLists(_b(lists.rows, np.int32), _b(lists.counts, np.int32),
+                                _b(lists.features, np.int32),
+                                _b(lists.weights, np.float32))  # fmt: skip
 
 
-def _lists_in(lists: list[EntityFeatures]) -> list[FeatureList]:
-    return [FeatureList(e.row, np.array(e.features, dtype=np.int32),
-                        np.array(e.weights, dtype=np.float32)) for e in lists]  # fmt: skip
+def _lists_in(wire: schemas.FeatureLists | None) -> FeatureLists:
+    if wire is None:
+        return FeatureLists()
+    return FeatureLists(np.frombuffer(wire.rows, dtype=np.int32),
+                        np.frombuffer(wire.counts, dtype=np.int32),
+                        np.frombuffer(wire.features, dtype=np.int32),
+                        np.frombuffer(wire.weights, dtype=np.float32))  # fmt: skip
 
 
 def to_delta(cs: ChangeSet) -> Delta:

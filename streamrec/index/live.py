@@ -196,5 +196,17 @@ class LiveIndex:
         ):  # rows newer than the snapshot that the fresh buffer does not hold
             newer = np.arange(snap.size, n_items, dtype=np.int64)
             parts.append(newer[~np.isin(newer, self.fresh.rows())])
-        rows = np.unique(np.concatenate(parts))
-        return rows[rows < n_items]
+        rows = sorted_unique(np.concatenate(parts))
+        return rows[: np.searchsorted(rows, n_items)]
+
+
+def sorted_unique(rows: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an integer array by sorting (numpy 2's hash-based ``unique`` took
+    ten times longer on a request's ~1,000 candidates)."""
+    out = np.sort(rows)
+    if len(out) < 2:
+        return out
+    keep = np.empty(len(out), dtype=bool)
+    keep[0] = True
+    np.not_equal(out[1:], out[:-1], out=keep[1:])
+    return out[keep]

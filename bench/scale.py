@@ -148,6 +148,20 @@ class Deployment:
                 total += p.memory_info().rss
         return total / 2**20
 
+    def cpu_seconds(self, role: str) -> float:
+        """CPU time (user + system) so far of the worker processes running ``role``."""
+        import psutil
+
+        assert self.proc is not None
+        total = 0.0
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                cmd = p.cmdline()
+                if "worker" in cmd and role in cmd[cmd.index("worker") :]:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+        return total
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -212,7 +226,8 @@ async def request_load(args: argparse.Namespace) -> None:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 return
             if len(r.items) < 10:
-                errors["short"] = errors.get("short", 0) + 1
+                why = f"short: {r.error}" if r.error else "short"
+                errors[why] = errors.get(why, 0) + 1
             lat.append(time.perf_counter() - scheduled)
 
         n = int(args.rate * args.duration)
@@ -300,15 +315,19 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
         clicks = _spawn("_clicks", args, count=0, rate=args.click_rate,
                         duration=args.duration + 5, seed=int(rate))  # fmt: skip
         time.sleep(2)
+        cpu0 = dep.cpu_seconds("recommender")
         load = _spawn("_requests", args, rate=rate, duration=args.duration,
                       timeout=args.timeout, seed=int(rate))  # fmt: skip
         out, _ = load.communicate()
+        cpu = dep.cpu_seconds("recommender") - cpu0
         clicks.wait()
         row = json.loads(out.strip().splitlines()[-1])
+        row["cpu_ms"] = 1000 * cpu / max(row["answered"], 1)
         res.serving.append(row)
         res.add(f"requests offered {rate}/s",
                 f"{row['rate']:,.0f}/s answered, p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
-                f"errors {row['errors'] or 0}", "p99 <= 50 ms at 500/s, no errors")  # fmt: skip
+                f"errors {row['errors'] or 0}; recommender CPU {row['cpu_ms']:.2f} ms/answer, "
+                f"load {os.getloadavg()[0]:.1f}", "p99 <= 50 ms at 500/s, no errors")  # fmt: skip
         res.add("RSS of the deployment, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
 
 

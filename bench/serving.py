@@ -289,6 +289,7 @@ async def recall(args: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="streamrec-recall-") as data:
         settings = Settings.load({"data_dir": data, "index_trees": args.trees,
                                   "index_search_k": args.search_k,
+                                  "index_candidates": args.candidates,
                                   "index_recall_interval_s": 3600.0}, environ={})  # fmt: skip
         model = build_model(args.items, args.users, clicks=5 * args.users)
         state = ModelState(model)
@@ -296,7 +297,8 @@ async def recall(args: Any) -> None:
         t0 = time.perf_counter()
         await indexer.rebuild()
         print(f"build: {args.items} items, {args.trees} trees, "
-              f"{time.perf_counter() - t0:.2f} s (search_k {args.search_k})", flush=True)  # fmt: skip
+              f"{time.perf_counter() - t0:.2f} s (search_k {args.search_k}, candidates "
+              f"{args.candidates})", flush=True)  # fmt: skip
         for pinned in (False, True):  # the index alone, then as served (with pinned rows)
             if pinned:
                 indexer.pin()
@@ -367,6 +369,7 @@ def main() -> None:
     sr = sub.choices["recall"]
     sr.add_argument("--trees", type=int, default=10)
     sr.add_argument("--search-k", type=int, default=-1)
+    sr.add_argument("--candidates", type=int, default=200, help="index_candidates")
     sr.add_argument("--churn", type=float, default=1000.0, help="new items per second")
     sr.add_argument("--churn-seconds", type=float, default=30.0)
     ss = sub.choices["serve"]

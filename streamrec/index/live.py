@@ -116,9 +116,8 @@ class FreshBuffer:
             positions = np.flatnonzero(has_rep)
             plain = rows[~has_rep]
             searched = rows[positions]
-            reps = None
-            if len(positions):
-                reps = np.stack([order[p][1][2] for p in positions.tolist()]).astype(np.float32)
+            known = [v[2] for _, v in order if v[2] is not None]  # in ``positions`` order
+            reps = np.stack(known).astype(np.float32) if known else None
             cache = _FreshArrays(rows, plain, searched, reps, positions)
             self._cache = cache
             return cache

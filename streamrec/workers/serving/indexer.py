@@ -168,8 +168,11 @@ class IndexWorker:
         users per interval, but never all at once (each costs an exact scan of the
         catalogue, a few ms at 100,000 items, which requests queued meanwhile wait for)."""
         now = time.monotonic()
-        if now - self._last_sample >= self.settings.index_recall_interval_s / self.recall.per_round:
-            self._last_sample = now
+        period = self.settings.index_recall_interval_s / self.recall.per_round
+        if now - self._last_sample >= period:
+            # one per period on average, though checks come every 0.2 s (at most one user
+            # per check: never a burst)
+            self._last_sample = max(self._last_sample + period, now - period)
             self.recall.sample(1)
 
     def stats(self) -> dict[str, Any]:

@@ -15,8 +15,9 @@ process, publishes the file, swaps): recall@10 of served retrieval against exact
 at rest, then while ``--churn`` new items/s arrive (each with 2 features) for
 ``--churn-seconds``.
 
-``answer``: in process, no broker: the mean time of one request on the ANN path (run it
-with ``PYTHONPATH=/work/main`` for the path before this change).
+``answer``: in process, no broker: the mean time (wall and CPU) of one request on the ANN
+path, ``--fresh N``: with the newest N items in the fresh buffer (as after onboarding).
+Run it with the other checkout first on ``PYTHONPATH`` to time another version.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/serving.py load [--code /work/main]``,
 ``... bench/serving.py recall`` and ``... bench/serving.py answer``.
@@ -268,15 +269,20 @@ def answer(args: Any) -> None:
     model = build_model(args.items, args.users, clicks=5 * args.users)
     index = LiveIndex()
     index.swap(build_snapshot(model.item_representations(), 20, 42, model.version))
+    if args.fresh:  # the newest items fresh (as after onboarding), with their vectors
+        rows = np.arange(max(args.items - args.fresh, 0), args.items)
+        index.fresh.add(rows.tolist(), model.item_representations(rows))
     core = RecommenderCore(Settings(exact_below=0), ModelState(model), index)
-    reqs = [RecRequest(request_id=str(i), user=f"u{i % args.users}", k=10) for i in range(300)]
+    reqs = [RecRequest(request_id=str(i), user=f"u{i % args.users}", k=10) for i in range(1000)]
     for r in reqs[:5]:
         core.answer(r)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for r in reqs:
         assert core.answer(r).retrieval == "ann"
     ms = (time.perf_counter() - t0) / len(reqs) * 1000
-    print(f"{args.items} items: {ms:.2f} ms per request (mean of {len(reqs)}, ANN path)")
+    cpu = (time.process_time() - c0) / len(reqs) * 1000
+    print(f"{args.items} items, {args.fresh} fresh: {ms:.2f} ms per request, {cpu:.2f} ms CPU "
+          f"(mean of {len(reqs)}, ANN path)")  # fmt: skip
 
 
 # ------------------------------------------------------------------------ recall
@@ -289,6 +295,7 @@ async def recall(args: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="streamrec-recall-") as data:
         settings = Settings.load({"data_dir": data, "index_trees": args.trees,
                                   "index_search_k": args.search_k,
+                                  "index_candidates": args.candidates,
                                   "index_recall_interval_s": 3600.0}, environ={})  # fmt: skip
         model = build_model(args.items, args.users, clicks=5 * args.users)
         state = ModelState(model)
@@ -296,7 +303,8 @@ async def recall(args: Any) -> None:
         t0 = time.perf_counter()
         await indexer.rebuild()
         print(f"build: {args.items} items, {args.trees} trees, "
-              f"{time.perf_counter() - t0:.2f} s (search_k {args.search_k})", flush=True)  # fmt: skip
+              f"{time.perf_counter() - t0:.2f} s (search_k {args.search_k}, candidates "
+              f"{args.candidates})", flush=True)  # fmt: skip
         for pinned in (False, True):  # the index alone, then as served (with pinned rows)
             if pinned:
                 indexer.pin()
@@ -364,9 +372,11 @@ def main() -> None:
     sl.add_argument("--seconds", type=float, default=10.0)
     sl.add_argument("--timeout", type=float, default=5.0)
     sl.add_argument("--code", default=None, help="another checkout to measure side by side")
+    sub.choices["answer"].add_argument("--fresh", type=int, default=0, help="fresh items")
     sr = sub.choices["recall"]
     sr.add_argument("--trees", type=int, default=10)
     sr.add_argument("--search-k", type=int, default=-1)
+    sr.add_argument("--candidates", type=int, default=200, help="index_candidates")
     sr.add_argument("--churn", type=float, default=1000.0, help="new items per second")
     sr.add_argument("--churn-seconds", type=float, default=30.0)
     ss = sub.choices["serve"]

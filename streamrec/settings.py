@@ -177,7 +177,8 @@ class Settings:
     #: churn must not make it O(catalogue).  Items no index holds yet always stay.
     index_fresh_keep_max: int = 2000
     #: How often index workers measure recall@10 of served retrieval (4 sampled users
-    #: against exact search, O(catalogue) each; the ``index_recall_at_10`` gauge).
+    #: against exact search, O(catalogue) each, one every quarter of the interval; the
+    #: ``index_recall_at_10`` gauge).
     index_recall_interval_s: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)
 

@@ -24,7 +24,7 @@ from streamrec.errors import (
     UnknownEntityError,
     UnknownEventTypeError,
 )
-from streamrec.model import kernels, replica, scoring, vectors
+from streamrec.model import kernels, replica, representations, scoring, vectors
 from streamrec.model.config import MAX_FEATURE_WEIGHT, ModelConfig
 from streamrec.model.dirty import ChangeLog
 from streamrec.model.features import IDENTITY_PREFIX, FeatureInput, check_id, parse_features
@@ -630,9 +630,12 @@ class HybridModel:
         prior, rate, _ = self._newness()
         new = prior * np.exp(-rate * (self.n_items - 1.0 - sel)) if prior else 0.0
         trend = np.log1p(self.trend[sel] / self.trend_state[0] + new)
-        return np.hstack(
-            [self.items.vectors(sel), self.items.biases(sel)[:, None], trend[:, None]]
-        ).astype(np.float32)
+        out = np.empty((len(sel), self.dim + 2), dtype=np.float32)
+        it = self.items  # vectors and biases as EntitySide.vectors and .biases, in one pass
+        representations.vectors_and_biases(sel, it.fx.idx, it.fx.w, it.table.emb, it.table.bias,
+                                           out)  # fmt: skip
+        out[:, self.dim + 1] = trend
+        return out
 
     def user_query(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
         """(d + 2,): the user's side of the inner product with :meth:`item_representations`."""

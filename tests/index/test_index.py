@@ -154,3 +154,24 @@ def test_a_large_fresh_buffer_yields_its_best_rows_and_every_row_without_a_vecto
     cand = live.candidates(q, 3, 112)  # rows 110, 111: newer than the index, not fresh
     assert cand is not None
     assert {107, 108, 109, 110, 111} <= set(cand.tolist()) and 10 not in set(cand.tolist())
+
+
+def test_refreshed_representations_rank_the_fresh_rows_at_once() -> None:
+    fresh = FreshBuffer()
+    reps = np.zeros((50, 3), dtype=np.float32)
+    reps[:, 0] = np.arange(50)  # row 100 + i scores i for q = (1, 0, 0)
+    fresh.add(range(100, 150), reps)
+    q = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    assert sorted(fresh.top(q, 2).tolist()) == [148, 149]
+    rows = fresh.rows()
+    fresh.refresh(rows, -reps)  # every fresh row re-embedded (what the indexers do)
+    assert sorted(fresh.top(q, 2).tolist()) == [100, 101]
+    fresh.refresh(np.array([120, 999]), np.array([[99.0, 0, 0], [5.0, 0, 0]]))  # 999: not fresh
+    assert sorted(fresh.top(q, 2).tolist()) == [100, 120]
+    assert fresh.rows().tolist() == list(range(100, 150))  # change order unmoved
+    fresh.add([7])  # no representation: a candidate whatever the query
+    assert 7 in fresh.top(q, 2).tolist() and len(fresh.top(q, 2)) == 3
+    new = np.zeros((51, 3), dtype=np.float32)
+    new[0, 0], new[50, 0] = 500.0, 1000.0  # rows 100 and 7 (changed last)
+    fresh.refresh(fresh.rows(), new)  # now 7 has one: searched like the others
+    assert sorted(fresh.top(q, 2).tolist()) == [7, 100]

@@ -69,12 +69,14 @@ class RecallSampler:
         self.per_round = per_round
         self._rng = np.random.default_rng(0)
 
-    def sample(self) -> None:
-        """Measure ``per_round`` random users (O(catalogue) each: off the request path)."""
+    def sample(self, users: int | None = None) -> None:
+        """Measure ``users`` (default ``per_round``) random users (O(catalogue) each, on
+        the serving process's event loop: callers spread them out, see
+        :meth:`IndexWorker._sample_recall`)."""
         m = self.state.model
         if m.n_users == 0 or m.n_items < 10 or self.index.snapshot is None:
             return
-        for row in self._rng.integers(0, m.n_users, size=self.per_round):
+        for row in self._rng.integers(0, m.n_users, size=users or self.per_round):
             q = m.user_query_row(int(row))
             cand = self.index.candidates(q, self.settings.index_candidates, m.n_items)
             if cand is None:
@@ -158,14 +160,20 @@ class IndexWorker:
         """A new index: pin its rows and measure its recall at once (then periodically)."""
         self.pin()
         self._last_sample = time.monotonic()
-        self.recall.sample()
+        self.recall.sample(1)
         self._report()
 
     def _sample_recall(self) -> None:
+        """One user every ``index_recall_interval_s / per_round`` seconds: ``per_round``
+        users per interval, but never all at once (each costs an exact scan of the
+        catalogue, a few ms at 100,000 items, which requests queued meanwhile wait for)."""
         now = time.monotonic()
-        if now - self._last_sample >= self.settings.index_recall_interval_s:
-            self._last_sample = now
-            self.recall.sample()
+        period = self.settings.index_recall_interval_s / self.recall.per_round
+        if now - self._last_sample >= period:
+            # one per period on average, though checks come every 0.2 s (at most one user
+            # per check: never a burst)
+            self._last_sample = max(self._last_sample + period, now - period)
+            self.recall.sample(1)
 
     def stats(self) -> dict[str, Any]:
         snap = self.index.snapshot

@@ -188,7 +188,7 @@ class _CandidateScores:
         self, model: HybridModel, query: np.ndarray, cand: np.ndarray, excl: np.ndarray
     ) -> None:
         self.model = model
-        self.rows = cand[~np.isin(cand, excl)] if len(excl) else cand
+        self.rows = without(cand, excl)
         self.scores = np.einsum("ij,j->i", model.item_representations(self.rows), query)
         self.size = len(self.rows)
 
@@ -204,6 +204,19 @@ class _CandidateScores:
 
 
 _NONE = np.zeros(0, dtype=np.int32)
+
+
+def without(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """``rows`` (sorted, unique) less ``excluded``: ``rows[~np.isin(rows, excluded)]`` by
+    binary search, O(excluded log rows) instead of sorting both."""
+    if not len(excluded) or not len(rows):
+        return rows
+    pos = np.searchsorted(rows, excluded)
+    inside = pos < len(rows)
+    pos = pos[inside]
+    keep = np.ones(len(rows), dtype=bool)
+    keep[pos[rows[pos] == excluded[inside]]] = False
+    return rows[keep]
 
 
 class Recommender:

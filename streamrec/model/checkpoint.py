@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,43 @@ def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def save(
-    model: HybridModel, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model`` to ``path`` atomically; ``extra`` (JSON) rides along (e.g. offsets)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = dict(model.arrays())
+@dataclass(frozen=True)
+class Snapshot:
+    """A model's whole state copied at one moment, to be written later (the model may
+    move on meanwhile): :func:`snapshot` under the trainer's lock, :meth:`write` off it."""
+
+    arrays: dict[str, np.ndarray]
+    n_users: int
+    n_items: int
+    n_events: int
+    version: int
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the snapshot to ``path`` atomically (temporary file, fsync, rename)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **self.arrays)  # type: ignore[arg-type]
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return target
+
+
+def snapshot(model: HybridModel, extra: dict[str, Any] | None = None) -> Snapshot:
+    """Copies of every array, vocabulary and counter of ``model`` (O(model) memory and
+    a memory copy; the file is written by :meth:`Snapshot.write`)."""
+    arrays: dict[str, np.ndarray] = {name: a.copy() for name, a in model.arrays().items()}
     arrays["user_ids"] = model.users.ids.to_array()
     arrays["item_ids"] = model.items.ids.to_array()
     arrays["user_features"] = model.users.feature_names.to_array()
@@ -56,22 +87,14 @@ def save(
     arrays["seen_indptr"], arrays["seen_indices"] = model.seen.to_csr()
     header = json.dumps(_header(model, extra)).encode()
     arrays["header"] = np.frombuffer(header, dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
+    return Snapshot(arrays, model.n_users, model.n_items, model.n_events, model.version)
+
+
+def save(
+    model: HybridModel, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` to ``path`` atomically; ``extra`` (JSON) rides along (e.g. offsets)."""
+    return snapshot(model, extra).write(path)
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streamrec.errors import StreamrecError
-from streamrec.model import HybridModel, load, read_header, save
+from streamrec.model import HybridModel, load, read_header
+from streamrec.model.checkpoint import Snapshot, snapshot
 from streamrec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,20 @@ class EntityCatalog(Protocol):
     def items(self) -> Iterator[StoredItem]:
         """``(item id, features, attributes, created)`` of every stored item."""
         ...
+
+
+@dataclass(frozen=True)
+class PendingCheckpoint:
+    """A checkpoint taken (:meth:`Checkpoints.prepare`) but not yet written."""
+
+    checkpoints: Checkpoints
+    snapshot: Snapshot
+    offsets: dict[str, dict[str, int]]
+    deltas_offset: int
+
+    def write(self) -> Path:
+        """Write the file (atomic), register it, and point ``checkpoints.path`` at it."""
+        return self.checkpoints._write(self)
 
 
 @dataclass
@@ -129,6 +144,22 @@ class Checkpoints:
         ``next_seq`` name the first of them (see :class:`~streamrec.workers.serving.
         follower.DeltaFollower`).
         """
+        return self.prepare(model, offsets, deltas_offset, attributes, epoch, next_seq,
+                            fingerprints, last_delta).write()  # fmt: skip
+
+    def prepare(
+        self,
+        model: HybridModel,
+        offsets: Mapping[tuple[str, int], int],
+        deltas_offset: int,
+        attributes: dict[str, Any] | None = None,
+        epoch: str = "",
+        next_seq: int = 0,
+        fingerprints: Mapping[tuple[str, int], int] | None = None,
+        last_delta: tuple[str, int] | None = None,
+    ) -> PendingCheckpoint:
+        """:meth:`save`'s first half: a copy of everything as of now (the model may move
+        on once this returns); :meth:`PendingCheckpoint.write` does the rest."""
         by_topic: dict[str, dict[str, int]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, {})[str(partition)] = offset
@@ -143,16 +174,20 @@ class Checkpoints:
             extra["fingerprints"] = prints
         if last_delta is not None:
             extra["last_delta"] = list(last_delta)
+        return PendingCheckpoint(self, snapshot(model, extra), by_topic, deltas_offset)
+
+    def _write(self, pending: PendingCheckpoint) -> Path:
+        snap = pending.snapshot
         if self.registry is None:
-            return save(model, self.path, extra=extra)
+            return snap.write(self.path)
         # the next version of the registry, never overwriting a file of another registry's
         latest = self.registry.latest_checkpoint()
         version = self._next_version(0 if latest is None else latest.version)
-        path = save(model, self._versioned(version), extra=extra)
-        metrics = {"model_version": model.version, "events": model.n_events,
-                   "users": model.n_users, "items": model.n_items,
-                   "deltas_offset": deltas_offset}  # fmt: skip
-        self.registry.register_checkpoint(str(path.resolve()), by_topic, metrics, version)
+        path = snap.write(self._versioned(version))
+        metrics = {"model_version": snap.version, "events": snap.n_events,
+                   "users": snap.n_users, "items": snap.n_items,
+                   "deltas_offset": pending.deltas_offset}  # fmt: skip
+        self.registry.register_checkpoint(str(path.resolve()), pending.offsets, metrics, version)
         self._link_newest(path)
         return path
 

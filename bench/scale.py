@@ -48,6 +48,8 @@ from streamrec.settings import Settings
 from streamrec.stream.client import Client, discovery_file
 
 HERE = Path(__file__).resolve()
+#: The stages that follow onboarding (``--stages`` picks some of them).
+STAGES = ("ingest", "serving", "freshness", "index")
 
 
 # ----------------------------------------------------------------- the world
@@ -395,11 +397,15 @@ def main_bench(args: argparse.Namespace) -> None:
     try:
         asyncio.run(onboard(dep, args, res))
         res.add("RSS after onboarding, MB", f"{dep.rss_mb():,.0f}")
-        ingest(dep, args, res)
-        res.add("RSS after ingest, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
-        serving(dep, args, res)
-        asyncio.run(freshness(dep, args, res))
-        asyncio.run(index_recall(dep, args, res))
+        if "ingest" in args.stages:
+            ingest(dep, args, res)
+            res.add("RSS after ingest, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+        if "serving" in args.stages:
+            serving(dep, args, res)
+        if "freshness" in args.stages:
+            asyncio.run(freshness(dep, args, res))
+        if "index" in args.stages:
+            asyncio.run(index_recall(dep, args, res))
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
     finally:
         dep.stop()
@@ -427,6 +433,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--png", default="scale.png")
     p.add_argument("--up-args", default="", help="extra options for streamrec up")
+    p.add_argument("--stages", type=lambda s: set(s.split(",")), default=set(STAGES),
+                   help=f"the stages after onboarding to run (default: {','.join(STAGES)})")
     # the load processes' own options
     p.add_argument("--bootstrap", default="")
     p.add_argument("--prefix", default="")

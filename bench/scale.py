@@ -8,7 +8,8 @@ that category) is onboarded through the SDK into ``streamrec up`` on the embedde
 1. **ingest**: ``--events`` clicks published by ``--publishers`` processes; the rate is the
    events over the time from the first publish to the trainer having learned the last
    one (read from ``/health``), so it is end to end (the publishers use the SDK's
-   ``track_many``);
+   ``track_many``); the CPU time each process of the deployment spent per event says
+   where the cost is, whatever else the machine runs meanwhile;
 2. **serving**: for each offered rate in ``--rates``, an open-loop load process sends
    requests for ``--duration`` s (latency from the scheduled send, so queueing counts)
    while a click process keeps ``--click-rate`` clicks/s arriving;
@@ -150,6 +151,23 @@ class Deployment:
                 total += p.memory_info().rss
         return total / 2**20
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the deployment: the
+        trainer's process, the recommenders', the broker, and ``up`` itself."""
+        import psutil
+
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        out: dict[str, float] = {}
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                cmd = " ".join(p.cmdline())
+                part = ("broker" if "tansu" in cmd else "trainer" if " trainer" in cmd
+                        else "recommender" if " recommender" in cmd else "up")  # fmt: skip
+                t = p.cpu_times()
+                out[part] = out.get(part, 0.0) + t.user + t.system
+        return out
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -268,6 +286,7 @@ def wait_learned(dep: Deployment, total: int, timeout: float) -> float:
 async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     cat = Catalogue(args.items, args.users)
     async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
+        cpu0 = dep.cpu_seconds()
         t0 = time.perf_counter()
         for i in range(args.items):
             item, feats = cat.item(i)
@@ -279,12 +298,18 @@ async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> No
         while dep.entities() != (args.users, args.items):
             await asyncio.sleep(0.1)
         dt = time.perf_counter() - t0
-    res.add("onboarding, entities/s", f"{(args.items + args.users) / dt:,.0f}")
+    n = args.items + args.users
+    res.add("onboarding, entities/s", f"{n / dt:,.0f}")
+    cpu1 = dep.cpu_seconds()
+    res.add("onboarding CPU per entity, us (trainer, broker, recommender)",
+            ", ".join(f"{1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / n:.1f}"
+                      for k in ("trainer", "broker", "recommender")))  # fmt: skip
 
 
 def ingest(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     before = dep.learned()
     share = args.events // args.publishers
+    cpu0 = dep.cpu_seconds()
     t0 = time.perf_counter()
     procs = [_spawn("_clicks", args, count=share, rate=0, duration=0, seed=100 + p)
              for p in range(args.publishers)]  # fmt: skip
@@ -295,6 +320,10 @@ def ingest(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     n = share * args.publishers
     res.add("publish (SDK, all publishers), events/s", f"{n / published:,.0f}")
     res.add("ingest end to end, events/s", f"{n / (done - t0):,.0f}", ">= 50,000")
+    cpu1 = dep.cpu_seconds()
+    res.add("ingest CPU per event, us (trainer, broker, recommender)",
+            ", ".join(f"{1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / n:.1f}"
+                      for k in ("trainer", "broker", "recommender")))  # fmt: skip
 
 
 def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
@@ -433,8 +462,12 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--png", default="scale.png")
     p.add_argument("--up-args", default="", help="extra options for streamrec up")
-    p.add_argument("--stages", type=lambda s: set(s.split(",")), default=set(STAGES),
-                   help=f"the stages after onboarding to run (default: {','.join(STAGES)})")
+    p.add_argument(
+        "--stages",
+        type=lambda s: set(s.split(",")),
+        default=set(STAGES),
+        help=f"the stages after onboarding to run (default: {','.join(STAGES)})",
+    )
     # the load processes' own options
     p.add_argument("--bootstrap", default="")
     p.add_argument("--prefix", default="")

@@ -219,14 +219,18 @@ class StoreEntitySink:
     def _write(self, batch: list[_Upsert], handed_at: float) -> list[SinkRejection]:
         """The valid records of the batch in as few transactions as the data allows."""
         rejected: list[SinkRejection] = []
-        valid: list[_Upsert] = []
-        for record, source in batch:  # one pass: each record validated on its own
-            try:
-                validate_batch([record])
-            except InvalidRecordError as exc:
-                rejected.append((source, _reason(record, exc.__cause__ or exc)))
-                continue
-            valid.append((record, source))
+        try:  # the whole batch at once; only a batch holding a bad record goes one by one
+            validate_batch([record for record, _ in batch])
+            valid = batch
+        except InvalidRecordError:
+            valid = []
+            for record, source in batch:  # each record validated on its own
+                try:
+                    validate_batch([record])
+                except InvalidRecordError as exc:
+                    rejected.append((source, _reason(record, exc.__cause__ or exc)))
+                    continue
+                valid.append((record, source))
         written = self._isolated(valid, rejected)
         items = [record.id for record, _ in written if record.kind == "item"]
         if items and self.on_written is not None:

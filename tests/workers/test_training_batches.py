@@ -4,9 +4,9 @@ A fetched batch is decoded in one pass (:func:`decode_records`), ordered with on
 (:func:`merge_by_time`), and runs of interactions are checked and queued as a whole
 (:meth:`TrainerCore.apply`).  Each is compared with its one-record-at-a-time
 counterpart on a clean world with hostile payloads mixed in: the same messages and
-rejection reasons, the same order, the same model (integers exactly, floats to the ~1e-8 the kernel's
-sums vary by from run to run), the same entity
-upserts and the same dead letters.
+rejection reasons, the same order, the same model (integers exactly, floats to the
+~1e-8 the kernel's sums vary by from run to run), the same entity upserts and the same
+dead letters.
 """
 
 from __future__ import annotations
@@ -187,3 +187,46 @@ def test_a_partition_out_of_time_order_is_left_to_the_queues() -> None:
     assert merge_by_time([late, other]) is None
     nan = [Decoded(float("nan"), Record("t", 2, 0, None, b""), Rejected("x"))]
     assert merge_by_time([nan, other]) is None
+
+
+def _noticed(records: list[Decoded], one_at_a_time: bool) -> tuple[HybridModel, dict[int, Any]]:
+    """Apply ``records`` (in one call, or one call each) and keep what the indexer would
+    hold: the last representation told for each changed item, in the order told."""
+    model = HybridModel(CONFIG)
+    state = ModelState(model)
+    told: dict[int, Any] = {}
+
+    def listener(rows: Any) -> None:
+        reps = model.item_representations(np.asarray(list(rows), dtype=np.int64))
+        for row, rep in zip(rows, reps, strict=True):
+            told.pop(row, None)
+            told[row] = rep.copy()
+
+    state.on_items_changed(listener)
+    core = TrainerCore(state, NullEntitySink(), DeltaTracker(model))
+    for chunk in [[d] for d in records] if one_at_a_time else [records]:
+        assert core.apply(chunk) == []
+    return model, told
+
+
+def test_changed_items_are_told_once_per_run_with_the_representation_one_by_one_gives() -> None:
+    # entities (with a re-featured item and a new one) and then interactions, one naming
+    # an unknown item: every notice comes before anything is learned in both ways (a
+    # notice per record and learning per record differ only where learning runs differ)
+    values = [("entities", v) for v in CLEAN.entities]
+    values += [("entities", encode(NewItem(item="i3", features=["genre=9"], ts=3.0))),
+               ("entities", encode(NewItem(item="new", features=["genre=1"], ts=3.0))),
+               ("interactions", encode(Interaction(user="u1", item="bare", ts=3.0)))]  # fmt: skip
+    values += [("interactions", v) for v in CLEAN.interactions[:30]]
+    records = decode_records(_records(values))
+    # told: each changed item once per run, in the order of its last change, with its
+    # vector and bias as one notice per record gives them; the last column (the trend
+    # signal's newness prior) decays with every item onboarded after it, so a notice per
+    # run gives the value a notice per record shows at the indexer's next refresh
+    batched_model, batched = _noticed(records, one_at_a_time=False)
+    single_model, single = _noticed(records, one_at_a_time=True)
+    assert list(batched) == list(single)
+    assert len(batched) == batched_model.n_items == single_model.n_items
+    for row, rep in single.items():
+        np.testing.assert_allclose(batched[row][:-1], rep[:-1], rtol=1e-4, atol=1e-6,
+                                   err_msg=str(row))  # fmt: skip

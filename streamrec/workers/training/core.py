@@ -71,6 +71,9 @@ class TrainerCore:
         self._i: list[int] = []
         self._w: list[float] = []
         self._src: list[Record] = []  # the record behind each pending interaction
+        #: items created or re-featured since the last notice: the indexer learns of them
+        #: in one call (their representations computed at once), before anything is learned
+        self._changed: list[int] = []
         self._dead: list[DeadLetter] = []
 
     @property
@@ -99,8 +102,17 @@ class TrainerCore:
                 self._one(decoded)
             start = end
         self._flush()
+        self._tell_changed()
         dead, self._dead = self._dead, []
         return dead
+
+    def _tell_changed(self) -> None:
+        """The items created or re-featured since the last notice, in one notice (their
+        representations are read now: nothing was learned meanwhile, so they are the
+        ones a notice per item gave)."""
+        if self._changed:
+            changed, self._changed = self._changed, []
+            self.state.items_changed(changed)
 
     def _one(self, decoded: Decoded) -> None:
         """Check and apply one record; a refused one becomes a dead letter."""
@@ -189,7 +201,7 @@ class TrainerCore:
             self.state.attributes.update(entity_id, {}, now)
             self.tracker.item_meta(entity_id, ItemMeta({}, now))
             self.sink.upsert(EntityUpsert("item", entity_id, None, {"created_at": now}, now))
-            self.state.items_changed([row])
+            self._changed.append(row)
         return row
 
     def _interaction(self, msg: Interaction, source: Record) -> None:
@@ -205,8 +217,11 @@ class TrainerCore:
         self._src.append(source)
 
     def _flush(self) -> None:
-        """Learn the pending run of interactions; an event the kernel refuses is
-        dead-lettered and the events after it are learned."""
+        """Learn the pending run of interactions (telling of the changed items first); an
+        event the kernel refuses is dead-lettered and the events after it are learned."""
+        if not self._src:
+            return
+        self._tell_changed()
         users = np.array(self._u, dtype=np.int32)
         items = np.array(self._i, dtype=np.int32)
         weights = np.array(self._w, dtype=np.float32)
@@ -244,7 +259,7 @@ class TrainerCore:
             # the store learns the creation time once, from the event that created the item
             stored = {"created_at": ts, **msg.attributes} if new else msg.attributes
             self.sink.upsert(EntityUpsert("item", msg.item, msg.features, stored, ts), source)
-            self.state.items_changed([row])
+            self._changed.append(row)
 
     # -- re-onboarding from the entity catalog (no checkpoint; see workers.checkpoints) --
     def restore_user(self, user_id: str, features: Mapping[str, float]) -> None:

@@ -71,6 +71,8 @@ class EventAttributes(Protocol):
 
 #: Queued batches are merged into one write up to this many upserts.
 MERGE_UPSERTS = 5000
+#: Fewest recently applied attribute entries kept before finished ones are forgotten.
+SWEEP_AT = 4096
 #: Item attributes the store holds; other attributes of entity events stay in memory.
 STORE_ATTRIBUTES = frozenset(ATTRIBUTES)
 
@@ -302,6 +304,7 @@ class StoreItemAttributes:
         self.hold_s = hold_s
         self._memory = events
         self._recent: dict[str, _Recent] = {}
+        self._sweep_at = SWEEP_AT  # entries in _recent that trigger forgetting finished ones
         self._lock = threading.Lock()  # the sink's writer thread confirms entries
 
     def start(self) -> StoreItemAttributes:
@@ -323,8 +326,11 @@ class StoreItemAttributes:
             if old is not None and self._live(old, now):
                 held = {**old.attributes, **held}
             self._recent[item_id] = _Recent(held, now, now + self.hold_s)
-            if len(self._recent) > 4096:  # forget finished entries now and then
+            if len(self._recent) > self._sweep_at:  # forget finished entries now and then
                 self._recent = {i: e for i, e in self._recent.items() if self._live(e, now)}
+                # twice what is left: a bulk onboarding (thousands live at once) sweeps
+                # once per doubling, not on every update
+                self._sweep_at = max(SWEEP_AT, 2 * len(self._recent))
 
     def confirm(self, item_ids: Sequence[str], version: int, handed_at: float) -> None:
         """The store holds, as of ``version``, what was applied to ``item_ids`` by ``handed_at``."""

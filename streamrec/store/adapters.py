@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from streamrec.errors import InvalidRecordError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
-from streamrec.store.records import ATTRIBUTES, validate_batch
+from streamrec.store.records import ATTRIBUTES, CleanRecord, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +221,9 @@ class StoreEntitySink:
     def _write(self, batch: list[_Upsert], handed_at: float) -> list[SinkRejection]:
         """The valid records of the batch in as few transactions as the data allows."""
         rejected: list[SinkRejection] = []
+        clean: list[CleanRecord] | None = None
         try:  # the whole batch at once; only a batch holding a bad record goes one by one
-            validate_batch([record for record, _ in batch])
+            clean = validate_batch([record for record, _ in batch])
             valid = batch
         except InvalidRecordError:
             valid = []
@@ -233,20 +234,25 @@ class StoreEntitySink:
                     rejected.append((source, _reason(record, exc.__cause__ or exc)))
                     continue
                 valid.append((record, source))
-        written = self._isolated(valid, rejected)
+        written = self._isolated(valid, rejected, clean)
         items = [record.id for record, _ in written if record.kind == "item"]
         if items and self.on_written is not None:
             self.on_written(items, self.store.attributes_version(), handed_at)
         return rejected
 
-    def _isolated(self, todo: list[_Upsert], rejected: list[SinkRejection]) -> list[_Upsert]:
+    def _isolated(self, todo: list[_Upsert], rejected: list[SinkRejection],
+                  clean: list[CleanRecord] | None = None) -> list[_Upsert]:  # fmt: skip
         """Write ``todo`` in one transaction; when the database refuses its data, write
         each half on its own (in order) until the refused records are alone.  Returns
-        what was written; an outage propagates (the caller retries the whole batch)."""
+        what was written; an outage propagates (the caller retries the whole batch).
+        ``clean``: ``todo`` already validated (not validated again)."""
         if not todo:
             return []
         try:
-            self.store.upsert_entities([record for record, _ in todo])
+            if clean is not None:
+                self.store.upsert_clean(clean)
+            else:
+                self.store.upsert_entities([record for record, _ in todo])
         except Exception as exc:
             if is_outage(exc):
                 raise

@@ -11,6 +11,7 @@ dead letters.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections import deque
 from types import SimpleNamespace
@@ -230,3 +231,38 @@ def test_changed_items_are_told_once_per_run_with_the_representation_one_by_one_
     for row, rep in single.items():
         np.testing.assert_allclose(batched[row][:-1], rep[:-1], rtol=1e-4, atol=1e-6,
                                    err_msg=str(row))  # fmt: skip
+
+
+class BehindSink(NullEntitySink):
+    """A feature store far behind until told it caught up."""
+
+    def __init__(self) -> None:
+        self.backlog = 1_000_000
+        self.asked = asyncio.Event()
+
+    def pending(self) -> int:
+        self.asked.set()
+        return self.backlog
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_lets_learning_go_on_while_the_store_catches_up() -> None:
+    """The store's backlog is waited for outside the trainer's lock (a fetch can take
+    it meanwhile); the checkpoint itself runs under the lock once the store caught up."""
+    sink = BehindSink()
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1", sink=sink)
+    order: list[str] = []
+
+    def checkpoint(wait: float = 0.0) -> None:
+        order.append(f"checkpoint with {sink.backlog} pending")
+
+    trainer.checkpoint = checkpoint  # type: ignore[method-assign]
+    task = asyncio.ensure_future(trainer.checkpoint_now())
+    asked = asyncio.ensure_future(sink.asked.wait())
+    await asyncio.wait([task, asked], return_when=asyncio.FIRST_COMPLETED)  # either
+    async with trainer._lock:  # what a fetch does: not held back by the waiting checkpoint
+        order.append("learned a batch")
+    sink.backlog = 0
+    await task
+    asked.cancel()
+    assert order == ["learned a batch", "checkpoint with 0 pending"]

@@ -320,9 +320,23 @@ class Trainer:
 
     async def checkpoint_now(self) -> None:
         """A checkpoint off the event loop (it waits for the store, then writes the file);
-        the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
+        the model does not move meanwhile: the lock holds :meth:`poll_once` back.
+
+        The feature store is first given up to ``STORE_WAIT_S`` to catch up while learning
+        goes on, so the wait under the lock is only for the last batch's upserts.
+        """
+        await self._store_catch_up(STORE_WAIT_S)
         async with self._lock:
             await self._checkpoint_off_loop()
+
+    async def _store_catch_up(self, wait: float) -> None:
+        """Wait (at most ``wait`` s, learning meanwhile) until the store's backlog is no
+        more than one batch of upserts."""
+        deadline = time.monotonic() + wait
+        while self.core.sink.pending() > self.settings.batch_max:
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
     async def _checkpoint_off_loop(self, wait: float = STORE_WAIT_S) -> Path | None:
         """:meth:`checkpoint` in a thread that a cancellation cannot orphan: ``stop``

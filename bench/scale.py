@@ -2,13 +2,15 @@
 
 A catalogue of ``--items`` items (features ``cat=<c>`` and ``brand=<b>``, Zipf popularity
 inside each category) and ``--users`` users (feature ``likes=<c>``, 80% of their clicks in
-that category) is onboarded through the SDK into ``streamrec up`` on the embedded broker
+that category) is onboarded through the SDK (``--publishers`` processes, one
+``add_item`` / ``add_user`` call per entity) into ``streamrec up`` on the embedded broker
 (a subprocess), then:
 
 1. **ingest**: ``--events`` clicks published by ``--publishers`` processes; the rate is the
    events over the time from the first publish to the trainer having learned the last
    one (read from ``/health``), so it is end to end (the publishers use the SDK's
-   ``track_many``);
+   ``track_many``); the CPU time each process of the deployment spent per event says
+   where the cost is, whatever else the machine runs meanwhile;
 2. **serving**: for each offered rate in ``--rates``, an open-loop load process sends
    requests for ``--duration`` s (latency from the scheduled send, so queueing counts)
    while a click process keeps ``--click-rate`` clicks/s arriving;
@@ -48,6 +50,8 @@ from streamrec.settings import Settings
 from streamrec.stream.client import Client, discovery_file
 
 HERE = Path(__file__).resolve()
+#: The stages that follow onboarding (``--stages`` picks some of them).
+STAGES = ("ingest", "serving", "freshness", "index")
 
 
 # ----------------------------------------------------------------- the world
@@ -148,19 +152,22 @@ class Deployment:
                 total += p.memory_info().rss
         return total / 2**20
 
-    def cpu_seconds(self, role: str) -> float:
-        """CPU time (user + system) so far of the worker processes running ``role``."""
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the deployment: the
+        trainer's process, the recommenders', the broker, and ``up`` itself."""
         import psutil
 
         assert self.proc is not None
-        total = 0.0
-        for p in psutil.Process(self.proc.pid).children(recursive=True):
+        root = psutil.Process(self.proc.pid)
+        out: dict[str, float] = {}
+        for p in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                cmd = p.cmdline()
-                if "worker" in cmd and role in cmd[cmd.index("worker") :]:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-        return total
+                cmd = " ".join(p.cmdline())
+                part = ("broker" if "tansu" in cmd else "trainer" if " trainer" in cmd
+                        else "recommender" if " recommender" in cmd else "up")  # fmt: skip
+                t = p.cpu_times()
+                out[part] = out.get(part, 0.0) + t.user + t.system
+        return out
 
     def worker_port(self, role: str) -> int | None:
         """The web port of the worker process running ``role`` (None: not found)."""
@@ -290,26 +297,44 @@ def wait_learned(dep: Deployment, total: int, timeout: float) -> float:
     return time.perf_counter()
 
 
-async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+async def publish_entities(args: argparse.Namespace) -> None:
+    """Onboard the items, then the users, whose index is ``--seed`` modulo ``--count``
+    (one onboarding publisher of ``--count``), one SDK call each."""
     cat = Catalogue(args.items, args.users)
-    async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
-        t0 = time.perf_counter()
-        for i in range(args.items):
+    async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
+        for i in range(args.seed, args.items, args.count):
             item, feats = cat.item(i)
             await client.add_item(item, feats, {"category": feats[0][4:]}, wait=False)
-        for u in range(args.users):
+        for u in range(args.seed, args.users, args.count):
             user, feats = cat.user(u)
             await client.add_user(user, feats, wait=False)
         await client.flush()
-        while dep.entities() != (args.users, args.items):
-            await asyncio.sleep(0.1)
-        dt = time.perf_counter() - t0
-    res.add("onboarding, entities/s", f"{(args.items + args.users) / dt:,.0f}")
+
+
+async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    n = args.items + args.users
+    cpu0 = dep.cpu_seconds()
+    t0 = time.perf_counter()
+    procs = [_spawn("_entities", args, count=args.publishers, seed=p)
+             for p in range(args.publishers)]  # fmt: skip
+    for p in procs:
+        p.wait()
+    published = time.perf_counter() - t0
+    while dep.entities() != (args.users, args.items):
+        await asyncio.sleep(0.1)
+    dt = time.perf_counter() - t0
+    res.add("onboarding publish (SDK, all publishers), entities/s", f"{n / published:,.0f}")
+    res.add("onboarding end to end, entities/s", f"{n / dt:,.0f}")
+    cpu1 = dep.cpu_seconds()
+    res.add("onboarding CPU per entity, us (trainer, broker, recommender)",
+            ", ".join(f"{1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / n:.1f}"
+                      for k in ("trainer", "broker", "recommender")))  # fmt: skip
 
 
 def ingest(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     before = dep.learned()
     share = args.events // args.publishers
+    cpu0 = dep.cpu_seconds()
     t0 = time.perf_counter()
     procs = [_spawn("_clicks", args, count=share, rate=0, duration=0, seed=100 + p)
              for p in range(args.publishers)]  # fmt: skip
@@ -320,6 +345,10 @@ def ingest(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     n = share * args.publishers
     res.add("publish (SDK, all publishers), events/s", f"{n / published:,.0f}")
     res.add("ingest end to end, events/s", f"{n / (done - t0):,.0f}", ">= 50,000")
+    cpu1 = dep.cpu_seconds()
+    res.add("ingest CPU per event, us (trainer, broker, recommender)",
+            ", ".join(f"{1e6 * (cpu1.get(k, 0) - cpu0.get(k, 0)) / n:.1f}"
+                      for k in ("trainer", "broker", "recommender")))  # fmt: skip
 
 
 def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
@@ -327,11 +356,11 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
         clicks = _spawn("_clicks", args, count=0, rate=args.click_rate,
                         duration=args.duration + 5, seed=int(rate))  # fmt: skip
         time.sleep(2)
-        cpu0 = dep.cpu_seconds("recommender")
+        cpu0 = dep.cpu_seconds().get("recommender", 0.0)
         load = _spawn("_requests", args, rate=rate, duration=args.duration,
                       timeout=args.timeout, seed=int(rate))  # fmt: skip
         out, _ = load.communicate()
-        cpu = dep.cpu_seconds("recommender") - cpu0
+        cpu = dep.cpu_seconds().get("recommender", 0.0) - cpu0
         clicks.wait()
         row = json.loads(out.strip().splitlines()[-1])
         row["cpu_ms"] = 1000 * cpu / max(row["answered"], 1)
@@ -464,11 +493,15 @@ def main_bench(args: argparse.Namespace) -> None:
     try:
         asyncio.run(onboard(dep, args, res))
         res.add("RSS after onboarding, MB", f"{dep.rss_mb():,.0f}")
-        ingest(dep, args, res)
-        res.add("RSS after ingest, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
-        serving(dep, args, res)
-        asyncio.run(freshness(dep, args, res))
-        asyncio.run(index_recall(dep, args, res))
+        if "ingest" in args.stages:
+            ingest(dep, args, res)
+            res.add("RSS after ingest, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+        if "serving" in args.stages:
+            serving(dep, args, res)
+        if "freshness" in args.stages:
+            asyncio.run(freshness(dep, args, res))
+        if "index" in args.stages:
+            asyncio.run(index_recall(dep, args, res))
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
     finally:
         dep.stop()
@@ -482,7 +515,8 @@ def main_bench(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("role", nargs="?", default="bench", choices=["bench", "_clicks", "_requests"])
+    p.add_argument("role", nargs="?", default="bench",
+                   choices=["bench", "_clicks", "_entities", "_requests"])  # fmt: skip
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--events", type=int, default=1_000_000)
@@ -496,6 +530,12 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--png", default="scale.png")
     p.add_argument("--up-args", default="", help="extra options for streamrec up")
+    p.add_argument(
+        "--stages",
+        type=lambda s: set(s.split(",")),
+        default=set(STAGES),
+        help=f"the stages after onboarding to run (default: {','.join(STAGES)})",
+    )
     # the load processes' own options
     p.add_argument("--bootstrap", default="")
     p.add_argument("--prefix", default="")
@@ -505,6 +545,8 @@ def main() -> None:
     args = p.parse_args()
     if args.role == "_clicks":
         asyncio.run(publish_clicks(args))
+    elif args.role == "_entities":
+        asyncio.run(publish_entities(args))
     elif args.role == "_requests":
         asyncio.run(request_load(args))
     else:

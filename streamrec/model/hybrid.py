@@ -294,6 +294,14 @@ class HybridModel:
         """The row of a known item, -1 for an unknown one."""
         return self.items.ids.get(item_id)
 
+    def user_rows_of(self, user_ids: Iterable[str]) -> list[int]:
+        """The row of every user of ``user_ids``, in order; -1 for an unknown one."""
+        return self.users.ids.rows(user_ids)
+
+    def item_rows_of(self, item_ids: Iterable[str]) -> list[int]:
+        """The row of every item of ``item_ids``, in order; -1 for an unknown one."""
+        return self.items.ids.rows(item_ids)
+
     def item_rows(self, item_ids: Iterable[str]) -> np.ndarray:
         """The rows (int32) of the known items among ``item_ids``; unknown ones are left out."""
         rows = np.array([self.items.ids.get(i) for i in item_ids], dtype=np.int32)

@@ -30,6 +30,11 @@ class Vocabulary:
     def get(self, name: str, default: int = -1) -> int:
         return self._index.get(name, default)
 
+    def rows(self, names: Iterable[str]) -> list[int]:
+        """:meth:`get` of every name: its row, -1 for an unknown one."""
+        get = self._index.get
+        return [get(name, -1) for name in names]
+
     def add(self, name: str) -> tuple[int, bool]:
         """The row of ``name``, adding it when new; the flag says whether it was new."""
         row = self._index.get(name)

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from streamrec.errors import InvalidRecordError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
-from streamrec.store.records import ATTRIBUTES, validate_batch
+from streamrec.store.records import ATTRIBUTES, CleanRecord, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class EventAttributes(Protocol):
 
 #: Queued batches are merged into one write up to this many upserts.
 MERGE_UPSERTS = 5000
+#: Fewest recently applied attribute entries kept before finished ones are forgotten.
+SWEEP_AT = 4096
 #: Item attributes the store holds; other attributes of entity events stay in memory.
 STORE_ATTRIBUTES = frozenset(ATTRIBUTES)
 
@@ -219,28 +221,38 @@ class StoreEntitySink:
     def _write(self, batch: list[_Upsert], handed_at: float) -> list[SinkRejection]:
         """The valid records of the batch in as few transactions as the data allows."""
         rejected: list[SinkRejection] = []
-        valid: list[_Upsert] = []
-        for record, source in batch:  # one pass: each record validated on its own
-            try:
-                validate_batch([record])
-            except InvalidRecordError as exc:
-                rejected.append((source, _reason(record, exc.__cause__ or exc)))
-                continue
-            valid.append((record, source))
-        written = self._isolated(valid, rejected)
+        clean: list[CleanRecord] | None = None
+        try:  # the whole batch at once; only a batch holding a bad record goes one by one
+            clean = validate_batch([record for record, _ in batch])
+            valid = batch
+        except InvalidRecordError:
+            valid = []
+            for record, source in batch:  # each record validated on its own
+                try:
+                    validate_batch([record])
+                except InvalidRecordError as exc:
+                    rejected.append((source, _reason(record, exc.__cause__ or exc)))
+                    continue
+                valid.append((record, source))
+        written = self._isolated(valid, rejected, clean)
         items = [record.id for record, _ in written if record.kind == "item"]
         if items and self.on_written is not None:
             self.on_written(items, self.store.attributes_version(), handed_at)
         return rejected
 
-    def _isolated(self, todo: list[_Upsert], rejected: list[SinkRejection]) -> list[_Upsert]:
+    def _isolated(self, todo: list[_Upsert], rejected: list[SinkRejection],
+                  clean: list[CleanRecord] | None = None) -> list[_Upsert]:  # fmt: skip
         """Write ``todo`` in one transaction; when the database refuses its data, write
         each half on its own (in order) until the refused records are alone.  Returns
-        what was written; an outage propagates (the caller retries the whole batch)."""
+        what was written; an outage propagates (the caller retries the whole batch).
+        ``clean``: ``todo`` already validated (not validated again)."""
         if not todo:
             return []
         try:
-            self.store.upsert_entities([record for record, _ in todo])
+            if clean is not None:
+                self.store.upsert_clean(clean)
+            else:
+                self.store.upsert_entities([record for record, _ in todo])
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -298,6 +310,7 @@ class StoreItemAttributes:
         self.hold_s = hold_s
         self._memory = events
         self._recent: dict[str, _Recent] = {}
+        self._sweep_at = SWEEP_AT  # entries in _recent that trigger forgetting finished ones
         self._lock = threading.Lock()  # the sink's writer thread confirms entries
 
     def start(self) -> StoreItemAttributes:
@@ -319,8 +332,11 @@ class StoreItemAttributes:
             if old is not None and self._live(old, now):
                 held = {**old.attributes, **held}
             self._recent[item_id] = _Recent(held, now, now + self.hold_s)
-            if len(self._recent) > 4096:  # forget finished entries now and then
+            if len(self._recent) > self._sweep_at:  # forget finished entries now and then
                 self._recent = {i: e for i, e in self._recent.items() if self._live(e, now)}
+                # twice what is left: a bulk onboarding (thousands live at once) sweeps
+                # once per doubling, not on every update
+                self._sweep_at = max(SWEEP_AT, 2 * len(self._recent))
 
     def confirm(self, item_ids: Sequence[str], version: int, handed_at: float) -> None:
         """The store holds, as of ``version``, what was applied to ``item_ids`` by ``handed_at``."""

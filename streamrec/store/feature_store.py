@@ -14,6 +14,7 @@ from streamrec.store._engine import make_engine, read_transaction, store_error, 
 from streamrec.store.records import (
     KINDS,
     CheckpointInfo,
+    CleanRecord,
     EntityKind,
     EntityRecord,
     ItemAttributes,
@@ -66,7 +67,10 @@ class FeatureStore:
         Raises :class:`~streamrec.errors.InvalidRecordError` naming the first bad record;
         then nothing of the batch is written.
         """
-        clean = validate_batch(records)
+        return self.upsert_clean(validate_batch(records))
+
+    def upsert_clean(self, clean: Sequence[CleanRecord]) -> WriteResult:
+        """:meth:`upsert_entities` of records ``validate_batch`` already returned."""
         if not clean:
             return WriteResult()
 

@@ -76,7 +76,7 @@ class InputLimits:
         if isinstance(msg, Interaction):
             self.check_id("user", msg.user)
             self.check_id("item", msg.item)
-            self._check_name("event type", msg.type)
+            self.check_event_type(msg.type)
         elif isinstance(msg, NewUser | UserUpdate):
             self.check_id("user", msg.user)
             self.check_features("user", msg.features)
@@ -100,6 +100,9 @@ class InputLimits:
             self.check_id("item", item)
 
     # -- parts -----------------------------------------------------------------------
+    def check_event_type(self, value: str) -> None:
+        self._check_name("event type", value)
+
     def check_id(self, kind: str, value: str) -> None:
         if not value or value.isspace():
             raise Rejected(f"{kind} id {value!r} is empty or blank")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One record of a topic partition: where it sits, its key and value, producer time."""
+class Record(NamedTuple):
+    """One record of a topic partition: where it sits, its key and value, producer time.
+
+    A named tuple, not a dataclass: the trainer builds one per consumed record, and a
+    tuple is built several times faster than a frozen dataclass.
+    """
 
     topic: str
     partition: int
@@ -25,4 +27,11 @@ class Record:
     @classmethod
     def batch(cls, fetched: dict[Any, list[Any]]) -> list[list[Record]]:
         """An aiokafka ``getmany`` result as one list of records per partition."""
-        return [[cls.of(tp.topic, tp.partition, r) for r in recs] for tp, recs in fetched.items()]
+        return [cls.partition_of(tp.topic, tp.partition, recs) for tp, recs in fetched.items()]
+
+    @classmethod
+    def partition_of(cls, topic: str, partition: int, recs: list[Any]) -> list[Record]:
+        """The records of one partition of a ``getmany`` result."""
+        new = tuple.__new__
+        return [new(cls, (topic, partition, r.offset, r.key, r.value, r.timestamp or 0))
+                for r in recs]  # fmt: skip

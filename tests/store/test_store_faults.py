@@ -137,7 +137,15 @@ def test_the_writer_survives_any_exception(
             raise RuntimeError("driver exploded")
         return real(records)
 
+    real_clean = store.upsert_clean
+
+    def upsert_clean(records: list[Any]) -> Any:  # the sink's path for a validated batch
+        if any(r.id == "boom" for r in records):
+            raise RuntimeError("driver exploded")
+        return real_clean(records)
+
     monkeypatch.setattr(store, "upsert_entities", upsert)
+    monkeypatch.setattr(store, "upsert_clean", upsert_clean)
     for entity_id in ("a", "boom", "b"):
         sink.upsert(_upsert("user", entity_id), source=entity_id)
     rejected = _drain(sink)

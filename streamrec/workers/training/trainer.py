@@ -51,7 +51,13 @@ from streamrec.workers.deltas import DeltaTracker, part_bytes
 from streamrec.workers.lifecycle import cancel, close, logged
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.state import ModelState
-from streamrec.workers.training.core import WORKER, Decoded, TrainerCore, decode_record
+from streamrec.workers.training.core import (
+    WORKER,
+    Decoded,
+    TrainerCore,
+    decode_records,
+    merge_by_time,
+)
 from streamrec.workers.training.sinks import EntitySink, NullEntitySink, SinkRejection
 
 log = logging.getLogger(__name__)
@@ -314,9 +320,23 @@ class Trainer:
 
     async def checkpoint_now(self) -> None:
         """A checkpoint off the event loop (it waits for the store, then writes the file);
-        the model does not move meanwhile: the lock holds :meth:`poll_once` back."""
+        the model does not move meanwhile: the lock holds :meth:`poll_once` back.
+
+        The feature store is first given up to ``STORE_WAIT_S`` to catch up while learning
+        goes on, so the wait under the lock is only for the last batch's upserts.
+        """
+        await self._store_catch_up(STORE_WAIT_S)
         async with self._lock:
             await self._checkpoint_off_loop()
+
+    async def _store_catch_up(self, wait: float) -> None:
+        """Wait (at most ``wait`` s, learning meanwhile) until the store's backlog is no
+        more than one batch of upserts."""
+        deadline = time.monotonic() + wait
+        while self.core.sink.pending() > self.settings.batch_max:
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
     async def _checkpoint_off_loop(self, wait: float = STORE_WAIT_S) -> Path | None:
         """:meth:`checkpoint` in a thread that a cancellation cannot orphan: ``stop``
@@ -326,6 +346,29 @@ class Trainer:
 
     def _holding(self) -> bool:
         return any(self._held.values())
+
+    def _arrange(self, batch: dict[Any, list[Any]]) -> list[Decoded]:
+        """The fetched records decoded (each partition as one batch) and in the order to
+        apply them: what :meth:`_release` gives.  Without a hold-back window, and with
+        every partition in producer-time order, that order is one stable sort (no
+        queues); otherwise the records go through the per-partition queues."""
+        now = time.monotonic()
+        streams: list[tuple[tuple[str, int], list[Decoded]]] = []
+        for tp, recs in batch.items():
+            key = (tp.topic, tp.partition)
+            self._held.setdefault(key, deque())
+            streams.append((key, decode_records(Record.partition_of(tp.topic, tp.partition, recs))))
+        if not self.settings.reorder_ms and not self._holding():
+            rank = {key: k for k, key in enumerate(self._held)}
+            ordered = [s for _, s in sorted(streams, key=lambda ks: rank[ks[0]])]
+            if len(ordered) == 1:
+                return ordered[0]
+            merged = merge_by_time(ordered)
+            if merged is not None:
+                return merged
+        for key, decoded in streams:
+            self._held[key].extend((now, d) for d in decoded)
+        return self._release(time.monotonic())
 
     def _release(self, now: float) -> list[Decoded]:
         """Held records, in producer-time order, that waited at least ``reorder_ms``.
@@ -351,24 +394,16 @@ class Trainer:
 
     async def _process(self, batch: dict[Any, list[Any]]) -> None:
         t0 = time.perf_counter()
-        now = time.monotonic()
-        for partition in Record.batch(batch):
-            key = (partition[0].topic, partition[0].partition)
-            queue = self._held.setdefault(key, deque())
-            queue.extend((now, decode_record(r)) for r in partition)
-        records = self._release(time.monotonic())
+        records = self._arrange(batch)
         if not records:
             return
         dead = self.core.apply(records)
-        offsets: dict[tuple[str, int], int] = {}
         last: dict[tuple[str, int], Record] = {}
         for d in records:
-            key = (d.record.topic, d.record.partition)
-            offsets[key] = d.record.offset + 1
-            last[key] = d.record
+            last[(d.record.topic, d.record.partition)] = d.record
         for key, r in last.items():
             self._fingerprints[key] = fingerprint(r.key, r.value, r.timestamp_ms)
-        self.state.advance(offsets)
+        self.state.advance({key: r.offset + 1 for key, r in last.items()})
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
         m.inc(WORKER, "trainer_batches_total", 1, "batches learned")

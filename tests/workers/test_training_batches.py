@@ -1,0 +1,268 @@
+"""The trainer's batch paths give exactly what the record-by-record paths give.
+
+A fetched batch is decoded in one pass (:func:`decode_records`), ordered with one sort
+(:func:`merge_by_time`), and runs of interactions are checked and queued as a whole
+(:meth:`TrainerCore.apply`).  Each is compared with its one-record-at-a-time
+counterpart on a clean world with hostile payloads mixed in: the same messages and
+rejection reasons, the same order, the same model (integers exactly, floats to the
+~1e-8 the kernel's sums vary by from run to run), the same entity upserts and the same
+dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamrec.model import HybridModel, ModelConfig
+from streamrec.settings import Settings
+from streamrec.stream.codec import Rejected, encode
+from streamrec.stream.records import Record
+from streamrec.stream.schemas import Interaction, NewItem, NewUser
+from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.state import ModelState
+from streamrec.workers.training import core as core_module
+from streamrec.workers.training.core import (
+    Decoded,
+    TrainerCore,
+    decode_record,
+    decode_records,
+    merge_by_time,
+)
+from streamrec.workers.training.sinks import EntityUpsert, NullEntitySink
+from streamrec.workers.training.trainer import Trainer
+from tests.hostile import Payload, clean_world, hostile
+
+CLEAN = clean_world(300)
+CONFIG = ModelConfig(dim=8)
+SLOW = {"suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
+                                  HealthCheck.function_scoped_fixture]}  # fmt: skip
+
+
+class ListSink(NullEntitySink):
+    """Keeps every upsert in the order it came (with the offset of its source)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[EntityUpsert, Any]] = []
+
+    def upsert(self, entity: EntityUpsert, source: Any = None) -> None:
+        self.seen.append((entity, None if source is None else source.offset))
+
+
+def _records(values: list[tuple[str, bytes]]) -> list[Record]:
+    return [Record(topic, 0, offset, b"k", value, 1_000 + offset)
+            for offset, (topic, value) in enumerate(values)]  # fmt: skip
+
+
+def _mixed(bad: list[Payload], positions: list[int]) -> list[tuple[str, bytes]]:
+    values = [("entities", v) for v in CLEAN.entities]
+    values += [("interactions", v) for v in CLEAN.interactions]
+    for shift, (pos, payload) in enumerate(zip(sorted(positions), bad, strict=True)):
+        values.insert(pos + shift, (payload.topic, payload.value))
+    return values
+
+
+def _verdict(d: Decoded) -> tuple[Any, ...]:
+    msg = d.message
+    return (d.ts, d.record, msg.reason if isinstance(msg, Rejected) else msg)
+
+
+def _apply(records: list[Decoded], monkeypatch: pytest.MonkeyPatch, one_by_one: bool) -> Any:
+    model = HybridModel(CONFIG)
+    sink = ListSink()
+    core = TrainerCore(ModelState(model), sink, DeltaTracker(model))
+    with monkeypatch.context() as patch:
+        patch.setattr(core_module, "time", SimpleNamespace(time=lambda: 1_234.5))
+        if one_by_one:  # no run is long enough for the whole-run path
+            patch.setattr(core_module, "MIN_RUN", len(records) + 1)
+        dead = core.apply(records)
+    letters = [(d.source_offset, d.reason, d.original) for d in dead]
+    return model, letters, [(e.kind, e.id, e.features, dict(e.attributes), s)
+                            for e, s in sink.seen]  # fmt: skip
+
+
+def _trainer_hostile() -> st.SearchStrategy[list[Payload]]:
+    return st.lists(hostile().filter(lambda p: p.topic != "requests"), min_size=1, max_size=10)
+
+
+@settings(max_examples=20, deadline=None, **SLOW)
+@given(bad=_trainer_hostile(), data=st.data())
+def test_a_batch_decodes_as_its_records_one_by_one(bad: list[Payload], data: st.DataObject) -> None:
+    positions = data.draw(st.lists(st.integers(0, 400), min_size=len(bad), max_size=len(bad)))
+    records = _records(_mixed(bad, positions))
+    batched = decode_records(records)
+    assert [_verdict(d) for d in batched] == [_verdict(decode_record(r)) for r in records]
+
+
+def test_null_values_and_newer_schemas_are_rejected_in_a_batch_as_alone() -> None:
+    values = [encode(Interaction(user="u", item="i", ts=2.0)), None,
+              encode(Interaction(user="u", item="j", ts=3.0, v=99)), b"{"]  # fmt: skip
+    records = [Record("t", 0, k, None, v, 5_000) for k, v in enumerate(values)]
+    batched = decode_records(records)
+    assert [_verdict(d) for d in batched] == [_verdict(decode_record(r)) for r in records]
+    assert [type(d.message) for d in batched] == [Interaction, Rejected, Rejected, Rejected]
+    assert [d.ts for d in batched] == [2.0, 5.0, 5.0, 5.0]
+
+
+@settings(max_examples=20, deadline=None, **SLOW)
+@given(bad=_trainer_hostile(), data=st.data())
+def test_whole_runs_learn_exactly_what_one_by_one_learns(
+    bad: list[Payload], data: st.DataObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    positions = data.draw(st.lists(st.integers(0, 400), min_size=len(bad), max_size=len(bad)))
+    records = decode_records(_records(_mixed(bad, positions)))
+    fast, fast_dead, fast_sink = _apply(records, monkeypatch, one_by_one=False)
+    slow, slow_dead, slow_sink = _apply(records, monkeypatch, one_by_one=True)
+    assert fast_dead == slow_dead and len(fast_dead) == len(bad)
+    assert fast_sink == slow_sink
+    assert fast.n_events == slow.n_events == CLEAN.n_events
+    assert list(fast.users.ids) == list(slow.users.ids)
+    assert list(fast.items.ids) == list(slow.items.ids)
+    mine, theirs = fast.arrays(), slow.arrays()
+    assert mine.keys() == theirs.keys()
+    for name, array in theirs.items():  # the kernel's float sums vary by ~1e-8 run to run
+        if np.issubdtype(array.dtype, np.floating):
+            np.testing.assert_allclose(mine[name], array, rtol=1e-4, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(mine[name], array, err_msg=name)
+
+
+def test_interactions_onboard_new_users_and_items_in_event_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run naming unknown users and items (some twice) onboards them in the order
+    one-by-one does, each once, with one implicit upsert each."""
+    values = [("entities", encode(NewUser(user="u0", ts=1.0))),
+              ("entities", encode(NewItem(item="i0", ts=1.0)))]  # fmt: skip
+    pairs = [("u0", "i0"), ("n1", "i0"), ("u0", "m1"), ("n2", "m2"), ("n1", "m1"),
+             ("n3", "m3"), ("n2", "i0"), ("u0", "m4"), ("n4", "m2"), ("n3", "m5")]  # fmt: skip
+    values += [("interactions", encode(Interaction(user=u, item=i, ts=2.0 + k)))
+               for k, (u, i) in enumerate(pairs)]  # fmt: skip
+    records = decode_records(_records(values))
+    fast, fast_dead, fast_sink = _apply(records, monkeypatch, one_by_one=False)
+    slow, slow_dead, slow_sink = _apply(records, monkeypatch, one_by_one=True)
+    assert fast_dead == slow_dead == []
+    assert list(fast.users.ids) == list(slow.users.ids) == ["u0", "n1", "n2", "n3", "n4"]
+    assert list(fast.items.ids) == list(slow.items.ids) == ["i0", "m1", "m2", "m3", "m4", "m5"]
+    assert fast_sink == slow_sink
+    assert [(kind, eid) for kind, eid, *_ in fast_sink][2:] == [
+        ("user", "n1"), ("item", "m1"), ("user", "n2"), ("item", "m2"), ("user", "n3"),
+        ("item", "m3"), ("item", "m4"), ("user", "n4"), ("item", "m5")]  # fmt: skip
+
+
+def _release_order(streams: list[list[Decoded]]) -> list[Decoded]:
+    """What the trainer's hold-back queues release, with no hold-back window."""
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1")
+    for k, stream in enumerate(streams):
+        trainer._held[("t", k)] = deque((0.0, d) for d in stream)
+    return trainer._release(1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 6), max_size=12), min_size=2, max_size=5))
+def test_one_sort_merges_partitions_as_the_queues_release_them(stamps: list[list[int]]) -> None:
+    """Producer times in order per partition (ties between and within partitions)."""
+    streams = [[Decoded(float(ts), Record("t", p, k, None, b""), Rejected("x"))
+                for k, ts in enumerate(sorted(times))]
+               for p, times in enumerate(stamps)]  # fmt: skip
+    merged = merge_by_time(streams)
+    assert merged is not None
+    assert [d.record for d in merged] == [d.record for d in _release_order(streams)]
+    assert [d.record for d in merged] == [
+        d.record for d in heapq.merge(*streams, key=lambda d: d.ts)
+    ]
+
+
+def test_a_partition_out_of_time_order_is_left_to_the_queues() -> None:
+    late = [Decoded(ts, Record("t", 0, k, None, b""), Rejected("x"))
+            for k, ts in enumerate([3.0, 1.0])]  # fmt: skip
+    other = [Decoded(2.0, Record("t", 1, 0, None, b""), Rejected("x"))]
+    assert merge_by_time([late, other]) is None
+    nan = [Decoded(float("nan"), Record("t", 2, 0, None, b""), Rejected("x"))]
+    assert merge_by_time([nan, other]) is None
+
+
+def _noticed(records: list[Decoded], one_at_a_time: bool) -> tuple[HybridModel, dict[int, Any]]:
+    """Apply ``records`` (in one call, or one call each) and keep what the indexer would
+    hold: the last representation told for each changed item, in the order told."""
+    model = HybridModel(CONFIG)
+    state = ModelState(model)
+    told: dict[int, Any] = {}
+
+    def listener(rows: Any) -> None:
+        reps = model.item_representations(np.asarray(list(rows), dtype=np.int64))
+        for row, rep in zip(rows, reps, strict=True):
+            told.pop(row, None)
+            told[row] = rep.copy()
+
+    state.on_items_changed(listener)
+    core = TrainerCore(state, NullEntitySink(), DeltaTracker(model))
+    for chunk in [[d] for d in records] if one_at_a_time else [records]:
+        assert core.apply(chunk) == []
+    return model, told
+
+
+def test_changed_items_are_told_once_per_run_with_the_representation_one_by_one_gives() -> None:
+    # entities (with a re-featured item and a new one) and then interactions, one naming
+    # an unknown item: every notice comes before anything is learned in both ways (a
+    # notice per record and learning per record differ only where learning runs differ)
+    values = [("entities", v) for v in CLEAN.entities]
+    values += [("entities", encode(NewItem(item="i3", features=["genre=9"], ts=3.0))),
+               ("entities", encode(NewItem(item="new", features=["genre=1"], ts=3.0))),
+               ("interactions", encode(Interaction(user="u1", item="bare", ts=3.0)))]  # fmt: skip
+    values += [("interactions", v) for v in CLEAN.interactions[:30]]
+    records = decode_records(_records(values))
+    # told: each changed item once per run, in the order of its last change, with its
+    # vector and bias as one notice per record gives them; the last column (the trend
+    # signal's newness prior) decays with every item onboarded after it, so a notice per
+    # run gives the value a notice per record shows at the indexer's next refresh
+    batched_model, batched = _noticed(records, one_at_a_time=False)
+    single_model, single = _noticed(records, one_at_a_time=True)
+    assert list(batched) == list(single)
+    assert len(batched) == batched_model.n_items == single_model.n_items
+    for row, rep in single.items():
+        np.testing.assert_allclose(batched[row][:-1], rep[:-1], rtol=1e-4, atol=1e-6,
+                                   err_msg=str(row))  # fmt: skip
+
+
+class BehindSink(NullEntitySink):
+    """A feature store far behind until told it caught up."""
+
+    def __init__(self) -> None:
+        self.backlog = 1_000_000
+        self.asked = asyncio.Event()
+
+    def pending(self) -> int:
+        self.asked.set()
+        return self.backlog
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_lets_learning_go_on_while_the_store_catches_up() -> None:
+    """The store's backlog is waited for outside the trainer's lock (a fetch can take
+    it meanwhile); the checkpoint itself runs under the lock once the store caught up."""
+    sink = BehindSink()
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1", sink=sink)
+    order: list[str] = []
+
+    def checkpoint(wait: float = 0.0) -> None:
+        order.append(f"checkpoint with {sink.backlog} pending")
+
+    trainer.checkpoint = checkpoint  # type: ignore[method-assign]
+    task = asyncio.ensure_future(trainer.checkpoint_now())
+    asked = asyncio.ensure_future(sink.asked.wait())
+    await asyncio.wait([task, asked], return_when=asyncio.FIRST_COMPLETED)  # either
+    async with trainer._lock:  # what a fetch does: not held back by the waiting checkpoint
+        order.append("learned a batch")
+    sink.backlog = 0
+    await task
+    asked.cancel()
+    assert order == ["learned a batch", "checkpoint with 0 pending"]

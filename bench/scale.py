@@ -436,7 +436,7 @@ async def _arrivals(
 
 async def index_recall(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     def recall() -> str:
-        r = dep.role("trainer").get("index", {}).get("recall_at_10")
+        r = dep.role("recommender").get("index", {}).get("recall_at_10")
         return "n/a" if r is None else f"{r:.3f}"
 
     res.add("index recall@10 at rest", recall(), ">= 0.95")

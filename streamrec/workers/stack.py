@@ -113,7 +113,8 @@ class Stack:
             self.follower = DeltaFollower(s, self.bootstrap, state, self.metrics)
         self._state = state
         if "indexer" in self.roles:  # builds, publishes and swaps in the shared index
-            self.indexer = Indexer(s, state, self.index, self.metrics)
+            self.indexer = Indexer(s, state, self.index, self.metrics,
+                                   serving="recommender" in self.roles)  # fmt: skip
         elif "recommender" in self.roles:  # maps the index files the indexer publishes
             self.indexer = IndexFollower(s, state, self.index, self.metrics)
         if "recommender" in self.roles:

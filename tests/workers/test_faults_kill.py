@@ -60,26 +60,54 @@ async def test_stop_waits_for_a_checkpoint_in_flight(tmp_path: Path) -> None:
     """A timer's checkpoint cancelled by the stop keeps writing in its thread; the last
     checkpoint waits for it instead of writing the same version at the same time."""
     trainer = Trainer(_settings(tmp_path), "unused:9092")
-    save = trainer.checkpoints.save
+    write = trainer.checkpoints._write
     active: list[int] = []
     overlaps: list[int] = []
     saves: list[int] = []
 
-    def slow_save(*args: Any, **kwargs: Any) -> Path:
+    def slow_write(*args: Any, **kwargs: Any) -> Path:
         if active:
             overlaps.append(1)
         active.append(1)
         time.sleep(0.3)
         try:
-            return save(*args, **kwargs)
+            return write(*args, **kwargs)
         finally:
             active.pop()
             saves.append(1)
 
-    trainer.checkpoints.save = slow_save  # type: ignore[method-assign]
+    trainer.checkpoints._write = slow_write  # type: ignore[method-assign]
     timer = asyncio.create_task(trainer.checkpoint_now())
-    await asyncio.sleep(0.05)  # its save is running in a thread
+    while not active:  # its write is running in a thread
+        await asyncio.sleep(0.01)
     timer.cancel()
     await trainer.stop()
     assert (len(saves), overlaps) == (2, [])
     assert Checkpoints(trainer.settings, "ck.deltas").latest() is not None
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_is_written_outside_the_lock_as_of_when_it_was_taken(
+    tmp_path: Path,
+) -> None:
+    """The file is written while the trainer may learn again (the lock is free), and it
+    holds the model as it was when the checkpoint was taken, not as it is by then."""
+    trainer = Trainer(_settings(tmp_path), "unused:9092")
+    model = trainer.state.model
+    model.add_user("u0", ["age=1"])
+    model.add_item("i0", ["genre=1"])
+    write = trainer.checkpoints._write
+    lock_free_while_writing: list[bool] = []
+
+    def write_later(*args: Any, **kwargs: Any) -> Path:
+        lock_free_while_writing.append(not trainer._lock.locked())
+        model.add_item("i1", ["genre=2"])  # the model moves on during the write
+        return write(*args, **kwargs)
+
+    trainer.checkpoints._write = write_later  # type: ignore[method-assign]
+    await trainer.checkpoint_now()
+    assert lock_free_while_writing == [True]
+    restored = Checkpoints(trainer.settings, "ck.deltas").restore()
+    assert restored is not None
+    assert (restored.model.n_users, restored.model.n_items) == (1, 1)
+    assert model.n_items == 2

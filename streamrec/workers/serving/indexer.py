@@ -202,10 +202,26 @@ class IndexWorker:
 
 
 class Indexer(IndexWorker):
-    """Builds, publishes and swaps in the index (the ``indexer`` role)."""
+    """Builds, publishes and swaps in the index (the ``indexer`` role).
+
+    Without a recommender in its process (``serving`` False: ``streamrec up``'s trainer
+    process) nothing is served from its index, so it neither pins rows nor samples
+    recall (each an O(catalogue) scan); the recommenders' followers do.
+    """
 
     _built_version = -1
     _building: asyncio.Task[None] | None = None
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: ModelState,
+        index: LiveIndex | None = None,
+        metrics: Metrics | None = None,
+        serving: bool = True,
+    ) -> None:
+        super().__init__(settings, state, index, metrics)
+        self.serving = serving
 
     def due(self) -> bool:
         m = self.state.model
@@ -224,8 +240,9 @@ class Indexer(IndexWorker):
         building = self._building is not None and not self._building.done()
         if not building and self.due():
             self._building = asyncio.create_task(self._rebuild_logged(), name="index build")
-        self.pin()
-        self._sample_recall()
+        if self.serving:
+            self.pin()
+            self._sample_recall()
         self._report()
 
     async def _rebuild_logged(self) -> None:
@@ -264,7 +281,10 @@ class Indexer(IndexWorker):
         self._bias_rows = bias_rows
         self.index.swap(snap)
         self._built_version = version
-        self._after_swap()
+        if self.serving:
+            self._after_swap()
+        else:
+            self._report()
         self.metrics.inc(WORKER, "index_builds_total", 1, "Annoy index builds")
         self.metrics.set(WORKER, "index_build_seconds", seconds, "last build time")
         log.info("index rebuilt: %d items in %.2f s (%s)", snap.size, seconds, path.name)

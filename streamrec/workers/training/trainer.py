@@ -27,6 +27,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from streamrec.workers.checkpoints import (
     CheckpointRegistry,
     Checkpoints,
     EntityCatalog,
+    PendingCheckpoint,
     rebuild,
 )
 from streamrec.workers.deltas import DeltaTracker, part_bytes
@@ -99,7 +101,10 @@ class Trainer:
         #: fingerprint of the last learned record of each input partition (kafka_clients)
         self._fingerprints: dict[tuple[str, int], int] = {}
         self._connections: dict[Any, Any] = {}
-        self._saving: asyncio.Future[Path | None] | None = None  # a checkpoint being written
+        self._saving: asyncio.Future[Any] | None = None  # a checkpoint being taken or written
+        #: the asyncio runtime's delta publish and timed checkpoint, each running beside
+        #: the fetch loop (waiting for the broker's acks or the disk holds no fetch back)
+        self._side: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
@@ -255,6 +260,8 @@ class Trainer:
     async def stop(self) -> None:
         self.running = False
         await cancel(self._task)
+        if self._side:  # let a publish or a checkpoint under way finish
+            await asyncio.wait(list(self._side.values()))
         with logged(log, "publishing the last deltas"):
             if self._producer is not None:
                 await self.publish_deltas()
@@ -279,15 +286,30 @@ class Trainer:
                 now = time.monotonic()
                 if self.tracker.dirty and now - last_delta >= interval:
                     last_delta = now
-                    await self.publish_deltas()
+                    self._beside("deltas", self.publish_deltas)
                 if (s.checkpoint_interval_s > 0
                         and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
-                    await self.checkpoint_now()
+                    self._beside("checkpoint", self.checkpoint_now)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("trainer loop error; continuing")
                 await asyncio.sleep(0.5)
+
+    def _beside(self, name: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` as a task beside the fetch loop, unless the last one still runs
+        (the lock orders it with the fetches, as faust's timers are)."""
+        running = self._side.get(name)
+        if running is not None and not running.done():
+            return
+
+        async def guarded() -> None:
+            try:
+                await step()
+            except Exception:
+                log.exception("trainer %s failed; trying again at the next tick", name)
+
+        self._side[name] = asyncio.create_task(guarded(), name=f"trainer {name}")
 
     async def poll_once(self) -> None:
         """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
@@ -319,15 +341,17 @@ class Trainer:
                 await self._dead_letter_rejected()
 
     async def checkpoint_now(self) -> None:
-        """A checkpoint off the event loop (it waits for the store, then writes the file);
-        the model does not move meanwhile: the lock holds :meth:`poll_once` back.
+        """A checkpoint off the event loop: under the lock (the model does not move), wait
+        for the store and copy the state; then, learning again, write the file.
 
         The feature store is first given up to ``STORE_WAIT_S`` to catch up while learning
         goes on, so the wait under the lock is only for the last batch's upserts.
         """
         await self._store_catch_up(STORE_WAIT_S)
         async with self._lock:
-            await self._checkpoint_off_loop()
+            pending = await self._off_loop(self.take_checkpoint, STORE_WAIT_S)
+        if pending is not None:
+            await self._off_loop(self.write_checkpoint, pending)
 
     async def _store_catch_up(self, wait: float) -> None:
         """Wait (at most ``wait`` s, learning meanwhile) until the store's backlog is no
@@ -339,9 +363,16 @@ class Trainer:
             await asyncio.sleep(0.05)
 
     async def _checkpoint_off_loop(self, wait: float = STORE_WAIT_S) -> Path | None:
-        """:meth:`checkpoint` in a thread that a cancellation cannot orphan: ``stop``
-        waits for it, so two saves never run at once."""
-        self._saving = asyncio.ensure_future(asyncio.to_thread(self.checkpoint, wait))
+        """:meth:`checkpoint` (taken and written) off the event loop."""
+        path: Path | None = await self._off_loop(self.checkpoint, wait)
+        return path
+
+    async def _off_loop(self, step: Callable[..., Any], *args: Any) -> Any:
+        """A checkpoint step in a thread that a cancellation cannot orphan: ``stop``
+        waits for it, so two never run at once."""
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving])
+        self._saving = asyncio.ensure_future(asyncio.to_thread(step, *args))
         return await asyncio.shield(self._saving)
 
     def _holding(self) -> bool:
@@ -543,7 +574,14 @@ class Trainer:
         return out
 
     def checkpoint(self, wait: float = STORE_WAIT_S) -> Path | None:
-        """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`).
+        """Write the model, consumed offsets and item attributes (see :class:`Checkpoints`):
+        :meth:`take_checkpoint` then :meth:`write_checkpoint`."""
+        pending = self.take_checkpoint(wait)
+        return None if pending is None else self.write_checkpoint(pending)
+
+    def take_checkpoint(self, wait: float = STORE_WAIT_S) -> PendingCheckpoint | None:
+        """A copy of the model, consumed offsets and item attributes as of now (the
+        caller holds the lock), to write with :meth:`write_checkpoint`.
 
         With a feature store: first wait (up to ``wait`` s) until the store holds every
         entity upsert so far, so a checkpoint's offsets never run ahead of the store (if
@@ -558,11 +596,16 @@ class Trainer:
             return None
         attrs = self.state.attributes
         saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
+        return self.checkpoints.prepare(self.state.model, self.state.applied,
+                                        self._deltas_offset, saved, self.tracker.epoch,
+                                        self.tracker.seq, self._fingerprints,
+                                        self._last_delta)  # fmt: skip
+
+    def write_checkpoint(self, pending: PendingCheckpoint) -> Path | None:
+        """Write and register a checkpoint taken by :meth:`take_checkpoint` (None:
+        postponed, the registry is down)."""
         try:
-            path = self.checkpoints.save(self.state.model, self.state.applied,
-                                         self._deltas_offset, saved, self.tracker.epoch,
-                                         self.tracker.seq, self._fingerprints,
-                                         self._last_delta)  # fmt: skip
+            path = pending.write()
         except StoreError as exc:  # the registry (the feature store) is down
             log.error("checkpoint postponed: %s", exc)
             self._postpone_checkpoint()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -89,6 +88,7 @@ class Deployment:
         self.web_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.bootstrap = ""
+        self.pss_mb = 0.0
 
     def start(self, timeout: float = 120.0) -> None:
         cmd = [sys.executable, "-m", "streamrec", "up", "--fresh", "--data-dir",
@@ -138,15 +138,15 @@ class Deployment:
         return int(m.get("users", 0)), int(m.get("items", 0))
 
     def rss_mb(self) -> float:
-        import psutil
+        """The summed RSS of the deployment's processes, MB; prints each one's RSS and PSS
+        (``bench/memory.py``) and keeps the summed PSS in ``self.pss_mb``."""
+        import memory
 
         assert self.proc is not None
-        root = psutil.Process(self.proc.pid)
-        total = 0
-        for p in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total / 2**20
+        rows = memory.tree(self.proc.pid)
+        print(memory.table(rows), flush=True)
+        rss, self.pss_mb = memory.totals(rows)
+        return rss
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -401,6 +401,7 @@ def main_bench(args: argparse.Namespace) -> None:
         asyncio.run(freshness(dep, args, res))
         asyncio.run(index_recall(dep, args, res))
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+        res.add("PSS at the end (shared pages counted once), MB", f"{dep.pss_mb:,.0f}")
     finally:
         dep.stop()
     print(f"\n| {args.items:,} items, {args.users:,} users | measured | target |")

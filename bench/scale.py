@@ -16,7 +16,9 @@ that category) is onboarded through the SDK into ``streamrec up`` on the embedde
    request with that feature returns them;
 4. **index**: the recall@10 the indexer measures, at rest and while ``--new-items-rate``
    new items/s arrive;
-5. **memory**: the summed RSS of every process of the deployment.
+5. **memory**: the summed RSS of every process of the deployment, with each process's
+   RSS, PSS and private memory (``bench/memory.py``), and at the end the bytes of each
+   topic (what the embedded broker holds in memory).
 
 It prints a table and writes a PNG of latency percentiles against offered rate::
 
@@ -147,6 +149,12 @@ class Deployment:
         print(memory.table(rows), flush=True)
         rss, self.pss_mb = memory.totals(rows)
         return rss
+
+    def print_topic_sizes(self, prefix: str) -> None:
+        """What the embedded broker holds: records and bytes of each topic."""
+        import memory
+
+        print(memory.topics_table(asyncio.run(memory.topic_sizes(self.bootstrap, prefix))))
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -402,6 +410,7 @@ def main_bench(args: argparse.Namespace) -> None:
         asyncio.run(index_recall(dep, args, res))
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
         res.add("PSS at the end (shared pages counted once), MB", f"{dep.pss_mb:,.0f}")
+        dep.print_topic_sizes(args.prefix)
     finally:
         dep.stop()
     print(f"\n| {args.items:,} items, {args.users:,} users | measured | target |")

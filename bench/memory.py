@@ -5,11 +5,15 @@ Annoy index file, the Python and numba shared libraries) are counted once per pr
 PSS divides each shared page among the processes that map it, so the PSS of a whole tree
 sums to the memory it really takes.  Both come from ``/proc/<pid>/smaps_rollup`` (Linux).
 
-``python bench/memory.py <pid>`` prints the table for the tree rooted at ``<pid>`` (a
-``streamrec up`` process, say); ``bench/scale.py`` prints it after each stage.  With
+``python bench/memory.py show <pid>`` prints the table for the tree rooted at ``<pid>``
+(a ``streamrec up`` process, say); ``bench/scale.py`` prints it after each stage.  With
 ``--bootstrap`` and ``--prefix`` it also reads every topic of the deployment from the
 start and prints its records and bytes (keys, values and headers): what the embedded
 broker, which keeps every topic in memory, holds.
+
+``python bench/memory.py deploy --items 100000 --users 100000 --events 1000000`` starts
+``streamrec up`` on ``bench/scale.py``'s synthetic catalogue, onboards it, publishes the
+clicks, and prints the table after each stage, at the peak and the topics' bytes.
 """
 
 from __future__ import annotations
@@ -154,12 +158,92 @@ def topics_table(sizes: dict[str, tuple[int, int]]) -> str:
     return "\n".join(lines)
 
 
+class PeakSampler:
+    """Samples the tree's summed RSS every ``interval`` s in a thread; keeps the peak."""
+
+    def __init__(self, root_pid: int, interval: float = 0.5) -> None:
+        import threading
+
+        self.root_pid, self.interval = root_pid, interval
+        self.rows: list[ProcMemory] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error, OSError):
+                rows = tree(self.root_pid)
+                if totals(rows)[0] > totals(self.rows)[0]:
+                    self.rows = rows
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def deploy(args: argparse.Namespace) -> None:
+    """``streamrec up`` with ``bench/scale.py``'s catalogue: onboarding, then ``--events``
+    clicks; the memory table after each stage and after ``--idle`` s, the peak, and the
+    topics' bytes."""
+    import asyncio
+    import os
+    import sys
+    import tempfile
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import scale
+
+    data_dir = Path(tempfile.mkdtemp(prefix="streamrec-memory-"))
+    args.prefix = f"memory{os.getpid()}"
+    dep = scale.Deployment(data_dir, args.prefix, args.up_args.split())
+    res = scale.Results()
+    print(f"streamrec up in {data_dir}: {args.items:,} items, {args.users:,} users, "
+          f"{args.events:,} clicks", flush=True)  # fmt: skip
+    t0 = time.perf_counter()
+    dep.start()
+    assert dep.proc is not None
+    args.bootstrap = dep.bootstrap
+    try:
+        with PeakSampler(dep.proc.pid) as peak:
+            print(table(tree(dep.proc.pid), "started"), flush=True)
+            asyncio.run(scale.onboard(dep, args, res))
+            print(table(tree(dep.proc.pid), "after onboarding"), flush=True)
+            if args.events:
+                scale.ingest(dep, args, res)
+                print(table(tree(dep.proc.pid), "after the clicks"), flush=True)
+            time.sleep(args.idle)
+            print(table(tree(dep.proc.pid), f"{args.idle:.0f} s later"), flush=True)
+        print(table(peak.rows, "at the peak of the summed RSS (sampled every 0.5 s)"))
+        print(topics_table(asyncio.run(topic_sizes(dep.bootstrap, args.prefix))))
+    finally:
+        dep.stop()
+    print(f"wall {time.perf_counter() - t0:,.0f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("pid", type=int, help="the root of the process tree (streamrec up)")
-    p.add_argument("--bootstrap", default="", help="also size the topics on this broker")
-    p.add_argument("--prefix", default="streamrec", help="the deployment's topic prefix")
+    sub = p.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show", help="the memory of a running deployment")
+    show.add_argument("pid", type=int, help="the root of the process tree (streamrec up)")
+    show.add_argument("--bootstrap", default="", help="also size the topics on this broker")
+    show.add_argument("--prefix", default="streamrec", help="the deployment's topic prefix")
+    run = sub.add_parser("deploy", help="start streamrec up, onboard, click; measure")
+    run.add_argument("--items", type=int, default=100_000)
+    run.add_argument("--users", type=int, default=100_000)
+    run.add_argument("--events", type=int, default=1_000_000)
+    run.add_argument("--publishers", type=int, default=2)
+    run.add_argument("--idle", type=float, default=15.0)
+    run.add_argument("--up-args", default="", help="extra options for streamrec up")
     args = p.parse_args()
+    if args.command == "deploy":
+        deploy(args)
+        return
     print(table(tree(args.pid)))
     if args.bootstrap:
         import asyncio

@@ -226,6 +226,60 @@ def deploy(args: argparse.Namespace) -> None:
     print(f"wall {time.perf_counter() - t0:,.0f} s")
 
 
+def parts(args: argparse.Namespace) -> None:
+    """What the per-item structures of a worker process take at ``--items`` items
+    (``tracemalloc``, in this process): the trainer's in-memory attributes, the feature
+    store cache's snapshot, and with ``--model`` a model onboarded with ``bench/scale.py``'s
+    catalogue (slow: one ``add_item`` / ``add_user`` call per entity)."""
+    import time
+    import tracemalloc
+    from datetime import UTC, datetime
+    from types import MappingProxyType
+
+    from streamrec.store.records import ItemAttributes
+    from streamrec.workers.attributes import MemoryItemAttributes
+
+    def measured(what: str, build: Any) -> Any:
+        tracemalloc.start()
+        kept = build()
+        print(f"  {what}: {tracemalloc.get_traced_memory()[0] / MB:,.1f} MB", flush=True)
+        tracemalloc.stop()
+        return kept
+
+    def attributes() -> Any:
+        m = MemoryItemAttributes()
+        for i in range(args.items):
+            m.update(f"i{i}", {"category": str(i % 200)}, time.time())
+        return m
+
+    def cache() -> Any:  # the shape of ItemAttributeCache's snapshot (store/cache.py)
+        merged, views = {}, {}
+        for i in range(args.items):
+            a = ItemAttributes(f"i{i}", str(i % 200), True, datetime.now(UTC), frozenset())
+            merged[a.item_id] = a
+            views[a.item_id] = MappingProxyType(a.view())
+        return MappingProxyType(merged), MappingProxyType(views)
+
+    print(f"{args.items:,} items, {args.users:,} users")
+    measured("trainer's item attributes (MemoryItemAttributes)", attributes)
+    measured("feature store cache snapshot (ItemAttributes + views)", cache)
+    if args.model:
+        from streamrec.model import HybridModel, ModelConfig
+
+        def model() -> Any:
+            m = HybridModel(ModelConfig())
+            for i in range(args.items):
+                m.add_item(f"i{i}", [f"cat={i % 200}", f"brand={(i * 7919) % 2000}"])
+            for u in range(args.users):
+                m.add_user(f"u{u}", [f"likes={u % 200}"])
+            return m
+
+        m = measured("model (HybridModel, every table and vocabulary)", model)
+        tables = dict(m.arrays())
+        print(f"  of which the tables' used rows: "
+              f"{sum(a.nbytes for a in tables.values()) / MB:,.1f} MB")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -240,9 +294,16 @@ def main() -> None:
     run.add_argument("--publishers", type=int, default=2)
     run.add_argument("--idle", type=float, default=15.0)
     run.add_argument("--up-args", default="", help="extra options for streamrec up")
+    part = sub.add_parser("parts", help="per-item structures of a worker, in this process")
+    part.add_argument("--items", type=int, default=100_000)
+    part.add_argument("--users", type=int, default=100_000)
+    part.add_argument("--model", action="store_true", help="also onboard a model (slow)")
     args = p.parse_args()
     if args.command == "deploy":
         deploy(args)
+        return
+    if args.command == "parts":
+        parts(args)
         return
     print(table(tree(args.pid)))
     if args.bootstrap:

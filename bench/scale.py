@@ -18,7 +18,9 @@ that category) is onboarded through the SDK (``--publishers`` processes, one
    request with that feature returns them;
 4. **index**: the recall@10 the indexer measures, at rest and while ``--new-items-rate``
    new items/s arrive;
-5. **memory**: the summed RSS of every process of the deployment.
+5. **memory**: the summed RSS of every process of the deployment, with each process's
+   RSS, PSS and private memory (``bench/memory.py``), and at the end the bytes of each
+   topic (what the embedded broker holds in memory).
 
 It prints a table and writes a PNG of latency percentiles against offered rate::
 
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -93,6 +94,7 @@ class Deployment:
         self.web_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.bootstrap = ""
+        self.pss_mb = 0.0
 
     def start(self, timeout: float = 120.0) -> None:
         cmd = [sys.executable, "-m", "streamrec", "up", "--fresh", "--data-dir",
@@ -142,15 +144,21 @@ class Deployment:
         return int(m.get("users", 0)), int(m.get("items", 0))
 
     def rss_mb(self) -> float:
-        import psutil
+        """The summed RSS of the deployment's processes, MB; prints each one's RSS and PSS
+        (``bench/memory.py``) and keeps the summed PSS in ``self.pss_mb``."""
+        import memory
 
         assert self.proc is not None
-        root = psutil.Process(self.proc.pid)
-        total = 0
-        for p in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total / 2**20
+        rows = memory.tree(self.proc.pid)
+        print(memory.table(rows), flush=True)
+        rss, self.pss_mb = memory.totals(rows)
+        return rss
+
+    def print_topic_sizes(self, prefix: str) -> None:
+        """What the embedded broker holds: records and bytes of each topic."""
+        import memory
+
+        print(memory.topics_table(asyncio.run(memory.topic_sizes(self.bootstrap, prefix))))
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by each part of the deployment: the
@@ -503,6 +511,8 @@ def main_bench(args: argparse.Namespace) -> None:
         if "index" in args.stages:
             asyncio.run(index_recall(dep, args, res))
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
+        res.add("PSS at the end (shared pages counted once), MB", f"{dep.pss_mb:,.0f}")
+        dep.print_topic_sizes(args.prefix)
     finally:
         dep.stop()
     print(f"\n| {args.items:,} items, {args.users:,} users | measured | target |")

@@ -1,11 +1,42 @@
-"""streamrec: an event-driven streaming recommender with incremental updates."""
+"""streamrec: an event-driven streaming recommender with incremental updates.
+
+The names below are imported on first use (PEP 562): ``import streamrec`` alone (the
+supervisor of ``streamrec up``, the index build child) loads neither numba nor aiokafka.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from streamrec.errors import StreamrecError
-from streamrec.model import HybridModel, ModelConfig
-from streamrec.settings import Settings
-from streamrec.stream.client import Client, Recommendations, SyncClient
+
+if TYPE_CHECKING:
+    from streamrec.model import HybridModel, ModelConfig
+    from streamrec.settings import Settings
+    from streamrec.stream.client import Client, Recommendations, SyncClient
 
 __version__ = "0.1.0"
+
+#: Each public name and the module that defines it.
+_WHERE = {
+    "Client": "streamrec.stream.client",
+    "HybridModel": "streamrec.model.hybrid",
+    "ModelConfig": "streamrec.model.config",
+    "Recommendations": "streamrec.stream.client",
+    "Settings": "streamrec.settings",
+    "SyncClient": "streamrec.stream.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Client",

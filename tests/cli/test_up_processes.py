@@ -104,6 +104,10 @@ def test_up_runs_trainer_and_recommender_in_processes_of_their_own(up: Up) -> No
     assert h["processes"]["recommender"]["roles"] == ["recommender"]
     pids = up.pids()
     assert len(set(pids.values()) | {up.proc.pid}) == 3
+    # the workers run with the supervisor's malloc settings; the supervisor loads no numba
+    for pid in pids.values():
+        assert psutil.Process(pid).environ().get("MALLOC_ARENA_MAX") == "2"
+    assert not [m.path for m in psutil.Process(up.proc.pid).memory_maps() if "llvmlite" in m.path]
     asyncio.run(_learn(up, "alice"))
     # the recommender's replica learns what the trainer learned, through the deltas
     # (the first time, with numba's cache cold, both processes compile their kernels)

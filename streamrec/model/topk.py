@@ -164,6 +164,20 @@ def _plus_features(b, size, fx, fw, row, start, u, V, Vb, cont_aff, marks, proj,
     return b, size
 
 
+@njit(cache=True, inline="always")
+def _plus_projected(b, size, fx, fw, row, start, proj):
+    """:func:`_plus_features` when every projection it reads was computed already (the
+    groups' rows, by :func:`project_many`): no test, no call in the loop."""
+    for c in range(start, fx.shape[1]):
+        f = fx[row, c]
+        if f < 0:
+            break
+        x = fw[row, c] * proj[f]
+        b += x
+        size += abs(x)
+    return b, size
+
+
 @njit(cache=True)
 def _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch):
     """proj[f] of this query (computed on first use), exactly as :func:`score_items` computes it."""
@@ -230,7 +244,7 @@ def _store_projection(f, s, Vb, cont_aff, marks, proj):
     proj[f] = p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks, proj, stamp,
            epoch):  # fmt: skip
     """Item ``i``'s float32 score, the value :func:`score_items` writes for it."""
@@ -240,7 +254,9 @@ def _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, mar
         f = ifx[i, c]
         if f < 0:
             break
-        s += ifw[i, c] * _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+        if stamp[f] != epoch:  # (most are computed already: no call then)
+            _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+        s += ifw[i, c] * proj[f]
     if affinity != 0.0:
         new = newness[top - i] if prior != 0.0 else 0.0
         s += affinity * math.log1p(trend[i] * inv + new)
@@ -354,7 +370,7 @@ def _ranks_before(s, i, t, j):
     return s > t or (s == t and i < j)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _offer(s, i, k, m, out_idx, out_score):
     """Offer (s, i) to the best-first arrays (any row order: ties to the lower row)."""
     if m == k and not _ranks_before(s, i, out_score[m - 1], out_idx[m - 1]):
@@ -472,8 +488,7 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
             g_bound[g] = -np.inf
             continue
         a = unorm * g_norm[g] + g_bias[g]
-        b, size = _plus_features(a, a, g_rows, g_weights, g, 0, u, V, Vb, cont_aff, marks, proj,
-                                 stamp, epoch)  # fmt: skip
+        b, size = _plus_projected(a, a, g_rows, g_weights, g, 0, proj)
         if up != 0.0:
             b += up * (g_trend[g] + new_up)
             size += up * (g_trend[g] + new_up)

@@ -33,21 +33,19 @@ from streamrec.model import (
     add_similarity_row_listed,
     cooccurrence_add,
     cooccurrence_fit,
-    leaders_raise,
-    leaders_top,
-    leaders_track,
-    listed_top_k,
-    recent_features_top_k,
-    rehash_pairs,
-    top_rows,
-)
-from streamrec.model.baseline_kernels import (
     feature_list_move,
     feature_lists_insert,
     feature_lists_raise,
     feature_lists_rebuild,
     feature_lists_remove,
+    leaders_raise,
+    leaders_top,
+    leaders_track,
+    listed_top_k,
     recent_features_ordered,
+    recent_features_top_k,
+    rehash_pairs,
+    top_rows,
 )
 
 __all__ = [

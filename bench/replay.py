@@ -149,7 +149,8 @@ def main() -> None:
         cmd += ["--limit", str(args.limit)]
     print("$ PYTHONPATH=" + str(args.repo) + " " + " ".join(cmd))
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True)
+    # cwd: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH
+    subprocess.run(cmd, env=env, check=True, cwd=args.repo)
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the machine is shared: CPU too
     cpu = usage.ru_utime + usage.ru_stime

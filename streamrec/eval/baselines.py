@@ -33,12 +33,16 @@ from streamrec.model import (
     add_similarity_row_listed,
     cooccurrence_add,
     cooccurrence_fit,
+    feature_list_move,
+    feature_lists_insert,
+    feature_lists_raise,
+    feature_lists_rebuild,
+    feature_lists_remove,
     leaders_raise,
     leaders_top,
     leaders_track,
     listed_top_k,
-    posting_add,
-    recent_features_candidates,
+    recent_features_ordered,
     recent_features_top_k,
     rehash_pairs,
     top_rows,
@@ -378,39 +382,90 @@ class RecentFeatures(Baseline):
         self.log_pop = np.zeros(64, dtype=np.float64)
         self.log_pop_n = 0  # items whose log_pop is current
         self.leaders = Leaders(leaders, newest_first=True)  # of log_pop
-        # posting lists: the items of each feature (``posting_add``)
-        self.post_head = np.full(64, -1, dtype=np.int64)
-        self.post_next = np.zeros(64, dtype=np.int64)
-        self.post_owner = np.zeros(64, dtype=np.int64)
-        self.post_state = np.zeros(1, dtype=np.int64)
+        # ordered feature lists (``feature_lists_insert``): each feature's items by log_pop
+        self.list_start = np.zeros(64, dtype=np.int64)
+        self.list_len = np.zeros(64, dtype=np.int64)
+        self.list_cap = np.zeros(64, dtype=np.int64)
+        self.list_pool = np.zeros(1024, dtype=np.int64)
+        self.list_end = 0  # pool entries handed out
+        self.where = np.full((64, 1), -1, dtype=np.int64)  # per item and feature column
+        self.listed = np.zeros(64, dtype=np.uint8)  # items in the lists
+        self.lists_stale = False  # every log_pop changed (a rescale): rebuilt at the next query
         self.visited = np.zeros(64, dtype=np.int64)
+
+    def _fit_items(self, n: int, width: int) -> None:
+        """Room for item rows ``0 .. n - 1`` with ``width`` features each."""
+        if n > self.item_features.shape[0]:
+            cap = capacity_for(n, self.item_features.shape[0])
+            self.item_features = grown(self.item_features, cap, -1)
+            self.where = grown(self.where, cap, -1)
+            self.listed = grown(self.listed, cap)
+        if width > self.item_features.shape[1]:
+            rows = self.item_features.shape[0]
+            wider = np.full((rows, width), -1, dtype=np.int32)
+            wider[:, : self.item_features.shape[1]] = self.item_features
+            self.item_features = wider
+            where = np.full((rows, width), -1, dtype=np.int64)
+            where[:, : self.where.shape[1]] = self.where
+            self.where = where
+
+    def _room(self, rows: list[int]) -> None:
+        """Room for one more item in the list of each feature of ``rows``."""
+        if len(self.features) > self.list_start.shape[0]:
+            cap = capacity_for(len(self.features), self.list_start.shape[0])
+            self.list_start = grown(self.list_start, cap)
+            self.list_len = grown(self.list_len, cap)
+            self.list_cap = grown(self.list_cap, cap)
+        for f in rows:
+            if self.list_len[f] < self.list_cap[f]:
+                continue
+            size = max(8, 2 * int(self.list_cap[f]))
+            if self.list_end + size > self.list_pool.shape[0]:
+                self.list_pool = grown(
+                    self.list_pool, capacity_for(self.list_end + size, self.list_pool.shape[0])
+                )
+            feature_list_move(f, self.list_end, self.list_start, self.list_len, self.list_pool,
+                              self.item_features, self.where)  # fmt: skip
+            self.list_cap[f] = size
+            self.list_end += size
+
+    def _rebuild_lists(self, log_pop: np.ndarray) -> None:
+        """Every list afresh, in the order of ``log_pop`` (after a rescale)."""
+        fx = self.item_features[self.listed.astype(bool)]
+        need = np.bincount(fx[fx >= 0], minlength=self.list_cap.shape[0])
+        for f in np.flatnonzero(need > self.list_cap).tolist():
+            size = capacity_for(int(need[f]), max(8, int(self.list_cap[f])))
+            if self.list_end + size > self.list_pool.shape[0]:
+                self.list_pool = grown(
+                    self.list_pool, capacity_for(self.list_end + size, self.list_pool.shape[0])
+                )
+            self.list_start[f], self.list_cap[f] = self.list_end, size
+            self.list_end += size
+        self.where[:] = -1
+        feature_lists_rebuild(self.item_features, log_pop, self.item_features.shape[0],
+                              self.listed, self.list_start, self.list_len, self.list_pool,
+                              self.where)  # fmt: skip
+        self.lists_stale = False
 
     def add_item(self, item: int, features: Iterable[str]) -> None:
         names = list(features.keys()) if isinstance(features, Mapping) else list(features)
         rows = [self.features.setdefault(name, len(self.features)) for name in dict.fromkeys(names)]
-        if item >= self.item_features.shape[0]:
-            self.item_features = grown(
-                self.item_features, capacity_for(item + 1, self.item_features.shape[0]), -1
-            )
-        if len(rows) > self.item_features.shape[1]:
-            wider = np.full((self.item_features.shape[0], len(rows)), -1, dtype=np.int32)
-            wider[:, : self.item_features.shape[1]] = self.item_features
-            self.item_features = wider
+        self._fit_items(item + 1, len(rows))
+        live = not self.lists_stale
+        if live and self.listed[item]:
+            feature_lists_remove(item, self.item_features, self.list_start, self.list_len,
+                                 self.list_pool, self.where)  # fmt: skip
         self.item_features[item] = -1
         self.item_features[item, : len(rows)] = rows
+        self.where[item] = -1
         if len(self.features) > self.mark.shape[0]:
             self.mark = np.zeros(capacity_for(len(self.features), self.mark.shape[0]), np.int32)
-        if len(self.features) > self.post_head.shape[0]:
-            self.post_head = grown(
-                self.post_head, capacity_for(len(self.features), self.post_head.shape[0]), -1
-            )
-        entries = int(self.post_state[0]) + len(rows)
-        if entries > self.post_next.shape[0]:
-            cap = capacity_for(entries, self.post_next.shape[0])
-            self.post_next = grown(self.post_next, cap)
-            self.post_owner = grown(self.post_owner, cap)
-        posting_add(self.post_head, self.post_next, self.post_owner, self.post_state, item,
-                    self.item_features)  # fmt: skip
+        self._room(rows)
+        self.listed[item] = 1
+        if live:
+            log_pop = self._log_popularity(max(item + 1, self.log_pop_n))
+            feature_lists_insert(item, self.item_features, log_pop, self.list_start,
+                                 self.list_len, self.list_pool, self.where)  # fmt: skip
 
     def _log_popularity(self, n_items: int) -> np.ndarray:
         """log1p of the decayed counts of items ``0 .. n_items - 1``, kept up to date.
@@ -427,10 +482,7 @@ class RecentFeatures(Baseline):
         return self.log_pop
 
     def top_k(self, user: int, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray:
-        if n_items > self.item_features.shape[0]:
-            self.item_features = grown(
-                self.item_features, capacity_for(n_items, self.item_features.shape[0]), -1
-            )
+        self._fit_items(n_items, 1)
         if self.flags.shape[0] < n_items:
             self.flags = np.zeros(capacity_for(n_items, self.flags.shape[0]), dtype=np.uint8)
         recent = np.asarray(self.recent.get(user, ()), dtype=np.int64)
@@ -438,15 +490,17 @@ class RecentFeatures(Baseline):
         # below the step of one shared feature
         idx = np.zeros(k, dtype=np.int64)
         val = np.zeros(k, dtype=np.float64)
-        log_pop = self._log_popularity(n_items)
+        log_pop = self._log_popularity(max(n_items, self.log_pop_n))
+        if self.lists_stale:
+            self._rebuild_lists(log_pop)
         self.leaders.track(log_pop, n_items)
         if self.visited.shape[0] < n_items:
             self.visited = np.zeros(capacity_for(n_items, self.visited.shape[0]), np.int64)
         feats = np.zeros(max(recent.shape[0] * self.item_features.shape[1], 1), dtype=np.int64)
         excl = np.asarray(excluded, dtype=np.int64)
-        m = recent_features_candidates(
+        m = recent_features_ordered(
             recent, recent.shape[0], self.item_features, n_items, self.mark, log_pop, excl,
-            self.flags, k, self.post_head, self.post_next, self.post_owner, feats, self.visited,
+            self.flags, k, self.list_start, self.list_len, self.list_pool, feats, self.visited,
             self.leaders.rows, self.leaders.state, idx, val,
         )  # fmt: skip
         if m < 0:  # the leaders ran out: the full pass
@@ -467,9 +521,13 @@ class RecentFeatures(Baseline):
             if self.popularity._weight < weight:  # rescaled: every count changed
                 self.log_pop_n = 0
                 self.leaders.reset()
+                self.lists_stale = True
             elif item < self.log_pop_n:
                 self.log_pop[item : item + 1] = np.log1p(self.popularity.counts[item : item + 1])
                 self.leaders.raise_(self.log_pop, item)
+                if not self.lists_stale and self.listed[item]:
+                    feature_lists_raise(item, self.item_features, self.log_pop, self.list_start,
+                                        self.list_pool, self.where)  # fmt: skip
 
 
 def default_baselines(half_life: float = 2000.0) -> list[Baseline]:

@@ -445,3 +445,192 @@ def recent_features_candidates(recent, n_recent, fx, n_items, mark, log_pop, exc
             b += 1
         m += 1
     return m
+
+
+# ------------------------------------------------ ordered feature lists (recent features)
+#
+# Each feature's items in the order of the recent-features key among items sharing the
+# same number of features: ``log_pop`` descending, newest first on ties.  Feature ``f``
+# lists its items in ``pool[start[f] : start[f] + length[f]]``; ``where[i, c]`` is the
+# place of item ``i`` in the list of its feature ``fx[i, c]``.  A query walks the lists
+# of the recent items' features best first and stops a list once even an item sharing
+# every feature it can share would rank below the k-th best found.
+
+
+@njit(cache=True, inline="always")
+def _set_where(r, f, p, fx, where):
+    for c in range(fx.shape[1]):
+        if fx[r, c] == f:
+            where[r, c] = p
+            return
+
+
+@njit(cache=True)
+def _feature_list_up(item, c, f, p, fx, log_pop, start, pool, where):
+    """Move ``item`` (column ``c``, feature ``f``, now at place ``p``) up its list."""
+    s = log_pop[item]
+    lo = start[f]
+    while p > lo:
+        r = pool[p - 1]
+        if not ranks_before(s, item, log_pop[r], r, True):
+            break
+        pool[p] = r
+        _set_where(r, f, p, fx, where)
+        p -= 1
+    pool[p] = item
+    where[item, c] = p
+
+
+@njit(cache=True)
+def feature_lists_insert(item, fx, log_pop, start, length, pool, where):
+    """Put ``item`` in the list of each of its features ``fx[item]`` (each list must have
+    room for one more)."""
+    for c in range(fx.shape[1]):
+        f = fx[item, c]
+        if f < 0:
+            break
+        p = start[f] + length[f]
+        length[f] += 1
+        _feature_list_up(item, c, f, p, fx, log_pop, start, pool, where)
+
+
+@njit(cache=True)
+def feature_lists_raise(item, fx, log_pop, start, pool, where):
+    """``log_pop[item]`` rose: move the item up each of its lists."""
+    for c in range(fx.shape[1]):
+        f = fx[item, c]
+        if f < 0:
+            break
+        _feature_list_up(item, c, f, where[item, c], fx, log_pop, start, pool, where)
+
+
+@njit(cache=True)
+def feature_lists_remove(item, fx, start, length, pool, where):
+    """Take ``item`` out of the lists of its features ``fx[item]`` (before they change)."""
+    for c in range(fx.shape[1]):
+        f = fx[item, c]
+        if f < 0:
+            break
+        end = start[f] + length[f] - 1
+        for p in range(where[item, c], end):
+            r = pool[p + 1]
+            pool[p] = r
+            _set_where(r, f, p, fx, where)
+        length[f] -= 1
+        where[item, c] = -1
+
+
+@njit(cache=True)
+def feature_list_move(f, to, start, length, pool, fx, where):
+    """Copy feature ``f``'s list to ``pool[to:]`` (room for a longer list)."""
+    for t in range(length[f]):
+        r = pool[start[f] + t]
+        pool[to + t] = r
+        _set_where(r, f, to + t, fx, where)
+    start[f] = to
+
+
+@njit(cache=True)
+def feature_lists_rebuild(fx, log_pop, n, listed, start, length, pool, where):
+    """Every list afresh (after every ``log_pop`` changed): items ``0 .. n - 1`` that
+    are ``listed``, inserted again."""
+    for f in range(length.shape[0]):
+        length[f] = 0
+    for i in range(n):
+        if listed[i]:
+            feature_lists_insert(i, fx, log_pop, start, length, pool, where)
+
+
+@njit(cache=True)
+def recent_features_ordered(recent, n_recent, fx, n_items, mark, log_pop, excluded, flags, k,
+                            start, length, pool, feats, visited, lead_rows, lead_state,
+                            out_idx, out_score):  # fmt: skip
+    """:func:`recent_features_candidates` from the ordered feature lists.
+
+    Every item sharing a feature with the recent items is in that feature's list, which
+    runs by ``log_pop`` descending, newest first on ties; an item further down a list
+    shares at most ``fx.shape[1]`` features, so its key is at most
+    ``fx.shape[1] * 1e3 + log_pop`` of the item reached (rounding is monotone): once
+    that ranks below the k-th best candidate, the rest of the list cannot make it.  When
+    a list was cut short, the items sharing nothing (keys ``log_pop`` only) are not
+    needed unless the best of them reaches the k-th candidate: then -1 (the caller scans),
+    as when the leader list runs out.
+    """
+    nf = 0
+    for t in range(n_recent):
+        j = recent[t]
+        for c in range(fx.shape[1]):
+            f = fx[j, c]
+            if f < 0:
+                break
+            if mark[f] == 0:
+                mark[f] = 1
+                feats[nf] = f
+                nf += 1
+    flag_rows(flags, excluded, n_items, 1)
+    cand_idx = np.zeros(k, dtype=np.int64)
+    cand_key = np.zeros(k, dtype=np.float64)
+    most = np.float64(fx.shape[1]) * 1e3
+    nv = 0
+    mc = 0
+    cut = False
+    for q in range(nf):
+        f = feats[q]
+        for p in range(start[f], start[f] + length[f]):
+            i = pool[p]
+            if mc == k and not ranks_before(most + log_pop[i], n_items, cand_key[k - 1],
+                                            cand_idx[k - 1], True):  # fmt: skip
+                cut = True
+                break
+            if i >= n_items or flags[i] != 0:  # excluded, or visited already
+                continue
+            visited[nv] = i
+            nv += 1
+            s = _shared_count(i, fx, mark)
+            flags[i] = 2
+            key = np.float64(s) * 1e3 + log_pop[i]
+            mc = insert_ranked(key, i, k, mc, cand_idx, cand_key, True)
+    mr = 0
+    rest_idx = np.zeros(k, dtype=np.int64)
+    if not cut:  # the best of the rest: leaders not excluded and not visited
+        for p in range(lead_state[0]):
+            if mr == k:
+                break
+            r = lead_rows[p]
+            if r < n_items and flags[r] == 0:
+                rest_idx[mr] = r
+                mr += 1
+    for t in range(nv):
+        flags[visited[t]] = 0
+    flag_rows(flags, excluded, n_items, 0)
+    for q in range(nf):
+        mark[feats[q]] = 0
+    if cut:
+        # every item outside the lists keys log_pop, at most the best leader's
+        if lead_state[0] > 0 and lead_state[1] >= n_items:  # rows[0]: the best of all
+            r = lead_rows[0]
+            if not ranks_before(cand_key[k - 1], cand_idx[k - 1], log_pop[r], n_items, True):
+                return -1
+        else:
+            return -1
+        for t in range(k):
+            out_idx[t] = cand_idx[t]
+            out_score[t] = cand_key[t]
+        return k
+    if mr < k and not (lead_state[0] == lead_state[1] and lead_state[1] >= n_items):
+        return -1
+    a = 0
+    b = 0
+    m = 0
+    while m < k and (a < mc or b < mr):
+        if b >= mr or (a < mc and ranks_before(cand_key[a], cand_idx[a], log_pop[rest_idx[b]],
+                                               rest_idx[b], True)):  # fmt: skip
+            out_idx[m] = cand_idx[a]
+            out_score[m] = cand_key[a]
+            a += 1
+        else:
+            out_idx[m] = rest_idx[b]
+            out_score[m] = log_pop[rest_idx[b]]
+            b += 1
+        m += 1
+    return m

@@ -164,6 +164,20 @@ def _plus_features(b, size, fx, fw, row, start, u, V, Vb, cont_aff, marks, proj,
     return b, size
 
 
+@njit(cache=True, inline="always")
+def _plus_projected(b, size, fx, fw, row, start, proj):
+    """:func:`_plus_features` when every projection it reads was computed already (the
+    groups' rows, by :func:`project_many`): no test, no call in the loop."""
+    for c in range(start, fx.shape[1]):
+        f = fx[row, c]
+        if f < 0:
+            break
+        x = fw[row, c] * proj[f]
+        b += x
+        size += abs(x)
+    return b, size
+
+
 @njit(cache=True)
 def _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch):
     """proj[f] of this query (computed on first use), exactly as :func:`score_items` computes it."""
@@ -180,6 +194,57 @@ def _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch):
 
 
 @njit(cache=True)
+def project_many(u, V, Vb, rows, n_rows, cont_aff, marks, proj, stamp, epoch):
+    """proj[f] for each f of ``rows[:n_rows]`` not computed yet in this query, with the
+    values :func:`_projection` gives (each dot product summed in the same order), four
+    rows at a time: independent sums keep the floating-point units busy."""
+    d = V.shape[1]
+    todo = np.empty(4, dtype=np.int64)
+    t = 0
+    while t < n_rows:
+        m = 0
+        while t < n_rows and m < 4:
+            f = rows[t]
+            t += 1
+            if f >= 0 and stamp[f] != epoch:
+                stamp[f] = epoch  # (a row listed twice is computed once)
+                todo[m] = f
+                m += 1
+        if m == 4:
+            f0, f1, f2, f3 = todo[0], todo[1], todo[2], todo[3]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for c in range(d):
+                uc = u[c]
+                s0 += uc * V[f0, c]
+                s1 += uc * V[f1, c]
+                s2 += uc * V[f2, c]
+                s3 += uc * V[f3, c]
+            _store_projection(f0, s0, Vb, cont_aff, marks, proj)
+            _store_projection(f1, s1, Vb, cont_aff, marks, proj)
+            _store_projection(f2, s2, Vb, cont_aff, marks, proj)
+            _store_projection(f3, s3, Vb, cont_aff, marks, proj)
+        else:
+            for j in range(m):
+                f = todo[j]
+                s = 0.0
+                for c in range(d):
+                    s += u[c] * V[f, c]
+                _store_projection(f, s, Vb, cont_aff, marks, proj)
+
+
+@njit(cache=True, inline="always")
+def _store_projection(f, s, Vb, cont_aff, marks, proj):
+    """The tail of :func:`_projection`: bias and continuity added to the dot product."""
+    p = np.float32(s + Vb[f])
+    if cont_aff != 0.0:
+        p = np.float32(p + cont_aff * marks[f])
+    proj[f] = p
+
+
+@njit(cache=True, inline="always")
 def _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks, proj, stamp,
            epoch):  # fmt: skip
     """Item ``i``'s float32 score, the value :func:`score_items` writes for it."""
@@ -189,7 +254,9 @@ def _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, mar
         f = ifx[i, c]
         if f < 0:
             break
-        s += ifw[i, c] * _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+        if stamp[f] != epoch:  # (most are computed already: no call then)
+            _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+        s += ifw[i, c] * proj[f]
     if affinity != 0.0:
         new = newness[top - i] if prior != 0.0 else 0.0
         s += affinity * math.log1p(trend[i] * inv + new)
@@ -303,7 +370,7 @@ def _ranks_before(s, i, t, j):
     return s > t or (s == t and i < j)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _offer(s, i, k, m, out_idx, out_score):
     """Offer (s, i) to the best-first arrays (any row order: ties to the lower row)."""
     if m == k and not _ranks_before(s, i, out_score[m - 1], out_idx[m - 1]):
@@ -365,7 +432,7 @@ def refresh_groups(groups, g_head, i_next, up_norm, up_bias, up_trend, g_norm, g
 def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, proj, stamp, epoch,
                   g_head, i_next, g_rows, g_weights, g_norm, g_bias, g_trend, up_norm, up_bias,
                   up_trend, newness, newest, excluded, flags, g_bound, g_done, k, pool, pool_bound,
-                  out_idx, out_score, stats):  # fmt: skip
+                  out_idx, out_score, stats, shared, n_shared):  # fmt: skip
     """:func:`bounded_top_k` by groups of items sharing their features past column 0.
 
     The items of a group share ``sum_c w_c proj[f_c]`` (c >= 1, ``g_rows``/``g_weights``),
@@ -377,6 +444,9 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     then every group whose bound reaches the current k-th best score, item by item
     (each item's own bound first).  Items left out score strictly below the k-th best,
     so the answer is the full scan's, ties to the lower row, bit for bit.
+
+    ``shared[:n_shared]``: the feature rows of the groups (their projections, and those
+    of the newest items, are computed up front by :func:`project_many`).
     """
     V, Vb = items.emb, items.bias
     trend = popularity.trend
@@ -393,6 +463,16 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     flag_rows(flags, excluded, n_items, 1)
     found = 0
     oldest_new = max(n_items - newest, 0)  # items from here on are scored one by one
+    ifx = items.feature_rows
+    fresh = np.empty((n_items - oldest_new) * ifx.shape[1], dtype=np.int64)
+    nr = 0
+    for i in range(oldest_new, n_items):
+        if not flags[i]:
+            for c in range(ifx.shape[1]):
+                fresh[nr] = ifx[i, c]
+                nr += 1
+    project_many(u, V, Vb, fresh, nr, cont_aff, marks, proj, stamp, epoch)
+    project_many(u, V, Vb, shared, n_shared, cont_aff, marks, proj, stamp, epoch)
     for i in range(oldest_new, n_items):
         if not flags[i]:
             s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
@@ -408,8 +488,7 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
             g_bound[g] = -np.inf
             continue
         a = unorm * g_norm[g] + g_bias[g]
-        b, size = _plus_features(a, a, g_rows, g_weights, g, 0, u, V, Vb, cont_aff, marks, proj,
-                                 stamp, epoch)  # fmt: skip
+        b, size = _plus_projected(a, a, g_rows, g_weights, g, 0, proj)
         if up != 0.0:
             b += up * (g_trend[g] + new_up)
             size += up * (g_trend[g] + new_up)
@@ -600,7 +679,8 @@ class ModelTopK:
                               groups.up_trend, newness, self.newest, excl, self.flags,
                               groups.bound, groups.done, k,
                               np.zeros(max(self.group_pool, 1), dtype=np.int64),
-                              np.zeros(max(self.group_pool, 1)), idx, val, self.stats)  # fmt: skip
+                              np.zeros(max(self.group_pool, 1)), idx, val, self.stats,
+                              groups.shared, groups.n_shared)  # fmt: skip
             return idx[:m], val[:m]
         pool = np.zeros(max(self.pool_size, k), dtype=np.int64)
         m = bounded_top_k(vec, affinity, tables.items, tables.popularity, n, cont_aff, marks,
@@ -640,6 +720,10 @@ class ItemGroups:
         self.bound = np.zeros(64, dtype=np.float64)
         self.done = np.zeros(64, dtype=np.uint8)
         self.new: list[int] = []  # items (re)grouped since the last refresh
+        #: The distinct feature rows of the groups (``rows``), in order of first use.
+        self.shared = np.zeros(64, dtype=np.int64)
+        self.n_shared = 0
+        self._shared_set: set[int] = set()
 
     def take_new(self) -> np.ndarray:
         new = np.asarray(self.new, dtype=np.int64)
@@ -669,6 +753,13 @@ class ItemGroups:
             wide_w = np.zeros((self.rows.shape[0], rows.shape[0]), dtype=np.float32)
             wide_w[:, : self.weights.shape[1]] = self.weights
             self.rows, self.weights = wider, wide_w
+        for r in rows.tolist():
+            if r not in self._shared_set:
+                self._shared_set.add(r)
+                if self.n_shared == self.shared.shape[0]:
+                    self.shared = grown(self.shared, 2 * self.n_shared)
+                self.shared[self.n_shared] = r
+                self.n_shared += 1
         self.rows[g] = -1
         self.weights[g] = 0.0
         self.rows[g, : rows.shape[0]] = rows

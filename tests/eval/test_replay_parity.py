@@ -242,6 +242,44 @@ def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
         b.learn(user, item, bool(e % 5))
 
 
+@pytest.mark.parametrize("leaders", [3, 2048])
+@pytest.mark.parametrize("half_life", [1.5, 40.0])
+def test_recent_features_ordered_lists_through_rescales_and_new_features(
+    half_life: float, leaders: int
+) -> None:
+    """The ordered feature lists stop early, survive rescales (every key changes at once),
+    features replaced by more or fewer, popular and unpopular items: the full pass's answer."""
+    rng = np.random.default_rng(int(half_life * 10))
+    b = RecentFeatures(window=3, half_life=half_life, leaders=leaders)
+    n = 0
+    rescales = 0
+    checked = 0
+    for e in range(4000):
+        if e % 6 == 0 or n < 3:
+            n += 1
+            names = [f"c={rng.integers(4)}", f"b={rng.integers(12)}", f"s={rng.integers(3)}"]
+            b.add_item(n - 1, names[: 1 + n % 3])
+        if e % 53 == 0:  # an item's features replaced (sometimes by none)
+            b.add_item(int(rng.integers(n)), [f"c={rng.integers(4)}"] * int(rng.integers(2)))
+        user, item = int(rng.integers(5)), int(min(rng.zipf(1.6), n) - 1)
+        if e % 2 == 0:
+            k = int(rng.integers(1, 8))
+            excluded = rng.choice(n, size=int(rng.integers(0, n // 3 + 1)), replace=False)
+            recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
+            shared = np.zeros(n, dtype=np.float64)
+            shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
+            key = shared * 1e3 + np.log1p(b.popularity.scores(n))
+            want = top_rows(key, k, excluded, newest_first=True).tolist()
+            assert b.top_k(user, n, k, excluded).tolist() == want
+            checked += 1
+        weight = b.popularity._weight
+        b.learn(user, item, bool(e % 4))
+        rescales += b.popularity._weight < weight
+    assert checked == 2000
+    if half_life < 2:
+        assert rescales > 0, "the counts were rescaled"
+
+
 @pytest.mark.parametrize("group_size", [3, 256])
 def test_grouped_model_top_k_follows_notes_and_new_features(group_size: int) -> None:
     """Told what was learned and which items changed features, the ranker never rescans

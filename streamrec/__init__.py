@@ -6,10 +6,10 @@ supervisor of ``streamrec up``, the index build child) loads neither numba nor a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamrec.errors import StreamrecError
+from streamrec.lazy import lazy_names
 
 if TYPE_CHECKING:
     from streamrec.model import HybridModel, ModelConfig
@@ -28,14 +28,7 @@ _WHERE = {
     "SyncClient": "streamrec.stream.client",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [

@@ -22,14 +22,16 @@ ROOT = Path(streamrec.__file__).parent
 #: Package (or module) -> the streamrec packages / modules it may import (itself implied).
 RULES: dict[str, set[str]] = {
     "errors": set(),
+    # the packages' names imported on first use (their __init__ files)
+    "lazy": set(),
     "settings": {"errors", "model.config"},
-    "model": {"errors"},
+    "model": {"errors", "lazy"},
     "index": {"errors"},
     "stream": {"errors", "settings"},
     "store": {"errors", "model.features", "stream.filters"},
     "eval": {"errors", "settings", "model", "index", "stream"},
     # shared worker modules: the state both roles use, checkpoints, deltas, operations
-    "workers": {"errors", "settings", "model", "index", "stream"},
+    "workers": {"errors", "lazy", "settings", "model", "index", "stream"},
     # the roles never import each other; workers/stack.py wires them together
     "workers.training": {"errors", "settings", "model", "stream", "workers"},
     "workers.serving": {"errors", "settings", "model", "index", "stream", "workers"},
@@ -53,7 +55,7 @@ RULES: dict[str, set[str]] = {
         "eval",
         "workers",
     },
-    "__init__": {"errors", "settings", "model", "stream"},
+    "__init__": {"errors", "lazy", "settings", "model", "stream"},
     "__main__": {"cli"},
 }
 #: What a rule's packages never cover: the worker roles are not "shared worker modules".

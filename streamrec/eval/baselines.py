@@ -26,27 +26,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from streamrec.model import (
-    DecayedPopularity,
-    TopK,
-    add_similarity_row,
-    add_similarity_row_listed,
-    cooccurrence_add,
-    cooccurrence_fit,
-    feature_list_move,
-    feature_lists_insert,
-    feature_lists_raise,
-    feature_lists_rebuild,
-    feature_lists_remove,
-    leaders_raise,
-    leaders_top,
-    leaders_track,
-    listed_top_k,
-    recent_features_ordered,
-    recent_features_top_k,
-    rehash_pairs,
-    top_rows,
-)
+from streamrec import model as kernels
+from streamrec.model import DecayedPopularity, TopK
 
 __all__ = [
     "Baseline",
@@ -55,7 +36,6 @@ __all__ = [
     "Popularity",
     "RecentFeatures",
     "default_baselines",
-    "top_rows",
 ]
 
 
@@ -121,19 +101,19 @@ class Leaders:
             self.pos = grown(self.pos, capacity_for(n, self.pos.shape[0]), -1)
             self.flags = np.zeros(self.pos.shape[0], dtype=np.uint8)
         if n > int(self.state[1]):
-            leaders_track(keys, self.rows, self.pos, self.state, n, self.newest_first)
+            kernels.leaders_track(keys, self.rows, self.pos, self.state, n, self.newest_first)
 
     def raise_(self, keys: np.ndarray, row: int) -> None:
         """Row ``row``'s key rose (a row not tracked yet waits for :meth:`track`)."""
         if row < int(self.state[1]):
-            leaders_raise(keys, self.rows, self.pos, self.state, row, self.newest_first)
+            kernels.leaders_raise(keys, self.rows, self.pos, self.state, row, self.newest_first)
 
     def top(self, n_items: int, k: int, excluded: np.ndarray) -> np.ndarray | None:
         """The ``k`` best tracked rows below ``n_items`` not in ``excluded``, or None."""
         if n_items > self.flags.shape[0]:
             self.flags = np.zeros(capacity_for(n_items, self.flags.shape[0]), dtype=np.uint8)
         idx = np.zeros(k, dtype=np.int64)
-        m = leaders_top(self.rows, self.state, n_items, np.asarray(excluded, dtype=np.int64),
+        m = kernels.leaders_top(self.rows, self.state, n_items, np.asarray(excluded, dtype=np.int64),
                         self.flags, k, idx)  # fmt: skip
         return None if m < 0 else idx[:m]
 
@@ -237,13 +217,13 @@ class CooccurrenceGraph:
             cap = capacity_for(2 * (int(self.state[1]) + more), self.keys.shape[0])
             keys = np.full(cap, -1, dtype=np.int64)
             slot_entry = np.zeros(cap, dtype=np.int64)
-            rehash_pairs(self.keys, self.slot_entry, keys, slot_entry)
+            kernels.rehash_pairs(self.keys, self.slot_entry, keys, slot_entry)
             self.keys, self.slot_entry = keys, slot_entry
 
     def add(self, item: int, hist: np.ndarray) -> None:
         """co[item, h] += 1 and co[h, item] += 1 for each h in ``hist``, co[item, item] += 1."""
         self._ensure(item + 1, hist.shape[0])
-        cooccurrence_add(item, hist, hist.shape[0], self.keys, self.slot_entry, self.head,
+        kernels.cooccurrence_add(item, hist, hist.shape[0], self.keys, self.slot_entry, self.head,
                          self.nbr, self.nxt, self.cnt, self.diag, self.state)  # fmt: skip
 
     def fit(self, n: int) -> None:
@@ -254,13 +234,13 @@ class CooccurrenceGraph:
         if self.indices.shape[0] < entries:
             self.indices = np.zeros(entries, dtype=np.int32)
             self.values = np.zeros(entries, dtype=np.float32)
-        cooccurrence_fit(self.cnt, self.nbr, entries, self.diag, n, self.norm, self.indptr,
+        kernels.cooccurrence_fit(self.cnt, self.nbr, entries, self.diag, n, self.norm, self.indptr,
                          self.indices, self.values)  # fmt: skip
         self.m = n
 
     def add_row(self, a: int, out: np.ndarray) -> None:
         """out += row ``a`` of the fitted similarities (``out`` has ``m`` entries)."""
-        add_similarity_row(a, self.m, self.indptr, self.indices, self.values, out)
+        kernels.add_similarity_row(a, self.m, self.indptr, self.indices, self.values, out)
 
 
 class ItemKNN(Baseline):
@@ -311,7 +291,7 @@ class ItemKNN(Baseline):
         need = n + int(co.indptr[a + 1] - co.indptr[a])
         if need > listed.shape[0]:
             listed = grown(listed, capacity_for(need, listed.shape[0]))
-        n = add_similarity_row_listed(a, co.m, co.indptr, co.indices, co.values, profile,
+        n = kernels.add_similarity_row_listed(a, co.m, co.indptr, co.indices, co.values, profile,
                                       listed, n)  # fmt: skip
         self.profiles[user] = (profile, listed, n)
 
@@ -326,7 +306,7 @@ class ItemKNN(Baseline):
                                              dtype=np.uint8)  # fmt: skip
             idx = np.zeros(k, dtype=np.int64)
             val = np.zeros(k, dtype=np.float32)
-            got = listed_top_k(profile, listed, n, np.asarray(excluded, dtype=np.int64),
+            got = kernels.listed_top_k(profile, listed, n, np.asarray(excluded, dtype=np.int64),
                                self.ranker.flags, k, True, idx, val)  # fmt: skip
             rows = idx[:got]
         if rows.shape[0] < k:  # popularity fills up
@@ -424,7 +404,7 @@ class RecentFeatures(Baseline):
                 self.list_pool = grown(
                     self.list_pool, capacity_for(self.list_end + size, self.list_pool.shape[0])
                 )
-            feature_list_move(f, self.list_end, self.list_start, self.list_len, self.list_pool,
+            kernels.feature_list_move(f, self.list_end, self.list_start, self.list_len, self.list_pool,
                               self.item_features, self.where)  # fmt: skip
             self.list_cap[f] = size
             self.list_end += size
@@ -442,7 +422,7 @@ class RecentFeatures(Baseline):
             self.list_start[f], self.list_cap[f] = self.list_end, size
             self.list_end += size
         self.where[:] = -1
-        feature_lists_rebuild(self.item_features, log_pop, self.item_features.shape[0],
+        kernels.feature_lists_rebuild(self.item_features, log_pop, self.item_features.shape[0],
                               self.listed, self.list_start, self.list_len, self.list_pool,
                               self.where)  # fmt: skip
         self.lists_stale = False
@@ -453,7 +433,7 @@ class RecentFeatures(Baseline):
         self._fit_items(item + 1, len(rows))
         live = not self.lists_stale
         if live and self.listed[item]:
-            feature_lists_remove(item, self.item_features, self.list_start, self.list_len,
+            kernels.feature_lists_remove(item, self.item_features, self.list_start, self.list_len,
                                  self.list_pool, self.where)  # fmt: skip
         self.item_features[item] = -1
         self.item_features[item, : len(rows)] = rows
@@ -464,7 +444,7 @@ class RecentFeatures(Baseline):
         self.listed[item] = 1
         if live:
             log_pop = self._log_popularity(max(item + 1, self.log_pop_n))
-            feature_lists_insert(item, self.item_features, log_pop, self.list_start,
+            kernels.feature_lists_insert(item, self.item_features, log_pop, self.list_start,
                                  self.list_len, self.list_pool, self.where)  # fmt: skip
 
     def _log_popularity(self, n_items: int) -> np.ndarray:
@@ -498,13 +478,13 @@ class RecentFeatures(Baseline):
             self.visited = np.zeros(capacity_for(n_items, self.visited.shape[0]), np.int64)
         feats = np.zeros(max(recent.shape[0] * self.item_features.shape[1], 1), dtype=np.int64)
         excl = np.asarray(excluded, dtype=np.int64)
-        m = recent_features_ordered(
+        m = kernels.recent_features_ordered(
             recent, recent.shape[0], self.item_features, n_items, self.mark, log_pop, excl,
             self.flags, k, self.list_start, self.list_len, self.list_pool, feats, self.visited,
             self.leaders.rows, self.leaders.state, idx, val,
         )  # fmt: skip
         if m < 0:  # the leaders ran out: the full pass
-            m = recent_features_top_k(
+            m = kernels.recent_features_top_k(
                 recent, recent.shape[0], self.item_features, n_items, self.mark, log_pop, excl,
                 self.flags, k, idx, val,
             )  # fmt: skip
@@ -526,7 +506,7 @@ class RecentFeatures(Baseline):
                 self.log_pop[item : item + 1] = np.log1p(self.popularity.counts[item : item + 1])
                 self.leaders.raise_(self.log_pop, item)
                 if not self.lists_stale and self.listed[item]:
-                    feature_lists_raise(item, self.item_features, self.log_pop, self.list_start,
+                    kernels.feature_lists_raise(item, self.item_features, self.log_pop, self.list_start,
                                         self.list_pool, self.where)  # fmt: skip
 
 

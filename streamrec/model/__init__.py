@@ -8,8 +8,9 @@ configuration (``streamrec up``'s supervisor, the index build child) loads no nu
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamrec.lazy import lazy_names
 
 if TYPE_CHECKING:
     from streamrec.model.baseline_kernels import (
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
         leaders_top,
         leaders_track,
         listed_top_k,
-        posting_add,
-        recent_features_candidates,
         recent_features_ordered,
         recent_features_top_k,
         rehash_pairs,
@@ -58,8 +57,6 @@ _WHERE = {
     "leaders_top": "streamrec.model.baseline_kernels",
     "leaders_track": "streamrec.model.baseline_kernels",
     "listed_top_k": "streamrec.model.baseline_kernels",
-    "posting_add": "streamrec.model.baseline_kernels",
-    "recent_features_candidates": "streamrec.model.baseline_kernels",
     "recent_features_ordered": "streamrec.model.baseline_kernels",
     "recent_features_top_k": "streamrec.model.baseline_kernels",
     "rehash_pairs": "streamrec.model.baseline_kernels",
@@ -79,14 +76,7 @@ _WHERE = {
     "TopK": "streamrec.model.topk",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [
@@ -114,9 +104,7 @@ __all__ = [
     "leaders_track",
     "listed_top_k",
     "load",
-    "posting_add",
     "read_header",
-    "recent_features_candidates",
     "recent_features_ordered",
     "recent_features_top_k",
     "rehash_pairs",

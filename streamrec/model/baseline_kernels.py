@@ -352,101 +352,6 @@ def add_similarity_row_listed(a, m, indptr, indices, values, out, listed, n_list
     return n_listed
 
 
-@njit(cache=True)
-def posting_add(head, nxt, owner, state, item, fx):
-    """Append ``item`` to the posting list of each of its features ``fx[item]``."""
-    for c in range(fx.shape[1]):
-        f = fx[item, c]
-        if f < 0:
-            break
-        e = state[0]
-        owner[e] = item
-        nxt[e] = head[f]
-        head[f] = e
-        state[0] = e + 1
-
-
-@njit(cache=True)
-def recent_features_candidates(recent, n_recent, fx, n_items, mark, log_pop, excluded, flags, k,
-                               head, nxt, owner, feats, visited, lead_rows, lead_state,
-                               out_idx, out_score):  # fmt: skip
-    """:func:`recent_features_top_k` from the items sharing a feature with the recent items.
-
-    Items sharing none have the key ``log_pop[i]`` (0 * 1e3 + x == x): their best come
-    from the leader list of ``log_pop`` (newest first on ties).  The items found through
-    the posting lists (``head``/``nxt``/``owner``: every item is listed under each of its
-    current features; stale entries are harmless) are keyed exactly as the full pass keys
-    them; the two best-first lists merge by :func:`ranks_before`.  Returns how many were
-    written, or -1 when the leader list ran out (the caller scans).  ``feats``: room for
-    every feature of the recent items; ``visited``: one entry per item.
-    """
-    nf = 0
-    for t in range(n_recent):
-        j = recent[t]
-        for c in range(fx.shape[1]):
-            f = fx[j, c]
-            if f < 0:
-                break
-            if mark[f] == 0:
-                mark[f] = 1
-                feats[nf] = f
-                nf += 1
-    flag_rows(flags, excluded, n_items, 1)
-    cand_idx = np.zeros(k, dtype=np.int64)
-    cand_key = np.zeros(k, dtype=np.float64)
-    nv = 0
-    mc = 0
-    for q in range(nf):
-        e = head[feats[q]]
-        while e >= 0:
-            i = owner[e]
-            e = nxt[e]
-            if i >= n_items or flags[i] != 0:  # excluded, or visited already
-                continue
-            visited[nv] = i
-            nv += 1
-            s = _shared_count(i, fx, mark)
-            if s > 0:
-                flags[i] = 2
-                key = np.float64(s) * 1e3 + log_pop[i]
-                mc = insert_ranked(key, i, k, mc, cand_idx, cand_key, True)
-            else:  # a stale posting: the item shares nothing now
-                flags[i] = 3
-    # the best of the rest: leaders not excluded and sharing nothing
-    rest_idx = np.zeros(k, dtype=np.int64)
-    mr = 0
-    for p in range(lead_state[0]):
-        if mr == k:
-            break
-        r = lead_rows[p]
-        if r < n_items and (flags[r] == 0 or flags[r] == 3):
-            rest_idx[mr] = r
-            mr += 1
-    for t in range(nv):
-        flags[visited[t]] = 0
-    flag_rows(flags, excluded, n_items, 0)
-    for q in range(nf):
-        mark[feats[q]] = 0
-    if mr < k and not (lead_state[0] == lead_state[1] and lead_state[1] >= n_items):
-        return -1
-    # merge, best first
-    a = 0
-    b = 0
-    m = 0
-    while m < k and (a < mc or b < mr):
-        if b >= mr or (a < mc and ranks_before(cand_key[a], cand_idx[a], log_pop[rest_idx[b]],
-                                               rest_idx[b], True)):  # fmt: skip
-            out_idx[m] = cand_idx[a]
-            out_score[m] = cand_key[a]
-            a += 1
-        else:
-            out_idx[m] = rest_idx[b]
-            out_score[m] = log_pop[rest_idx[b]]
-            b += 1
-        m += 1
-    return m
-
-
 # ------------------------------------------------ ordered feature lists (recent features)
 #
 # Each feature's items in the order of the recent-features key among items sharing the
@@ -545,7 +450,7 @@ def feature_lists_rebuild(fx, log_pop, n, listed, start, length, pool, where):
 def recent_features_ordered(recent, n_recent, fx, n_items, mark, log_pop, excluded, flags, k,
                             start, length, pool, feats, visited, lead_rows, lead_state,
                             out_idx, out_score):  # fmt: skip
-    """:func:`recent_features_candidates` from the ordered feature lists.
+    """:func:`recent_features_top_k` from the ordered feature lists.
 
     Every item sharing a feature with the recent items is in that feature's list, which
     runs by ``log_pop`` descending, newest first on ties; an item further down a list

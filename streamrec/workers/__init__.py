@@ -8,8 +8,9 @@ needs only the metrics and the web server, loads no model (and no numba).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from streamrec.lazy import lazy_names
 
 if TYPE_CHECKING:
     from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
@@ -37,14 +38,7 @@ _WHERE = {
     "TrainerCore": "streamrec.workers.training.core",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 __all__ = [

@@ -13,11 +13,10 @@ from streamrec.eval.baselines import (
     Popularity,
     RecentFeatures,
     default_baselines,
-    top_rows,
 )
 from streamrec.eval.datasets import load_log
 from streamrec.eval.prequential import replay
-from streamrec.model import ModelConfig
+from streamrec.model import ModelConfig, top_rows
 
 NONE = np.zeros(0, dtype=np.int32)
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from streamrec.model.scoring import top_k
-from streamrec.model.topk import flag_rows, insert_best
+from streamrec.model.topk import flag_rows, insert_best, offer, ranks_before
 
 
 def top_rows(
@@ -234,32 +234,6 @@ def recent_features_top_k(recent, n_recent, fx, n_items, mark, log_pop, excluded
 # exclusions and needs the full scan only when the list runs out first.
 
 
-@njit(cache=True, inline="always")
-def ranks_before(s, i, t, j, newest_first):
-    """Whether (score s, row i) comes before (t, j): higher score, ties to the lower row
-    (to the higher row with ``newest_first``): the order of :func:`top_k_flagged`."""
-    if s > t:
-        return True
-    if s == t:
-        return i > j if newest_first else i < j
-    return False
-
-
-@njit(cache=True)
-def insert_ranked(s, i, k, m, out_idx, out_score, newest_first):
-    """:func:`insert_best` for candidates in any row order: ties by :func:`ranks_before`."""
-    if m == k and not ranks_before(s, i, out_score[m - 1], out_idx[m - 1], newest_first):
-        return m
-    pos = m if m < k else k - 1
-    while pos > 0 and ranks_before(s, i, out_score[pos - 1], out_idx[pos - 1], newest_first):
-        out_score[pos] = out_score[pos - 1]
-        out_idx[pos] = out_idx[pos - 1]
-        pos -= 1
-    out_score[pos] = s
-    out_idx[pos] = i
-    return m + 1 if m < k else m
-
-
 @njit(cache=True)
 def leaders_raise(keys, rows, pos, state, item, newest_first):
     """Row ``item``'s key rose, or it is offered for the first time: reorder the list.
@@ -331,7 +305,7 @@ def listed_top_k(scores, listed, n_listed, excluded, flags, k, positive_only, ou
         s = scores[i]
         if positive_only and not (s > 0):
             continue
-        m = insert_ranked(s, i, k, m, out_idx, out_score, False)
+        m = offer(s, i, k, m, out_idx, out_score, False)
     flag_rows(flags, excluded, n, 0)
     return m
 
@@ -494,7 +468,7 @@ def recent_features_ordered(recent, n_recent, fx, n_items, mark, log_pop, exclud
             s = _shared_count(i, fx, mark)
             flags[i] = 2
             key = np.float64(s) * 1e3 + log_pop[i]
-            mc = insert_ranked(key, i, k, mc, cand_idx, cand_key, True)
+            mc = offer(key, i, k, mc, cand_idx, cand_key, True)
     mr = 0
     rest_idx = np.zeros(k, dtype=np.int64)
     if not cut:  # the best of the rest: leaders not excluded and not visited

@@ -30,23 +30,43 @@ if TYPE_CHECKING:
     from streamrec.model.state import KernelTables
 
 
-@njit(cache=True)
-def insert_best(s, i, k, m, out_idx, out_score):
-    """Offer (s, i) to the best-first arrays holding ``m`` entries; the new ``m``.
+#: ``ties`` of :func:`ranks_before`: an equal score goes to the lower row, to the higher
+#: row, or never ahead of an entry already placed (the first offered keeps its place).
+LOWER_ROW_FIRST, HIGHER_ROW_FIRST, FIRST_OFFERED_FIRST = 0, 1, 2
 
-    Candidates come in row order and only a strictly better score moves ahead, so ties
-    go to the row offered first.
-    """
-    if m == k and not (s > out_score[m - 1]):
+
+@njit(cache=True, inline="always")
+def ranks_before(s, i, t, j, ties):
+    """Whether (score s, row i) comes before (t, j) in a best-first list: a higher score,
+    equal scores as ``ties`` says (``False``/``True`` mean lower/higher row first)."""
+    if s > t:
+        return True
+    if s == t and ties != FIRST_OFFERED_FIRST:
+        return i > j if ties else i < j
+    return False
+
+
+@njit(cache=True, inline="always")
+def offer(s, i, k, m, out_idx, out_score, ties):
+    """Offer (s, i) to the best-first arrays holding ``m`` entries (at most ``k``),
+    ordered by :func:`ranks_before`; the new ``m``."""
+    if m == k and not ranks_before(s, i, out_score[m - 1], out_idx[m - 1], ties):
         return m
     pos = m if m < k else k - 1
-    while pos > 0 and s > out_score[pos - 1]:
+    while pos > 0 and ranks_before(s, i, out_score[pos - 1], out_idx[pos - 1], ties):
         out_score[pos] = out_score[pos - 1]
         out_idx[pos] = out_idx[pos - 1]
         pos -= 1
     out_score[pos] = s
     out_idx[pos] = i
     return m + 1 if m < k else m
+
+
+@njit(cache=True)
+def insert_best(s, i, k, m, out_idx, out_score):
+    """:func:`offer` for candidates coming in row order: only a strictly better score
+    moves ahead, so ties go to the row offered first."""
+    return offer(s, i, k, m, out_idx, out_score, FIRST_OFFERED_FIRST)
 
 
 @njit(cache=True)
@@ -365,26 +385,6 @@ def bounded_top_k(u, affinity, items, popularity, n_items, cont_aff, marks, proj
     return m
 
 
-@njit(cache=True, inline="always")
-def _ranks_before(s, i, t, j):
-    return s > t or (s == t and i < j)
-
-
-@njit(cache=True, inline="always")
-def _offer(s, i, k, m, out_idx, out_score):
-    """Offer (s, i) to the best-first arrays (any row order: ties to the lower row)."""
-    if m == k and not _ranks_before(s, i, out_score[m - 1], out_idx[m - 1]):
-        return m
-    pos = m if m < k else k - 1
-    while pos > 0 and _ranks_before(s, i, out_score[pos - 1], out_idx[pos - 1]):
-        out_score[pos] = out_score[pos - 1]
-        out_idx[pos] = out_idx[pos - 1]
-        pos -= 1
-    out_score[pos] = s
-    out_idx[pos] = i
-    return m + 1 if m < k else m
-
-
 @njit(cache=True)
 def refresh_item_bounds(rows, items, popularity, norms, up_norm, up_bias, up_trend):
     """The user-independent parts of the bounds of items ``rows``, as of now.
@@ -477,7 +477,7 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
         if not flags[i]:
             s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
                        proj, stamp, epoch)  # fmt: skip
-            found = _offer(s, i, k, found, out_idx, out_score)
+            found = offer(s, i, k, found, out_idx, out_score, LOWER_ROW_FIRST)
             stats[2] += 1
     new_up = 0.0  # log1p of the pseudo-count of every older item, at most
     if prior != 0.0 and oldest_new > 0:
@@ -541,7 +541,7 @@ def _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_af
                     continue
             s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
                        proj, stamp, epoch)  # fmt: skip
-            found = _offer(s, i, k, found, out_idx, out_score)
+            found = offer(s, i, k, found, out_idx, out_score, LOWER_ROW_FIRST)
             stats[2] += 1
         i = i_next[i]
     return found

@@ -127,26 +127,6 @@ class Checkpoints:
         return self.folder / f"{self.prefix}.npz"
 
     # ------------------------------------------------------------------ save
-    def save(
-        self,
-        model: HybridModel,
-        offsets: Mapping[tuple[str, int], int],
-        deltas_offset: int,
-        attributes: dict[str, Any] | None = None,
-        epoch: str = "",
-        next_seq: int = 0,
-        fingerprints: Mapping[tuple[str, int], int] | None = None,
-        last_delta: tuple[str, int] | None = None,
-    ) -> Path:
-        """Write a checkpoint (atomic), register it, and point :attr:`path` at it.
-
-        ``deltas_offset`` is where the deltas after this model start, ``epoch`` and
-        ``next_seq`` name the first of them (see :class:`~streamrec.workers.serving.
-        follower.DeltaFollower`).
-        """
-        return self.prepare(model, offsets, deltas_offset, attributes, epoch, next_seq,
-                            fingerprints, last_delta).write()  # fmt: skip
-
     def prepare(
         self,
         model: HybridModel,
@@ -158,8 +138,14 @@ class Checkpoints:
         fingerprints: Mapping[tuple[str, int], int] | None = None,
         last_delta: tuple[str, int] | None = None,
     ) -> PendingCheckpoint:
-        """:meth:`save`'s first half: a copy of everything as of now (the model may move
-        on once this returns); :meth:`PendingCheckpoint.write` does the rest."""
+        """A checkpoint of everything as of now: copies (the model may move on once this
+        returns), written, registered and made :attr:`path` by
+        :meth:`PendingCheckpoint.write` (``checkpoints.prepare(...).write()`` saves at once).
+
+        ``deltas_offset`` is where the deltas after this model start, ``epoch`` and
+        ``next_seq`` name the first of them (see :class:`~streamrec.workers.serving.
+        follower.DeltaFollower`).
+        """
         by_topic: dict[str, dict[str, int]] = {}
         for (topic, partition), offset in sorted(offsets.items()):
             by_topic.setdefault(topic, {})[str(partition)] = offset

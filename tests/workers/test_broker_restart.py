@@ -88,7 +88,8 @@ async def test_a_replica_starts_at_its_checkpoint_only_on_the_same_deltas_log(
     checkpoints = Checkpoints(settings, topics.deltas)
     positions = []
     for last in (("A", 1), ("B", 1)):  # the delta before offset 2 is A/1: the same log
-        checkpoints.save(model, {}, 2, None, epoch=last[0], next_seq=2, last_delta=last)
+        checkpoints.prepare(model, {}, 2, None, epoch=last[0], next_seq=2,
+                            last_delta=last).write()  # fmt: skip
         follower = DeltaFollower(settings, bootstrap)
         await follower.open()
         try:

@@ -92,9 +92,9 @@ def test_duplicates_are_skipped_and_a_gap_waits_for_a_checkpoint(tmp_path: Path)
     assert replica.n_events == 20 and follower.next_seq == len(first)
 
     # the trainer's checkpoint after the failed publish holds the lost change set
-    Checkpoints(settings, Topics(settings.topic_prefix).deltas).save(
+    Checkpoints(settings, Topics(settings.topic_prefix).deltas).prepare(
         trainer, {}, 0, None, epoch="A", next_seq=len(first) + len(lost) + len(third)
-    )
+    ).write()
     assert follower.apply(third[0]) is False  # resynced (the consumer would move)
     assert _differences(follower.state.model, trainer) == []
     assert follower.metrics.get("follower", "replica_resyncs_total") == 1
@@ -121,9 +121,9 @@ def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
     first_b = _messages(tracker_b)
     assert follower.apply(first_b[0]) is False  # no checkpoint of epoch B yet: wait
     assert follower.epoch == "A" and follower._waiting_since is not None
-    Checkpoints(settings, Topics(settings.topic_prefix).deltas).save(
+    Checkpoints(settings, Topics(settings.topic_prefix).deltas).prepare(
         restarted, {}, 0, None, epoch="B", next_seq=len(first_b)
-    )
+    ).write()
     assert follower.apply(first_b[0]) is False  # resynced from it
     assert follower.epoch == "B" and _differences(follower.state.model, restarted) == []
     _learn(restarted, world, world.events[10:40])

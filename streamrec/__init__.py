@@ -18,14 +18,12 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: Each public name and the module that defines it.
+#: The modules that define the public names.
 _WHERE = {
-    "Client": "streamrec.stream.client",
-    "HybridModel": "streamrec.model.hybrid",
-    "ModelConfig": "streamrec.model.config",
-    "Recommendations": "streamrec.stream.client",
-    "Settings": "streamrec.settings",
-    "SyncClient": "streamrec.stream.client",
+    "streamrec.stream.client": ("Client", "Recommendations", "SyncClient"),
+    "streamrec.model.hybrid": ("HybridModel",),
+    "streamrec.model.config": ("ModelConfig",),
+    "streamrec.settings": ("Settings",),
 }
 
 __getattr__ = lazy_names(__name__, _WHERE)

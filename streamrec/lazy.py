@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
-def lazy_names(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package``: name -> the module that defines it
-    (imported at the first access, then kept in the package's namespace)."""
+def lazy_names(package: str, where: Mapping[str, Iterable[str]]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``, from each module and the names it
+    defines (imported at the first access, then kept in the package's namespace)."""
     namespace = vars(sys.modules[package])
+    module_of = {name: module for module, names in where.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        module = where.get(name)
+        module = module_of.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module), name)

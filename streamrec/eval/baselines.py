@@ -26,8 +26,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from streamrec import model as kernels
 from streamrec.model import DecayedPopularity, TopK
+from streamrec.model import baseline_kernels as kernels
 
 __all__ = [
     "Baseline",

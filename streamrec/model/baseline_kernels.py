@@ -34,6 +34,15 @@ def top_rows(
     return idx[:m]
 
 
+@njit(cache=True, inline="always")
+def n_listed(fx, row):
+    """How many features row ``row`` of a padded feature table lists (-1 pads the rest)."""
+    n = 0
+    while n < fx.shape[1] and fx[row, n] >= 0:
+        n += 1
+    return n
+
+
 @njit(cache=True)
 def cooccurrence_similarities(co: np.ndarray, n: int) -> np.ndarray:
     """Cosine of the co-occurrence counts: co[a, b] / sqrt(co[a, a] * co[b, b]), diagonal 0."""
@@ -55,10 +64,8 @@ def _mark_features(recent, n_recent, fx, mark, value):
     """mark[f] = value for every feature f of the items ``recent[:n_recent]``."""
     for t in range(n_recent):
         j = recent[t]
-        for c in range(fx.shape[1]):
+        for c in range(n_listed(fx, j)):
             f = fx[j, c]
-            if f < 0:
-                break
             mark[f] = value
 
 
@@ -66,10 +73,8 @@ def _mark_features(recent, n_recent, fx, mark, value):
 def _shared_count(i, fx, mark):
     """How many of item i's features are marked."""
     s = 0
-    for c in range(fx.shape[1]):
+    for c in range(n_listed(fx, i)):
         f = fx[i, c]
-        if f < 0:
-            break
         s += mark[f]
     return s
 
@@ -364,10 +369,8 @@ def _feature_list_up(item, c, f, p, fx, log_pop, start, pool, where):
 def feature_lists_insert(item, fx, log_pop, start, length, pool, where):
     """Put ``item`` in the list of each of its features ``fx[item]`` (each list must have
     room for one more)."""
-    for c in range(fx.shape[1]):
+    for c in range(n_listed(fx, item)):
         f = fx[item, c]
-        if f < 0:
-            break
         p = start[f] + length[f]
         length[f] += 1
         _feature_list_up(item, c, f, p, fx, log_pop, start, pool, where)
@@ -376,20 +379,16 @@ def feature_lists_insert(item, fx, log_pop, start, length, pool, where):
 @njit(cache=True)
 def feature_lists_raise(item, fx, log_pop, start, pool, where):
     """``log_pop[item]`` rose: move the item up each of its lists."""
-    for c in range(fx.shape[1]):
+    for c in range(n_listed(fx, item)):
         f = fx[item, c]
-        if f < 0:
-            break
         _feature_list_up(item, c, f, where[item, c], fx, log_pop, start, pool, where)
 
 
 @njit(cache=True)
 def feature_lists_remove(item, fx, start, length, pool, where):
     """Take ``item`` out of the lists of its features ``fx[item]`` (before they change)."""
-    for c in range(fx.shape[1]):
+    for c in range(n_listed(fx, item)):
         f = fx[item, c]
-        if f < 0:
-            break
         end = start[f] + length[f] - 1
         for p in range(where[item, c], end):
             r = pool[p + 1]
@@ -438,10 +437,8 @@ def recent_features_ordered(recent, n_recent, fx, n_items, mark, log_pop, exclud
     nf = 0
     for t in range(n_recent):
         j = recent[t]
-        for c in range(fx.shape[1]):
+        for c in range(n_listed(fx, j)):
             f = fx[j, c]
-            if f < 0:
-                break
             if mark[f] == 0:
                 mark[f] = 1
                 feats[nf] = f

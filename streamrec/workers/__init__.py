@@ -22,20 +22,16 @@ if TYPE_CHECKING:
     from streamrec.workers.training.sinks import EntitySink, MemoryEntitySink, NullEntitySink
     from streamrec.workers.training.trainer import Trainer
 
-#: Each public name and the module that defines it.
+#: The modules that define the public names.
 _WHERE = {
-    "EntitySink": "streamrec.workers.training.sinks",
-    "Indexer": "streamrec.workers.serving.indexer",
-    "ItemAttributeSource": "streamrec.workers.attributes",
-    "MemoryEntitySink": "streamrec.workers.training.sinks",
-    "MemoryItemAttributes": "streamrec.workers.attributes",
-    "ModelState": "streamrec.workers.state",
-    "NullEntitySink": "streamrec.workers.training.sinks",
-    "Recommender": "streamrec.workers.serving.recommender",
-    "RecommenderCore": "streamrec.workers.serving.recommender",
-    "Stack": "streamrec.workers.stack",
-    "Trainer": "streamrec.workers.training.trainer",
-    "TrainerCore": "streamrec.workers.training.core",
+    "streamrec.workers.training.sinks": ("EntitySink", "MemoryEntitySink", "NullEntitySink"),
+    "streamrec.workers.serving.indexer": ("Indexer",),
+    "streamrec.workers.attributes": ("ItemAttributeSource", "MemoryItemAttributes"),
+    "streamrec.workers.state": ("ModelState",),
+    "streamrec.workers.serving.recommender": ("Recommender", "RecommenderCore"),
+    "streamrec.workers.stack": ("Stack",),
+    "streamrec.workers.training.trainer": ("Trainer",),
+    "streamrec.workers.training.core": ("TrainerCore",),
 }
 
 __getattr__ = lazy_names(__name__, _WHERE)

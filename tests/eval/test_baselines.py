@@ -16,7 +16,8 @@ from streamrec.eval.baselines import (
 )
 from streamrec.eval.datasets import load_log
 from streamrec.eval.prequential import replay
-from streamrec.model import ModelConfig, top_rows
+from streamrec.model import ModelConfig
+from streamrec.model.baseline_kernels import top_rows
 
 NONE = np.zeros(0, dtype=np.int32)
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from streamrec.eval.baselines import CooccurrenceGraph, ItemKNN, RankedCounts, RecentFeatures
-from streamrec.model import (
-    HybridModel,
-    ModelConfig,
+from streamrec.model import HybridModel, ModelConfig
+from streamrec.model.baseline_kernels import (
     cooccurrence_similarities,
     shared_feature_counts,
     top_rows,

@@ -253,10 +253,10 @@ async def test_a_checkpoint_lets_learning_go_on_while_the_store_catches_up() -> 
     trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1", sink=sink)
     order: list[str] = []
 
-    def checkpoint(wait: float = 0.0) -> None:
+    def take_checkpoint(wait: float = 0.0) -> None:  # (then nothing to write)
         order.append(f"checkpoint with {sink.backlog} pending")
 
-    trainer.checkpoint = checkpoint  # type: ignore[method-assign]
+    trainer.take_checkpoint = take_checkpoint  # type: ignore[method-assign, assignment]
     task = asyncio.ensure_future(trainer.checkpoint_now())
     asked = asyncio.ensure_future(sink.asked.wait())
     await asyncio.wait([task, asked], return_when=asyncio.FIRST_COMPLETED)  # either

@@ -99,9 +99,12 @@ class IndexWorker:
         state: ModelState,
         index: LiveIndex | None = None,
         metrics: Metrics | None = None,
+        serving: bool = True,
     ) -> None:
         self.settings = settings
         self.state = state
+        #: whether requests are answered from this process's index (see :class:`Indexer`)
+        self.serving = serving
         self.index = index or LiveIndex(settings.index_search_k, settings.index_fresh_keep_s,
                                         settings.index_fresh_keep_max)  # fmt: skip
         self.metrics = metrics or Metrics()
@@ -211,17 +214,6 @@ class Indexer(IndexWorker):
 
     _built_version = -1
     _building: asyncio.Task[None] | None = None
-
-    def __init__(
-        self,
-        settings: Settings,
-        state: ModelState,
-        index: LiveIndex | None = None,
-        metrics: Metrics | None = None,
-        serving: bool = True,
-    ) -> None:
-        super().__init__(settings, state, index, metrics)
-        self.serving = serving
 
     def due(self) -> bool:
         m = self.state.model

@@ -216,6 +216,15 @@ def test_item_knn_matches_the_dense_profile(leaders: int) -> None:
         knn.learn(user, int(min(rng.zipf(1.3), n) - 1), bool(e % 4))
 
 
+def full_pass(b: RecentFeatures, user: int, n: int, k: int, excluded: np.ndarray) -> list[int]:
+    """The recent-features top k by the dense key over every item (the reference)."""
+    recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
+    shared = np.zeros(n, dtype=np.float64)
+    shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
+    key = shared * 1e3 + np.log1p(b.popularity.scores(n))
+    return top_rows(key, k, excluded, newest_first=True).tolist()
+
+
 @pytest.mark.parametrize("leaders", [1, 4, 2048])
 def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
     """Growing catalogue, features replaced, tiny leader lists: the full pass's answer."""
@@ -232,12 +241,7 @@ def test_recent_features_candidates_match_the_dense_key(leaders: int) -> None:
         if e % 2 == 0:
             k = int(rng.integers(1, 10))
             excluded = rng.choice(n, size=int(rng.integers(0, n // 2 + 1)), replace=False)
-            recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
-            shared = np.zeros(n, dtype=np.float64)
-            shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
-            key = shared * 1e3 + np.log1p(b.popularity.scores(n))
-            want = top_rows(key, k, excluded, newest_first=True).tolist()
-            assert b.top_k(user, n, k, excluded).tolist() == want
+            assert b.top_k(user, n, k, excluded).tolist() == full_pass(b, user, n, k, excluded)
         b.learn(user, item, bool(e % 5))
 
 
@@ -264,12 +268,7 @@ def test_recent_features_ordered_lists_through_rescales_and_new_features(
         if e % 2 == 0:
             k = int(rng.integers(1, 8))
             excluded = rng.choice(n, size=int(rng.integers(0, n // 3 + 1)), replace=False)
-            recent = np.asarray(b.recent.get(user, ()), dtype=np.int64)
-            shared = np.zeros(n, dtype=np.float64)
-            shared_feature_counts(recent, recent.shape[0], b.item_features, n, b.mark, shared)
-            key = shared * 1e3 + np.log1p(b.popularity.scores(n))
-            want = top_rows(key, k, excluded, newest_first=True).tolist()
-            assert b.top_k(user, n, k, excluded).tolist() == want
+            assert b.top_k(user, n, k, excluded).tolist() == full_pass(b, user, n, k, excluded)
             checked += 1
         weight = b.popularity._weight
         b.learn(user, item, bool(e % 4))

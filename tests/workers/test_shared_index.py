@@ -61,3 +61,27 @@ async def test_a_follower_maps_the_index_the_indexer_published(
     await follower.check_once()
     assert follower.index.snapshot is not snap and follower.index.builds == 2
     await indexer.stop()
+
+
+async def test_an_indexer_serving_no_requests_counts_changes_without_embedding_them(
+    tmp_path: Path,
+) -> None:
+    """``streamrec up``'s trainer process: changed items still count towards the next
+    rebuild, but nothing computes their representations, pins rows or samples recall."""
+    settings = Settings.load({"data_dir": tmp_path, "index_build": "thread",
+                              "index_rebuild_changes": 3}, environ={})  # fmt: skip
+    state = _state()
+    indexer = Indexer(settings, state, serving=False)
+    await indexer.rebuild()
+    assert not indexer.due()
+    embedded: list[object] = []  # the rows of each call (None: the whole catalogue)
+    model = state.model
+    reps = model.item_representations
+    model.item_representations = lambda rows=None: embedded.append(rows) or reps(rows)  # type: ignore[method-assign]
+    state.items_changed([0, 1, 2])
+    assert len(indexer.index.fresh) == 3 and indexer.due()
+    await indexer.check_once()  # starts the rebuild they made due
+    assert indexer._building is not None
+    await indexer._building
+    assert embedded == [None]  # the build's read of the catalogue, nothing per item
+    assert indexer.index.builds == 2 and indexer.stats()["recall_samples"] == 0

@@ -117,10 +117,12 @@ class IndexWorker:
 
     def _changed(self, rows: Iterable[int]) -> None:
         """Items created or re-featured: fresh, with their representation as of now (the
-        fresh buffer searches those; requests re-score the best exactly)."""
+        fresh buffer searches those; requests re-score the best exactly).  Where nothing
+        is served, only their being fresh counts (towards the next rebuild)."""
         sel = np.asarray(list(rows), dtype=np.int64)
         if len(sel):
-            self.index.fresh.add(sel.tolist(), self.state.model.item_representations(sel))
+            reps = self.state.model.item_representations(sel) if self.serving else None
+            self.index.fresh.add(sel.tolist(), reps)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=type(self).__name__.lower())

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,19 +50,30 @@ class Snapshot:
     move on meanwhile): :func:`snapshot` under the trainer's lock, :meth:`write` off it."""
 
     arrays: dict[str, np.ndarray]
+    #: The JSON header, encoded by :meth:`write` (encoding a large ``extra`` takes time).
+    header: dict[str, Any]
     n_users: int
     n_items: int
     n_events: int
     version: int
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the snapshot to ``path`` atomically (temporary file, fsync, rename)."""
+    def write(
+        self, path: str | os.PathLike[str], more_extra: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write the snapshot to ``path`` atomically (temporary file, fsync, rename);
+        ``more_extra`` joins the header's ``extra`` (entries the caller copied with the
+        snapshot and turns into JSON-ready values only now, off its lock)."""
+        header = self.header
+        if more_extra:
+            header = {**header, "extra": {**header["extra"], **more_extra}}
+        encoded = json.dumps(header).encode()
+        arrays = {**self.arrays, "header": np.frombuffer(encoded, dtype=np.uint8)}
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **self.arrays)  # type: ignore[arg-type]
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
@@ -85,9 +97,8 @@ def snapshot(model: HybridModel, extra: dict[str, Any] | None = None) -> Snapsho
     arrays["user_features"] = model.users.feature_names.to_array()
     arrays["item_features"] = model.items.feature_names.to_array()
     arrays["seen_indptr"], arrays["seen_indices"] = model.seen.to_csr()
-    header = json.dumps(_header(model, extra)).encode()
-    arrays["header"] = np.frombuffer(header, dtype=np.uint8)
-    return Snapshot(arrays, model.n_users, model.n_items, model.n_events, model.version)
+    header = json.loads(json.dumps(_header(model, extra)))  # a copy, and JSON-ready now
+    return Snapshot(arrays, header, model.n_users, model.n_items, model.n_events, model.version)
 
 
 def save(

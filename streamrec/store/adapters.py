@@ -66,6 +66,8 @@ class EventAttributes(Protocol):
 
     def to_dict(self) -> dict[str, Any]: ...
 
+    def frozen(self) -> Callable[[], dict[str, Any]]: ...
+
     def load_dict(self, values: Mapping[str, Any]) -> None: ...
 
 
@@ -371,6 +373,9 @@ class StoreItemAttributes:
 
     def to_dict(self) -> dict[str, Any]:
         return self._memory.to_dict()
+
+    def frozen(self) -> Callable[[], dict[str, Any]]:
+        return self._memory.frozen()
 
     def load_dict(self, values: Mapping[str, Any]) -> None:
         self._memory.load_dict(values)

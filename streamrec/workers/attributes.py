@@ -9,7 +9,7 @@ keeps them in memory (and in checkpoints).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -30,18 +30,28 @@ class CheckpointedAttributes(Protocol):
 
     def to_dict(self) -> dict[str, Any]: ...
 
+    def frozen(self) -> Callable[[], dict[str, Any]]:
+        """:meth:`to_dict` as of now, computed when called: O(items) pointer copies now
+        (under the trainer's lock), the dict and its JSON later, off the lock."""
+        ...
+
     def load_dict(self, values: Mapping[str, Any]) -> None: ...
 
 
 class MemoryItemAttributes:
-    """Attributes merged from new-item / item-update events (and from deltas in replicas)."""
+    """Attributes merged from new-item / item-update events (and from deltas in replicas).
+
+    An item's attribute dict is replaced on update, never edited, so a shallow copy of
+    the outer dicts (:meth:`frozen`) stays the state of its moment.
+    """
 
     def __init__(self) -> None:
         self._attrs: dict[str, dict[str, Any]] = {}
         self._created: dict[str, float] = {}
 
     def update(self, item_id: str, attributes: Mapping[str, Any], created: float) -> None:
-        self._attrs.setdefault(item_id, {}).update(attributes)
+        old = self._attrs.get(item_id)
+        self._attrs[item_id] = {**old, **attributes} if old else dict(attributes)
         self._created.setdefault(item_id, created or time.time())
 
     def get(self, item_id: str) -> Mapping[str, Any]:
@@ -51,11 +61,18 @@ class MemoryItemAttributes:
         return self._created.get(item_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            i: {"attributes": a, "created": self._created.get(i, 0.0)}
-            for i, a in self._attrs.items()
-        }
+        return _as_dict(self._attrs, self._created)
+
+    def frozen(self) -> Callable[[], dict[str, Any]]:
+        attrs, created = dict(self._attrs), dict(self._created)
+        return lambda: _as_dict(attrs, created)
 
     def load_dict(self, values: Mapping[str, Any]) -> None:
         for item, meta in values.items():
             self.update(item, meta.get("attributes", {}), float(meta.get("created", 0.0)))
+
+
+def _as_dict(
+    attrs: Mapping[str, Mapping[str, Any]], created: Mapping[str, float]
+) -> dict[str, Any]:
+    return {i: {"attributes": a, "created": created.get(i, 0.0)} for i, a in attrs.items()}

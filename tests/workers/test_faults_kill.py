@@ -91,17 +91,21 @@ async def test_a_checkpoint_is_written_outside_the_lock_as_of_when_it_was_taken(
     tmp_path: Path,
 ) -> None:
     """The file is written while the trainer may learn again (the lock is free), and it
-    holds the model as it was when the checkpoint was taken, not as it is by then."""
+    holds the model and the item attributes as they were when the checkpoint was taken,
+    not as they are by then."""
     trainer = Trainer(_settings(tmp_path), "unused:9092")
-    model = trainer.state.model
+    model, attributes = trainer.state.model, trainer.state.attributes
     model.add_user("u0", ["age=1"])
     model.add_item("i0", ["genre=1"])
+    attributes.update("i0", {"tags": ["a"], "price": 3}, 100.0)
     write = trainer.checkpoints._write
     lock_free_while_writing: list[bool] = []
 
     def write_later(*args: Any, **kwargs: Any) -> Path:
         lock_free_while_writing.append(not trainer._lock.locked())
         model.add_item("i1", ["genre=2"])  # the model moves on during the write
+        attributes.update("i0", {"price": 4}, 200.0)  # and so do the attributes
+        attributes.update("i1", {"price": 5}, 300.0)
         return write(*args, **kwargs)
 
     trainer.checkpoints._write = write_later  # type: ignore[method-assign]
@@ -111,3 +115,6 @@ async def test_a_checkpoint_is_written_outside_the_lock_as_of_when_it_was_taken(
     assert restored is not None
     assert (restored.model.n_users, restored.model.n_items) == (1, 1)
     assert model.n_items == 2
+    assert restored.attributes == {"i0": {"attributes": {"tags": ["a"], "price": 3},
+                                          "created": 100.0}}  # fmt: skip
+    assert attributes.get("i0") == {"tags": ["a"], "price": 4}

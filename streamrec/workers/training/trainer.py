@@ -595,7 +595,7 @@ class Trainer:
             self._postpone_checkpoint()
             return None
         attrs = self.state.attributes
-        saved = attrs.to_dict() if isinstance(attrs, CheckpointedAttributes) else None
+        saved = attrs.frozen() if isinstance(attrs, CheckpointedAttributes) else None
         return self.checkpoints.prepare(self.state.model, self.state.applied,
                                         self._deltas_offset, saved, self.tracker.epoch,
                                         self.tracker.seq, self._fingerprints,

@@ -15,7 +15,9 @@ that category) is onboarded through the SDK (``--publishers`` processes, one
    requests for ``--duration`` s (latency from the scheduled send, so queueing counts)
    while a click process keeps ``--click-rate`` clicks/s arriving;
 3. **freshness**: items onboarded one by one with a unique feature, and the time until a
-   request with that feature returns them;
+   request with that feature returns them, while a click process keeps ``--click-rate``
+   clicks/s arriving (and the time until the trainer's and the recommender's models
+   hold them);
 4. **index**: the recall@10 the indexer measures, at rest and while ``--new-items-rate``
    new items/s arrive;
 5. **memory**: the summed RSS of every process of the deployment, with each process's
@@ -382,6 +384,21 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
 
 
 async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
+    """New items one at a time, each polled for until a recommendation holds it, while
+    clicks arrive at ``--click-rate``/s from another process (learning goes on)."""
+    clicks = _spawn("_clicks", args, count=0, rate=args.click_rate,
+                    duration=10 + 2 * args.fresh_items, seed=7)  # fmt: skip
+    learned, t0 = dep.learned(), time.monotonic()
+    while dep.learned() == learned and time.monotonic() - t0 < 60:  # clicks are arriving
+        await asyncio.sleep(0.1)
+    try:
+        await _fresh_items(dep, args, res)
+    finally:
+        clicks.terminate()
+        clicks.wait()
+
+
+async def _fresh_items(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
     waits = []
     stages: dict[str, list[float]] = {"trainer": [], "recommender": []}
     async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
@@ -403,7 +420,7 @@ async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> 
             await watch
     ms = np.array(waits) * 1000
     res.add(
-        "new item recommendable after, ms",
+        f"new item recommendable after (clicks at {args.click_rate:,}/s), ms",
         f"p50 {np.percentile(ms, 50):.0f}, p99 {np.percentile(ms, 99):.0f}",
         "p99 <= 1,000",
     )

@@ -286,3 +286,34 @@ async def test_replica_recovers_a_lost_delta(stacks: _Stacks) -> None:
     assert await stacks.trainer.state.wait_for(stacks.client.watermarks(), 30)
     assert await _replica_catches_up(stacks.trainer, stacks.replica, 5) == []
     assert stacks.replica.metrics.get("follower", "replica_resyncs_total") >= 1
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_new_items_reach_the_replica_before_the_delta_tick(
+    bootstrap: str, embedded: bool, tmp_path: Path
+) -> None:
+    """A batch that onboards users or items is published at once; other learning waits
+    for the delta tick (here a minute away, so never during the test)."""
+    settings = _settings(tmp_path, delta_interval_ms=60_000)
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    trainer = _stack(settings, bootstrap, embedded, "trainer")
+    replica = _stack(settings, bootstrap, embedded, "recommender")
+    await trainer.start()
+    await replica.start()
+    try:
+        async with Client(bootstrap, settings=settings) as client:
+            await client.add_user("u1", ["age=1"])
+            await client.add_item("i1", ["genre=1"])
+            deadline = time.monotonic() + 20
+            while not replica.state.model.has_item("i1") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert replica.state.model.has_item("i1") and replica.state.model.has_user("u1")
+            await client.track("u1", "i1", "click")
+            assert await trainer.state.wait_for(client.watermarks(), 20)
+            assert trainer.state.model.n_events == 1
+            await asyncio.sleep(1.0)  # a click alone waits for the tick
+            assert replica.state.model.n_events == 0
+    finally:
+        await replica.stop()
+        await trainer.stop()

@@ -65,6 +65,10 @@ from streamrec.workers.training.sinks import EntitySink, NullEntitySink, SinkRej
 log = logging.getLogger(__name__)
 #: Longest the trainer waits for the feature store before a checkpoint (seconds).
 STORE_WAIT_S = 5.0
+#: A batch that onboarded users or items publishes the deltas at once, unless the last
+#: publish was less than this long ago (seconds): during a bulk onboarding, each publish
+#: re-sends the shared feature rows its new entities touched.
+EARLY_PUBLISH_GAP_S = 0.05
 
 
 class Trainer:
@@ -107,6 +111,7 @@ class Trainer:
         self._side: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
+        self._last_publish = 0.0  # monotonic time of the last delta publish
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self._lock = asyncio.Lock()  # the steps below run one at a time
@@ -312,7 +317,8 @@ class Trainer:
         self._side[name] = asyncio.create_task(guarded(), name=f"trainer {name}")
 
     async def poll_once(self) -> None:
-        """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects."""
+        """One fetch: learn what it brought, hand the batch to the sink, dead-letter rejects;
+        when it onboarded users or items, publish the deltas at once (beside the loop)."""
         from aiokafka.errors import OffsetOutOfRangeError
 
         s = self.settings
@@ -333,12 +339,19 @@ class Trainer:
                 # a new log: dropped, that partition is read again from 0
                 rewound = await self._reconnected_check()
                 batch = {tp: recs for tp, recs in batch.items() if tp not in rewound}
+            model = self.state.model
+            entities = (model.n_users, model.n_items)
             if batch or self._holding():
                 await self._process(batch)
+            onboarded = (model.n_users, model.n_items) != entities
             # once per batch: the sink writes it (in the background); collect rejections
             self._rejected += self.core.sink.flush()
             if self._rejected:
                 await self._dead_letter_rejected()
+        early = self._last_publish + EARLY_PUBLISH_GAP_S
+        if onboarded and self._producer is not None and time.monotonic() >= early:
+            # new users and items reach the replicas now, not at the next delta tick
+            self._beside("deltas", self.publish_deltas)
 
     async def checkpoint_now(self) -> None:
         """A checkpoint off the event loop: under the lock (the model does not move), wait
@@ -483,6 +496,7 @@ class Trainer:
 
     async def _send_deltas(self) -> list[tuple[Any, Delta]]:
         """Take the change set and hand its messages to the producer (under the lock)."""
+        self._last_publish = time.monotonic()
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
         try:

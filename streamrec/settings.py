@@ -17,6 +17,7 @@ batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records 
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
+deltas_rotate_mb            STREAMREC_DELTAS_ROTATE_MB    256 (0: never; deltas topic size)
 index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
 index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (fresh items)
 index_trees                 STREAMREC_INDEX_TREES         20
@@ -96,6 +97,10 @@ class Settings:
     delta_interval_ms: int = 200
     #: How often the trainer writes a checkpoint (0: only when it stops).
     checkpoint_interval_s: float = 60.0
+    #: Once the trainer has published this many MB of deltas on the deltas topic, it
+    #: writes a checkpoint and recreates the topic empty (0: never).  The embedded broker
+    #: keeps every record in memory and has no retention: this bounds what it holds.
+    deltas_rotate_mb: float = 256.0
     #: Annoy index: rebuild period, and rebuild early after this many fresh items.
     index_rebuild_s: float = 10.0
     index_rebuild_changes: int = 500
@@ -185,6 +190,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.partitions < 1:
             raise ConfigError(f"partitions={self.partitions!r} must be >= 1")
+        if self.deltas_rotate_mb < 0:
+            raise ConfigError(f"deltas_rotate_mb={self.deltas_rotate_mb!r} must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",

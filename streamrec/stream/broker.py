@@ -162,6 +162,33 @@ async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[s
             await admin.close()
 
 
+async def recreate_topic(
+    bootstrap: str, name: str, partitions: int = 1, timeout: float = 30.0
+) -> None:
+    """Delete topic ``name`` and create it again, empty (its records are gone: the
+    embedded broker frees their memory)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        if name in set(await admin.list_topics()):
+            await admin.delete_topics([name])
+        deadline = time.monotonic() + timeout
+        while name in set(await admin.list_topics()):  # Kafka deletes in the background
+            if time.monotonic() > deadline:
+                raise TopicError(f"topic {name} still exists {timeout:.0f} s after deletion")
+            await asyncio.sleep(0.1)
+    except TopicError:
+        raise
+    except Exception as exc:
+        raise TopicError(f"cannot delete topic {name} on {bootstrap}: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    await ensure_topics(bootstrap, {name: partitions})
+
+
 async def _wait_for_leaders(
     admin: Any, partitions: Mapping[str, int], timeout: float = 30.0
 ) -> None:

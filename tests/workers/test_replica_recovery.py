@@ -317,3 +317,43 @@ async def test_new_items_reach_the_replica_before_the_delta_tick(
     finally:
         await replica.stop()
         await trainer.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
+    bootstrap: str, embedded: bool, tmp_path: Path
+) -> None:
+    """With a tiny ``deltas_rotate_mb`` the trainer recreates the deltas topic at every
+    publish; the replica that follows it and one started afterwards (from the last
+    rotation's checkpoint and the new topic) both end equal to the trainer, and the
+    topic holds only the deltas since the last rotation."""
+    settings = _settings(tmp_path, deltas_rotate_mb=0.005)
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
+    trainer = _stack(settings, bootstrap, embedded, "trainer")
+    replica = _stack(settings, bootstrap, embedded, "recommender")
+    late: Stack | None = None
+    await trainer.start()
+    await replica.start()
+    try:
+        async with Client(bootstrap, settings=settings) as client:
+            await _onboard(client, world)
+            rounds = 6
+            share = len(world.events) // rounds
+            for k in range(rounds):
+                await _publish(client, world, world.events[k * share : (k + 1) * share])
+                assert await trainer.state.wait_for(client.watermarks(), 30)
+                await asyncio.sleep(0.3)  # its deltas published (every 50 ms)
+            assert trainer.metrics.get("trainer", "deltas_rotations_total") >= 3
+            assert await _replica_catches_up(trainer, replica, 20) == []
+            assert trainer.trainer is not None and replica.follower is not None
+            held = replica.follower._consumer.highwater(replica.follower._tp)
+            assert held is not None and held < trainer.trainer.tracker.seq / 2
+            late = _stack(settings, bootstrap, embedded, "recommender")
+            await late.start()
+            assert await _replica_catches_up(trainer, late, 20) == []
+    finally:
+        for stack in (late, replica, trainer):
+            if stack is not None:
+                await stack.stop()

@@ -66,6 +66,7 @@ class DeltaFollower:
         self._tp: Any = None
         self._task: asyncio.Task[None] | None = None
         self._waiting_since: float | None = None  # for a checkpoint to resync from
+        self._reread: tuple[str, int] | None = None  # the gap last read again from a checkpoint
         self._last_delta: tuple[str, int] | None = None  # before the checkpoint's offset
 
     def _restore(self) -> int | None:
@@ -154,12 +155,29 @@ class DeltaFollower:
     async def poll_once(self) -> None:
         """One fetch of the deltas topic, applied in order (see the module docstring)."""
         batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+        if not batch and await self._past_the_end():
+            return
         for records in batch.values():
             for rec in records:
                 if not self.apply(rec.value, rec.offset):
                     if self._waiting_since is not None:
                         await asyncio.sleep(RETRY_S)
                     return  # the consumer was moved: the rest of this fetch comes again
+
+    async def _past_the_end(self) -> bool:
+        """Whether the position is past the topic's end (the trainer recreated the topic:
+        ``deltas_rotate_mb``); then read it from the start.  Apache Kafka answers such a
+        fetch with an out-of-range error, which resets the consumer to the earliest
+        offset; the embedded broker answers it with no records and a high watermark
+        below the position."""
+        highwater = self._consumer.highwater(self._tp)
+        position = await self._consumer.position(self._tp)
+        if highwater is None or position <= highwater:
+            return False
+        log.warning("the deltas topic ends at %d, before this replica's position %d "
+                    "(recreated): reading it from the start", highwater, position)  # fmt: skip
+        await self._consumer.seek_to_beginning(self._tp)
+        return True
 
     def apply(self, value: bytes | None, offset: int | None = None) -> bool:
         """Apply one delta message; False when the consumer was moved instead."""
@@ -196,6 +214,18 @@ class DeltaFollower:
             or force
             or (restored is not None and restored.next_seq > self.next_seq)
         )
+        if (restored is not None and restored.epoch == delta.epoch == self.epoch and not newer
+                and offset is not None and restored.deltas_offset < offset
+                and self._reread != (delta.epoch, delta.seq)):  # fmt: skip
+            # the deltas topic was recreated while this replica was between the old
+            # position and the new log's: the deltas missing here follow that checkpoint
+            # (the ones before next_seq are skipped); read again from there, once
+            self._reread = (delta.epoch, delta.seq)
+            log.info("gap at delta %s/%d (holds %d): reading the deltas again from offset %d",
+                     delta.epoch, delta.seq, self.next_seq, restored.deltas_offset)  # fmt: skip
+            if self._consumer is not None:
+                self._consumer.seek(self._tp, restored.deltas_offset)
+            return False
         if restored is not None and restored.epoch == delta.epoch and newer:
             log.info("replica resyncs from %s (epoch %s, seq %d) at delta %s/%d",
                      restored.path, restored.epoch, restored.next_seq, delta.epoch,

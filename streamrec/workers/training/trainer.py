@@ -31,9 +31,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from streamrec.errors import StoreError
+from streamrec.errors import StoreError, TopicError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
+from streamrec.stream.broker import recreate_topic
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.kafka_clients import fingerprint, probe
@@ -112,6 +113,7 @@ class Trainer:
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
+        self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self._lock = asyncio.Lock()  # the steps below run one at a time
@@ -475,6 +477,39 @@ class Trainer:
                 return
             sent = await self._send_deltas()
         await self._confirm_deltas(sent, locked=False)
+        limit = self.settings.deltas_rotate_mb * 2**20
+        if limit and self._delta_bytes >= limit:
+            await self.rotate_deltas()
+
+    async def rotate_deltas(self) -> None:
+        """Recreate the deltas topic empty, so the broker stops holding old deltas (the
+        embedded broker keeps every record in memory and applies no retention).
+
+        Under the lock: the deltas so far are published, then a checkpoint is written
+        that says the deltas after it start at offset 0 (same epoch, next seq); only
+        then is the topic deleted and created again.  A replica that had applied every
+        delta reads on from the new topic's start (its old position is past the end:
+        its consumer resets to the earliest offset); one that was behind finds a gap in
+        ``seq`` and resyncs from that checkpoint.  If the checkpoint cannot be written
+        (the store is behind or down), the topic is kept and rotated at a later publish.
+        """
+        async with self._lock:
+            await self._publish_deltas()
+            kept = self._deltas_offset, self._last_delta
+            self._deltas_offset, self._last_delta = 0, None
+            if await self._checkpoint_off_loop() is None:
+                self._deltas_offset, self._last_delta = kept
+                return
+            published, self._delta_bytes = self._delta_bytes, 0
+            try:
+                await recreate_topic(self.bootstrap, self.topics.deltas)
+            except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
+                log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
+                return
+        log.info("deltas topic %s recreated empty after %.0f MB of deltas", self.topics.deltas,
+                 published / 2**20)  # fmt: skip
+        self.metrics.inc(WORKER, "deltas_rotations_total", 1,
+                         "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 
     async def _begin_epoch(self) -> None:
         """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
@@ -500,8 +535,13 @@ class Trainer:
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
         try:
-            return [(await self._producer.send(self.topics.deltas, encode_binary(d),
-                                               key=b"trainer"), d) for d in messages]  # fmt: skip
+            sent = []
+            for d in messages:
+                value = encode_binary(d)
+                self._delta_bytes += len(value)
+                sent.append((await self._producer.send(self.topics.deltas, value,
+                                                       key=b"trainer"), d))  # fmt: skip
+            return sent
         except Exception:
             await self._delta_failed(locked=True)
             raise

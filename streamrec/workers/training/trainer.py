@@ -114,6 +114,7 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
+        self._rotating = False  # the deltas topic is being recreated: no publish
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self._lock = asyncio.Lock()  # the steps below run one at a time
@@ -473,7 +474,7 @@ class Trainer:
         the producer keeps their order).
         """
         async with self._lock:
-            if not self.tracker.dirty:
+            if not self.tracker.dirty or self._rotating:
                 return
             sent = await self._send_deltas()
         await self._confirm_deltas(sent, locked=False)
@@ -485,20 +486,27 @@ class Trainer:
         """Recreate the deltas topic empty, so the broker stops holding old deltas (the
         embedded broker keeps every record in memory and applies no retention).
 
-        Under the lock: the deltas so far are published, then a checkpoint is written
-        that says the deltas after it start at offset 0 (same epoch, next seq); only
-        then is the topic deleted and created again.  A replica that had applied every
-        delta reads on from the new topic's start (its old position is past the end:
-        its consumer resets to the earliest offset); one that was behind finds a gap in
-        ``seq`` and resyncs from that checkpoint.  If the checkpoint cannot be written
-        (the store is behind or down), the topic is kept and rotated at a later publish.
+        Under the lock: the deltas so far are published and confirmed, and a checkpoint
+        is taken that says the deltas after it start at offset 0 (same epoch, next seq).
+        Then, learning again but publishing no delta, the checkpoint is written and the
+        topic deleted and created again.  A replica that had applied every delta reads
+        on from the new topic's start (its old position is past the end); one that was
+        behind finds a gap in ``seq`` and reads again from that checkpoint's offset, or
+        resyncs from it.  If the checkpoint cannot be taken or written (the store is
+        behind or down), the topic is kept and rotated at a later publish.
         """
         async with self._lock:
             await self._publish_deltas()
             kept = self._deltas_offset, self._last_delta
             self._deltas_offset, self._last_delta = 0, None
-            if await self._checkpoint_off_loop() is None:
+            pending = await self._off_loop(self.take_checkpoint, STORE_WAIT_S)
+            if pending is None:
                 self._deltas_offset, self._last_delta = kept
+                return
+            self._rotating = True  # no delta until the topic is new
+        try:
+            if await self._off_loop(self.write_checkpoint, pending) is None:
+                self._deltas_offset, self._last_delta = kept  # nothing was published since
                 return
             published, self._delta_bytes = self._delta_bytes, 0
             try:
@@ -506,6 +514,8 @@ class Trainer:
             except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
                 log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
                 return
+        finally:
+            self._rotating = False
         log.info("deltas topic %s recreated empty after %.0f MB of deltas", self.topics.deltas,
                  published / 2**20)  # fmt: skip
         self.metrics.inc(WORKER, "deltas_rotations_total", 1,

@@ -17,7 +17,7 @@ batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records 
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
-deltas_rotate_mb            STREAMREC_DELTAS_ROTATE_MB    256 (0: never; deltas topic size)
+deltas_rotate_mb            STREAMREC_DELTAS_ROTATE_MB    64 (0: never; deltas topic size)
 index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
 index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (fresh items)
 index_trees                 STREAMREC_INDEX_TREES         20
@@ -100,7 +100,7 @@ class Settings:
     #: Once the trainer has published this many MB of deltas on the deltas topic, it
     #: writes a checkpoint and recreates the topic empty (0: never).  The embedded broker
     #: keeps every record in memory and has no retention: this bounds what it holds.
-    deltas_rotate_mb: float = 256.0
+    deltas_rotate_mb: float = 64.0
     #: Annoy index: rebuild period, and rebuild early after this many fresh items.
     index_rebuild_s: float = 10.0
     index_rebuild_changes: int = 500

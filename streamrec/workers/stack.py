@@ -10,9 +10,9 @@ the data directory; a recommender process without the indexer maps that file
 
 Given a :class:`~streamrec.store.FeatureStore` (``store=``), the trainer writes onboarding
 to it (:class:`~streamrec.store.adapters.StoreEntitySink`), registers its checkpoints
-there and rebuilds from it without a checkpoint, and filters read item attributes from
-it (:class:`~streamrec.store.adapters.StoreItemAttributes`).  Without one, the
-in-memory seams serve (library use, tests).
+there and rebuilds from it without a checkpoint, and a recommender's filters read item
+attributes from it (:class:`~streamrec.store.adapters.StoreItemAttributes`).  Without
+one, the in-memory seams serve (library use, tests).
 
 ``settings.runtime`` picks what drives the workers (:mod:`streamrec.workers.runtime`):
 a faust App started inside the running event loop (the default) or the plain asyncio
@@ -141,7 +141,10 @@ class Stack:
     def _store_seams(self, store: FeatureStore) -> None:
         from streamrec.store.adapters import StoreEntitySink, StoreItemAttributes
 
-        if self.attributes is None and {"trainer", "recommender"} & set(self.roles):
+        # filters read the store's attributes: only where requests are answered (a
+        # trainer alone keeps the events' attributes in memory, for its checkpoints and
+        # deltas, without a copy of the store's)
+        if self.attributes is None and "recommender" in self.roles:
             attributes = StoreItemAttributes(store, MemoryItemAttributes()).start()
             self._owned.append(attributes)
             self.attributes = attributes

@@ -24,6 +24,7 @@ from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
+from streamrec.workers.attributes import MemoryItemAttributes
 from streamrec.workers.checkpoints import Checkpoints
 from tests.broker_helpers import read_dead_letters
 
@@ -84,6 +85,8 @@ async def test_onboarding_lands_in_store_restart_rebuilds_and_replay_rewrites_no
 
         stack = await _trainer(settings, bootstrap, store, embedded)
         try:
+            # a trainer alone answers no request: no copy of the store's attributes
+            assert isinstance(stack.state.attributes, MemoryItemAttributes)
             assert await stack.state.wait_for(marks, 20)
             await _until(lambda: stack.sink is not None and stack.sink.pending() == 0)
         finally:

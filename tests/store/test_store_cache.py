@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -13,6 +14,7 @@ from streamrec.errors import InvalidFilterError, StoreError
 from streamrec.store import EntityRecord, FeatureStore, ItemAttributeCache
 from streamrec.store._engine import write_transaction
 from streamrec.store._writer import write_batch
+from streamrec.store.cache import FOLD_MIN, Layered
 from streamrec.store.records import validate_batch
 
 COMEDY_AVAILABLE = {"category": "comedy", "available": True}
@@ -117,3 +119,26 @@ def test_a_failing_database_keeps_the_last_snapshot(store: FeatureStore) -> None
 def test_interval_must_be_positive(store: FeatureStore) -> None:
     with pytest.raises(ValueError, match="interval"):
         ItemAttributeCache(store, interval=0)
+
+
+def test_layered_snapshots_equal_a_plain_merge_and_never_change() -> None:
+    """The changed items' layer over the rest reads as one dict merged in order, folds
+    into the rest once large, and an older snapshot keeps its values."""
+    rng = random.Random(3)
+    plain: dict[str, int] = {f"i{k}": k for k in range(5000)}
+    snap = Layered({}, dict(plain))
+    kept: list[tuple[Layered, dict[str, int]]] = []
+    folds = 0
+    for step in range(300):
+        changed = {f"i{rng.randrange(7000)}": step for _ in range(rng.randrange(1, 40))}
+        plain.update(changed)
+        before = snap
+        snap = snap.layered(changed)
+        folds += not snap.top and bool(before.top)
+        if step % 50 == 0:
+            kept.append((snap, dict(plain)))
+    assert dict(snap) == plain and len(snap) == len(plain)
+    assert snap.get("missing") is None and "i4999" in snap
+    assert folds >= 2 and len(snap.top) <= max(FOLD_MIN, len(snap.base) // 8)
+    for old, expected in kept:
+        assert dict(old) == expected and len(old) == len(expected)

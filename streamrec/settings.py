@@ -31,6 +31,7 @@ web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1:
 web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in containers)
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
+compression                 STREAMREC_COMPRESSION         zstd (events, requests, responses)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (in: dead letter; out: split)
 max_id_length               STREAMREC_MAX_ID_LENGTH       512 (characters, at most 512)
@@ -72,6 +73,8 @@ RUNTIMES = ("faust", "asyncio")
 FAUST_REQUESTS = ("fetch", "agent")
 #: Where the indexer builds the Annoy index.
 INDEX_BUILDS = ("process", "thread")
+#: Compression of the JSON messages producers send (events, requests, responses).
+COMPRESSIONS = ("zstd", "gzip", "lz4", "snappy", "none")
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,11 @@ class Settings:
     #: aiokafka batch fetches in the ``<prefix>.recommender`` consumer group) or ``agent``
     #: (a faust agent in the app's consumer group, ``stream.take_events`` batches).
     faust_requests: str = "fetch"
+    #: Compression of the batches the SDK and the recommenders produce (JSON events,
+    #: requests, responses; deltas are float tables and travel uncompressed): ``zstd``
+    #: (12x on click events at 0.2 us each), ``gzip``, ``lz4``, ``snappy`` or ``none``.
+    #: The embedded broker keeps batches as they arrive, so this divides what it holds.
+    compression: str = "zstd"
     #: faust runtime with ``faust_requests=agent``: concurrent actors of the recommender
     #: agent in one process (a request waiting for the model holds one actor).
     request_concurrency: int = 1
@@ -212,6 +220,9 @@ class Settings:
         if self.index_build not in INDEX_BUILDS:
             raise ConfigError(f"index_build={self.index_build!r} must be one of "
                               f"{', '.join(INDEX_BUILDS)}")  # fmt: skip
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"compression={self.compression!r} must be one of "
+                              f"{', '.join(COMPRESSIONS)}")  # fmt: skip
         if self.faust_requests not in FAUST_REQUESTS:
             raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
                               f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip
@@ -224,6 +235,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'streamrec.db').resolve()}"
+
+    @property
+    def compression_type(self) -> str | None:
+        """``compression`` as aiokafka's producers take it (None: uncompressed)."""
+        return None if self.compression == "none" else self.compression
 
     @property
     def embedded_broker(self) -> bool:

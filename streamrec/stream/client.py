@@ -135,8 +135,10 @@ class Client:
         from streamrec.stream.kafka_clients import make_producer, partitions
 
         try:
-            self._producer = await make_producer(self.bootstrap, linger_ms=1,
-                                                 client_id=self.client_id)  # fmt: skip
+            self._producer = await make_producer(
+                self.bootstrap, linger_ms=1, client_id=self.client_id,
+                compression_type=self.settings.compression_type,
+            )  # fmt: skip
             await self._producer.start()
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, enable_auto_commit=False,

@@ -272,7 +272,9 @@ class Recommender:
         from streamrec.stream.kafka_clients import make_producer
 
         s = self.settings
-        self._producer = await make_producer(self.bootstrap, linger_ms=0)
+        self._producer = await make_producer(
+            self.bootstrap, linger_ms=0, compression_type=self.settings.compression_type
+        )
         await self._producer.start()
         if not consume:
             return

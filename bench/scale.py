@@ -391,6 +391,13 @@ async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> 
     learned, t0 = dep.learned(), time.monotonic()
     while dep.learned() == learned and time.monotonic() - t0 < 60:  # clicks are arriving
         await asyncio.sleep(0.1)
+    # the steady state: the trainer keeps up (less than half a second of clicks behind),
+    # not the drain of a backlog an earlier stage left
+    while time.monotonic() - t0 < 120:
+        lag = dep.role("trainer").get("trainer", {}).get("lag")
+        if lag is not None and lag < args.click_rate / 2:
+            break
+        await asyncio.sleep(0.2)
     try:
         await _fresh_items(dep, args, res)
     finally:

@@ -274,12 +274,12 @@ class ItemKNN(Baseline):
         """The user's profile for this fit, with the list of its non-zero entries."""
         got = self.profiles.get(user)
         if got is None:
-            profile = np.zeros(self.co.m, dtype=np.float32)
-            listed = np.zeros(64, dtype=np.int64)
-            self.profiles[user] = (profile, listed, 0)
-            for a in self._hist(user).tolist():
-                self._add_row(user, a)
-            got = self.profiles[user]
+            co = self.co
+            profile = np.zeros(co.m, dtype=np.float32)
+            listed, n = kernels.similarity_profile(self._hist(user), co.m, co.indptr, co.indices,
+                                                   co.values, profile)  # fmt: skip
+            got = (profile, listed, int(n))
+            self.profiles[user] = got
         return got
 
     def _add_row(self, user: int, a: int) -> None:

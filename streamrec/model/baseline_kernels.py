@@ -331,6 +331,24 @@ def add_similarity_row_listed(a, m, indptr, indices, values, out, listed, n_list
     return n_listed
 
 
+@njit(cache=True)
+def similarity_profile(hist, m, indptr, indices, values, out):
+    """out (zeros, ``m`` entries) += the fitted similarity rows of ``hist`` in order: what
+    :func:`add_similarity_row_listed` called for each of them writes, in one call.
+    Returns (listed, count): the entries of ``out`` that left 0, in that order, in an
+    array with room for at least 64."""
+    total = 0
+    for t in range(hist.shape[0]):
+        a = hist[t]
+        if a < m:
+            total += indptr[a + 1] - indptr[a]
+    listed = np.zeros(max(64, min(total, m)), dtype=np.int64)
+    n = 0
+    for t in range(hist.shape[0]):
+        n = add_similarity_row_listed(hist[t], m, indptr, indices, values, out, listed, n)
+    return listed, n
+
+
 # ------------------------------------------------ ordered feature lists (recent features)
 #
 # Each feature's items in the order of the recent-features key among items sharing the

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from streamrec.model import kernels, vectors
 from streamrec.model.tables import capacity_for, grown
 
 if TYPE_CHECKING:
@@ -178,20 +179,6 @@ def _plus_features(b, size, fx, fw, row, start, u, V, Vb, cont_aff, marks, proj,
             break
         if stamp[f] != epoch:  # (a call per item costs more than the whole test)
             _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
-        x = fw[row, c] * proj[f]
-        b += x
-        size += abs(x)
-    return b, size
-
-
-@njit(cache=True, inline="always")
-def _plus_projected(b, size, fx, fw, row, start, proj):
-    """:func:`_plus_features` when every projection it reads was computed already (the
-    groups' rows, by :func:`project_many`): no test, no call in the loop."""
-    for c in range(start, fx.shape[1]):
-        f = fx[row, c]
-        if f < 0:
-            break
         x = fw[row, c] * proj[f]
         b += x
         size += abs(x)
@@ -429,6 +416,39 @@ def refresh_groups(groups, g_head, i_next, up_norm, up_bias, up_trend, g_norm, g
 
 
 @njit(cache=True)
+def refresh_changed(rows, item_flags, group_flags, group_of, items, popularity, norms, up_norm,
+                    up_bias, up_trend, g_head, i_next, g_norm, g_bias, g_trend):  # fmt: skip
+    """:func:`refresh_item_bounds` for the distinct items of ``rows`` (repeats allowed, any
+    order), then :func:`refresh_groups` for their distinct groups (``group_of``): what
+    ``np.unique`` of both gave, in one call.  ``item_flags``/``group_flags``: zeros, left
+    zero.  Each item's parts and each group's maxima are recomputed whole, so the order
+    does not matter."""
+    items_buf = np.empty(rows.shape[0], dtype=np.int64)
+    groups_buf = np.empty(rows.shape[0], dtype=np.int64)
+    m = 0
+    ng = 0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        if not item_flags[i]:
+            item_flags[i] = 1
+            items_buf[m] = i
+            m += 1
+            g = group_of[i]
+            if not group_flags[g]:
+                group_flags[g] = 1
+                groups_buf[ng] = g
+                ng += 1
+    for t in range(m):
+        item_flags[items_buf[t]] = 0
+    for t in range(ng):
+        group_flags[groups_buf[t]] = 0
+    refresh_item_bounds(items_buf[:m], items, popularity, norms, up_norm, up_bias, up_trend)
+    refresh_groups(groups_buf[:ng], g_head, i_next, up_norm, up_bias, up_trend, g_norm, g_bias,
+                   g_trend)  # fmt: skip
+    return m
+
+
+@njit(cache=True)
 def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, proj, stamp, epoch,
                   g_head, i_next, g_rows, g_weights, g_norm, g_bias, g_trend, up_norm, up_bias,
                   up_trend, newness, newest, excluded, flags, g_bound, g_done, k, pool, pool_bound,
@@ -488,7 +508,16 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
             g_bound[g] = -np.inf
             continue
         a = unorm * g_norm[g] + g_bias[g]
-        b, size = _plus_projected(a, a, g_rows, g_weights, g, 0, proj)
+        # (written out: an inlined helper returning (b, size) made this loop ~17x slower)
+        b = a
+        size = a
+        for c in range(g_rows.shape[1]):
+            f = g_rows[g, c]
+            if f < 0:
+                break
+            x = g_weights[g, c] * proj[f]
+            b += x
+            size += abs(x)
         if up != 0.0:
             b += up * (g_trend[g] + new_up)
             size += up * (g_trend[g] + new_up)
@@ -531,8 +560,17 @@ def _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_af
             stats[1] += 1
             if found == k:  # the item's own bound against the k-th best
                 a = unorm * up_norm[i] + up_bias[i]
-                b, size = _plus_features(a, a, ifx, ifw, i, 1, u, V, Vb, cont_aff, marks, proj,
-                                         stamp, epoch)  # fmt: skip
+                b = a  # (:func:`_plus_features` written out, as in :func:`grouped_top_k`)
+                size = a
+                for c in range(1, ifx.shape[1]):
+                    f = ifx[i, c]
+                    if f < 0:
+                        break
+                    if stamp[f] != epoch:
+                        _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+                    x = ifw[i, c] * proj[f]
+                    b += x
+                    size += abs(x)
                 if up != 0.0:
                     b += up * (up_trend[i] + new_up)
                     size += up * (up_trend[i] + new_up)
@@ -596,6 +634,14 @@ class ModelTopK:
         self.normed = 0  # feature rows 0 .. normed - 1 have norms (unless trained since)
         self.epoch = 0
         self.u = np.zeros(model.dim, dtype=np.float32)
+        self.ctx_k = int(model.hp[kernels.HP_CTX_K])
+        #: Continuity marks (:meth:`_user_state`) and the rows set in them.
+        self.marks = np.zeros(64, dtype=np.float32)
+        self.no_rows = np.zeros(0, dtype=np.int32)
+        self.marked = self.no_rows
+        self.gflags = np.zeros(64, dtype=np.uint8)  # per group, for :func:`refresh_changed`
+        self.group_pool_rows = np.zeros(max(group_pool, 1), dtype=np.int64)
+        self.group_pool_bounds = np.zeros(max(group_pool, 1), dtype=np.float64)
 
     def _grow(self, n: int, nf: int) -> None:
         if self.flags.shape[0] < n:
@@ -635,6 +681,34 @@ class ModelTopK:
             feature_norms(emb, np.ascontiguousarray(stale, dtype=np.int64), self.norms)
         return trained
 
+    def _user_state(self, user: int, tables: KernelTables) -> tuple[np.ndarray, float, float]:
+        """(vector, trend affinity, continuity weight) of user row ``user``, and its
+        continuity marks in ``self.marks``: the values of :meth:`HybridModel.user_vector_row`,
+        :meth:`~HybridModel.trend_affinity_row` and :meth:`~HybridModel.continuity_row` (the
+        same compiled functions, the same arguments), from one set of kernel tables, with
+        only the marks set at the previous query cleared."""
+        model = self.model
+        cfg = model.config
+        vec = self.u
+        vectors.user_representation(user, tables.users, tables.items, tables.context,
+                                    cfg.recent_weight, self.ctx_k, vec)  # fmt: skip
+        affinity = float(vectors.trend_affinity(user, tables.users, cfg.trend_weight))
+        nf = len(model.items.feature_names)
+        if self.marks.shape[0] < nf:
+            self.marks = np.zeros(capacity_for(nf, self.marks.shape[0]), dtype=np.float32)
+        elif self.marked.shape[0]:
+            self.marks[self.marked] = 0.0
+        self.marked = self.no_rows
+        weight = float(vectors.continuity_affinity(user, tables.users, cfg.continuity_weight))
+        if weight != 0.0:
+            rf = np.empty(model.last.shape[1] * tables.items.feature_rows.shape[1], np.int32)
+            m = vectors.recent_features(user, tables.items, tables.context, -1, rf)
+            self.marks[rf[:m]] = np.log(
+                model.n_items / np.maximum(model.items.table.count[rf[:m]], 1.0)
+            )
+            self.marked = rf[:m]
+        return vec, affinity, weight
+
     def top_k(self, user: int, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows and float32 scores of the user's ``k`` best items not in ``excluded``."""
         model = self.model
@@ -643,10 +717,9 @@ class ModelTopK:
             return model.top_k_rows(user, k, exclude_seen=False, exclude=excluded)
         self._grow(n, nf)
         trained = self._refresh_norms(nf)
-        vec = model.user_vector_row(user, self.u)
-        affinity = model.trend_affinity_row(user)
-        cont_aff, marks = model.continuity_row(user)
         tables = model.kernel_tables()
+        vec, affinity, cont_aff = self._user_state(user, tables)
+        marks = self.marks
         prior, rate = float(tables.popularity.newness[0]), float(tables.popularity.newness[1])
         newness = self.newness.get(prior, rate, n)
         self.epoch += 1
@@ -663,23 +736,29 @@ class ModelTopK:
             if full:
                 self.full_refreshes += 1
                 self.synced_events, self.noted_events = model.n_events, 0
-                rows = np.arange(n, dtype=np.int64)
+                groups.take_new()
+                groups.refresh(tables, newness, self.norms, np.arange(n, dtype=np.int64), True)
             else:
-                rows = np.unique(np.concatenate([
+                rows = np.concatenate([
                     np.asarray(self.pending, dtype=np.int64), trained.astype(np.int64),
                     groups.take_new(),
-                ]))  # fmt: skip
+                ])  # fmt: skip
+                if rows.shape[0]:
+                    if self.gflags.shape[0] < groups.n:
+                        self.gflags = np.zeros(capacity_for(groups.n, self.gflags.shape[0]),
+                                               dtype=np.uint8)  # fmt: skip
+                    refresh_changed(rows, self.flags, self.gflags, groups.group, tables.items,
+                                    tables.popularity, self.norms, groups.up_norm,
+                                    groups.up_bias, groups.up_trend, groups.head, groups.next,
+                                    groups.max_norm, groups.max_bias, groups.max_trend)  # fmt: skip
             self.pending.clear()
-            groups.take_new()
-            groups.refresh(tables, newness, self.norms, rows, full)
             m = grouped_top_k(vec, affinity, tables.items, tables.popularity, groups.n,
                               cont_aff, marks, self.proj, self.stamp, self.epoch, groups.head,
                               groups.next, groups.rows, groups.weights, groups.max_norm,
                               groups.max_bias, groups.max_trend, groups.up_norm, groups.up_bias,
                               groups.up_trend, newness, self.newest, excl, self.flags,
-                              groups.bound, groups.done, k,
-                              np.zeros(max(self.group_pool, 1), dtype=np.int64),
-                              np.zeros(max(self.group_pool, 1)), idx, val, self.stats,
+                              groups.bound, groups.done, k, self.group_pool_rows,
+                              self.group_pool_bounds, idx, val, self.stats,
                               groups.shared, groups.n_shared)  # fmt: skip
             return idx[:m], val[:m]
         pool = np.zeros(max(self.pool_size, k), dtype=np.int64)

@@ -452,7 +452,7 @@ def refresh_changed(rows, item_flags, group_flags, group_of, items, popularity, 
 def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, proj, stamp, epoch,
                   g_head, i_next, g_rows, g_weights, g_norm, g_bias, g_trend, up_norm, up_bias,
                   up_trend, newness, newest, excluded, flags, g_bound, g_done, k, pool, pool_bound,
-                  out_idx, out_score, stats, shared, n_shared):  # fmt: skip
+                  out_idx, out_score, stats, shared, n_shared, shared_uses, norms):  # fmt: skip
     """:func:`bounded_top_k` by groups of items sharing their features past column 0.
 
     The items of a group share ``sum_c w_c proj[f_c]`` (c >= 1, ``g_rows``/``g_weights``),
@@ -465,8 +465,13 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     (each item's own bound first).  Items left out score strictly below the k-th best,
     so the answer is the full scan's, ties to the lower row, bit for bit.
 
-    ``shared[:n_shared]``: the feature rows of the groups (their projections, and those
-    of the newest items, are computed up front by :func:`project_many`).
+    ``shared[:n_shared]``: the feature rows of the groups.  The projections of those
+    used by several groups (``shared_uses``) and of the newest items' rows are computed
+    up front by :func:`project_many`.  A row of a single group (a brand) is first
+    bounded on norms (Cauchy-Schwarz, ``norms`` current for every feature row, as for the
+    identity rows): a group whose bound on norms is already below the k-th best of the
+    newest items is never scored, so its rows are not projected (``stats[3]`` counts
+    those groups); the others get their rows projected and their exact bound.
     """
     V, Vb = items.emb, items.bias
     trend = popularity.trend
@@ -492,7 +497,13 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
                 fresh[nr] = ifx[i, c]
                 nr += 1
     project_many(u, V, Vb, fresh, nr, cont_aff, marks, proj, stamp, epoch)
-    project_many(u, V, Vb, shared, n_shared, cont_aff, marks, proj, stamp, epoch)
+    many = np.empty(n_shared, dtype=np.int64)
+    n_many = 0
+    for t in range(n_shared):
+        if shared_uses[t] > 1:
+            many[n_many] = shared[t]
+            n_many += 1
+    project_many(u, V, Vb, many, n_many, cont_aff, marks, proj, stamp, epoch)
     for i in range(oldest_new, n_items):
         if not flags[i]:
             s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
@@ -502,6 +513,10 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     new_up = 0.0  # log1p of the pseudo-count of every older item, at most
     if prior != 0.0 and oldest_new > 0:
         new_up = math.log1p(newness[top - (oldest_new - 1)])
+    # the k-th best of the newest items: it only rises from here
+    threshold = out_score[k - 1] if found == k else -np.inf
+    lazy = np.empty(n_groups * g_rows.shape[1], dtype=np.int64)  # rows to project
+    n_lazy = 0
     for g in range(n_groups):
         g_done[g] = 0
         if g_head[g] < 0:
@@ -509,6 +524,45 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
             continue
         a = unorm * g_norm[g] + g_bias[g]
         # (written out: an inlined helper returning (b, size) made this loop ~17x slower)
+        b = a
+        size = a
+        exact = True
+        for c in range(g_rows.shape[1]):
+            f = g_rows[g, c]
+            if f < 0:
+                break
+            if stamp[f] == epoch:
+                x = g_weights[g, c] * proj[f]
+                b += x
+                size += abs(x)
+            else:  # |proj[f]| <= |u| |V[f]| + |Vb[f]| + |continuity|
+                extra = abs(cont_aff * marks[f]) if cont_aff != 0.0 else 0.0
+                x = abs(g_weights[g, c]) * (unorm * norms[f] + abs(Vb[f]) + extra)
+                b += x
+                size += x
+                exact = False
+        if up != 0.0:
+            b += up * (g_trend[g] + new_up)
+            size += up * (g_trend[g] + new_up)
+        g_bound[g] = b + _SLACK * size + 1e-30
+        if not exact:
+            if g_bound[g] < threshold:
+                stats[3] += 1  # a bound all the same: the group is never scored
+            else:
+                g_done[g] = 2  # its exact bound below
+                for c in range(g_rows.shape[1]):
+                    f = g_rows[g, c]
+                    if f < 0:
+                        break
+                    if stamp[f] != epoch:
+                        lazy[n_lazy] = f
+                        n_lazy += 1
+    project_many(u, V, Vb, lazy, n_lazy, cont_aff, marks, proj, stamp, epoch)
+    for g in range(n_groups):
+        if g_done[g] != 2:
+            continue
+        g_done[g] = 0
+        a = unorm * g_norm[g] + g_bias[g]
         b = a
         size = a
         for c in range(g_rows.shape[1]):
@@ -610,8 +664,9 @@ class ModelTopK:
         self.group_pool = group_pool
         #: The newest items are scored one by one (their new-item pseudo-count is large).
         self.newest = newest
-        #: Groups scored, items bounded, items scored exactly (summed over queries).
-        self.stats = np.zeros(3, dtype=np.int64)
+        #: Groups scored, items bounded, items scored exactly, groups left out on their
+        #: bound on norms (summed over queries).
+        self.stats = np.zeros(4, dtype=np.int64)
         #: Every this many queries, every bound part is recomputed (maxima only go stale
         #: upwards in between: still bounds, less tight).
         self.refresh_every = refresh_every
@@ -759,7 +814,8 @@ class ModelTopK:
                               groups.up_trend, newness, self.newest, excl, self.flags,
                               groups.bound, groups.done, k, self.group_pool_rows,
                               self.group_pool_bounds, idx, val, self.stats,
-                              groups.shared, groups.n_shared)  # fmt: skip
+                              groups.shared, groups.n_shared, groups.shared_uses,
+                              self.norms)  # fmt: skip
             return idx[:m], val[:m]
         pool = np.zeros(max(self.pool_size, k), dtype=np.int64)
         m = bounded_top_k(vec, affinity, tables.items, tables.popularity, n, cont_aff, marks,
@@ -802,7 +858,10 @@ class ItemGroups:
         #: The distinct feature rows of the groups (``rows``), in order of first use.
         self.shared = np.zeros(64, dtype=np.int64)
         self.n_shared = 0
-        self._shared_set: set[int] = set()
+        #: How many groups were made with each of them (a row of one group is projected
+        #: only if the group's bound on norms reaches the k-th best: :func:`grouped_top_k`).
+        self.shared_uses = np.zeros(64, dtype=np.int64)
+        self._shared_index: dict[int, int] = {}
 
     def take_new(self) -> np.ndarray:
         new = np.asarray(self.new, dtype=np.int64)
@@ -833,12 +892,15 @@ class ItemGroups:
             wide_w[:, : self.weights.shape[1]] = self.weights
             self.rows, self.weights = wider, wide_w
         for r in rows.tolist():
-            if r not in self._shared_set:
-                self._shared_set.add(r)
+            t = self._shared_index.get(r, -1)
+            if t < 0:
+                t = self._shared_index[r] = self.n_shared
                 if self.n_shared == self.shared.shape[0]:
                     self.shared = grown(self.shared, 2 * self.n_shared)
+                    self.shared_uses = grown(self.shared_uses, 2 * self.n_shared)
                 self.shared[self.n_shared] = r
                 self.n_shared += 1
+            self.shared_uses[t] += 1
         self.rows[g] = -1
         self.weights[g] = 0.0
         self.rows[g, : rows.shape[0]] = rows

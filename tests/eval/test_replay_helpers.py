@@ -148,3 +148,39 @@ def test_learn_rows_one_event_raises_the_batch_errors() -> None:
     assert model.n_events == 1 and model.seen_items(0).tolist() == [0]
     assert model.changes.seen[-1].tolist() == [[0, 0]]
     assert model.changes.seen[-1].dtype == np.int32
+
+
+@pytest.mark.parametrize("group_size", [4, 256])
+def test_grouped_top_k_bounds_single_group_rows_on_norms(group_size: int) -> None:
+    """Brands each in one category (as in the benchmark log): a brand's row belongs to one
+    group, is bounded on norms first, and projected only when its group can still make
+    the top k.  The answers stay the full scan's, and some groups are left out unprojected."""
+    rng = np.random.default_rng(group_size)
+    model = HybridModel(ModelConfig(dim=8))
+    ranker = ModelTopK(model, full_scan_below=0, group_size=group_size, group_pool=2, newest=4)
+    checked = 0
+    for e in range(1500):
+        if e % 2 == 0 or model.n_items < 5:
+            brand = int(rng.integers(40))
+            model.add_item(f"i{model.n_items}", [f"cat={brand % 4}", f"brand={brand}"])
+        if model.n_users < 30 and e % 7 == 0:
+            model.add_user(f"u{model.n_users}", [f"g={model.n_users % 3}"])
+        u = int(rng.integers(max(model.n_users, 1))) if model.n_users else model.add_user("u0")
+        i = int(min(rng.zipf(1.5), model.n_items) - 1)
+        if e % 3 == 0:
+            for k in (1, 10):
+                want = model.top_k_rows(u, k)
+                got = ranker.top_k(u, k, model.seen_items(u))
+                assert want[0].tolist() == got[0].tolist()
+                assert want[1].tobytes() == got[1].tobytes()
+                checked += 1
+        w = 0.0 if e % 4 == 1 else 1.0
+        items = np.array([i], np.int32)
+        model.learn_rows(np.array([u], np.int32), items, np.array([w], np.float32))
+        ranker.learned(items)
+    assert checked == 1000
+    assert ranker.stats[3] > 0, "some groups were left out on their bound on norms"
+    uses = ranker.groups.shared_uses[: ranker.groups.n_shared]
+    assert (uses > 1).any()  # the categories' rows (and brands split over full groups)
+    if group_size == 256:
+        assert (uses == 1).any()

@@ -180,18 +180,15 @@ class DecayedPopularityBaseline(Popularity):
 class CooccurrenceGraph:
     """Item co-occurrence counts in users' positive histories, sparse (O(pairs) memory).
 
-    ``co[a, b]`` (a != b) lives in chained entries (see
+    ``co[a, b]`` (a != b) lives in paired entries (see
     :mod:`streamrec.model.baseline_kernels`), ``co[a, a]`` in ``diag``; :meth:`fit`
     turns the counts into sparse rows of cosine similarities (the values
     :func:`cooccurrence_similarities` computes densely), :meth:`add_row` adds one up.
     """
 
     def __init__(self) -> None:
-        self.keys = np.full(1024, -1, dtype=np.int64)
-        self.slot_entry = np.zeros(1024, dtype=np.int64)
-        self.head = np.full(64, -1, dtype=np.int64)
+        self.slots = np.full(1024, -1, dtype=np.int64)  # hash of pairs -> first entry
         self.nbr = np.zeros(1024, dtype=np.int32)
-        self.nxt = np.zeros(1024, dtype=np.int64)
         self.cnt = np.zeros(1024, dtype=np.float32)
         self.diag = np.zeros(64, dtype=np.float32)
         self.norm = np.zeros(64, dtype=np.float32)
@@ -199,41 +196,39 @@ class CooccurrenceGraph:
         self.indptr = np.zeros(1, dtype=np.int64)
         self.indices = np.zeros(0, dtype=np.int32)
         self.values = np.zeros(0, dtype=np.float32)
-        self.state = np.zeros(2, dtype=np.int64)  # entries used, keys used
+        self.state = np.zeros(2, dtype=np.int64)  # entries used, pairs used
         self.m = 0  # items of the last fit
 
     def _ensure(self, n_items: int, more: int) -> None:
-        if n_items > self.head.shape[0]:
-            cap = capacity_for(n_items, self.head.shape[0])
-            self.head = grown(self.head, cap, -1)
+        if n_items > self.diag.shape[0]:
+            cap = capacity_for(n_items, self.diag.shape[0])
             self.diag = grown(self.diag, cap)
             self.norm = grown(self.norm, cap)
         entries = int(self.state[0]) + 2 * more
         if entries > self.nbr.shape[0]:
             cap = capacity_for(entries, self.nbr.shape[0])
-            self.nbr, self.nxt = grown(self.nbr, cap), grown(self.nxt, cap)
+            self.nbr = grown(self.nbr, cap)
             self.cnt = grown(self.cnt, cap)
-        if 2 * (int(self.state[1]) + more) > self.keys.shape[0]:
-            cap = capacity_for(2 * (int(self.state[1]) + more), self.keys.shape[0])
-            keys = np.full(cap, -1, dtype=np.int64)
-            slot_entry = np.zeros(cap, dtype=np.int64)
-            kernels.rehash_pairs(self.keys, self.slot_entry, keys, slot_entry)
-            self.keys, self.slot_entry = keys, slot_entry
+        if 2 * (int(self.state[1]) + more) > self.slots.shape[0]:
+            cap = capacity_for(2 * (int(self.state[1]) + more), self.slots.shape[0])
+            self.slots = np.full(cap, -1, dtype=np.int64)
+            kernels.rehash_pairs(self.nbr, int(self.state[0]), self.slots)
 
     def add(self, item: int, hist: np.ndarray) -> None:
         """co[item, h] += 1 and co[h, item] += 1 for each h in ``hist``, co[item, item] += 1."""
         self._ensure(item + 1, hist.shape[0])
-        kernels.cooccurrence_add(item, hist, hist.shape[0], self.keys, self.slot_entry, self.head,
-                         self.nbr, self.nxt, self.cnt, self.diag, self.state)  # fmt: skip
+        kernels.cooccurrence_add(item, hist, hist.shape[0], self.slots, self.nbr, self.cnt,
+                                 self.diag, self.state)  # fmt: skip
 
     def fit(self, n: int) -> None:
         """Freeze the counts: similarities among items ``0 .. n - 1`` from now on."""
         self._ensure(n, 0)
         entries = int(self.state[0])
         self.indptr = np.zeros(n + 1, dtype=np.int64)
-        if self.indices.shape[0] < entries:
-            self.indices = np.zeros(entries, dtype=np.int32)
-            self.values = np.zeros(entries, dtype=np.float32)
+        if self.indices.shape[0] < entries:  # (rows are read within indptr only)
+            cap = capacity_for(entries, self.indices.shape[0])
+            self.indices = np.empty(cap, dtype=np.int32)
+            self.values = np.empty(cap, dtype=np.float32)
         kernels.cooccurrence_fit(self.cnt, self.nbr, entries, self.diag, n, self.norm, self.indptr,
                          self.indices, self.values)  # fmt: skip
         self.m = n
@@ -274,12 +269,12 @@ class ItemKNN(Baseline):
         """The user's profile for this fit, with the list of its non-zero entries."""
         got = self.profiles.get(user)
         if got is None:
-            profile = np.zeros(self.co.m, dtype=np.float32)
-            listed = np.zeros(64, dtype=np.int64)
-            self.profiles[user] = (profile, listed, 0)
-            for a in self._hist(user).tolist():
-                self._add_row(user, a)
-            got = self.profiles[user]
+            co = self.co
+            profile = np.zeros(co.m, dtype=np.float32)
+            listed, n = kernels.similarity_profile(self._hist(user), co.m, co.indptr, co.indices,
+                                                   co.values, profile)  # fmt: skip
+            got = (profile, listed, int(n))
+            self.profiles[user] = got
         return got
 
     def _add_row(self, user: int, a: int) -> None:

@@ -102,63 +102,58 @@ def shared_feature_counts(
 # ------------------------------------------------- sparse co-occurrence (item-kNN)
 #
 # The co-occurrence counts of item-kNN as a graph: one entry per direction of each
-# co-occurring pair (a, b), a != b, chained per item (``head[a]`` -> ``nxt`` -> ...),
-# found through an open-addressing hash of (min, max) -> the a -> b entry (the b -> a
-# entry follows it).  A refit turns them into sparse rows of cosine similarities, the
+# co-occurring pair (a, b), a != b (``nbr[e]`` = b, ``nbr[e ^ 1]`` = a: entries are
+# made in pairs, in order), found through an open-addressing hash of (min, max) -> the
+# a -> b entry (the b -> a entry follows it; the hash keeps only entries, the pair is
+# read back from ``nbr``).  A refit turns them into sparse rows of cosine similarities, the
 # values :func:`cooccurrence_similarities` writes densely.
 
 
 @njit(cache=True)
-def _pair_slot(keys, a, b):
-    mask = keys.shape[0] - 1
-    key = (np.int64(a) << 32) | np.int64(b)
+def _pair_slot(slots, nbr, a, b):
+    """The hash slot of the pair (a, b), a < b: the one holding its entry ``e`` (``nbr[e]``
+    = b, ``nbr[e + 1]`` = a), else the empty (-1) slot where it goes."""
+    mask = slots.shape[0] - 1
     h = (np.int64(a) * 1000003 + np.int64(b) * 7919) & mask
-    while keys[h] != -1 and keys[h] != key:
+    while True:
+        e = slots[h]
+        if e == -1 or (nbr[e] == b and nbr[e + 1] == a):
+            return h
         h = (h + 1) & mask
-    return h
 
 
 @njit(cache=True)
-def cooccurrence_add(item, hist, n_hist, keys, slot_entry, head, nbr, nxt, cnt, diag, state):
+def cooccurrence_add(item, hist, n_hist, slots, nbr, cnt, diag, state):
     """co[item, h] += 1 and co[h, item] += 1 for each h in ``hist[:n_hist]``; co[item, item] += 1.
 
-    ``state`` = [entries used, hash keys used]; capacities must fit ``2 * n_hist`` more
-    entries and ``n_hist`` more keys at most half full.
+    ``state`` = [entries used, pairs used]; capacities must fit ``2 * n_hist`` more
+    entries and ``n_hist`` more pairs with ``slots`` at most half full.  A slot holds the
+    pair's first entry (the pair itself is read back from ``nbr``: no key array).
     """
     for t in range(n_hist):
         h = hist[t]
         a, b = (item, h) if item < h else (h, item)
-        s = _pair_slot(keys, a, b)
-        if keys[s] == -1:
-            keys[s] = (np.int64(a) << 32) | np.int64(b)
+        s = _pair_slot(slots, nbr, a, b)
+        e = slots[s]
+        if e == -1:
             e = state[0]
             state[0] = e + 2
             state[1] += 1
-            slot_entry[s] = e
+            slots[s] = e
             nbr[e] = b
-            nxt[e] = head[a]
-            head[a] = e
             nbr[e + 1] = a
-            nxt[e + 1] = head[b]
-            head[b] = e + 1
             cnt[e] = 0.0
             cnt[e + 1] = 0.0
-        e = slot_entry[s]
         cnt[e] += 1.0
         cnt[e + 1] += 1.0
     diag[item] += 1.0
 
 
 @njit(cache=True)
-def rehash_pairs(keys, slot_entry, new_keys, new_slot_entry):
-    """Move every key of ``keys`` into the empty (all -1) ``new_keys``."""
-    for s in range(keys.shape[0]):
-        key = keys[s]
-        if key == -1:
-            continue
-        t = _pair_slot(new_keys, key >> 32, key & 0xFFFFFFFF)
-        new_keys[t] = key
-        new_slot_entry[t] = slot_entry[s]
+def rehash_pairs(nbr, n_entries, slots):
+    """Put every pair of the entries ``0 .. n_entries - 1`` into the empty (all -1) ``slots``."""
+    for e in range(0, n_entries, 2):
+        slots[_pair_slot(slots, nbr, nbr[e + 1], nbr[e])] = e
 
 
 @njit(cache=True)
@@ -329,6 +324,24 @@ def add_similarity_row_listed(a, m, indptr, indices, values, out, listed, n_list
             n_listed += 1
         out[b] += values[t]
     return n_listed
+
+
+@njit(cache=True)
+def similarity_profile(hist, m, indptr, indices, values, out):
+    """out (zeros, ``m`` entries) += the fitted similarity rows of ``hist`` in order: what
+    :func:`add_similarity_row_listed` called for each of them writes, in one call.
+    Returns (listed, count): the entries of ``out`` that left 0, in that order, in an
+    array with room for at least 64."""
+    total = 0
+    for t in range(hist.shape[0]):
+        a = hist[t]
+        if a < m:
+            total += indptr[a + 1] - indptr[a]
+    listed = np.zeros(max(64, min(total, m)), dtype=np.int64)
+    n = 0
+    for t in range(hist.shape[0]):
+        n = add_similarity_row_listed(hist[t], m, indptr, indices, values, out, listed, n)
+    return listed, n
 
 
 # ------------------------------------------------ ordered feature lists (recent features)

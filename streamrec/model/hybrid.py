@@ -374,21 +374,25 @@ class HybridModel:
         n = users.shape[0]
         if not (items.shape[0] == n and weights.shape[0] == n):
             raise ValueError("users, items and weights must have the same length")
-        if n and not np.all(np.isfinite(weights)):
+        if n == 1:  # one event (the replay): the same checks on scalars
+            self._check_one(users, items, float(weights[0]))
+        elif n and not np.all(np.isfinite(weights)):
             bad = int(np.flatnonzero(~np.isfinite(weights))[0])
             raise InvalidWeightError(f"event {bad} has non-finite weight {float(weights[bad])}")
-        if n and weights.min() < 0:
+        elif n > 1 and weights.min() < 0:
             bad = int(np.argmin(weights))
             raise InvalidWeightError(f"event {bad} has negative weight {float(weights[bad])}")
-        if n and (users.min() < 0 or users.max() >= self.n_users):
+        if n > 1 and (users.min() < 0 or users.max() >= self.n_users):
             raise UnknownEntityError(f"user rows must be in [0, {self.n_users}), got {users}")
-        if n and (items.min() < 0 or items.max() >= self.n_items):
+        if n > 1 and (items.min() < 0 or items.max() >= self.n_items):
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
         before = self.stats.copy()
         status = self._kernel_call(users, items, weights)
         done = n if status < 0 else status  # the kernel stops at a diverging event
         self.seen.add_many(users[:done], items[:done])
-        if done:
+        if done == 1:
+            self.changes.seen.append(np.array([[users[0], items[0]]], dtype=np.int32))
+        elif done:
             self.changes.seen.append(np.stack([users[:done], items[:done]], axis=1))
         self.n_events += done
         self.version += 1
@@ -409,6 +413,17 @@ class HybridModel:
             no_violator=int(delta[kernels.STAT_NO_VIOLATOR]),
             loss=float(delta[kernels.STAT_LOSS]),
         )
+
+    def _check_one(self, users: np.ndarray, items: np.ndarray, weight: float) -> None:
+        """The checks of :meth:`learn_rows` for a single event, with the same errors."""
+        if not math.isfinite(weight):
+            raise InvalidWeightError(f"event 0 has non-finite weight {weight}")
+        if weight < 0:
+            raise InvalidWeightError(f"event 0 has negative weight {weight}")
+        if not 0 <= int(users[0]) < self.n_users:
+            raise UnknownEntityError(f"user rows must be in [0, {self.n_users}), got {users}")
+        if not 0 <= int(items[0]) < self.n_items:
+            raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
 
     def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
         tables = self.kernel_tables()

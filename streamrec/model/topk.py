@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from streamrec.model import kernels, vectors
 from streamrec.model.tables import capacity_for, grown
 
 if TYPE_CHECKING:
@@ -178,20 +179,6 @@ def _plus_features(b, size, fx, fw, row, start, u, V, Vb, cont_aff, marks, proj,
             break
         if stamp[f] != epoch:  # (a call per item costs more than the whole test)
             _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
-        x = fw[row, c] * proj[f]
-        b += x
-        size += abs(x)
-    return b, size
-
-
-@njit(cache=True, inline="always")
-def _plus_projected(b, size, fx, fw, row, start, proj):
-    """:func:`_plus_features` when every projection it reads was computed already (the
-    groups' rows, by :func:`project_many`): no test, no call in the loop."""
-    for c in range(start, fx.shape[1]):
-        f = fx[row, c]
-        if f < 0:
-            break
         x = fw[row, c] * proj[f]
         b += x
         size += abs(x)
@@ -429,10 +416,43 @@ def refresh_groups(groups, g_head, i_next, up_norm, up_bias, up_trend, g_norm, g
 
 
 @njit(cache=True)
+def refresh_changed(rows, item_flags, group_flags, group_of, items, popularity, norms, up_norm,
+                    up_bias, up_trend, g_head, i_next, g_norm, g_bias, g_trend):  # fmt: skip
+    """:func:`refresh_item_bounds` for the distinct items of ``rows`` (repeats allowed, any
+    order), then :func:`refresh_groups` for their distinct groups (``group_of``): what
+    ``np.unique`` of both gave, in one call.  ``item_flags``/``group_flags``: zeros, left
+    zero.  Each item's parts and each group's maxima are recomputed whole, so the order
+    does not matter."""
+    items_buf = np.empty(rows.shape[0], dtype=np.int64)
+    groups_buf = np.empty(rows.shape[0], dtype=np.int64)
+    m = 0
+    ng = 0
+    for t in range(rows.shape[0]):
+        i = rows[t]
+        if not item_flags[i]:
+            item_flags[i] = 1
+            items_buf[m] = i
+            m += 1
+            g = group_of[i]
+            if not group_flags[g]:
+                group_flags[g] = 1
+                groups_buf[ng] = g
+                ng += 1
+    for t in range(m):
+        item_flags[items_buf[t]] = 0
+    for t in range(ng):
+        group_flags[groups_buf[t]] = 0
+    refresh_item_bounds(items_buf[:m], items, popularity, norms, up_norm, up_bias, up_trend)
+    refresh_groups(groups_buf[:ng], g_head, i_next, up_norm, up_bias, up_trend, g_norm, g_bias,
+                   g_trend)  # fmt: skip
+    return m
+
+
+@njit(cache=True)
 def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, proj, stamp, epoch,
                   g_head, i_next, g_rows, g_weights, g_norm, g_bias, g_trend, up_norm, up_bias,
                   up_trend, newness, newest, excluded, flags, g_bound, g_done, k, pool, pool_bound,
-                  out_idx, out_score, stats, shared, n_shared):  # fmt: skip
+                  out_idx, out_score, stats, shared, n_shared, shared_uses, norms):  # fmt: skip
     """:func:`bounded_top_k` by groups of items sharing their features past column 0.
 
     The items of a group share ``sum_c w_c proj[f_c]`` (c >= 1, ``g_rows``/``g_weights``),
@@ -445,8 +465,13 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     (each item's own bound first).  Items left out score strictly below the k-th best,
     so the answer is the full scan's, ties to the lower row, bit for bit.
 
-    ``shared[:n_shared]``: the feature rows of the groups (their projections, and those
-    of the newest items, are computed up front by :func:`project_many`).
+    ``shared[:n_shared]``: the feature rows of the groups.  The projections of those
+    used by several groups (``shared_uses``) and of the newest items' rows are computed
+    up front by :func:`project_many`.  A row of a single group (a brand) is first
+    bounded on norms (Cauchy-Schwarz, ``norms`` current for every feature row, as for the
+    identity rows): a group whose bound on norms is already below the k-th best of the
+    newest items is never scored, so its rows are not projected (``stats[3]`` counts
+    those groups); the others get their rows projected and their exact bound.
     """
     V, Vb = items.emb, items.bias
     trend = popularity.trend
@@ -472,7 +497,13 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
                 fresh[nr] = ifx[i, c]
                 nr += 1
     project_many(u, V, Vb, fresh, nr, cont_aff, marks, proj, stamp, epoch)
-    project_many(u, V, Vb, shared, n_shared, cont_aff, marks, proj, stamp, epoch)
+    many = np.empty(n_shared, dtype=np.int64)
+    n_many = 0
+    for t in range(n_shared):
+        if shared_uses[t] > 1:
+            many[n_many] = shared[t]
+            n_many += 1
+    project_many(u, V, Vb, many, n_many, cont_aff, marks, proj, stamp, epoch)
     for i in range(oldest_new, n_items):
         if not flags[i]:
             s = _exact(i, u, affinity, items, trend, inv, prior, newness, top, cont_aff, marks,
@@ -482,13 +513,65 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     new_up = 0.0  # log1p of the pseudo-count of every older item, at most
     if prior != 0.0 and oldest_new > 0:
         new_up = math.log1p(newness[top - (oldest_new - 1)])
+    # the k-th best of the newest items: it only rises from here
+    threshold = out_score[k - 1] if found == k else -np.inf
+    lazy = np.empty(n_groups * g_rows.shape[1], dtype=np.int64)  # rows to project
+    n_lazy = 0
     for g in range(n_groups):
         g_done[g] = 0
         if g_head[g] < 0:
             g_bound[g] = -np.inf
             continue
         a = unorm * g_norm[g] + g_bias[g]
-        b, size = _plus_projected(a, a, g_rows, g_weights, g, 0, proj)
+        # (written out: an inlined helper returning (b, size) made this loop ~17x slower)
+        b = a
+        size = a
+        exact = True
+        for c in range(g_rows.shape[1]):
+            f = g_rows[g, c]
+            if f < 0:
+                break
+            if stamp[f] == epoch:
+                x = g_weights[g, c] * proj[f]
+                b += x
+                size += abs(x)
+            else:  # |proj[f]| <= |u| |V[f]| + |Vb[f]| + |continuity|
+                extra = abs(cont_aff * marks[f]) if cont_aff != 0.0 else 0.0
+                x = abs(g_weights[g, c]) * (unorm * norms[f] + abs(Vb[f]) + extra)
+                b += x
+                size += x
+                exact = False
+        if up != 0.0:
+            b += up * (g_trend[g] + new_up)
+            size += up * (g_trend[g] + new_up)
+        g_bound[g] = b + _SLACK * size + 1e-30
+        if not exact:
+            if g_bound[g] < threshold:
+                stats[3] += 1  # a bound all the same: the group is never scored
+            else:
+                g_done[g] = 2  # its exact bound below
+                for c in range(g_rows.shape[1]):
+                    f = g_rows[g, c]
+                    if f < 0:
+                        break
+                    if stamp[f] != epoch:
+                        lazy[n_lazy] = f
+                        n_lazy += 1
+    project_many(u, V, Vb, lazy, n_lazy, cont_aff, marks, proj, stamp, epoch)
+    for g in range(n_groups):
+        if g_done[g] != 2:
+            continue
+        g_done[g] = 0
+        a = unorm * g_norm[g] + g_bias[g]
+        b = a
+        size = a
+        for c in range(g_rows.shape[1]):
+            f = g_rows[g, c]
+            if f < 0:
+                break
+            x = g_weights[g, c] * proj[f]
+            b += x
+            size += abs(x)
         if up != 0.0:
             b += up * (g_trend[g] + new_up)
             size += up * (g_trend[g] + new_up)
@@ -531,8 +614,17 @@ def _score_group(g, u, affinity, items, trend, inv, prior, newness, top, cont_af
             stats[1] += 1
             if found == k:  # the item's own bound against the k-th best
                 a = unorm * up_norm[i] + up_bias[i]
-                b, size = _plus_features(a, a, ifx, ifw, i, 1, u, V, Vb, cont_aff, marks, proj,
-                                         stamp, epoch)  # fmt: skip
+                b = a  # (:func:`_plus_features` written out, as in :func:`grouped_top_k`)
+                size = a
+                for c in range(1, ifx.shape[1]):
+                    f = ifx[i, c]
+                    if f < 0:
+                        break
+                    if stamp[f] != epoch:
+                        _projection(u, V, Vb, f, cont_aff, marks, proj, stamp, epoch)
+                    x = ifw[i, c] * proj[f]
+                    b += x
+                    size += abs(x)
                 if up != 0.0:
                     b += up * (up_trend[i] + new_up)
                     size += up * (up_trend[i] + new_up)
@@ -572,8 +664,9 @@ class ModelTopK:
         self.group_pool = group_pool
         #: The newest items are scored one by one (their new-item pseudo-count is large).
         self.newest = newest
-        #: Groups scored, items bounded, items scored exactly (summed over queries).
-        self.stats = np.zeros(3, dtype=np.int64)
+        #: Groups scored, items bounded, items scored exactly, groups left out on their
+        #: bound on norms (summed over queries).
+        self.stats = np.zeros(4, dtype=np.int64)
         #: Every this many queries, every bound part is recomputed (maxima only go stale
         #: upwards in between: still bounds, less tight).
         self.refresh_every = refresh_every
@@ -596,6 +689,14 @@ class ModelTopK:
         self.normed = 0  # feature rows 0 .. normed - 1 have norms (unless trained since)
         self.epoch = 0
         self.u = np.zeros(model.dim, dtype=np.float32)
+        self.ctx_k = int(model.hp[kernels.HP_CTX_K])
+        #: Continuity marks (:meth:`_user_state`) and the rows set in them.
+        self.marks = np.zeros(64, dtype=np.float32)
+        self.no_rows = np.zeros(0, dtype=np.int32)
+        self.marked = self.no_rows
+        self.gflags = np.zeros(64, dtype=np.uint8)  # per group, for :func:`refresh_changed`
+        self.group_pool_rows = np.zeros(max(group_pool, 1), dtype=np.int64)
+        self.group_pool_bounds = np.zeros(max(group_pool, 1), dtype=np.float64)
 
     def _grow(self, n: int, nf: int) -> None:
         if self.flags.shape[0] < n:
@@ -635,6 +736,34 @@ class ModelTopK:
             feature_norms(emb, np.ascontiguousarray(stale, dtype=np.int64), self.norms)
         return trained
 
+    def _user_state(self, user: int, tables: KernelTables) -> tuple[np.ndarray, float, float]:
+        """(vector, trend affinity, continuity weight) of user row ``user``, and its
+        continuity marks in ``self.marks``: the values of :meth:`HybridModel.user_vector_row`,
+        :meth:`~HybridModel.trend_affinity_row` and :meth:`~HybridModel.continuity_row` (the
+        same compiled functions, the same arguments), from one set of kernel tables, with
+        only the marks set at the previous query cleared."""
+        model = self.model
+        cfg = model.config
+        vec = self.u
+        vectors.user_representation(user, tables.users, tables.items, tables.context,
+                                    cfg.recent_weight, self.ctx_k, vec)  # fmt: skip
+        affinity = float(vectors.trend_affinity(user, tables.users, cfg.trend_weight))
+        nf = len(model.items.feature_names)
+        if self.marks.shape[0] < nf:
+            self.marks = np.zeros(capacity_for(nf, self.marks.shape[0]), dtype=np.float32)
+        elif self.marked.shape[0]:
+            self.marks[self.marked] = 0.0
+        self.marked = self.no_rows
+        weight = float(vectors.continuity_affinity(user, tables.users, cfg.continuity_weight))
+        if weight != 0.0:
+            rf = np.empty(model.last.shape[1] * tables.items.feature_rows.shape[1], np.int32)
+            m = vectors.recent_features(user, tables.items, tables.context, -1, rf)
+            self.marks[rf[:m]] = np.log(
+                model.n_items / np.maximum(model.items.table.count[rf[:m]], 1.0)
+            )
+            self.marked = rf[:m]
+        return vec, affinity, weight
+
     def top_k(self, user: int, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows and float32 scores of the user's ``k`` best items not in ``excluded``."""
         model = self.model
@@ -643,10 +772,9 @@ class ModelTopK:
             return model.top_k_rows(user, k, exclude_seen=False, exclude=excluded)
         self._grow(n, nf)
         trained = self._refresh_norms(nf)
-        vec = model.user_vector_row(user, self.u)
-        affinity = model.trend_affinity_row(user)
-        cont_aff, marks = model.continuity_row(user)
         tables = model.kernel_tables()
+        vec, affinity, cont_aff = self._user_state(user, tables)
+        marks = self.marks
         prior, rate = float(tables.popularity.newness[0]), float(tables.popularity.newness[1])
         newness = self.newness.get(prior, rate, n)
         self.epoch += 1
@@ -663,24 +791,31 @@ class ModelTopK:
             if full:
                 self.full_refreshes += 1
                 self.synced_events, self.noted_events = model.n_events, 0
-                rows = np.arange(n, dtype=np.int64)
+                groups.take_new()
+                groups.refresh(tables, newness, self.norms, np.arange(n, dtype=np.int64), True)
             else:
-                rows = np.unique(np.concatenate([
+                rows = np.concatenate([
                     np.asarray(self.pending, dtype=np.int64), trained.astype(np.int64),
                     groups.take_new(),
-                ]))  # fmt: skip
+                ])  # fmt: skip
+                if rows.shape[0]:
+                    if self.gflags.shape[0] < groups.n:
+                        self.gflags = np.zeros(capacity_for(groups.n, self.gflags.shape[0]),
+                                               dtype=np.uint8)  # fmt: skip
+                    refresh_changed(rows, self.flags, self.gflags, groups.group, tables.items,
+                                    tables.popularity, self.norms, groups.up_norm,
+                                    groups.up_bias, groups.up_trend, groups.head, groups.next,
+                                    groups.max_norm, groups.max_bias, groups.max_trend)  # fmt: skip
             self.pending.clear()
-            groups.take_new()
-            groups.refresh(tables, newness, self.norms, rows, full)
             m = grouped_top_k(vec, affinity, tables.items, tables.popularity, groups.n,
                               cont_aff, marks, self.proj, self.stamp, self.epoch, groups.head,
                               groups.next, groups.rows, groups.weights, groups.max_norm,
                               groups.max_bias, groups.max_trend, groups.up_norm, groups.up_bias,
                               groups.up_trend, newness, self.newest, excl, self.flags,
-                              groups.bound, groups.done, k,
-                              np.zeros(max(self.group_pool, 1), dtype=np.int64),
-                              np.zeros(max(self.group_pool, 1)), idx, val, self.stats,
-                              groups.shared, groups.n_shared)  # fmt: skip
+                              groups.bound, groups.done, k, self.group_pool_rows,
+                              self.group_pool_bounds, idx, val, self.stats,
+                              groups.shared, groups.n_shared, groups.shared_uses,
+                              self.norms)  # fmt: skip
             return idx[:m], val[:m]
         pool = np.zeros(max(self.pool_size, k), dtype=np.int64)
         m = bounded_top_k(vec, affinity, tables.items, tables.popularity, n, cont_aff, marks,
@@ -723,7 +858,10 @@ class ItemGroups:
         #: The distinct feature rows of the groups (``rows``), in order of first use.
         self.shared = np.zeros(64, dtype=np.int64)
         self.n_shared = 0
-        self._shared_set: set[int] = set()
+        #: How many groups were made with each of them (a row of one group is projected
+        #: only if the group's bound on norms reaches the k-th best: :func:`grouped_top_k`).
+        self.shared_uses = np.zeros(64, dtype=np.int64)
+        self._shared_index: dict[int, int] = {}
 
     def take_new(self) -> np.ndarray:
         new = np.asarray(self.new, dtype=np.int64)
@@ -754,12 +892,15 @@ class ItemGroups:
             wide_w[:, : self.weights.shape[1]] = self.weights
             self.rows, self.weights = wider, wide_w
         for r in rows.tolist():
-            if r not in self._shared_set:
-                self._shared_set.add(r)
+            t = self._shared_index.get(r, -1)
+            if t < 0:
+                t = self._shared_index[r] = self.n_shared
                 if self.n_shared == self.shared.shape[0]:
                     self.shared = grown(self.shared, 2 * self.n_shared)
+                    self.shared_uses = grown(self.shared_uses, 2 * self.n_shared)
                 self.shared[self.n_shared] = r
                 self.n_shared += 1
+            self.shared_uses[t] += 1
         self.rows[g] = -1
         self.weights[g] = 0.0
         self.rows[g, : rows.shape[0]] = rows

@@ -266,3 +266,27 @@ async def test_a_checkpoint_lets_learning_go_on_while_the_store_catches_up() -> 
     await task
     asked.cancel()
     assert order == ["learned a batch", "checkpoint with 0 pending"]
+
+
+@pytest.mark.asyncio
+async def test_a_rotation_without_its_checkpoint_keeps_the_topic_and_waits() -> None:
+    """When the store keeps the rotation's checkpoint from being taken, the deltas
+    topic is not recreated, the trainer's deltas offset stays, and the next attempt
+    waits ``ROTATE_RETRY_S``."""
+    import time
+
+    from streamrec.workers.training.trainer import ROTATE_RETRY_S
+
+    trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
+    published: list[int] = []
+
+    async def publish() -> None:
+        published.append(1)
+
+    trainer._publish_deltas = publish  # type: ignore[method-assign]
+    trainer.take_checkpoint = lambda wait=0.0: None  # type: ignore[method-assign, assignment]
+    trainer._delta_bytes, trainer._deltas_offset = 2**20 + 1, 7
+    await trainer.rotate_deltas()
+    assert published == [1] and trainer._deltas_offset == 7 and not trainer._rotating
+    assert trainer._delta_bytes == 2**20 + 1  # still due, once the wait is over
+    assert trainer._rotate_after >= time.monotonic() + ROTATE_RETRY_S - 1

@@ -70,6 +70,9 @@ STORE_WAIT_S = 5.0
 #: publish was less than this long ago (seconds): during a bulk onboarding, each publish
 #: re-sends the shared feature rows its new entities touched.
 EARLY_PUBLISH_GAP_S = 0.05
+#: Seconds before a deltas-topic rotation that could not write its checkpoint is tried
+#: again (each attempt waits for the feature store).
+ROTATE_RETRY_S = 10.0
 
 
 class Trainer:
@@ -115,6 +118,7 @@ class Trainer:
         self._last_publish = 0.0  # monotonic time of the last delta publish
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
+        self._rotate_after = 0.0  # monotonic time before which no rotation is tried
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
         self._lock = asyncio.Lock()  # the steps below run one at a time
@@ -479,7 +483,7 @@ class Trainer:
             sent = await self._send_deltas()
         await self._confirm_deltas(sent, locked=False)
         limit = self.settings.deltas_rotate_mb * 2**20
-        if limit and self._delta_bytes >= limit:
+        if limit and self._delta_bytes >= limit and time.monotonic() >= self._rotate_after:
             await self.rotate_deltas()
 
     async def rotate_deltas(self) -> None:
@@ -493,24 +497,30 @@ class Trainer:
         on from the new topic's start (its old position is past the end); one that was
         behind finds a gap in ``seq`` and reads again from that checkpoint's offset, or
         resyncs from it.  If the checkpoint cannot be taken or written (the store is
-        behind or down), the topic is kept and rotated at a later publish.
+        behind or down), the topic is kept and the rotation tried again after
+        :data:`ROTATE_RETRY_S` seconds.
         """
+        await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
         async with self._lock:
+            if self._rotating or self._delta_bytes < self.settings.deltas_rotate_mb * 2**20:
+                return  # another call rotated it meanwhile
             await self._publish_deltas()
             kept = self._deltas_offset, self._last_delta
             self._deltas_offset, self._last_delta = 0, None
             pending = await self._off_loop(self.take_checkpoint, STORE_WAIT_S)
             if pending is None:
                 self._deltas_offset, self._last_delta = kept
+                self._rotate_after = time.monotonic() + ROTATE_RETRY_S
                 return
             self._rotating = True  # no delta until the topic is new
         try:
             if await self._off_loop(self.write_checkpoint, pending) is None:
                 self._deltas_offset, self._last_delta = kept  # nothing was published since
+                self._rotate_after = time.monotonic() + ROTATE_RETRY_S
                 return
             published, self._delta_bytes = self._delta_bytes, 0
-            try:
-                await recreate_topic(self.bootstrap, self.topics.deltas)
+            try:  # a stop meanwhile must not leave the topic deleted: shielded
+                await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
             except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
                 log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
                 return

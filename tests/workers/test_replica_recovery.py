@@ -322,13 +322,13 @@ async def test_new_items_reach_the_replica_before_the_delta_tick(
 @pytest.mark.integration
 @pytest.mark.asyncio
 async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
-    bootstrap: str, embedded: bool, tmp_path: Path
+    bootstrap: str, embedded: bool, runtime: dict[str, str], tmp_path: Path
 ) -> None:
     """With a tiny ``deltas_rotate_mb`` the trainer recreates the deltas topic at every
     publish; the replica that follows it and one started afterwards (from the last
     rotation's checkpoint and the new topic) both end equal to the trainer, and the
     topic holds only the deltas since the last rotation."""
-    settings = _settings(tmp_path, deltas_rotate_mb=0.005)
+    settings = _settings(tmp_path, deltas_rotate_mb=0.005, **runtime)
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
     trainer = _stack(settings, bootstrap, embedded, "trainer")

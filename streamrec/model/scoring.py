@@ -7,8 +7,45 @@ import math
 import numpy as np
 from numba import njit
 
-from streamrec.model.topk import top_k_excluding
+from streamrec.model.topk import store_projection, top_k_excluding
 from streamrec.model.vectors import entity_bias
+
+
+@njit(cache=True)
+def project_all(u, V, Vb, n_feats, cont_aff, marks, proj):
+    """proj[f] = u . V[f] + Vb[f] (+ cont_aff * marks[f]) for every f < ``n_feats``.
+
+    Four rows at a time: four independent sums keep the floating-point units busy where
+    one sum waits on its previous addition (four times faster at 100,000 rows, about
+    the memory bandwidth), and each is summed in the order :func:`topk._projection`
+    sums it, so the values are bit for bit the same.  The loop repeats the one of
+    :func:`topk.project_many` on purpose: the two sharing it through an inlined helper
+    made a full scan at 100,000 items slower (10.1 to 10.4 against 8.2 to 9.7 ms).
+    """
+    d = V.shape[1]
+    f = 0
+    while f + 4 <= n_feats:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for c in range(d):
+            uc = u[c]
+            s0 += uc * V[f, c]
+            s1 += uc * V[f + 1, c]
+            s2 += uc * V[f + 2, c]
+            s3 += uc * V[f + 3, c]
+        store_projection(f, s0, Vb, cont_aff, marks, proj)
+        store_projection(f + 1, s1, Vb, cont_aff, marks, proj)
+        store_projection(f + 2, s2, Vb, cont_aff, marks, proj)
+        store_projection(f + 3, s3, Vb, cont_aff, marks, proj)
+        f += 4
+    while f < n_feats:
+        s = 0.0
+        for c in range(d):
+            s += u[c] * V[f, c]
+        store_projection(f, s, Vb, cont_aff, marks, proj)
+        f += 1
 
 
 @njit(cache=True)
@@ -23,14 +60,7 @@ def score_items(u, affinity, items, popularity, n_items, n_feats, proj, out, con
     """
     V, Vb, ifx, ifw = items.emb, items.bias, items.feature_rows, items.feature_weights
     trend, trend_state = popularity.trend, popularity.trend_scale
-    d = V.shape[1]
-    for f in range(n_feats):
-        s = 0.0
-        for c in range(d):
-            s += u[c] * V[f, c]
-        proj[f] = s + Vb[f]
-        if cont_aff != 0.0:
-            proj[f] += cont_aff * marks[f]
+    project_all(u, V, Vb, n_feats, cont_aff, marks, proj)
     inv = 1.0 / trend_state[0]
     prior, rate, n_all = popularity.newness[0], popularity.newness[1], popularity.newness[2]
     for i in range(n_items):

@@ -229,21 +229,21 @@ def project_many(u, V, Vb, rows, n_rows, cont_aff, marks, proj, stamp, epoch):
                 s1 += uc * V[f1, c]
                 s2 += uc * V[f2, c]
                 s3 += uc * V[f3, c]
-            _store_projection(f0, s0, Vb, cont_aff, marks, proj)
-            _store_projection(f1, s1, Vb, cont_aff, marks, proj)
-            _store_projection(f2, s2, Vb, cont_aff, marks, proj)
-            _store_projection(f3, s3, Vb, cont_aff, marks, proj)
+            store_projection(f0, s0, Vb, cont_aff, marks, proj)
+            store_projection(f1, s1, Vb, cont_aff, marks, proj)
+            store_projection(f2, s2, Vb, cont_aff, marks, proj)
+            store_projection(f3, s3, Vb, cont_aff, marks, proj)
         else:
             for j in range(m):
                 f = todo[j]
                 s = 0.0
                 for c in range(d):
                     s += u[c] * V[f, c]
-                _store_projection(f, s, Vb, cont_aff, marks, proj)
+                store_projection(f, s, Vb, cont_aff, marks, proj)
 
 
 @njit(cache=True, inline="always")
-def _store_projection(f, s, Vb, cont_aff, marks, proj):
+def store_projection(f, s, Vb, cont_aff, marks, proj):
     """The tail of :func:`_projection`: bias and continuity added to the dot product."""
     p = np.float32(s + Vb[f])
     if cont_aff != 0.0:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.model import HybridModel, ModelConfig, kernels, scoring, vectors
+from streamrec.model import HybridModel, ModelConfig, kernels, scoring, topk, vectors
 from tests.model.world import planted_world
 
 FULL = {"recent_items": 4, "activity_buckets": 4, "trend_weight": 1.0, "recent_include_seen": True}
@@ -94,6 +94,24 @@ def test_scoring_kernels_match_their_python_twins() -> None:
     assert res[0] == res[1]
     order = [int(i) for i in np.argsort(-out_jit, kind="stable") if i not in excluded][:5]
     assert res[0][1] == order
+
+
+def test_projections_four_at_a_time_equal_the_one_at_a_time_sums_bit_for_bit() -> None:
+    """score_items projects four rows at once; every value must be the one
+    ``topk._projection`` (what evaluate's exact top k uses) computes alone."""
+    rng = np.random.default_rng(3)
+    V = rng.normal(size=(11, 64)).astype(np.float32)
+    Vb = rng.normal(size=11).astype(np.float32)
+    u = rng.normal(size=64).astype(np.float32)
+    marks = (rng.random(11) < 0.5).astype(np.float32)
+    for n, cont_aff in ((11, 0.0), (11, 0.7), (8, 0.3), (3, 0.0)):
+        four, one = np.zeros(11, np.float32), np.zeros(11, np.float32)
+        scoring.project_all(u, V, Vb, n, cont_aff, marks, four)
+        stamp = np.zeros(11, np.int64)
+        for f in range(n):
+            topk._projection(u, V, Vb, f, cont_aff, marks, one, stamp, 1)
+        np.testing.assert_array_equal(four, one)
+        assert not four[n:].any()
 
 
 PURE_SCRIPT = """

@@ -165,7 +165,8 @@ class Deployment:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by each part of the deployment: the
-        trainer's process, the recommenders', the broker, and ``up`` itself."""
+        trainer's process with its index builds, the recommenders', the broker, and
+        ``up`` itself."""
         import psutil
 
         assert self.proc is not None
@@ -174,10 +175,12 @@ class Deployment:
         for p in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 cmd = " ".join(p.cmdline())
-                part = ("broker" if "tansu" in cmd else "trainer" if " trainer" in cmd
+                part = ("broker" if "tansu" in cmd
+                        else "trainer" if " trainer" in cmd or "streamrec.index.build" in cmd
                         else "recommender" if " recommender" in cmd else "up")  # fmt: skip
-                t = p.cpu_times()
-                out[part] = out.get(part, 0.0) + t.user + t.system
+                t = p.cpu_times()  # with the children it waited for (the index builds)
+                out[part] = (out.get(part, 0.0) + t.user + t.system + t.children_user
+                             + t.children_system)  # fmt: skip
         return out
 
     def worker_port(self, role: str) -> int | None:
@@ -367,19 +370,29 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
         clicks = _spawn("_clicks", args, count=0, rate=args.click_rate,
                         duration=args.duration + 5, seed=int(rate))  # fmt: skip
         time.sleep(2)
-        cpu0 = dep.cpu_seconds().get("recommender", 0.0)
+        cpu0, builds0, t0 = dep.cpu_seconds(), _index(dep, "trainer").get("builds"), time.time()
         load = _spawn("_requests", args, rate=rate, duration=args.duration,
                       timeout=args.timeout, seed=int(rate))  # fmt: skip
         out, _ = load.communicate()
-        cpu = dep.cpu_seconds().get("recommender", 0.0) - cpu0
+        cpu1, elapsed = dep.cpu_seconds(), time.time() - t0
+        builds1 = _index(dep, "trainer").get("builds")
+        builds = builds1 - builds0 if builds0 is not None and builds1 is not None else "?"
+        recall = _index(dep, "recommender").get("recall_at_10")
         clicks.wait()
         row = json.loads(out.strip().splitlines()[-1])
+        cpu = cpu1.get("recommender", 0.0) - cpu0.get("recommender", 0.0)
         row["cpu_ms"] = 1000 * cpu / max(row["answered"], 1)
+        row["cores"] = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / elapsed
+                        for k in ("trainer", "broker", "recommender")}  # fmt: skip
+        row["index_builds"], row["recall_at_10"] = builds, recall
         res.serving.append(row)
         res.add(f"requests offered {rate}/s",
                 f"{row['rate']:,.0f}/s answered, p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
                 f"errors {row['errors'] or 0}; recommender CPU {row['cpu_ms']:.2f} ms/answer, "
                 f"load {os.getloadavg()[0]:.1f}", "p99 <= 50 ms at 500/s, no errors")  # fmt: skip
+        res.add("  cores used (trainer+indexer, broker, recommender); index builds; recall@10",
+                ", ".join(f"{v:.2f}" for v in row["cores"].values())
+                + f"; {builds} builds; recall {recall}")  # fmt: skip
         res.add("RSS of the deployment, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
 
 
@@ -436,6 +449,11 @@ async def _fresh_items(dep: Deployment, args: argparse.Namespace, res: Results) 
             s_ms = np.array(seen) * 1000
             res.add(f"  new item in the {role}'s model after, ms",
                     f"p50 {np.percentile(s_ms, 50):.0f}, p99 {np.percentile(s_ms, 99):.0f}")  # fmt: skip
+
+
+def _index(dep: Deployment, role: str) -> dict[str, Any]:
+    """A worker's index stats (its ``/health`` entry)."""
+    return dict(dep.role(role).get("index", {}))
 
 
 def _items_of(dep: Deployment, role: str) -> int:

@@ -12,7 +12,8 @@ bootstrap                   STREAMREC_BOOTSTRAP           (empty: start the embe
 database_url                STREAMREC_DATABASE_URL        sqlite:///<data_dir>/streamrec.db
 topic_prefix                STREAMREC_TOPIC_PREFIX        streamrec
 partitions                  STREAMREC_PARTITIONS          3
-fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (consumer long-poll bound)
+fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (requests, responses: long-poll bound)
+feed_fetch_wait_ms          STREAMREC_FEED_FETCH_WAIT_MS  100 (events, deltas: long-poll bound)
 batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
@@ -48,6 +49,7 @@ health_max_replica_gap_s    STREAMREC_HEALTH_MAX_REPLICA_GAP_S  30 (waiting to r
 max_in_flight               STREAMREC_MAX_IN_FLIGHT       64 (requests; above: overloaded)
 index_search_k              STREAMREC_INDEX_SEARCH_K      -1 (Annoy default: trees x n)
 index_build                 STREAMREC_INDEX_BUILD         process (or thread)
+index_build_nice            STREAMREC_INDEX_BUILD_NICE    10 (the build process's niceness)
 index_fresh_keep_s          STREAMREC_INDEX_FRESH_KEEP_S  30 (new items stay fresh)
 index_fresh_keep_max        STREAMREC_INDEX_FRESH_KEEP_MAX  2000 (at most, once indexed)
 index_recall_interval_s     STREAMREC_INDEX_RECALL_INTERVAL_S  1.0 (recall sampling)
@@ -88,8 +90,15 @@ class Settings:
     database_url: str | None = None
     topic_prefix: str = "streamrec"
     partitions: int = 3
-    #: Longest a consumer fetch waits at the broker for data (latency vs idle polling).
+    #: Longest a fetch of requests (recommenders) or responses (the SDK) waits at the
+    #: broker for data: the latency a request may gain per hop against idle polling (the
+    #: embedded broker answers a waiting fetch up to half of it after data arrived).
     fetch_wait_ms: int = 10
+    #: The same for the trainer's events and the replicas' deltas: each idle consumer
+    #: fetches 1000 / this many times a second (an idle ``streamrec up`` kept the
+    #: embedded broker at 14% of a core with these at 10 ms, 5% at 100 ms), for up to
+    #: about half of it added to the learning and replica lag.
+    feed_fetch_wait_ms: int = 100
     #: Most records the trainer decodes and learns per batch.
     batch_max: int = 5000
     #: The trainer holds each record this long and applies held records in producer-time
@@ -181,6 +190,10 @@ class Settings:
     #: Where the indexer builds: ``process`` (a child process: no serving interpreter
     #: spends time on it) or ``thread`` (a thread of the indexer's process).
     index_build: str = "process"
+    #: How much lower the build process's scheduling priority is (``nice``, 0 to 19): the
+    #: build takes the CPU time serving and learning leave idle instead of competing
+    #: with them for it (``thread`` builds run at the indexer's priority).
+    index_build_nice: int = 10
     #: An item stays in the fresh buffer (searched by its current representation) at
     #: least this long after it was created or re-featured, even once an index holds it:
     #: new items move most while they collect their first events.
@@ -202,8 +215,8 @@ class Settings:
             raise ConfigError(f"deltas_rotate_mb={self.deltas_rotate_mb!r} must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
-        for name in ("fetch_wait_ms", "batch_max", "delta_interval_ms", "index_trees",
-                     "index_candidates", "sync_timeout_ms", "request_concurrency",
+        for name in ("fetch_wait_ms", "feed_fetch_wait_ms", "batch_max", "delta_interval_ms",
+                     "index_trees", "index_candidates", "sync_timeout_ms", "request_concurrency",
                      "max_in_flight", "max_message_bytes", "max_features", "max_attributes",
                      "max_attribute_values", "store_queue_max"):  # fmt: skip
             if getattr(self, name) < 1:
@@ -217,6 +230,8 @@ class Settings:
                               f"(0, {MAX_FEATURE_WEIGHT:g}] (larger weights break the model)")  # fmt: skip
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if not 0 <= self.index_build_nice <= 19:
+            raise ConfigError(f"index_build_nice={self.index_build_nice!r} must be in [0, 19]")
         if self.index_build not in INDEX_BUILDS:
             raise ConfigError(f"index_build={self.index_build!r} must be one of "
                               f"{', '.join(INDEX_BUILDS)}")  # fmt: skip

@@ -74,6 +74,7 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "web_port": -1,
             "fetch_wait_ms": 5,
+            "feed_fetch_wait_ms": 5,
         }
         values.update(overrides)
         return Settings.load(values, environ={})

@@ -27,8 +27,14 @@ def build_file(reps: np.ndarray, path: str, n_trees: int, seed: int = 42) -> flo
 
 
 def main(argv: list[str]) -> None:
-    """``build <reps.npy> <out.ann> <trees>``: prints the build seconds."""
+    """``build <reps.npy> <out.ann> <trees> [<nice>]``: prints the build seconds.
+
+    ``nice`` (default 0) lowers this process's scheduling priority by that much first, so
+    the build takes the CPU time the serving and learning processes leave idle.
+    """
     reps_path, out, trees = argv[0], argv[1], int(argv[2])
+    if len(argv) > 3 and int(argv[3]):
+        os.nice(int(argv[3]))
     reps = np.load(reps_path)
     print(build_file(reps, out, trees), flush=True)
 

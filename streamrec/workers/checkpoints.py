@@ -227,6 +227,26 @@ class Checkpoints:
         """Replica bootstrap: the newest checkpoint the trainer pointed :attr:`path` at."""
         return self.read(self.path) if self.path.exists() else None
 
+    def stamp(self) -> tuple[int, int] | None:
+        """What changes when the trainer points :attr:`path` at a new checkpoint (inode and
+        modification time), or None when there is none: a cheap test for a new one."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def latest_position(self) -> tuple[str, int] | None:
+        """``(epoch, next_seq)`` of the newest checkpoint, from its header alone."""
+        try:
+            extra = read_header(self.path).get("extra", {}) if self.path.exists() else None
+        except StreamrecError as exc:
+            log.error("ignoring checkpoint %s: %s", self.path, exc)
+            return None
+        if not isinstance(extra, dict):
+            return None
+        return str(extra.get("epoch", "")), int(extra.get("next_seq", 0))
+
     def read(self, path: Path) -> Restored | None:
         """One checkpoint file, or None (logged) when it cannot be read."""
         try:

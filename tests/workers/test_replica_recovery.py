@@ -31,6 +31,7 @@ from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 from streamrec.workers.checkpoints import Checkpoints
 from streamrec.workers.deltas import DeltaTracker
+from streamrec.workers.lifecycle import cancel
 from streamrec.workers.serving.follower import DeltaFollower
 
 
@@ -357,3 +358,53 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
         for stack in (late, replica, trainer):
             if stack is not None:
                 await stack.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_replica_that_missed_the_deltas_before_a_rotation_resyncs_when_idle(
+    bootstrap: str, embedded: bool, tmp_path: Path
+) -> None:
+    """The trainer recreates the deltas topic after every publish here, and the replica
+    reads nothing while the last deltas are published and rotated away; no later delta
+    comes to show the gap.  With nothing to read it finds the rotation's checkpoint
+    ahead of it and resyncs from it, on either broker."""
+    settings = _settings(
+        tmp_path, deltas_rotate_mb=1e-6, feed_fetch_wait_ms=100, runtime="asyncio"
+    )  # its follower runs as a task we can pause
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    world = make_world(n_users=20, items_per_cluster=8, events_per_user=6)
+    trainer = _stack(settings, bootstrap, embedded, "trainer")
+    replica = _stack(settings, bootstrap, embedded, "recommender")
+    await trainer.start()
+    await replica.start()
+    try:
+        assert trainer.trainer is not None and replica.follower is not None
+        follower = replica.follower
+        async with Client(bootstrap, settings=settings) as client:
+            await _onboard(client, world)
+            half = len(world.events) // 2
+            await _publish(client, world, world.events[:half])
+            assert await trainer.state.wait_for(client.watermarks(), 30)
+            assert await _replica_catches_up(trainer, replica, 20) == []
+            assert follower._task is not None
+            await cancel(follower._task)  # the replica reads nothing from here,
+            follower._consumer.pause(follower._tp)  # nor fetches in the background
+            rotations = trainer.metrics.get("trainer", "deltas_rotations_total")
+            await _publish(client, world, world.events[half:])
+            assert await trainer.state.wait_for(client.watermarks(), 30)
+            core, deadline = trainer.trainer, time.monotonic() + 20
+            while time.monotonic() < deadline and (  # until its last deltas are rotated away
+                trainer.metrics.get("trainer", "deltas_rotations_total") == rotations
+                or core.tracker.dirty or core._delta_bytes > 0 or core._rotating
+            ):  # fmt: skip
+                await asyncio.sleep(0.05)
+            assert _differences(replica.state.model, trainer.state.model) != []
+            resyncs = replica.metrics.get("follower", "replica_resyncs_total")
+            follower._consumer.resume(follower._tp)
+            follower._task = asyncio.create_task(follower._run())
+            assert await _replica_catches_up(trainer, replica, 20) == []
+            assert replica.metrics.get("follower", "replica_resyncs_total") == resyncs + 1
+    finally:
+        await replica.stop()
+        await trainer.stop()

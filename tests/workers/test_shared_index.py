@@ -85,3 +85,25 @@ async def test_an_indexer_serving_no_requests_counts_changes_without_embedding_t
     await indexer._building
     assert embedded == [None]  # the build's read of the catalogue, nothing per item
     assert indexer.index.builds == 2 and indexer.stats()["recall_samples"] == 0
+
+
+async def test_the_build_process_runs_at_the_configured_niceness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child build lowers its own priority (so it takes the CPU time serving and
+    learning leave idle); 0 leaves it alone; the setting is bounded like ``nice``."""
+    from streamrec.errors import ConfigError
+    from streamrec.index import build
+
+    reps = np.random.default_rng(0).normal(size=(50, 10)).astype(np.float32)
+    np.save(tmp_path / "reps.npy", reps)
+    calls: list[int] = []
+    monkeypatch.setattr(build.os, "nice", calls.append)
+    build.main([str(tmp_path / "reps.npy"), str(tmp_path / "a.ann"), "2", "10"])
+    build.main([str(tmp_path / "reps.npy"), str(tmp_path / "b.ann"), "2", "0"])
+    build.main([str(tmp_path / "reps.npy"), str(tmp_path / "c.ann"), "2"])
+    assert calls == [10]
+    assert (tmp_path / "a.ann").exists() and (tmp_path / "c.ann").exists()
+    assert Settings.load({}, environ={}).index_build_nice == 10
+    with pytest.raises(ConfigError, match="index_build_nice=20"):
+        Settings.load({"index_build_nice": 20}, environ={})

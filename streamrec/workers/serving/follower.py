@@ -68,6 +68,7 @@ class DeltaFollower:
         self._waiting_since: float | None = None  # for a checkpoint to resync from
         self._reread: tuple[str, int] | None = None  # the gap last read again from a checkpoint
         self._last_delta: tuple[str, int] | None = None  # before the checkpoint's offset
+        self._checked: tuple[int, int] | None = None  # the checkpoint file last looked at
 
     def _restore(self) -> int | None:
         """Load the trainer's newest checkpoint; the deltas offset to follow from, or None."""
@@ -97,7 +98,7 @@ class DeltaFollower:
         start = self._restore()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=self.settings.fetch_wait_ms, auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.feed_fetch_wait_ms, auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()
@@ -155,7 +156,9 @@ class DeltaFollower:
     async def poll_once(self) -> None:
         """One fetch of the deltas topic, applied in order (see the module docstring)."""
         batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
-        if not batch and await self._past_the_end():
+        if not batch:
+            await self._past_the_end()
+            self._behind_the_checkpoint()
             return
         for records in batch.values():
             for rec in records:
@@ -177,6 +180,31 @@ class DeltaFollower:
         log.warning("the deltas topic ends at %d, before this replica's position %d "
                     "(recreated): reading it from the start", highwater, position)  # fmt: skip
         await self._consumer.seek_to_beginning(self._tp)
+        return True
+
+    def _behind_the_checkpoint(self) -> bool:
+        """With nothing to read, whether the newest checkpoint is ahead of this replica in
+        its epoch; then resync from it.  That happens when the trainer recreated the
+        deltas topic (``deltas_rotate_mb``) before this replica read its last deltas:
+        they are in the rotation's checkpoint, and no later delta may come to show the
+        gap.  Only a new checkpoint file is looked at (its header alone)."""
+        stamp = self.checkpoints.stamp()
+        if stamp is None or stamp == self._checked:
+            return False
+        self._checked = stamp
+        position = self.checkpoints.latest_position()
+        if position is None or position[0] != self.epoch or position[1] <= self.next_seq:
+            return False
+        restored = self.checkpoints.latest()
+        if restored is None or restored.epoch != self.epoch or restored.next_seq <= self.next_seq:
+            return False
+        log.info("replica at the end of the deltas (holds %s/%d) resyncs from %s (seq %d)",
+                 self.epoch, self.next_seq, restored.path, restored.next_seq)  # fmt: skip
+        self._adopt(restored)
+        self._waiting_since = None
+        self.metrics.inc(WORKER, "replica_resyncs_total", 1, "replica reloads from checkpoints")
+        if self._consumer is not None:
+            self._consumer.seek(self._tp, restored.deltas_offset)
         return True
 
     def apply(self, value: bytes | None, offset: int | None = None) -> bool:

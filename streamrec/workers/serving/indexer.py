@@ -259,7 +259,7 @@ class Indexer(IndexWorker):
         reps = m.item_representations()
         path = self.files.staging_path()
         if s.index_build == "process" and len(reps) >= PROCESS_BUILD_MIN_ITEMS:
-            seconds = await _build_in_child(reps, path, s.index_trees)
+            seconds = await _build_in_child(reps, path, s.index_trees, s.index_build_nice)
         else:
             seconds = await asyncio.to_thread(build_file, reps, str(path), s.index_trees)
         bias_rows = top_k_of(reps[:, m.dim], PINNED)  # the bias column
@@ -284,7 +284,7 @@ class Indexer(IndexWorker):
         log.info("index rebuilt: %d items in %.2f s (%s)", snap.size, seconds, path.name)
 
 
-async def _build_in_child(reps: np.ndarray, path: Path, trees: int) -> float:
+async def _build_in_child(reps: np.ndarray, path: Path, trees: int, nice: int = 0) -> float:
     """Run :mod:`streamrec.index.build` in a child process (killed if this task is cancelled)."""
     src = path.with_name(f".{path.stem}.npy")
     await asyncio.to_thread(np.save, src, reps)
@@ -292,7 +292,7 @@ async def _build_in_child(reps: np.ndarray, path: Path, trees: int) -> float:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamrec.index.build", str(src), str(path), str(trees),
+        sys.executable, "-m", "streamrec.index.build", str(src), str(path), str(trees), str(nice),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     try:

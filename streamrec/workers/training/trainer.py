@@ -148,7 +148,7 @@ class Trainer:
         await self._begin_epoch()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_wait_ms, auto_offset_reset="none",
+            fetch_max_wait_ms=s.feed_fetch_wait_ms, auto_offset_reset="none",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()

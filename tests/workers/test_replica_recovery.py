@@ -329,7 +329,9 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
     publish; the replica that follows it and one started afterwards (from the last
     rotation's checkpoint and the new topic) both end equal to the trainer, and the
     topic holds only the deltas since the last rotation."""
-    settings = _settings(tmp_path, deltas_rotate_mb=0.005, **runtime)
+    # the suite's feed wait (tests/conftest.py); a rotation can hold the deltas back for
+    # over 20 s (see docs/testing.md), hence the 60 s waits
+    settings = _settings(tmp_path, deltas_rotate_mb=0.005, feed_fetch_wait_ms=5, **runtime)
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
     trainer = _stack(settings, bootstrap, embedded, "trainer")
@@ -347,13 +349,13 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
                 assert await trainer.state.wait_for(client.watermarks(), 30)
                 await asyncio.sleep(0.3)  # its deltas published (every 50 ms)
             assert trainer.metrics.get("trainer", "deltas_rotations_total") >= 3
-            assert await _replica_catches_up(trainer, replica, 20) == []
+            assert await _replica_catches_up(trainer, replica, 60) == []
             assert trainer.trainer is not None and replica.follower is not None
             held = replica.follower._consumer.highwater(replica.follower._tp)
             assert held is not None and held < trainer.trainer.tracker.seq / 2
             late = _stack(settings, bootstrap, embedded, "recommender")
             await late.start()
-            assert await _replica_catches_up(trainer, late, 20) == []
+            assert await _replica_catches_up(trainer, late, 60) == []
     finally:
         for stack in (late, replica, trainer):
             if stack is not None:
@@ -400,11 +402,12 @@ async def test_a_replica_that_missed_the_deltas_before_a_rotation_resyncs_when_i
             ):  # fmt: skip
                 await asyncio.sleep(0.05)
             assert _differences(replica.state.model, trainer.state.model) != []
-            resyncs = replica.metrics.get("follower", "replica_resyncs_total")
             follower._consumer.resume(follower._tp)
             follower._task = asyncio.create_task(follower._run())
+            # by a resync from the rotation's checkpoint (without it the replica stays
+            # behind for good), or, when the trainer published one more delta after its
+            # last rotation, by a gap in that delta
             assert await _replica_catches_up(trainer, replica, 20) == []
-            assert replica.metrics.get("follower", "replica_resyncs_total") == resyncs + 1
     finally:
         await replica.stop()
         await trainer.stop()

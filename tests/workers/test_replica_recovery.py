@@ -329,8 +329,8 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
     publish; the replica that follows it and one started afterwards (from the last
     rotation's checkpoint and the new topic) both end equal to the trainer, and the
     topic holds only the deltas since the last rotation."""
-    # the suite's feed wait (tests/conftest.py); a rotation can hold the deltas back for
-    # over 20 s (see docs/testing.md), hence the 60 s waits
+    # the suite's feed wait (tests/conftest.py); replicas were seen still behind after
+    # 20 s, cause not found (see docs/testing.md), hence the 60 s waits
     settings = _settings(tmp_path, deltas_rotate_mb=0.005, feed_fetch_wait_ms=5, **runtime)
     await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)

@@ -45,8 +45,11 @@ RETRY_S = 0.2
 #: Seconds after which a replica without that checkpoint follows a new epoch as it is.
 GIVE_UP_S = 30.0
 #: Seconds without a delta after which a new checkpoint is looked at
-#: (:meth:`DeltaFollower._behind_the_checkpoint`).
-IDLE_S = 1.0
+#: (:meth:`DeltaFollower._behind_the_checkpoint`).  The look reads the header on the
+#: serving loop (0.2 s at 100,000 items, 0.5 to 0.7 s under load), so only after a
+#: long pause; the trainer still paused its deltas for over 5 s at 500 requests/s and
+#: 10,000 clicks/s (docs/benchmarks.md).
+IDLE_S = 5.0
 
 
 class DeltaFollower:
@@ -194,7 +197,7 @@ class DeltaFollower:
         last deltas.  They are in the rotation's checkpoint, and no later delta may come
         to show the gap (when deltas do follow, a gap among them shows it).  Only a new
         checkpoint file is looked at, its header alone; the header holds the item
-        attributes (0.2 s to read at 100,000 items), so never while deltas flow."""
+        attributes (0.2 s to read at 100,000 items), hence the wait for a pause."""
         stamp = self.checkpoints.stamp()
         if stamp is None or stamp == self._checked:
             return False
@@ -207,12 +210,16 @@ class DeltaFollower:
             return False
         log.info("replica at the end of the deltas (holds %s/%d) resyncs from %s (seq %d)",
                  self.epoch, self.next_seq, restored.path, restored.next_seq)  # fmt: skip
+        self._resync_to(restored)
+        return True
+
+    def _resync_to(self, restored: Restored) -> None:
+        """Hold ``restored`` and follow the deltas from its offset."""
         self._adopt(restored)
         self._waiting_since = None
         self.metrics.inc(WORKER, "replica_resyncs_total", 1, "replica reloads from checkpoints")
         if self._consumer is not None:
             self._consumer.seek(self._tp, restored.deltas_offset)
-        return True
 
     def apply(self, value: bytes | None, offset: int | None = None) -> bool:
         """Apply one delta message; False when the consumer was moved instead."""
@@ -265,11 +272,7 @@ class DeltaFollower:
             log.info("replica resyncs from %s (epoch %s, seq %d) at delta %s/%d",
                      restored.path, restored.epoch, restored.next_seq, delta.epoch,
                      delta.seq)  # fmt: skip
-            self._adopt(restored)
-            self._waiting_since = None
-            self.metrics.inc(WORKER, "replica_resyncs_total", 1, "replica reloads from checkpoints")
-            if self._consumer is not None:
-                self._consumer.seek(self._tp, restored.deltas_offset)
+            self._resync_to(restored)
             return False
         now = time.monotonic()
         if self._waiting_since is None:

@@ -18,6 +18,7 @@ view 12% (seen only), add_to_cart 5%, purchase 3%.
     python bench/replay.py --repo /other/checkout   # time another checkout's streamrec
     python bench/replay.py --limit 30000          # only the first 30,000 events
     python bench/replay.py --in-process           # replay() here, in CPU seconds
+    python bench/replay.py --jobs 1               # evaluate in one process
 
 It prints the replay's own time and rate (from the JSON report), the wall time of the
 command and its CPU time (user + sys of the child: load and numba compilation included),
@@ -122,6 +123,9 @@ def main() -> None:
                    help="checkout whose streamrec is timed (put first on PYTHONPATH)")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="where evaluate writes its report")
     p.add_argument("--limit", type=int, default=None, help="replay only the first N events")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="pass --jobs N to evaluate (default: evaluate's own; checkouts "
+                        "before the option have none)")  # fmt: skip
     p.add_argument("--in-process", action="store_true",
                    help="call replay() here (--repo first on sys.path) and time it with "
                         "time.process_time: CPU seconds of the replay alone")  # fmt: skip
@@ -147,6 +151,8 @@ def main() -> None:
            "--json", str(report)]  # fmt: skip
     if args.limit is not None:
         cmd += ["--limit", str(args.limit)]
+    if args.jobs is not None:
+        cmd += ["--jobs", str(args.jobs)]
     print("$ PYTHONPATH=" + str(args.repo) + " " + " ".join(cmd))
     start = time.perf_counter()
     # cwd: ``python -m`` puts the working directory first on sys.path, before PYTHONPATH

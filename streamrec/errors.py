@@ -15,6 +15,7 @@ Every error streamrec raises on purpose derives from :class:`StreamrecError`::
     ├── CheckpointError             a checkpoint is missing, truncated, corrupt or too new
     ├── ReplicaError                a change set does not fit the replica it is applied to
     ├── DatasetError                an interaction log cannot be read
+    ├── ReplayError                 a process of a parallel replay failed or died
     ├── BrokerError                 the Kafka broker (embedded or remote) failed
     │   ├── TopicError              topics could not be created or described
     │   └── RequestTimeoutError     no recommendation response arrived in time
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidWeightError",
     "ModelDivergedError",
+    "ReplayError",
     "ReplicaError",
     "RequestTimeoutError",
     "StoreError",
@@ -114,6 +116,10 @@ class ReplicaError(StreamrecError, ValueError):
 
 class DatasetError(StreamrecError):
     """An interaction log or dataset directory cannot be read."""
+
+
+class ReplayError(StreamrecError):
+    """A baselines process of a replay (``jobs`` > 1) raised or died; the message says how."""
 
 
 class BrokerError(StreamrecError):

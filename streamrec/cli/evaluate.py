@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ from streamrec.errors import ConfigError
     "Replay only the first N events.",
     defaults=False,
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes for the replay: the model in one, the baselines spread over "
+    "the others (same figures).  [default: 2, or 1 on one CPU]",
+)
 @options.model_options
 def evaluate(
     dataset: Path,
@@ -34,6 +42,7 @@ def evaluate(
     half_life: float | None,
     limit: int | None,
     no_progress: bool,
+    jobs: int | None,
     config_file: Path | None,
     sets: tuple[str, ...],
     **flags: Any,
@@ -47,12 +56,15 @@ def evaluate(
     file_values = options.read_toml(config_file)
     config = options.model_config(file_values, flags, sets)
     ev: dict[str, Any] = dict(file_values.get("evaluate", {}))
-    unknown = set(ev) - {"k", "burn_in", "half_life"}
+    unknown = set(ev) - {"k", "burn_in", "half_life", "jobs"}
     if unknown:
         raise ConfigError(f"unknown [evaluate] setting(s): {', '.join(sorted(unknown))}")
     k = k if k is not None else int(ev.get("k", 10))
     burn_in = burn_in if burn_in is not None else float(ev.get("burn_in", 0.2))
     half_life = half_life if half_life is not None else float(ev.get("half_life", 2000.0))
+    jobs = jobs if jobs is not None else int(ev.get("jobs", min(2, len(os.sched_getaffinity(0)))))
+    if jobs < 1:
+        raise ConfigError(f"[evaluate] jobs must be at least 1, got {jobs}")
     console = Console(stderr=False)
     log = load_dataset(dataset)
     if limit is not None:
@@ -61,7 +73,7 @@ def evaluate(
         task = bar.add_task("replay", total=len(log))
         result = replay(
             log, config, k=k, burn_in=burn_in, half_life=half_life,
-            progress=lambda n: bar.update(task, completed=n),
+            jobs=jobs, progress=lambda n: bar.update(task, completed=n),
         )  # fmt: skip
     wall = time.perf_counter() - wall_start
     print_table(result, console, wall)

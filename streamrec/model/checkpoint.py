@@ -2,7 +2,10 @@
 
 A checkpoint is an ``.npz`` file: every table, vocabulary (NUL-separated UTF-8 bytes),
 seen set (CSR), the random generator state and the counters, plus a JSON header with
-the format version and the config.  It is written to a temporary file in the target
+the format version and the config.  Large entries of the header's ``extra`` given at
+write time (``more_extra``: the item attributes of the workers) are JSON members of
+their own (``extra_<name>``), so reading the header stays cheap; ``read_header(path,
+with_members=True)`` puts them back.  It is written to a temporary file in the target
 directory, fsynced and renamed over the target, so a reader never sees half a file.
 """
 
@@ -28,7 +31,12 @@ from streamrec.model.vocab import Vocabulary
 FORMAT = "streamrec-model"
 #: 2: continuity weights (``user_cont``), the continuity ring (``last``), context rows
 #: per item feature (not per item), the context generator's state.
-FORMAT_VERSION = 2
+#: 3: ``more_extra`` entries as members of their own, listed in the header's
+#: ``extra_members`` (in version 2 they were in the header's ``extra``).
+FORMAT_VERSION = 3
+#: The versions this code reads: 2 differs only in where ``more_extra`` went.
+READS_VERSIONS = (2, 3)
+_MEMBER = "extra_"
 
 
 def _header(model: HybridModel, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -61,13 +69,13 @@ class Snapshot:
         self, path: str | os.PathLike[str], more_extra: Mapping[str, Any] | None = None
     ) -> Path:
         """Write the snapshot to ``path`` atomically (temporary file, fsync, rename);
-        ``more_extra`` joins the header's ``extra`` (entries the caller copied with the
-        snapshot and turns into JSON-ready values only now, off its lock)."""
-        header = self.header
-        if more_extra:
-            header = {**header, "extra": {**header["extra"], **more_extra}}
-        encoded = json.dumps(header).encode()
-        arrays = {**self.arrays, "header": np.frombuffer(encoded, dtype=np.uint8)}
+        ``more_extra`` (entries the caller copied with the snapshot and turns into
+        JSON-ready values only now, off its lock) are written as members of their own,
+        read back into ``extra`` by ``read_header(path, with_members=True)``."""
+        more = dict(more_extra or {})
+        header = {**self.header, "extra_members": sorted(more)}
+        arrays = {**self.arrays, "header": _json_bytes(header)}
+        arrays.update({_MEMBER + name: _json_bytes(value) for name, value in more.items()})
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -108,10 +116,26 @@ def save(
     return snapshot(model, extra).write(path)
 
 
-def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a checkpoint (format, version, config, counters, extra)."""
-    with _open(Path(path)) as data:
-        return _parse_header(Path(path), data)
+def _json_bytes(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+
+
+def read_header(path: str | os.PathLike[str], *, with_members: bool = False) -> dict[str, Any]:
+    """The JSON header of a checkpoint (format, version, config, counters, extra).
+
+    ``with_members``: the entries written as members of their own (``more_extra`` of
+    :meth:`Snapshot.write`) join ``extra`` too; without, only the header is parsed
+    (milliseconds, whatever the size of those entries)."""
+    target = Path(path)
+    with _open(target) as data:
+        header = _parse_header(target, data)
+        if with_members:
+            names = header.get("extra_members", [])
+            if not isinstance(names, list) or not isinstance(header.get("extra"), dict):
+                raise CheckpointError(f"checkpoint {target} has a corrupt header")
+            for name in names:
+                header["extra"][name] = _parse_json(target, data, _MEMBER + str(name))
+        return header
 
 
 def _open(path: Path) -> Any:
@@ -126,21 +150,24 @@ def _open(path: Path) -> Any:
         ) from exc
 
 
-def _parse_header(path: Path, data: Any) -> dict[str, Any]:
+def _parse_json(path: Path, data: Any, member: str) -> Any:
     try:
-        header = json.loads(bytes(data["header"]).decode())
+        return json.loads(bytes(data[member]).decode())
     except KeyError:
-        raise CheckpointError(
-            f"checkpoint {path} has no header: not a streamrec checkpoint"
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} has a corrupt header: {exc}") from exc
+        what = "no header: not a streamrec checkpoint" if member == "header" else f"no {member}"
+        raise CheckpointError(f"checkpoint {path} has {what}") from None
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {path} has a corrupt {member}: {exc}") from exc
+
+
+def _parse_header(path: Path, data: Any) -> dict[str, Any]:
+    header = _parse_json(path, data, "header")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READS_VERSIONS:
         raise CheckpointError(
             f"checkpoint {path} has format version {header.get('version')!r}; this streamrec "
-            f"reads version {FORMAT_VERSION}"
+            f"reads versions {', '.join(map(str, READS_VERSIONS))}"
         )
     return header
 
@@ -151,7 +178,7 @@ def load(path: str | os.PathLike[str]) -> HybridModel:
     with _open(target) as data:
         header = _parse_header(target, data)
         try:
-            arrays = {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files if not name.startswith(_MEMBER)}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
             raise CheckpointError(f"checkpoint {target} is corrupt: {exc}") from exc
     try:

@@ -251,7 +251,7 @@ class Checkpoints:
         """One checkpoint file, or None (logged) when it cannot be read."""
         try:
             model = load(path)
-            extra = read_header(path).get("extra", {})
+            extra = read_header(path, with_members=True).get("extra", {})
         except StreamrecError as exc:
             log.error("ignoring checkpoint %s: %s", path, exc)
             return None

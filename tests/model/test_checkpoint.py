@@ -11,7 +11,7 @@ import pytest
 
 from streamrec.errors import CheckpointError
 from streamrec.model import HybridModel, load, read_header, save
-from streamrec.model.checkpoint import FORMAT_VERSION
+from streamrec.model.checkpoint import FORMAT_VERSION, snapshot
 from tests.model.test_kernels import FULL, small_model
 
 
@@ -96,6 +96,45 @@ def test_newer_format_version_is_refused(model: HybridModel, tmp_path: Path) -> 
     np.savez(path, **arrays)
     with pytest.raises(CheckpointError, match="format version"):
         load(path)
+
+
+def test_large_extra_entries_are_members_read_only_when_asked(
+    model: HybridModel, tmp_path: Path
+) -> None:
+    attributes = {f"i{n}": {"tags": ["a", "b"], "price": n} for n in range(2_000)}
+    path = snapshot(model, {"epoch": "e1"}).write(tmp_path / "m.npz", {"attributes": attributes})
+    header = read_header(path)
+    assert header["extra"] == {"epoch": "e1"} and header["extra_members"] == ["attributes"]
+    with np.load(path) as data:
+        assert data["header"].size < 2_000 < data["extra_attributes"].size
+    full = read_header(path, with_members=True)
+    assert full["extra"] == {"epoch": "e1", "attributes": attributes}
+    np.testing.assert_array_equal(load(path).scores("u0"), model.scores("u0"))
+    # a damaged member is a CheckpointError when it is asked for, not before
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["extra_attributes"] = arrays["extra_attributes"][:100]
+    np.savez(path, **arrays)
+    assert read_header(path)["extra"] == {"epoch": "e1"}
+    with pytest.raises(CheckpointError, match="corrupt extra_attributes"):
+        read_header(path, with_members=True)
+
+
+def test_version_2_files_with_the_entries_in_the_header_still_read(
+    model: HybridModel, tmp_path: Path
+) -> None:
+    path = save(model, tmp_path / "m.npz", extra={"epoch": "e1"})
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["version"] = 2
+    del header["extra_members"]
+    header["extra"]["attributes"] = {"i1": {"tags": ["x"]}}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    extra = {"epoch": "e1", "attributes": {"i1": {"tags": ["x"]}}}
+    assert read_header(path, with_members=True)["extra"] == extra
+    np.testing.assert_array_equal(load(path).scores("u0"), model.scores("u0"))
 
 
 def test_checkpoint_holds_no_pickles(model: HybridModel, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ trainer can re-onboard them (:func:`rebuild`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,10 @@ class PendingCheckpoint:
     #: The item attributes as of the copy, built when written (None: not checkpointed).
     attributes: Callable[[], dict[str, Any]] | None = None
 
-    def write(self) -> Path:
-        """Write the file (atomic), register it, and point ``checkpoints.path`` at it."""
-        return self.checkpoints._write(self)
+    def write(self, newest: bool = True) -> Path:
+        """Write the file (atomic), register it, and point ``checkpoints.path`` at it;
+        with ``newest`` False, that last step waits for :meth:`Checkpoints.make_newest`."""
+        return self.checkpoints._write(self, newest)
 
 
 @dataclass
@@ -165,11 +167,11 @@ class Checkpoints:
             extra["last_delta"] = list(last_delta)
         return PendingCheckpoint(self, snapshot(model, extra), by_topic, deltas_offset, attributes)
 
-    def _write(self, pending: PendingCheckpoint) -> Path:
+    def _write(self, pending: PendingCheckpoint, newest: bool = True) -> Path:
         snap = pending.snapshot
         more = None if pending.attributes is None else {"attributes": pending.attributes()}
         if self.registry is None:
-            return snap.write(self.path, more)
+            return snap.write(self.path if newest else self._unlinked(), more)
         # the next version of the registry, never overwriting a file of another registry's
         latest = self.registry.latest_checkpoint()
         version = self._next_version(0 if latest is None else latest.version)
@@ -178,8 +180,20 @@ class Checkpoints:
                    "users": snap.n_users, "items": snap.n_items,
                    "deltas_offset": pending.deltas_offset}  # fmt: skip
         self.registry.register_checkpoint(str(path.resolve()), pending.offsets, metrics, version)
-        self._link_newest(path)
+        if newest:
+            self._link_newest(path)
         return path
+
+    def make_newest(self, written: Path) -> None:
+        """Point :attr:`path` at a checkpoint written with ``newest=False``."""
+        if written == self._unlinked():
+            os.replace(written, self.path)
+        else:
+            self._link_newest(written)
+
+    def _unlinked(self) -> Path:
+        """Where a checkpoint written with ``newest=False`` waits without a registry."""
+        return self.path.with_name(self.path.name + ".next")
 
     def _versioned(self, version: int) -> Path:
         return self.folder / f"{self.prefix}-v{version:06d}.npz"
@@ -236,8 +250,10 @@ class Checkpoints:
             return None
         return st.st_ino, st.st_mtime_ns
 
-    def latest_position(self) -> tuple[str, int] | None:
-        """``(epoch, next_seq)`` of the newest checkpoint, from its header alone."""
+    def latest_position(self) -> tuple[str, int, int] | None:
+        """``(epoch, next_seq, deltas offset)`` of the newest checkpoint, from its header
+        alone: the delta of seq ``next_seq`` and every later one are at that offset or
+        after it, the earlier ones before it."""
         try:
             extra = read_header(self.path).get("extra", {}) if self.path.exists() else None
         except StreamrecError as exc:
@@ -245,7 +261,9 @@ class Checkpoints:
             return None
         if not isinstance(extra, dict):
             return None
-        return str(extra.get("epoch", "")), int(extra.get("next_seq", 0))
+        deltas = extra.get("deltas", {})
+        offset = int(deltas.get(self.deltas_topic, 0)) if isinstance(deltas, dict) else 0
+        return str(extra.get("epoch", "")), int(extra.get("next_seq", 0)), offset
 
     def read(self, path: Path) -> Restored | None:
         """One checkpoint file, or None (logged) when it cannot be read."""
@@ -271,7 +289,9 @@ class Checkpoints:
                         prints, last_delta)  # fmt: skip
 
     def clean(self) -> int:
-        """Remove the temporary files a process killed while saving left behind; their count.
+        """Remove the temporary files a process killed while saving left behind; their count
+        (a rotation's checkpoint never made the newest among them: the one before it and
+        the topics still hold everything after it).
 
         Only the trainer calls it, at start, before it writes (it is the single writer).
         """
@@ -279,7 +299,8 @@ class Checkpoints:
             return 0
         stale = [*self.folder.glob(f".{self.prefix}.npz.*.tmp"),
                  *self.folder.glob(f".{self.prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz.*.tmp"),
-                 *self.folder.glob(f"{self.prefix}.npz.tmp-link")]  # fmt: skip
+                 *self.folder.glob(f"{self.prefix}.npz.tmp-link"),
+                 *self.folder.glob(f"{self.prefix}.npz.next")]  # fmt: skip
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:

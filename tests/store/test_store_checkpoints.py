@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from streamrec.errors import CheckpointConflictError, InvalidInputError
+from streamrec.model import HybridModel, ModelConfig
+from streamrec.settings import Settings
 from streamrec.store import FeatureStore
+from streamrec.workers.checkpoints import Checkpoints
 
 
 def test_register_latest_and_list(store: FeatureStore) -> None:
@@ -52,3 +56,26 @@ def test_bad_registrations_write_nothing(
     with pytest.raises(InvalidInputError, match=message):
         store.register_checkpoint(path, offsets, version=version)
     assert store.list_checkpoints() == []
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_a_checkpoint_written_aside_becomes_the_newest_when_told(
+    store: FeatureStore, tmp_path: Path, registered: bool
+) -> None:
+    """What a rotation of the deltas topic does: write, recreate the topic, then make
+    the checkpoint the one replicas read (``Checkpoints.path``)."""
+    settings = Settings.load({"data_dir": tmp_path, "model": ModelConfig(dim=4)}, environ={})
+    checkpoints = Checkpoints(settings, "deltas", store if registered else None)
+    model = HybridModel(settings.model)
+    model.add_item("i1")
+    first = checkpoints.prepare(model, {}, 3, epoch="e", next_seq=2).write()
+    model.add_item("i2")
+    aside = checkpoints.prepare(model, {}, 0, epoch="e", next_seq=5).write(newest=False)
+    assert aside != first and checkpoints.latest_position() == ("e", 2, 3)
+    checkpoints.make_newest(aside)
+    assert checkpoints.latest_position() == ("e", 5, 0)
+    latest = checkpoints.latest()
+    assert latest is not None and latest.model.n_items == 2
+    if registered:
+        listed = store.latest_checkpoint()
+        assert listed is not None and Path(listed.path) == aside.resolve()

@@ -164,7 +164,7 @@ class DeltaFollower:
         batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
         if not batch:
             if not await self._past_the_end() and time.monotonic() - self._last_batch >= IDLE_S:
-                self._behind_the_checkpoint()
+                await self._behind_the_checkpoint()
             return
         self._last_batch = time.monotonic()
         for records in batch.values():
@@ -189,20 +189,38 @@ class DeltaFollower:
         await self._consumer.seek_to_beginning(self._tp)
         return True
 
-    def _behind_the_checkpoint(self) -> bool:
-        """Whether the newest checkpoint is ahead of this replica in its epoch; then resync
-        from it.  Asked when no delta came for :data:`IDLE_S`: the trainer may have
-        recreated the deltas topic (``deltas_rotate_mb``) before this replica read its
-        last deltas.  They are in the rotation's checkpoint, and no later delta may come
-        to show the gap (when deltas do follow, a gap among them shows it).  Only a new
-        checkpoint file is looked at, its header alone (a fraction of a millisecond)."""
+    async def _behind_the_checkpoint(self) -> bool:
+        """Whether the newest checkpoint shows this replica behind in its epoch; then
+        catch up from it.  Asked when no delta came for :data:`IDLE_S`, for each new
+        checkpoint file (its header alone: a fraction of a millisecond).  Two cases, both
+        after the trainer recreated the deltas topic (``deltas_rotate_mb``) with no later
+        delta to show a gap:
+
+        - the checkpoint is ahead (this replica had not read the last deltas before the
+          rotation; they are in the checkpoint): resync from it;
+        - it holds what this replica holds, but its deltas offset is not this replica's
+          position: the position is the old topic's end, and the new topic has exactly
+          as many records, so none is fetched.  The deltas after the checkpoint are at
+          its offset and after: read from there (the ones before are skipped as
+          duplicates).  The trainer makes a rotation's checkpoint the newest only once
+          the topic is new, so the offset is the new topic's.
+        """
         stamp = self.checkpoints.stamp()
         if stamp is None or stamp == self._checked:
             return False
         self._checked = stamp
         position = self.checkpoints.latest_position()
-        if position is None or position[0] != self.epoch or position[1] <= self.next_seq:
+        if position is None or position[0] != self.epoch or position[1] < self.next_seq:
             return False
+        if position[1] == self.next_seq:
+            here = await self._consumer.position(self._tp)
+            if here == position[2]:
+                return False
+            log.info("replica holds the newest checkpoint's deltas (%s/%d) but reads at "
+                     "offset %d, not its %d (the deltas topic was recreated): reading from "
+                     "there", self.epoch, self.next_seq, here, position[2])  # fmt: skip
+            self._consumer.seek(self._tp, position[2])
+            return True
         restored = self.checkpoints.latest()
         if restored is None or restored.epoch != self.epoch or restored.next_seq <= self.next_seq:
             return False

@@ -493,7 +493,8 @@ class Trainer:
         Under the lock: the deltas so far are published and confirmed, and a checkpoint
         is taken that says the deltas after it start at offset 0 (same epoch, next seq).
         Then, learning again but publishing no delta, the checkpoint is written and the
-        topic deleted and created again.  A replica that had applied every delta reads
+        topic deleted and created again; only then is the checkpoint made the newest
+        (what replicas look at), so its offset 0 is the new topic's.  A replica that had applied every delta reads
         on from the new topic's start (its old position is past the end); one that was
         behind finds a gap in ``seq`` and reads again from that checkpoint's offset, or
         resyncs from it.  If the checkpoint cannot be taken or written (the store is
@@ -514,7 +515,8 @@ class Trainer:
                 return
             self._rotating = True  # no delta until the topic is new
         try:
-            if await self._off_loop(self.write_checkpoint, pending) is None:
+            written = await self._off_loop(self.write_checkpoint, pending, False)
+            if written is None:
                 self._deltas_offset, self._last_delta = kept  # nothing was published since
                 self._rotate_after = time.monotonic() + ROTATE_RETRY_S
                 return
@@ -524,6 +526,8 @@ class Trainer:
             except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
                 log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
                 return
+            finally:  # replicas see it once its offset 0 is the new topic's
+                self.checkpoints.make_newest(written)
         finally:
             self._rotating = False
         log.info("deltas topic %s recreated empty after %.0f MB of deltas", self.topics.deltas,
@@ -675,11 +679,11 @@ class Trainer:
                                         self.tracker.seq, self._fingerprints,
                                         self._last_delta)  # fmt: skip
 
-    def write_checkpoint(self, pending: PendingCheckpoint) -> Path | None:
+    def write_checkpoint(self, pending: PendingCheckpoint, newest: bool = True) -> Path | None:
         """Write and register a checkpoint taken by :meth:`take_checkpoint` (None:
-        postponed, the registry is down)."""
+        postponed, the registry is down); ``newest`` False: see :meth:`rotate_deltas`."""
         try:
-            path = pending.write()
+            path = pending.write(newest)
         except StoreError as exc:  # the registry (the feature store) is down
             log.error("checkpoint postponed: %s", exc)
             self._postpone_checkpoint()

@@ -23,6 +23,7 @@ start-up without any checkpoint re-onboards every user and item of the entity ca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -501,10 +502,12 @@ class Trainer:
         behind or down), the topic is kept and the rotation tried again after
         :data:`ROTATE_RETRY_S` seconds.
         """
+        steps = [time.monotonic()]  # begun, locked, taken, written, recreated
         await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
         async with self._lock:
             if self._rotating or self._delta_bytes < self.settings.deltas_rotate_mb * 2**20:
                 return  # another call rotated it meanwhile
+            steps.append(time.monotonic())
             await self._publish_deltas()
             kept = self._deltas_offset, self._last_delta
             self._deltas_offset, self._last_delta = 0, None
@@ -514,8 +517,10 @@ class Trainer:
                 self._rotate_after = time.monotonic() + ROTATE_RETRY_S
                 return
             self._rotating = True  # no delta until the topic is new
+            steps.append(time.monotonic())
         try:
             written = await self._off_loop(self.write_checkpoint, pending, False)
+            steps.append(time.monotonic())
             if written is None:
                 self._deltas_offset, self._last_delta = kept  # nothing was published since
                 self._rotate_after = time.monotonic() + ROTATE_RETRY_S
@@ -523,6 +528,7 @@ class Trainer:
             published, self._delta_bytes = self._delta_bytes, 0
             try:  # a stop meanwhile must not leave the topic deleted: shielded
                 await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
+                steps.append(time.monotonic())
             except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
                 log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
                 return
@@ -530,8 +536,11 @@ class Trainer:
                 self.checkpoints.make_newest(written)
         finally:
             self._rotating = False
-        log.info("deltas topic %s recreated empty after %.0f MB of deltas", self.topics.deltas,
-                 published / 2**20)  # fmt: skip
+        lock, take, write, recreate = (b - a for a, b in itertools.pairwise(steps))
+        log.info("deltas topic %s recreated empty after %.0f MB of deltas in %.1f s (waiting "
+                 "for the lock %.2f s, checkpoint taken %.2f s and written %.2f s, topic "
+                 "recreated %.2f s)", self.topics.deltas, published / 2**20,
+                 steps[-1] - steps[0], lock, take, write, recreate)  # fmt: skip
         self.metrics.inc(WORKER, "deltas_rotations_total", 1,
                          "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 

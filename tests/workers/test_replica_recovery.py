@@ -463,6 +463,7 @@ async def test_a_replica_whose_old_position_is_the_new_topics_end_reads_from_the
             core._delta_bytes = 2 * 2**20  # past deltas_rotate_mb: the next rotation runs
             await core.rotate_deltas()
             assert trainer.metrics.get("trainer", "deltas_rotations_total") == 1
+            await core._side["rotation checkpoint"]  # written beside the new deltas
             new_end, events = 0, iter(world.events[10:])
             while new_end < old_end:  # one event, one delta: as many records as before
                 await _publish(client, world, [next(events)])

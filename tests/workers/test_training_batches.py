@@ -337,3 +337,35 @@ async def test_a_rotation_publishes_again_before_its_checkpoint_is_written(
     assert newest == []  # deltas may flow: the checkpoint is not written yet
     await trainer._side["rotation checkpoint"]
     assert order == ["published", "recreated", "write", "write"] and newest == [written]
+
+
+@pytest.mark.asyncio
+async def test_a_checkpoint_write_in_flight_holds_no_lock_and_no_rotation() -> None:
+    """While a checkpoint is being written (a rotation's, beside the deltas), a periodic
+    checkpoint waits for it without the lock (learning goes on), and a rotation is left
+    to a later publish (the deltas go on)."""
+    trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
+    loop = asyncio.get_running_loop()
+    writing: asyncio.Future[Any] = loop.create_future()
+    trainer._saving = writing
+    published: list[int] = []
+
+    async def publish() -> None:
+        published.append(1)
+
+    trainer._publish_deltas = publish  # type: ignore[method-assign]
+    trainer._delta_bytes = 2**20 + 1
+    await trainer.rotate_deltas()
+    assert published == [] and trainer._delta_bytes == 2**20 + 1 and not trainer._rotating
+    taken: list[bool] = []
+
+    def take(wait: float = 0.0) -> None:
+        taken.append(trainer._lock.locked())
+
+    trainer.take_checkpoint = take  # type: ignore[method-assign, assignment]
+    task = asyncio.create_task(trainer.checkpoint_now())
+    await asyncio.sleep(0.05)
+    assert not trainer._lock.locked() and taken == []  # waiting, the lock free
+    writing.set_result(None)
+    await task
+    assert taken == [True]  # then taken under the lock

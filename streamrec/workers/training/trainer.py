@@ -372,10 +372,17 @@ class Trainer:
         goes on, so the wait under the lock is only for the last batch's upserts.
         """
         await self._store_catch_up(STORE_WAIT_S)
+        await self._write_done()
         async with self._lock:
             pending = await self._off_loop(self.take_checkpoint, STORE_WAIT_S)
         if pending is not None:
             await self._off_loop(self.write_checkpoint, pending)
+
+    async def _write_done(self) -> None:
+        """Wait for a checkpoint step in flight (a rotation's write beside the deltas),
+        learning meanwhile: taking a checkpoint under the lock would wait for it too."""
+        if self._saving is not None and not self._saving.done():
+            await asyncio.wait([self._saving])
 
     async def _store_catch_up(self, wait: float) -> None:
         """Wait (at most ``wait`` s, learning meanwhile) until the store's backlog is no
@@ -504,9 +511,12 @@ class Trainer:
         past the end, or, equal to the new end, the checkpoint's offset shows it); one
         that was behind finds a gap in ``seq`` and resyncs from that checkpoint once it
         is written.  If the checkpoint cannot be taken (the store is behind or down), the
-        topic is kept and the rotation tried again after :data:`ROTATE_RETRY_S` seconds.
+        topic is kept and the rotation tried again after :data:`ROTATE_RETRY_S` seconds;
+        while another checkpoint is being written, a later publish rotates.
         """
         steps = [time.monotonic()]  # begun, locked, taken, recreated: no delta meanwhile
+        if self._saving is not None and not self._saving.done():
+            return  # a checkpoint is being written: a later publish rotates (deltas flow)
         await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
         async with self._lock:
             if self._rotating or self._delta_bytes < self.settings.deltas_rotate_mb * 2**20:

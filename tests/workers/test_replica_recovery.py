@@ -464,7 +464,6 @@ async def test_a_replica_whose_old_position_is_the_new_topics_end_reads_from_the
             while not trainer.metrics.get("trainer", "deltas_rotations_total"):
                 await core.rotate_deltas()  # (not while a checkpoint is being written)
                 await asyncio.sleep(0.05)
-            await core._side["rotation checkpoint"]  # written beside the new deltas
             new_end, events = 0, iter(world.events[10:])
             while new_end < old_end:  # one event, one delta: as many records as before
                 await _publish(client, world, [next(events)])

@@ -293,57 +293,10 @@ async def test_a_rotation_without_its_checkpoint_keeps_the_topic_and_waits() -> 
 
 
 @pytest.mark.asyncio
-async def test_a_rotation_publishes_again_before_its_checkpoint_is_written(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The topic is recreated right after the checkpoint is taken, and deltas flow again
-    at once; the checkpoint is written beside them (again after a failure) and made the
-    newest only then."""
-    from pathlib import Path
-
-    from streamrec.workers.training import trainer as trainer_module
-
-    trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
-    trainer.running = True
-    order: list[str] = []
-    attempts: list[bool] = [False, True]  # the registry is down once, then back
-    written = Path("/ck/rotation.npz")
-
-    async def publish() -> None:
-        order.append("published")
-
-    async def recreate(bootstrap: str, topic: str) -> None:
-        order.append("recreated")
-
-    def write(pending: object, newest: bool = True) -> Path | None:
-        assert pending == "taken" and newest is False
-        order.append("write")
-        if not attempts.pop(0):
-            return None
-        trainer._checkpoints_written += 1
-        return written
-
-    trainer._publish_deltas = publish  # type: ignore[method-assign]
-    trainer.take_checkpoint = lambda wait=0.0: "taken"  # type: ignore[method-assign, assignment, return-value]
-    trainer.write_checkpoint = write  # type: ignore[method-assign, assignment]
-    monkeypatch.setattr(trainer_module, "recreate_topic", recreate)
-    monkeypatch.setattr(trainer_module, "ROTATE_RETRY_S", 0.01)
-    newest: list[Path] = []
-    monkeypatch.setattr(trainer.checkpoints, "make_newest", newest.append)
-    trainer._delta_bytes = 2**20 + 1
-    await trainer.rotate_deltas()
-    assert order[:2] == ["published", "recreated"] and not trainer._rotating
-    assert trainer._deltas_offset == 0 and trainer._delta_bytes == 0
-    assert newest == []  # deltas may flow: the checkpoint is not written yet
-    await trainer._side["rotation checkpoint"]
-    assert order == ["published", "recreated", "write", "write"] and newest == [written]
-
-
-@pytest.mark.asyncio
 async def test_a_checkpoint_write_in_flight_holds_no_lock_and_no_rotation() -> None:
-    """While a checkpoint is being written (a rotation's, beside the deltas), a periodic
-    checkpoint waits for it without the lock (learning goes on), and a rotation is left
-    to a later publish (the deltas go on)."""
+    """While a checkpoint is being written, a periodic checkpoint waits for it without the
+    lock (learning goes on), and a rotation is left to a later publish (the deltas go
+    on)."""
     trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
     loop = asyncio.get_running_loop()
     writing: asyncio.Future[Any] = loop.create_future()

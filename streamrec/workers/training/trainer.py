@@ -116,7 +116,6 @@ class Trainer:
         self._side: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
-        self._checkpoints_written = 0  # by this process: what a rotation's write checks
         self._last_publish = 0.0  # monotonic time of the last delta publish
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
@@ -284,8 +283,6 @@ class Trainer:
                 await asyncio.wait([self._saving])  # a timer's checkpoint still writing
             async with self._lock:
                 await self._checkpoint_off_loop(2 * STORE_WAIT_S)
-            if self._side:  # a rotation's checkpoint the last publish started: superseded
-                await asyncio.wait(list(self._side.values()))
         with logged(log, "dead-lettering the store's rejections"):
             if self._producer is not None:
                 await self._dead_letter_rejected()
@@ -379,8 +376,8 @@ class Trainer:
             await self._off_loop(self.write_checkpoint, pending)
 
     async def _write_done(self) -> None:
-        """Wait for a checkpoint step in flight (a rotation's write beside the deltas),
-        learning meanwhile: taking a checkpoint under the lock would wait for it too."""
+        """Wait for a checkpoint step in flight (a rotation's write), learning meanwhile:
+        taking a checkpoint under the lock would wait for it there, and learning with it."""
         if self._saving is not None and not self._saving.done():
             await asyncio.wait([self._saving])
 
@@ -502,19 +499,23 @@ class Trainer:
         embedded broker keeps every record in memory and applies no retention).
 
         Under the lock: the deltas so far are published and confirmed, and a checkpoint
-        is taken (copied) that says the deltas after it start at offset 0 (same epoch,
-        next seq).  Then, learning again but publishing no delta, the topic is deleted
-        and created again, and deltas flow again at once; the checkpoint is written
-        beside them (:meth:`_write_rotation_checkpoint`) and only then made the newest
-        (what replicas look at), so its offset 0 is the new topic's.  A replica that had
-        applied every delta reads on from the new topic's start (its old position is
-        past the end, or, equal to the new end, the checkpoint's offset shows it); one
-        that was behind finds a gap in ``seq`` and resyncs from that checkpoint once it
-        is written.  If the checkpoint cannot be taken (the store is behind or down), the
-        topic is kept and the rotation tried again after :data:`ROTATE_RETRY_S` seconds;
-        while another checkpoint is being written, a later publish rotates.
+        is taken that says the deltas after it start at offset 0 (same epoch, next seq).
+        Then, learning again but publishing no delta, the checkpoint is written and the
+        topic deleted and created again; only then is the checkpoint made the newest
+        (what replicas look at), so its offset 0 is the new topic's.  A replica that had applied every delta reads
+        on from the new topic's start (its old position is past the end); one that was
+        behind finds a gap in ``seq`` and reads again from that checkpoint's offset, or
+        resyncs from it.  If the checkpoint cannot be taken or written (the store is
+        behind or down), the topic is kept and the rotation tried again after
+        :data:`ROTATE_RETRY_S` seconds; while another checkpoint is being written, a later
+        publish rotates.
+
+        The deltas wait for the write (seconds at 100,000 items): recreating the topic
+        right after the copy cut that wait to 0.25 to 2 s, but a replica lagging behind
+        the deltas then lost their tail and resynced from the checkpoint, which blocked
+        its serving loop (docs/benchmarks.md).
         """
-        steps = [time.monotonic()]  # begun, locked, taken, recreated: no delta meanwhile
+        steps = [time.monotonic()]  # begun, locked, taken, written, recreated: no delta
         if self._saving is not None and not self._saving.done():
             return  # a checkpoint is being written: a later publish rotates (deltas flow)
         await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
@@ -532,46 +533,32 @@ class Trainer:
                 return
             self._rotating = True  # no delta until the topic is new
             steps.append(time.monotonic())
-        published, self._delta_bytes = self._delta_bytes, 0
-        try:  # a stop meanwhile must not leave the topic deleted: shielded
-            await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
-        except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
-            log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
-        else:
+        try:
+            written = await self._off_loop(self.write_checkpoint, pending, False)
             steps.append(time.monotonic())
-            lock, take, recreate = (b - a for a, b in itertools.pairwise(steps))
-            log.info("deltas topic %s recreated empty after %.0f MB of deltas; no delta for "
-                     "%.2f s (the store's backlog and the lock %.2f s, checkpoint taken %.2f s, "
-                     "topic recreated %.2f s)", self.topics.deltas, published / 2**20,
-                     steps[-1] - steps[0], lock, take, recreate)  # fmt: skip
-            self.metrics.inc(WORKER, "deltas_rotations_total", 1,
-                             "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
+            if written is None:
+                self._deltas_offset, self._last_delta = kept  # nothing was published since
+                self._rotate_after = time.monotonic() + ROTATE_RETRY_S
+                return
+            published, self._delta_bytes = self._delta_bytes, 0
+            try:  # a stop meanwhile must not leave the topic deleted: shielded
+                await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
+                steps.append(time.monotonic())
+            except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
+                log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
+                return
+            finally:  # replicas see it once its offset 0 is the new topic's
+                self.checkpoints.make_newest(written)
         finally:
             self._rotating = False
-            earlier = self._side.get("rotation checkpoint")
-            if earlier is not None and not earlier.done():
-                earlier.cancel()  # this newer checkpoint supersedes it
-            self._side["rotation checkpoint"] = asyncio.create_task(
-                self._write_rotation_checkpoint(pending, self._checkpoints_written),
-                name="trainer rotation checkpoint",
-            )
-
-    async def _write_rotation_checkpoint(self, pending: PendingCheckpoint, before: int) -> None:
-        """Write a rotation's checkpoint and make it the newest; after a failure (the
-        registry is down) try again every :data:`ROTATE_RETRY_S` seconds, until it is
-        written or a later checkpoint was (which holds everything it holds)."""
-        start = time.monotonic()
-        while self.running and self._checkpoints_written == before:
-            try:
-                written = await self._off_loop(self.write_checkpoint, pending, False)
-            except Exception:
-                log.exception("the rotation's checkpoint could not be written; trying again")
-                written = None
-            if written is not None and self._checkpoints_written == before + 1:
-                self.checkpoints.make_newest(written)  # no later one was written meanwhile
-                log.info("the rotation's checkpoint written in %.2f s", time.monotonic() - start)
-                return
-            await asyncio.sleep(ROTATE_RETRY_S)
+        lock, take, write, recreate = (b - a for a, b in itertools.pairwise(steps))
+        log.info("deltas topic %s recreated empty after %.0f MB of deltas; no delta for "
+                 "%.2f s (the store's backlog and the lock %.2f s, checkpoint taken %.2f s "
+                 "and written %.2f s, topic recreated %.2f s)", self.topics.deltas,
+                 published / 2**20, steps[-1] - steps[0], lock, take, write,
+                 recreate)  # fmt: skip
+        self.metrics.inc(WORKER, "deltas_rotations_total", 1,
+                         "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 
     async def _begin_epoch(self) -> None:
         """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
@@ -727,7 +714,6 @@ class Trainer:
             self._postpone_checkpoint()
             return None
         self._last_checkpoint = time.monotonic()
-        self._checkpoints_written += 1
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
 

@@ -4,7 +4,9 @@ For every event in time order: onboard the user and item (with their features) w
 new; if the event is positive and past the burn-in, rank all known items for the user
 excluding every item the user already has an event for, and score the hit; then learn
 the event (seen-only events are only marked as seen).  The baselines
-(:mod:`streamrec.eval.baselines`) run in the same pass on the same exclusions.
+(:mod:`streamrec.eval.baselines`) run in the same pass on the same exclusions, or, with
+``jobs`` > 1, in passes of their own in forked processes, on the same rows and
+exclusions.
 """
 
 from __future__ import annotations

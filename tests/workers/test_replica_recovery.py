@@ -9,6 +9,7 @@ array.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -182,6 +183,24 @@ def _stack(settings: Settings, bootstrap: str, embedded: bool, role: str) -> Sta
     return Stack(settings, bootstrap, roles=(role,), web=False, embedded=embedded)
 
 
+@contextlib.asynccontextmanager
+async def _trainer_and_replica(
+    settings: Settings, bootstrap: str, embedded: bool
+) -> AsyncIterator[tuple[Stack, Stack]]:
+    """A trainer and a replica on ``settings``' topics (created here), started; stopped
+    when the block ends (the replica first)."""
+    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    trainer = _stack(settings, bootstrap, embedded, "trainer")
+    replica = _stack(settings, bootstrap, embedded, "recommender")
+    await trainer.start()
+    await replica.start()
+    try:
+        yield trainer, replica
+    finally:
+        await replica.stop()
+        await trainer.stop()
+
+
 @pytest_asyncio.fixture
 async def stacks(bootstrap: str, embedded: bool, tmp_path: Path) -> AsyncIterator[_Stacks]:
     """A trainer and a replica started, the world's entities onboarded; all stopped after."""
@@ -298,27 +317,21 @@ async def test_new_items_reach_the_replica_before_the_delta_tick(
     """A batch that onboards users or items is published at once; other learning waits
     for the delta tick (here a minute away, so never during the test)."""
     settings = _settings(tmp_path, delta_interval_ms=60_000)
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
-    trainer = _stack(settings, bootstrap, embedded, "trainer")
-    replica = _stack(settings, bootstrap, embedded, "recommender")
-    await trainer.start()
-    await replica.start()
-    try:
-        async with Client(bootstrap, settings=settings) as client:
-            await client.add_user("u1", ["age=1"])
-            await client.add_item("i1", ["genre=1"])
-            deadline = time.monotonic() + 20
-            while not replica.state.model.has_item("i1") and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert replica.state.model.has_item("i1") and replica.state.model.has_user("u1")
-            await client.track("u1", "i1", "click")
-            assert await trainer.state.wait_for(client.watermarks(), 20)
-            assert trainer.state.model.n_events == 1
-            await asyncio.sleep(1.0)  # a click alone waits for the tick
-            assert replica.state.model.n_events == 0
-    finally:
-        await replica.stop()
-        await trainer.stop()
+    async with (
+        _trainer_and_replica(settings, bootstrap, embedded) as (trainer, replica),
+        Client(bootstrap, settings=settings) as client,
+    ):
+        await client.add_user("u1", ["age=1"])
+        await client.add_item("i1", ["genre=1"])
+        deadline = time.monotonic() + 20
+        while not replica.state.model.has_item("i1") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert replica.state.model.has_item("i1") and replica.state.model.has_user("u1")
+        await client.track("u1", "i1", "click")
+        assert await trainer.state.wait_for(client.watermarks(), 20)
+        assert trainer.state.model.n_events == 1
+        await asyncio.sleep(1.0)  # a click alone waits for the tick
+        assert replica.state.model.n_events == 0
 
 
 @pytest.mark.integration
@@ -333,37 +346,32 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
     # the suite's feed wait (tests/conftest.py); replicas were seen still behind after
     # 20 s, cause not found (see docs/testing.md), hence the 60 s waits
     settings = _settings(tmp_path, deltas_rotate_mb=0.005, feed_fetch_wait_ms=5, **runtime)
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
-    trainer = _stack(settings, bootstrap, embedded, "trainer")
-    replica = _stack(settings, bootstrap, embedded, "recommender")
     late: Stack | None = None
-    await trainer.start()
-    await replica.start()
-    try:
-        async with Client(bootstrap, settings=settings) as client:
-            await _onboard(client, world)
-            rounds = 6
-            share = len(world.events) // rounds
-            for k in range(rounds):
-                await _publish(client, world, world.events[k * share : (k + 1) * share])
-                assert await trainer.state.wait_for(client.watermarks(), 30)
-                await asyncio.sleep(0.3)  # its deltas published (every 50 ms)
-            deadline = time.monotonic() + 20  # the last publishes may still be rotating
-            while trainer.metrics.get("trainer", "deltas_rotations_total") < 3:
-                assert time.monotonic() < deadline, "3 rotations of the deltas topic"
-                await asyncio.sleep(0.05)
-            assert await _replica_catches_up(trainer, replica, 60) == []
-            assert trainer.trainer is not None and replica.follower is not None
-            held = replica.follower._consumer.highwater(replica.follower._tp)
-            assert held is not None and held < trainer.trainer.tracker.seq / 2
-            late = _stack(settings, bootstrap, embedded, "recommender")
-            await late.start()
-            assert await _replica_catches_up(trainer, late, 60) == []
-    finally:
-        for stack in (late, replica, trainer):
-            if stack is not None:
-                await stack.stop()
+    async with _trainer_and_replica(settings, bootstrap, embedded) as (trainer, replica):
+        try:
+            async with Client(bootstrap, settings=settings) as client:
+                await _onboard(client, world)
+                rounds = 6
+                share = len(world.events) // rounds
+                for k in range(rounds):
+                    await _publish(client, world, world.events[k * share : (k + 1) * share])
+                    assert await trainer.state.wait_for(client.watermarks(), 30)
+                    await asyncio.sleep(0.3)  # its deltas published (every 50 ms)
+                deadline = time.monotonic() + 20  # the last publishes may still be rotating
+                while trainer.metrics.get("trainer", "deltas_rotations_total") < 3:
+                    assert time.monotonic() < deadline, "3 rotations of the deltas topic"
+                    await asyncio.sleep(0.05)
+                assert await _replica_catches_up(trainer, replica, 60) == []
+                assert trainer.trainer is not None and replica.follower is not None
+                held = replica.follower._consumer.highwater(replica.follower._tp)
+                assert held is not None and held < trainer.trainer.tracker.seq / 2
+                late = _stack(settings, bootstrap, embedded, "recommender")
+                await late.start()
+                assert await _replica_catches_up(trainer, late, 60) == []
+        finally:
+            if late is not None:
+                await late.stop()
 
 
 @pytest.mark.integration
@@ -378,13 +386,8 @@ async def test_a_replica_that_missed_the_deltas_before_a_rotation_resyncs_when_i
     settings = _settings(
         tmp_path, deltas_rotate_mb=1e-6, feed_fetch_wait_ms=100, runtime="asyncio"
     )  # its follower runs as a task we can pause
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=20, items_per_cluster=8, events_per_user=6)
-    trainer = _stack(settings, bootstrap, embedded, "trainer")
-    replica = _stack(settings, bootstrap, embedded, "recommender")
-    await trainer.start()
-    await replica.start()
-    try:
+    async with _trainer_and_replica(settings, bootstrap, embedded) as (trainer, replica):
         assert trainer.trainer is not None and replica.follower is not None
         follower = replica.follower
         async with Client(bootstrap, settings=settings) as client:
@@ -412,9 +415,6 @@ async def test_a_replica_that_missed_the_deltas_before_a_rotation_resyncs_when_i
             # behind for good), or, when the trainer published one more delta after its
             # last rotation, by a gap in that delta
             assert await _replica_catches_up(trainer, replica, 20) == []
-    finally:
-        await replica.stop()
-        await trainer.stop()
 
 
 @pytest.mark.integration
@@ -428,25 +428,20 @@ async def test_a_replica_whose_old_position_is_the_new_topics_end_reads_from_the
     gap.  The rotation's checkpoint holds what the replica holds; the replica reads the
     new topic from that checkpoint's offset, on either broker."""
     settings = _settings(tmp_path, deltas_rotate_mb=1.0, runtime="asyncio")  # no rotation
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
     world = make_world(n_users=20, items_per_cluster=8, events_per_user=6)
-    trainer = _stack(settings, bootstrap, embedded, "trainer")
-    replica = _stack(settings, bootstrap, embedded, "recommender")
-    await trainer.start()
-    await replica.start()
+    async with _trainer_and_replica(settings, bootstrap, embedded) as (trainer, replica):
 
-    async def deltas_end() -> int:
-        """The deltas topic's end, once the trainer has published what it learned."""
-        assert await trainer.state.wait_for(client.watermarks(), 30)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (
-            core.tracker.dirty or any(not t.done() for t in core._side.values())
-        ):
-            await asyncio.sleep(0.02)
-        end = (await probe(bootstrap, {follower._tp: 0}))[follower._tp].highwater
-        return end or 0
+        async def deltas_end() -> int:
+            """The deltas topic's end, once the trainer has published what it learned."""
+            assert await trainer.state.wait_for(client.watermarks(), 30)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (
+                core.tracker.dirty or any(not t.done() for t in core._side.values())
+            ):
+                await asyncio.sleep(0.02)
+            end = (await probe(bootstrap, {follower._tp: 0}))[follower._tp].highwater
+            return end or 0
 
-    try:
         assert trainer.trainer is not None and replica.follower is not None
         core, follower = trainer.trainer, replica.follower
         async with Client(bootstrap, settings=settings) as client:
@@ -483,6 +478,3 @@ async def test_a_replica_whose_old_position_is_the_new_topics_end_reads_from_the
             assert await follower._consumer.position(follower._tp) == 0
             follower._task = asyncio.create_task(follower._run())
             assert await _replica_catches_up(trainer, replica, 20) == []
-    finally:
-        await replica.stop()
-        await trainer.stop()

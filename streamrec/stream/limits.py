@@ -44,19 +44,20 @@ _STORE_TYPES = {
 
 @dataclass(frozen=True)
 class InputLimits:
-    """The configured edge limits (see :class:`~streamrec.settings.Settings`)."""
+    """The configured edge limits: :meth:`from_settings`, whose defaults are the
+    :class:`~streamrec.settings.Settings` defaults (the one place that holds them)."""
 
-    max_message_bytes: int = 1_048_576
-    max_id_length: int = 512
-    max_feature_name_length: int = 256
-    max_features: int = 256
-    max_feature_weight: float = 1000.0
-    max_attributes: int = 64
-    max_attribute_values: int = 256
+    max_message_bytes: int
+    max_id_length: int
+    max_feature_name_length: int
+    max_features: int
+    max_feature_weight: float
+    max_attributes: int
+    max_attribute_values: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> InputLimits:
-        s = settings
+    def from_settings(cls, settings: Settings | None = None) -> InputLimits:
+        s = settings or Settings()
         return cls(s.max_message_bytes, s.max_id_length, s.max_feature_name_length,
                    s.max_features, s.max_feature_weight, s.max_attributes,
                    s.max_attribute_values)  # fmt: skip

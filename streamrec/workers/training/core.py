@@ -66,7 +66,7 @@ class TrainerCore:
         self.state = state
         self.sink = sink
         self.tracker = tracker
-        self.limits = limits or InputLimits()
+        self.limits = limits or InputLimits.from_settings()
         self._u: list[int] = []
         self._i: list[int] = []
         self._w: list[float] = []

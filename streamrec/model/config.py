@@ -104,6 +104,10 @@ class ModelConfig:
     #: Adagrad step of the continuity weights: large, so the weight finds its level on
     #: each log (high where sessions stay in a category, near zero where they do not).
     continuity_lr: float = 0.05
+    #: The most negatives the continuity weights' WARP samples per positive (it learns
+    #: a few scalars: 10 learns them as well as 50 on every log measured, at two fifths
+    #: of the learning kernel's cost; docs/model.md).
+    continuity_max_sampled: int = 10
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0
     #: Divide each entity's feature weights so they sum to one (LightFM's normalisation).
@@ -138,7 +142,7 @@ class ModelConfig:
                 raise bad(name, "must be in (0, 1]")
         if not 0.0 <= self.pop_sampling <= 1.0:
             raise bad("pop_sampling", "must be in [0, 1]")
-        for name in ("max_sampled", "n_negatives", "pop_window"):
+        for name in ("max_sampled", "continuity_max_sampled", "n_negatives", "pop_window"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise bad(name, "must be a positive integer")

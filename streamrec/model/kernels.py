@@ -69,7 +69,8 @@ HP_CONT_W = 14  # weight of the content-continuity signal (0: off)
 HP_TREND_SEEN = 15  # weight of a seen-only event in the decayed counts
 HP_CONT_LR = 16  # Adagrad step of the continuity weights
 HP_CTX_K = 17  # an item's context: its first HP_CTX_K features (1: identity only)
-HP_SIZE = 18
+HP_CONT_SAMPLED = 18  # the most negatives the continuity weights' WARP samples
+HP_SIZE = 19
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -99,6 +100,7 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
     hp[HP_TREND_SEEN] = config.trend_seen_weight
     hp[HP_CONT_LR] = config.continuity_lr
     hp[HP_CTX_K] = 1 << 30 if config.context_features else 1
+    hp[HP_CONT_SAMPLED] = config.continuity_max_sampled
     return hp
 
 
@@ -244,7 +246,7 @@ def _learn_continuity(
     caff = continuity_affinity(user, users, hp[HP_CONT_W])
     ci = continuity_signal(i, items, rfeat, m, n_items)
     full_i = si + caff * ci
-    for sampled in range(1, int(hp[HP_MAX_SAMPLED]) + 1):
+    for sampled in range(1, int(hp[HP_CONT_SAMPLED]) + 1):
         jj = _sample_negative(rng, n_items, popularity, hp[HP_POP])
         if jj == i:
             continue

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streamrec.model import HybridModel, ModelConfig
+from streamrec.model import HybridModel, ModelConfig, kernels, vectors
 
 
 def catalogue(config: ModelConfig) -> HybridModel:
@@ -47,6 +47,26 @@ def test_continuity_weight_is_learned_per_user_features() -> None:
             model.learn(["v", "v"], [f"i{n}", f"i{(n + 1) % 6}"], ["view", "click"])
     cont = model.users.table.cont[model.users.feature_names.get("segment=x")]
     assert cont != 0.0 and np.isfinite(cont)
+
+
+@pytest.mark.parametrize("budget", [1, 3, 10])
+def test_the_continuity_warp_draws_at_most_continuity_max_sampled_negatives(budget: int) -> None:
+    """A positive no negative can violate: the continuity WARP gives up after exactly
+    ``continuity_max_sampled`` draws, one uniform each (no popularity sampling)."""
+    model = catalogue(ModelConfig(dim=4, continuity_max_sampled=budget))
+    t = model.kernel_tables()
+    rfeat = np.array([model.items.feature_names.get("cat=a")], dtype=np.int32)
+    rng = np.array([vectors.seed_state(7)], dtype=np.int64)
+    expected = rng.copy()
+    for _ in range(budget):
+        vectors.next_uniform.py_func(expected)
+    u, vj = np.zeros(4, dtype=np.float32), np.zeros(4, dtype=np.float32)
+    for learn in (kernels._learn_continuity, kernels._learn_continuity.py_func):
+        state = rng.copy()
+        ok, wrote = learn(0, 0, 1.0, 1e6, u, 0.0, state, t.users, t.items, t.popularity,
+                          model.hp, model.n_items, rfeat, 1, vj)  # fmt: skip
+        assert (ok, wrote) == (True, False), "no violator: nothing stepped"
+        assert state[0] == expected[0], f"{budget} draws, no more"
 
 
 def test_new_item_pseudo_count_halves_with_every_half_life_of_newer_items() -> None:

@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no recent items": {"recent_items": 0},
     "recent items: positives only": {"recent_include_seen": False},
     "max_sampled=10 (LightFM's default)": {"max_sampled": 10},
+    "continuity WARP up to 50 negatives (continuity_max_sampled=50)": {
+        "continuity_max_sampled": 50
+    },
     "BPR instead of WARP": {"loss": "bpr"},
     "popularity-aware negatives (pop_sampling=0.5)": {"pop_sampling": 0.5},
     "RMSprop-style accumulators (accum_decay=0.999)": {"accum_decay": 0.999},

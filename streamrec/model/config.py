@@ -104,10 +104,9 @@ class ModelConfig:
     #: Adagrad step of the continuity weights: large, so the weight finds its level on
     #: each log (high where sessions stay in a category, near zero where they do not).
     continuity_lr: float = 0.05
-    #: The most negatives the continuity weights' WARP samples per positive (it learns
-    #: a few scalars: 10 learns them as well as 50 on every log measured, at two fifths
-    #: of the learning kernel's cost; docs/model.md).
-    continuity_max_sampled: int = 10
+    #: The most negatives the continuity weights' WARP samples per positive (fewer cost
+    #: less and learn the weights more slowly: docs/evaluation.md).
+    continuity_max_sampled: int = 30
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0
     #: Divide each entity's feature weights so they sum to one (LightFM's normalisation).

@@ -336,7 +336,7 @@ def _sample_negative(rng, n_items, popularity, pop_frac):
     return min(int(next_uniform(rng) * n_items), n_items - 1)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 def learn_batch(
     users_, items_, weights, rng, users, items, context, popularity, n_items, hp, stats, changes
 ):

@@ -491,8 +491,10 @@ class Trainer:
             sent = await self._send_deltas()
         await self._confirm_deltas(sent, locked=False)
         limit = self.settings.deltas_rotate_mb * 2**20
-        if limit and self._delta_bytes >= limit and time.monotonic() >= self._rotate_after:
-            await self.rotate_deltas()
+        if (limit and self._delta_bytes >= limit and time.monotonic() >= self._rotate_after
+                and self.running):  # fmt: skip
+            # beside this tick: the deltas go on while the rotation waits for the store
+            self._beside("rotate", self.rotate_deltas)
 
     async def rotate_deltas(self) -> None:
         """Recreate the deltas topic empty, so the broker stops holding old deltas (the
@@ -508,14 +510,16 @@ class Trainer:
         resyncs from it.  If the checkpoint cannot be taken or written (the store is
         behind or down), the topic is kept and the rotation tried again after
         :data:`ROTATE_RETRY_S` seconds; while another checkpoint is being written, a later
-        publish rotates.
+        publish rotates.  :meth:`publish_deltas` starts it as a task of its own, so the
+        deltas go on while it waits for the store's backlog (before it takes the lock).
 
         The deltas wait for the write (seconds at 100,000 items): recreating the topic
         right after the copy cut that wait to 0.25 to 2 s, but a replica lagging behind
         the deltas then lost their tail and resynced from the checkpoint, which blocked
         its serving loop (docs/benchmarks.md).
         """
-        steps = [time.monotonic()]  # begun, locked, taken, written, recreated: no delta
+        steps = [time.monotonic()]  # begun, locked (no delta from here), taken, written,
+        # recreated
         if self._saving is not None and not self._saving.done():
             return  # a checkpoint is being written: a later publish rotates (deltas flow)
         await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
@@ -553,10 +557,10 @@ class Trainer:
             self._rotating = False
         lock, take, write, recreate = (b - a for a, b in itertools.pairwise(steps))
         log.info("deltas topic %s recreated empty after %.0f MB of deltas; no delta for "
-                 "%.2f s (the store's backlog and the lock %.2f s, checkpoint taken %.2f s "
-                 "and written %.2f s, topic recreated %.2f s)", self.topics.deltas,
-                 published / 2**20, steps[-1] - steps[0], lock, take, write,
-                 recreate)  # fmt: skip
+                 "%.2f s (checkpoint taken %.2f s and written %.2f s, topic recreated %.2f "
+                 "s), after %.2f s for the store's backlog and the lock", self.topics.deltas,
+                 published / 2**20, steps[-1] - steps[1], take, write, recreate,
+                 lock)  # fmt: skip
         self.metrics.inc(WORKER, "deltas_rotations_total", 1,
                          "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 

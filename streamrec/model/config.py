@@ -105,7 +105,7 @@ class ModelConfig:
     #: each log (high where sessions stay in a category, near zero where they do not).
     continuity_lr: float = 0.05
     #: The most negatives the continuity weights' WARP samples per positive (fewer cost
-    #: less and learn the weights more slowly: docs/evaluation.md).
+    #: less; at 10 a category-loyal log lost 5% of its HR@10: docs/evaluation.md).
     continuity_max_sampled: int = 30
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0

@@ -530,14 +530,12 @@ def grouped_top_k(u, affinity, items, popularity, n_groups, cont_aff, marks, pro
     # slower, and a helper writing ``g_bound[g]`` made the whole replay a quarter slower.)
     for sweep in range(2):
         for g in range(n_groups):
-            if sweep == 0:
-                g_done[g] = 0
-                if g_head[g] < 0:
-                    g_bound[g] = -np.inf
-                    continue
-            elif g_done[g] != 2:
+            if sweep == 1 and g_done[g] != 2:
                 continue
             g_done[g] = 0
+            if g_head[g] < 0:
+                g_bound[g] = -np.inf
+                continue
             a = unorm * g_norm[g] + g_bias[g]
             b = a
             size = a

@@ -279,8 +279,7 @@ class Trainer:
             if self._producer is not None:
                 await self.publish_deltas()
         with logged(log, "the final checkpoint"):
-            if self._saving is not None and not self._saving.done():
-                await asyncio.wait([self._saving])  # a timer's checkpoint still writing
+            await self._write_done()  # a timer's checkpoint still writing
             async with self._lock:
                 await self._checkpoint_off_loop(2 * STORE_WAIT_S)
         with logged(log, "dead-lettering the store's rejections"):
@@ -375,10 +374,14 @@ class Trainer:
         if pending is not None:
             await self._off_loop(self.write_checkpoint, pending)
 
+    def _writing(self) -> bool:
+        """Whether a checkpoint step is in flight in its thread."""
+        return self._saving is not None and not self._saving.done()
+
     async def _write_done(self) -> None:
         """Wait for a checkpoint step in flight (a rotation's write), learning meanwhile:
         taking a checkpoint under the lock would wait for it there, and learning with it."""
-        if self._saving is not None and not self._saving.done():
+        if self._saving is not None and self._writing():
             await asyncio.wait([self._saving])
 
     async def _store_catch_up(self, wait: float) -> None:
@@ -398,8 +401,7 @@ class Trainer:
     async def _off_loop(self, step: Callable[..., Any], *args: Any) -> Any:
         """A checkpoint step in a thread that a cancellation cannot orphan: ``stop``
         waits for it, so two never run at once."""
-        if self._saving is not None and not self._saving.done():
-            await asyncio.wait([self._saving])
+        await self._write_done()
         self._saving = asyncio.ensure_future(asyncio.to_thread(step, *args))
         return await asyncio.shield(self._saving)
 
@@ -518,9 +520,9 @@ class Trainer:
         the deltas then lost their tail and resynced from the checkpoint, which blocked
         its serving loop (docs/benchmarks.md).
         """
-        steps = [time.monotonic()]  # begun, locked (no delta from here), taken, written,
-        # recreated
-        if self._saving is not None and not self._saving.done():
+        # times: begun, locked (no delta from here on), taken, written, recreated
+        steps = [time.monotonic()]
+        if self._writing():
             return  # a checkpoint is being written: a later publish rotates (deltas flow)
         await self._store_catch_up(STORE_WAIT_S)  # learning meanwhile, as checkpoint_now
         async with self._lock:

@@ -20,7 +20,6 @@ trainer can re-onboard them (:func:`rebuild`).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +86,9 @@ class PendingCheckpoint:
     #: The item attributes as of the copy, built when written (None: not checkpointed).
     attributes: Callable[[], dict[str, Any]] | None = None
 
-    def write(self, newest: bool = True) -> Path:
-        """Write the file (atomic), register it, and point ``checkpoints.path`` at it;
-        with ``newest`` False, that last step waits for :meth:`Checkpoints.make_newest`."""
-        return self.checkpoints._write(self, newest)
+    def write(self) -> Path:
+        """Write the file (atomic), register it, and point ``checkpoints.path`` at it."""
+        return self.checkpoints._write(self)
 
 
 @dataclass
@@ -167,11 +165,11 @@ class Checkpoints:
             extra["last_delta"] = list(last_delta)
         return PendingCheckpoint(self, snapshot(model, extra), by_topic, deltas_offset, attributes)
 
-    def _write(self, pending: PendingCheckpoint, newest: bool = True) -> Path:
+    def _write(self, pending: PendingCheckpoint) -> Path:
         snap = pending.snapshot
         more = None if pending.attributes is None else {"attributes": pending.attributes()}
         if self.registry is None:
-            return snap.write(self.path if newest else self._unlinked(), more)
+            return snap.write(self.path, more)
         # the next version of the registry, never overwriting a file of another registry's
         latest = self.registry.latest_checkpoint()
         version = self._next_version(0 if latest is None else latest.version)
@@ -180,20 +178,8 @@ class Checkpoints:
                    "users": snap.n_users, "items": snap.n_items,
                    "deltas_offset": pending.deltas_offset}  # fmt: skip
         self.registry.register_checkpoint(str(path.resolve()), pending.offsets, metrics, version)
-        if newest:
-            self._link_newest(path)
+        self._link_newest(path)
         return path
-
-    def make_newest(self, written: Path) -> None:
-        """Point :attr:`path` at a checkpoint written with ``newest=False``."""
-        if written == self._unlinked():
-            os.replace(written, self.path)
-        else:
-            self._link_newest(written)
-
-    def _unlinked(self) -> Path:
-        """Where a checkpoint written with ``newest=False`` waits without a registry."""
-        return self.path.with_name(self.path.name + ".next")
 
     def _versioned(self, version: int) -> Path:
         return self.folder / f"{self.prefix}-v{version:06d}.npz"
@@ -289,9 +275,7 @@ class Checkpoints:
                         prints, last_delta)  # fmt: skip
 
     def clean(self) -> int:
-        """Remove the temporary files a process killed while saving left behind; their count
-        (a rotation's checkpoint never made the newest among them: the one before it and
-        the topics still hold everything after it).
+        """Remove the temporary files a process killed while saving left behind; their count.
 
         Only the trainer calls it, at start, before it writes (it is the single writer).
         """
@@ -299,8 +283,7 @@ class Checkpoints:
             return 0
         stale = [*self.folder.glob(f".{self.prefix}.npz.*.tmp"),
                  *self.folder.glob(f".{self.prefix}-v[0-9][0-9][0-9][0-9][0-9][0-9].npz.*.tmp"),
-                 *self.folder.glob(f"{self.prefix}.npz.tmp-link"),
-                 *self.folder.glob(f"{self.prefix}.npz.next")]  # fmt: skip
+                 *self.folder.glob(f"{self.prefix}.npz.tmp-link")]  # fmt: skip
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:

@@ -59,23 +59,23 @@ def test_bad_registrations_write_nothing(
 
 
 @pytest.mark.parametrize("registered", [False, True])
-def test_a_checkpoint_written_aside_becomes_the_newest_when_told(
+def test_each_checkpoint_written_becomes_the_newest(
     store: FeatureStore, tmp_path: Path, registered: bool
 ) -> None:
-    """What a rotation of the deltas topic does: write, recreate the topic, then make
-    the checkpoint the one replicas read (``Checkpoints.path``)."""
+    """What replicas read (``Checkpoints.path``) is the last checkpoint written; with a
+    registry it is a versioned file, registered."""
     settings = Settings.load({"data_dir": tmp_path, "model": ModelConfig(dim=4)}, environ={})
     checkpoints = Checkpoints(settings, "deltas", store if registered else None)
     model = HybridModel(settings.model)
     model.add_item("i1")
     first = checkpoints.prepare(model, {}, 3, epoch="e", next_seq=2).write()
+    assert checkpoints.latest_position() == ("e", 2, 3)
     model.add_item("i2")
-    aside = checkpoints.prepare(model, {}, 0, epoch="e", next_seq=5).write(newest=False)
-    assert aside != first and checkpoints.latest_position() == ("e", 2, 3)
-    checkpoints.make_newest(aside)
+    second = checkpoints.prepare(model, {}, 0, epoch="e", next_seq=5).write()
     assert checkpoints.latest_position() == ("e", 5, 0)
     latest = checkpoints.latest()
     assert latest is not None and latest.model.n_items == 2
     if registered:
         listed = store.latest_checkpoint()
-        assert listed is not None and Path(listed.path) == aside.resolve()
+        assert second != first and listed is not None
+        assert Path(listed.path) == second.resolve() == checkpoints.path.resolve()

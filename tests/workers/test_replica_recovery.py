@@ -68,7 +68,8 @@ def _messages(tracker: DeltaTracker) -> list[bytes]:
     return [encode_binary(d) for d in tracker.build([Watermark("t.interactions", 0, 1)])]
 
 
-def test_duplicates_are_skipped_and_a_gap_waits_for_a_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_duplicates_are_skipped_and_a_gap_waits_for_a_checkpoint(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
     trainer = HybridModel(ModelConfig(dim=16))
@@ -84,28 +85,29 @@ def test_duplicates_are_skipped_and_a_gap_waits_for_a_checkpoint(tmp_path: Path)
     _learn(trainer, world, events[30:])
     third = _messages(tracker)
 
-    assert all(follower.apply(m) for m in first)
-    assert all(follower.apply(m) for m in first)  # again: skipped, not applied twice
+    assert all([await follower.apply(m) for m in first])
+    assert all([await follower.apply(m) for m in first])  # again: skipped, not applied twice
     assert follower.metrics.get("follower", "deltas_skipped_total") == len(first)
     replica = follower.state.model
     assert replica.n_events == 20
 
     # ``lost`` never arrives: the next delta is a gap, and no checkpoint covers it yet
-    assert follower.apply(third[0]) is False
+    assert await follower.apply(third[0]) is False
     assert replica.n_events == 20 and follower.next_seq == len(first)
 
     # the trainer's checkpoint after the failed publish holds the lost change set
     Checkpoints(settings, Topics(settings.topic_prefix).deltas).prepare(
         trainer, {}, 0, None, epoch="A", next_seq=len(first) + len(lost) + len(third)
     ).write()
-    assert follower.apply(third[0]) is False  # resynced (the consumer would move)
+    assert await follower.apply(third[0]) is False  # resynced (the consumer would move)
     assert _differences(follower.state.model, trainer) == []
     assert follower.metrics.get("follower", "replica_resyncs_total") == 1
-    assert all(follower.apply(m) for m in third)  # already in the checkpoint: skipped
+    assert all([await follower.apply(m) for m in third])  # already in the checkpoint: skipped
     assert _differences(follower.state.model, trainer) == []
 
 
-def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
     old = HybridModel(ModelConfig(dim=16))
@@ -114,7 +116,7 @@ def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
     follower.epoch = "A"
     tracker = DeltaTracker(old, epoch="A")
     _learn(old, world, world.events[:30])
-    assert all(follower.apply(m) for m in _messages(tracker))
+    assert all([await follower.apply(m) for m in _messages(tracker)])
     # a trainer restarted from a checkpoint of 10 events: epoch B, which knows nothing of
     # the 20 events after it
     restarted = HybridModel(ModelConfig(dim=16))
@@ -122,17 +124,70 @@ def test_a_new_epoch_waits_for_its_checkpoint(tmp_path: Path) -> None:
     tracker_b = DeltaTracker(restarted, epoch="B")
     restarted.forget_changes()
     first_b = _messages(tracker_b)
-    assert follower.apply(first_b[0]) is False  # no checkpoint of epoch B yet: wait
+    assert await follower.apply(first_b[0]) is False  # no checkpoint of epoch B yet: wait
     assert follower.epoch == "A" and follower._waiting_since is not None
     Checkpoints(settings, Topics(settings.topic_prefix).deltas).prepare(
         restarted, {}, 0, None, epoch="B", next_seq=len(first_b)
     ).write()
-    assert follower.apply(first_b[0]) is False  # resynced from it
+    assert await follower.apply(first_b[0]) is False  # resynced from it
     assert follower.epoch == "B" and _differences(follower.state.model, restarted) == []
     _learn(restarted, world, world.events[10:40])
-    assert all(follower.apply(m) for m in first_b)  # before the checkpoint: skipped
-    assert all(follower.apply(m) for m in _messages(tracker_b))
+    assert all([await follower.apply(m) for m in first_b])  # before the checkpoint: skipped
+    assert all([await follower.apply(m) for m in _messages(tracker_b)])
     assert _differences(follower.state.model, restarted) == []
+
+
+@pytest.mark.asyncio
+async def test_a_resync_reads_the_checkpoint_off_the_serving_loop(tmp_path: Path) -> None:
+    """While a gap waits for its checkpoint, only the header is read (not the file, on
+    every retry); the resync reads the file in another thread, and the event loop (the
+    replica's serving) runs meanwhile."""
+    import threading
+
+    settings = _settings(tmp_path)
+    world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
+    trainer = HybridModel(ModelConfig(dim=16))
+    tracker = DeltaTracker(trainer, epoch="A")
+    follower = DeltaFollower(settings, "unused:9092")
+    follower.epoch, follower.state.model = "A", HybridModel(ModelConfig(dim=16))
+    _learn(trainer, world, world.events[:20])
+    first = _messages(tracker)
+    _learn(trainer, world, world.events[20:30])
+    lost = _messages(tracker)
+    _learn(trainer, world, world.events[30:])
+    third = _messages(tracker)
+    assert all([await follower.apply(m) for m in first])
+    checkpoints = Checkpoints(settings, Topics(settings.topic_prefix).deltas)
+    checkpoints.prepare(trainer, {}, 0, None, epoch="A", next_seq=len(first)).write()
+    reads: list[bool] = []  # whether each full read ran on the loop's thread
+    read = follower.checkpoints.latest
+
+    def slow_read() -> Any:
+        reads.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.3)
+        return read()
+
+    follower.checkpoints.latest = slow_read  # type: ignore[method-assign]
+    for _ in range(3):  # a gap; the checkpoint is not ahead of the replica: wait
+        assert await follower.apply(third[0]) is False
+    assert reads == [] and follower._waiting_since is not None
+    end = len(first) + len(lost) + len(third)
+    checkpoints.prepare(trainer, {}, 0, None, epoch="A", next_seq=end).write()
+    ticks = 0
+
+    async def serve() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    server = asyncio.create_task(serve())
+    try:
+        assert await follower.apply(third[0]) is False  # resynced
+    finally:
+        server.cancel()
+    assert reads == [False] and ticks >= 10
+    assert follower.next_seq == end and _differences(follower.state.model, trainer) == []
 
 
 # --------------------------------------------------------------------- with a broker

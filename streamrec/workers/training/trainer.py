@@ -370,6 +370,8 @@ class Trainer:
         await self._store_catch_up(STORE_WAIT_S)
         await self._write_done()
         async with self._lock:
+            if self._rotating:
+                return  # a rotation's checkpoint, taken before this one, is written next
             pending = await self._off_loop(self.take_checkpoint, STORE_WAIT_S)
         if pending is not None:
             await self._off_loop(self.write_checkpoint, pending)
@@ -504,23 +506,19 @@ class Trainer:
 
         Under the lock: the deltas so far are published and confirmed, and a checkpoint
         is taken that says the deltas after it start at offset 0 (same epoch, next seq).
-        Then, learning again but publishing no delta, the checkpoint is written and the
-        topic deleted and created again; only then is the checkpoint made the newest
-        (what replicas look at), so its offset 0 is the new topic's.  A replica that had applied every delta reads
-        on from the new topic's start (its old position is past the end); one that was
-        behind finds a gap in ``seq`` and reads again from that checkpoint's offset, or
-        resyncs from it.  If the checkpoint cannot be taken or written (the store is
-        behind or down), the topic is kept and the rotation tried again after
-        :data:`ROTATE_RETRY_S` seconds; while another checkpoint is being written, a later
-        publish rotates.  :meth:`publish_deltas` starts it as a task of its own, so the
-        deltas go on while it waits for the store's backlog (before it takes the lock).
-
-        The deltas wait for the write (seconds at 100,000 items): recreating the topic
-        right after the copy cut that wait to 0.25 to 2 s, but a replica lagging behind
-        the deltas then lost their tail and resynced from the checkpoint, which blocked
-        its serving loop (docs/benchmarks.md).
+        Then, learning again but publishing no delta, the topic is deleted and created
+        again; the deltas flow into the new topic while the checkpoint is written (it
+        becomes the newest, what replicas look at, once written).  A replica that had
+        applied every delta reads on from the new topic's start (its old position is past
+        the end); one that was behind finds a gap in ``seq`` and resyncs from that
+        checkpoint once it is written, reading it off its serving loop.  If the
+        checkpoint cannot be taken (the store is behind or down), the topic is kept and
+        the rotation tried again after :data:`ROTATE_RETRY_S` seconds; while another
+        checkpoint is being written, a later publish rotates.  :meth:`publish_deltas`
+        starts it as a task of its own, so the deltas go on while it waits for the
+        store's backlog (before it takes the lock).
         """
-        # times: begun, locked (no delta from here on), taken, written, recreated
+        # times: begun, locked (no delta from here on), taken, recreated, written
         steps = [time.monotonic()]
         if self._writing():
             return  # a checkpoint is being written: a later publish rotates (deltas flow)
@@ -539,30 +537,22 @@ class Trainer:
                 return
             self._rotating = True  # no delta until the topic is new
             steps.append(time.monotonic())
-        try:
-            written = await self._off_loop(self.write_checkpoint, pending, False)
-            steps.append(time.monotonic())
-            if written is None:
-                self._deltas_offset, self._last_delta = kept  # nothing was published since
-                self._rotate_after = time.monotonic() + ROTATE_RETRY_S
-                return
-            published, self._delta_bytes = self._delta_bytes, 0
-            try:  # a stop meanwhile must not leave the topic deleted: shielded
-                await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
-                steps.append(time.monotonic())
-            except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
-                log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
-                return
-            finally:  # replicas see it once its offset 0 is the new topic's
-                self.checkpoints.make_newest(written)
+        published, self._delta_bytes = self._delta_bytes, 0
+        try:  # a stop meanwhile must not leave the topic deleted: shielded
+            await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
+        except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
+            log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
         finally:
             self._rotating = False
-        lock, take, write, recreate = (b - a for a, b in itertools.pairwise(steps))
+        steps.append(time.monotonic())
+        written = await self._off_loop(self.write_checkpoint, pending)
+        steps.append(time.monotonic())
+        lock, take, recreate, write = (b - a for a, b in itertools.pairwise(steps))
         log.info("deltas topic %s recreated empty after %.0f MB of deltas; no delta for "
-                 "%.2f s (checkpoint taken %.2f s and written %.2f s, topic recreated %.2f "
-                 "s), after %.2f s for the store's backlog and the lock", self.topics.deltas,
-                 published / 2**20, steps[-1] - steps[1], take, write, recreate,
-                 lock)  # fmt: skip
+                 "%.2f s (checkpoint taken %.2f s, topic recreated %.2f s), after %.2f s for "
+                 "the store's backlog and the lock; checkpoint %s in %.2f s after that",
+                 self.topics.deltas, published / 2**20, take + recreate, take, recreate,
+                 lock, "written" if written else "postponed", write)  # fmt: skip
         self.metrics.inc(WORKER, "deltas_rotations_total", 1,
                          "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 
@@ -710,11 +700,11 @@ class Trainer:
                                         self.tracker.seq, self._fingerprints,
                                         self._last_delta)  # fmt: skip
 
-    def write_checkpoint(self, pending: PendingCheckpoint, newest: bool = True) -> Path | None:
+    def write_checkpoint(self, pending: PendingCheckpoint) -> Path | None:
         """Write and register a checkpoint taken by :meth:`take_checkpoint` (None:
-        postponed, the registry is down); ``newest`` False: see :meth:`rotate_deltas`."""
+        postponed, the registry is down)."""
         try:
-            path = pending.write(newest)
+            path = pending.write()
         except StoreError as exc:  # the registry (the feature store) is down
             log.error("checkpoint postponed: %s", exc)
             self._postpone_checkpoint()

@@ -419,13 +419,13 @@ async def freshness(dep: Deployment, args: argparse.Namespace, res: Results) -> 
 
 
 async def _fresh_items(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
-    waits = []
+    waits, sent = [], []
     stages: dict[str, list[float]] = {"trainer": [], "recommender": []}
     async with Client(dep.bootstrap, settings=_settings(args.prefix)) as client:
         for k in range(args.fresh_items):
             item = f"fresh{k}"
             before = {role: _items_of(dep, role) for role in stages}
-            t0 = time.perf_counter()
+            t0, sent_at = time.perf_counter(), time.time()
             await client.add_item(item, ["cat=0", f"brand=fresh{k}"], {"category": "0"})
             watch = asyncio.create_task(_arrivals(dep, before, t0, stages))
             while True:
@@ -437,6 +437,7 @@ async def _fresh_items(dep: Deployment, args: argparse.Namespace, res: Results) 
                     break
                 await asyncio.sleep(0.01)
             waits.append(time.perf_counter() - t0)
+            sent.append(sent_at)
             await watch
     ms = np.array(waits) * 1000
     res.add(
@@ -444,11 +445,19 @@ async def _fresh_items(dep: Deployment, args: argparse.Namespace, res: Results) 
         f"p50 {np.percentile(ms, 50):.0f}, p99 {np.percentile(ms, 99):.0f}",
         "p99 <= 1,000",
     )
+    slowest = np.argsort(-ms)[:3]  # to set beside the trainer's log (rotations, at -v)
+    res.add("  the slowest three, ms (onboarded at, as the logs print time)",
+            ", ".join(f"{ms[i]:.0f} ({_clock(sent[i])})" for i in slowest))  # fmt: skip
     for role, seen in stages.items():  # where the time went: each process's model has it
         if seen:
             s_ms = np.array(seen) * 1000
             res.add(f"  new item in the {role}'s model after, ms",
                     f"p50 {np.percentile(s_ms, 50):.0f}, p99 {np.percentile(s_ms, 99):.0f}")  # fmt: skip
+
+
+def _clock(t: float) -> str:
+    """A wall-clock time as the logs print it (local time, to the millisecond)."""
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
 def _index(dep: Deployment, role: str) -> dict[str, Any]:

@@ -116,8 +116,21 @@ def save(
     return snapshot(model, extra).write(path)
 
 
+#: Entries of a large dict encoded per ``json.dumps`` call by :func:`_json_bytes`.
+JSON_SLICE = 4096
+
+
 def _json_bytes(value: Any) -> np.ndarray:
-    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+    """``json.dumps(value)``, UTF-8, as bytes.  A large dict (the item attributes: 0.19 s
+    at 100,000 items) is encoded :data:`JSON_SLICE` entries per call, joined into the
+    same text: one call holds the GIL throughout, and a checkpoint is written in a
+    thread beside the trainer's event loop."""
+    if not isinstance(value, dict) or len(value) <= JSON_SLICE:
+        return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+    entries = list(value.items())
+    parts = [json.dumps(dict(entries[k : k + JSON_SLICE]))[1:-1]
+             for k in range(0, len(entries), JSON_SLICE)]  # fmt: skip
+    return np.frombuffer(("{" + ", ".join(parts) + "}").encode(), dtype=np.uint8)
 
 
 def read_header(path: str | os.PathLike[str], *, with_members: bool = False) -> dict[str, Any]:

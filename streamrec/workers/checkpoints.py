@@ -223,9 +223,10 @@ class Checkpoints:
                     return restored
         return None
 
-    def latest(self) -> Restored | None:
-        """Replica bootstrap: the newest checkpoint the trainer pointed :attr:`path` at."""
-        return self.read(self.path) if self.path.exists() else None
+    def latest(self, attributes: bool = True) -> Restored | None:
+        """Replica bootstrap: the newest checkpoint the trainer pointed :attr:`path` at
+        (``attributes`` False: without the item attributes, left unparsed)."""
+        return self.read(self.path, attributes) if self.path.exists() else None
 
     def stamp(self) -> tuple[int, int] | None:
         """What changes when the trainer points :attr:`path` at a new checkpoint (inode and
@@ -251,11 +252,12 @@ class Checkpoints:
         offset = int(deltas.get(self.deltas_topic, 0)) if isinstance(deltas, dict) else 0
         return str(extra.get("epoch", "")), int(extra.get("next_seq", 0)), offset
 
-    def read(self, path: Path) -> Restored | None:
-        """One checkpoint file, or None (logged) when it cannot be read."""
+    def read(self, path: Path, attributes: bool = True) -> Restored | None:
+        """One checkpoint file, or None (logged) when it cannot be read (``attributes``
+        False: without the item attributes, a member parsed only when asked for)."""
         try:
             model = load(path)
-            extra = read_header(path, with_members=True).get("extra", {})
+            extra = read_header(path, with_members=attributes).get("extra", {})
         except StreamrecError as exc:
             log.error("ignoring checkpoint %s: %s", path, exc)
             return None

@@ -79,3 +79,16 @@ def test_each_checkpoint_written_becomes_the_newest(
         listed = store.latest_checkpoint()
         assert second != first and listed is not None
         assert Path(listed.path) == second.resolve() == checkpoints.path.resolve()
+
+
+def test_a_replica_reads_the_attributes_only_when_it_asks(tmp_path: Path) -> None:
+    """A replica whose attributes come from the store leaves their member unparsed."""
+    settings = Settings.load({"data_dir": tmp_path, "model": ModelConfig(dim=4)}, environ={})
+    checkpoints = Checkpoints(settings, "deltas")
+    model = HybridModel(settings.model)
+    model.add_item("i1")
+    attributes = {"i1": {"attributes": {"category": "c"}, "created": 1.0}}
+    checkpoints.prepare(model, {}, 0, lambda: attributes, epoch="e", next_seq=1).write()
+    full, bare = checkpoints.latest(), checkpoints.latest(attributes=False)
+    assert full is not None and full.attributes == attributes
+    assert bare is not None and bare.attributes == {} and bare.model.n_items == 1

@@ -162,10 +162,10 @@ async def test_a_resync_reads_the_checkpoint_off_the_serving_loop(tmp_path: Path
     reads: list[bool] = []  # whether each full read ran on the loop's thread
     read = follower.checkpoints.latest
 
-    def slow_read() -> Any:
+    def slow_read(attributes: bool = True) -> Any:
         reads.append(threading.current_thread() is threading.main_thread())
         time.sleep(0.3)
-        return read()
+        return read(attributes)
 
     follower.checkpoints.latest = slow_read  # type: ignore[method-assign]
     for _ in range(3):  # a gap; the checkpoint is not ahead of the replica: wait

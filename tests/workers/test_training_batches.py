@@ -322,3 +322,39 @@ async def test_a_checkpoint_write_in_flight_holds_no_lock_and_no_rotation() -> N
     writing.set_result(None)
     await task
     assert taken == [True]  # then taken under the lock
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_new_item_is_learned_ahead_of_a_backlog_of_clicks(
+    bootstrap: str, settings_factory: Any
+) -> None:
+    """Behind 20,000 clicks already fetched, a new item is onboarded by one of the next
+    batches, not after every click before it (aiokafka hands out a partition's fetched
+    records before those of a fetch that came back later), on either broker.  Each
+    batch of 200 takes 5 ms here, as learning would: aiokafka fetches the entities'
+    partition once the clicks have been buffered for 100 ms."""
+    from streamrec.stream.broker import ensure_topics
+    from streamrec.stream.client import Client
+    from streamrec.stream.topics import Topics
+
+    settings = settings_factory(batch_max=200, checkpoint_interval_s=0)
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(bootstrap, topics.partitions(1))
+    trainer = Trainer(settings, bootstrap)
+    async with Client(bootstrap, settings=settings) as client:
+        await client.add_user("u0", ["f=u"])
+        await client.add_item("i0", ["f=i"])
+        await client.track_many([("u0", "i0")] * 20_000, wait=True)
+        await trainer.open()
+        try:
+            clicks = (topics.interactions, 0)
+            while trainer.state.applied.get(clicks, 0) < 1_000:  # the clicks' fetch is in
+                await trainer.poll_once()
+            await client.add_item("fresh", ["f=fresh"])
+            while not trainer.state.model.has_item("fresh"):
+                await trainer.poll_once()
+                await asyncio.sleep(0.005)
+            assert trainer.state.applied[clicks] < 15_000, "it waited behind the clicks"
+        finally:
+            await trainer.stop()

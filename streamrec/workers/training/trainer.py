@@ -119,6 +119,7 @@ class Trainer:
         self._last_publish = 0.0  # monotonic time of the last delta publish
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
+        self._entity_tps: list[Any] = []  # fetched first (:meth:`_fetch`)
         self._rotate_after = 0.0  # monotonic time before which no rotation is tried
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
@@ -158,6 +159,7 @@ class Trainer:
             parts = await partitions(self._producer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
+        self._entity_tps = [tp for tp in tps if tp.topic == self.topics.entities]
         await self._resume(tps, start_offsets)
         self.running = True
 
@@ -336,7 +338,7 @@ class Trainer:
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
             try:
-                batch = await self._consumer.getmany(timeout_ms=wait, max_records=s.batch_max)
+                batch = await self._fetch(wait)
             except OffsetOutOfRangeError as exc:  # past the end of a recreated topic's log
                 for tp, offset in exc.args[0].items():
                     await self._rewind(tp, f"offset {offset} is past the log end")
@@ -406,6 +408,23 @@ class Trainer:
         await self._write_done()
         self._saving = asyncio.ensure_future(asyncio.to_thread(step, *args))
         return await asyncio.shield(self._saving)
+
+    async def _fetch(self, wait: int) -> dict[Any, list[Any]]:
+        """Up to ``batch_max`` fetched records, the entities' first.
+
+        aiokafka hands out what it fetched partition by partition, in the order the
+        fetches came back: behind a backlog of clicks (a fetch holds up to 4 MB, tens of
+        thousands of them), a new item fetched later waited for every batch of them
+        before it.  Taking the entities' records first onboards it with the next batch.
+        """
+        limit = self.settings.batch_max
+        batch = await self._consumer.getmany(*self._entity_tps, timeout_ms=0, max_records=limit)
+        left = limit - sum(len(recs) for recs in batch.values())
+        if left > 0:
+            rest = await self._consumer.getmany(timeout_ms=0 if batch else wait, max_records=left)
+            for tp, recs in rest.items():
+                batch[tp] = batch.get(tp, []) + recs
+        return batch
 
     def _holding(self) -> bool:
         return any(self._held.values())

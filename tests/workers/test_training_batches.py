@@ -358,3 +358,32 @@ async def test_a_new_item_is_learned_ahead_of_a_backlog_of_clicks(
             assert trainer.state.applied[clicks] < 15_000, "it waited behind the clicks"
         finally:
             await trainer.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_fetch_error_after_the_entities_records_waits_for_the_next_fetch() -> None:
+    """The entities' records drained before the clicks' fetch fails are returned, and
+    the failure is raised by the next fetch (as aiokafka does within one call)."""
+    from aiokafka import TopicPartition
+    from aiokafka.errors import OffsetOutOfRangeError
+
+    trainer = Trainer(Settings.load({"batch_max": 10}, environ={}), "127.0.0.1:1")
+    entities = TopicPartition("t.entities", 0)
+    calls: list[tuple[Any, ...]] = []
+
+    async def getmany(*tps: Any, timeout_ms: int = 0, max_records: int = 0) -> Any:
+        calls.append((tps, max_records))
+        if tps:
+            return {entities: ["new-item"]}
+        raise OffsetOutOfRangeError({"t.interactions": 5})
+
+    trainer._consumer = SimpleNamespace(getmany=getmany)
+    trainer._entity_tps = [entities]
+    assert await trainer._fetch(20) == {entities: ["new-item"]}
+    assert calls == [((entities,), 10), ((), 9)]
+    with pytest.raises(OffsetOutOfRangeError):
+        await trainer._fetch(20)
+    assert len(calls) == 2  # raised before fetching again
+    with pytest.raises(OffsetOutOfRangeError):  # with nothing drained, at once
+        trainer._entity_tps = []
+        await trainer._fetch(20)

@@ -120,6 +120,7 @@ class Trainer:
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
         self._entity_tps: list[Any] = []  # fetched first (:meth:`_fetch`)
+        self._fetch_error: Exception | None = None  # raised by the next :meth:`_fetch`
         self._rotate_after = 0.0  # monotonic time before which no rotation is tried
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
@@ -417,11 +418,23 @@ class Trainer:
         thousands of them), a new item fetched later waited for every batch of them
         before it.  Taking the entities' records first onboards it with the next batch.
         """
+        if self._fetch_error is not None:  # kept by the last call, which had records
+            error, self._fetch_error = self._fetch_error, None
+            raise error
         limit = self.settings.batch_max
         batch = await self._consumer.getmany(*self._entity_tps, timeout_ms=0, max_records=limit)
         left = limit - sum(len(recs) for recs in batch.values())
         if left > 0:
-            rest = await self._consumer.getmany(timeout_ms=0 if batch else wait, max_records=left)
+            try:
+                rest = await self._consumer.getmany(timeout_ms=0 if batch else wait,
+                                                    max_records=left)  # fmt: skip
+            except Exception as exc:
+                if not batch:
+                    raise
+                # the entities' records were drained: learn them first, and raise this
+                # at the next fetch (what aiokafka does within one call)
+                self._fetch_error = exc
+                return batch
             for tp, recs in rest.items():
                 batch[tp] = batch.get(tp, []) + recs
         return batch

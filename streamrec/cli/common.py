@@ -58,14 +58,25 @@ def open_store(settings: Settings) -> Iterator[FeatureStore]:
         yield store
 
 
+#: Log lines: time, level, logger, message; a worker process adds its roles (:func:`label_logs`).
+LOG_FORMAT = "%(asctime)s %(levelname)s {label}%(name)s: %(message)s"
+
+
 def load_settings(values: dict[str, Any], **extra: Any) -> Settings:
     keys = ("data_dir", "partitions", "topic_prefix", "bootstrap", "database_url")
     overrides = {k: values.pop(k, None) for k in keys}
     overrides.update({k: v for k, v in extra.items() if v is not None})
     level = {0: logging.WARNING, 1: logging.INFO}.get(values.pop("verbose", 0), logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT.format(label=""))
     logging.getLogger("aiokafka").setLevel(max(level, logging.ERROR))
     return Settings.load(overrides)
+
+
+def label_logs(label: str) -> None:
+    """Name this process's roles in each of its log lines (``streamrec up`` writes the
+    lines of all its processes to one file)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT.format(label=f"[{label}] ")))
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:

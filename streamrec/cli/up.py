@@ -9,7 +9,14 @@ from typing import Any
 import click
 from rich.console import Console
 
-from streamrec.cli.common import database_option, load_settings, open_store, run, stream_options
+from streamrec.cli.common import (
+    database_option,
+    label_logs,
+    load_settings,
+    open_store,
+    run,
+    stream_options,
+)
 from streamrec.cli.options import model_config, model_options, read_toml
 from streamrec.cli.supervisor import (
     PROCESSES,
@@ -68,6 +75,7 @@ def up(web_port: int | None, fresh: bool, single_process: bool, **values: Any) -
     options = command_line_options(click.get_current_context(), skip=("fresh", "web_port",
                                                                       "single_process"))  # fmt: skip
     settings = _settings(values, web_port)
+    label_logs("up")
     console = Console()
 
     async def main(stop: asyncio.Event) -> None:
@@ -171,6 +179,7 @@ def worker(roles: tuple[str, ...], web_port: int | None, fresh: bool, **values: 
     settings = _settings(values, web_port)
     console = Console()
     label = "+".join(roles)
+    label_logs(label)
 
     async def main(stop: asyncio.Event) -> None:
         from streamrec.stream.broker import check_reachable, ensure_topics

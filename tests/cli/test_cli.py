@@ -48,3 +48,20 @@ def test_workers_take_the_feature_store_url(runner: CliRunner, args: list[str]) 
 def test_workers_take_the_runtime(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(cli, [*args, "--help"])
     assert "--runtime [faust|asyncio]" in result.output and "STREAMREC_RUNTIME" in result.output
+
+
+def test_a_worker_process_names_its_roles_in_each_log_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``streamrec up`` writes every process's lines to one file: each says whose."""
+    import io
+    import logging
+
+    from streamrec.cli.common import label_logs
+
+    handler = logging.StreamHandler(io.StringIO())
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    label_logs("trainer+indexer")
+    logging.getLogger("streamrec.test").warning("rotated")
+    line = handler.stream.getvalue()
+    assert line.endswith(" WARNING [trainer+indexer] streamrec.test: rotated\n"), line

@@ -387,3 +387,32 @@ async def test_a_fetch_error_after_the_entities_records_waits_for_the_next_fetch
     with pytest.raises(OffsetOutOfRangeError):  # with nothing drained, at once
         trainer._entity_tps = []
         await trainer._fetch(20)
+
+
+@pytest.mark.asyncio
+async def test_a_rotation_whose_topic_cannot_be_recreated_still_writes_its_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checkpoint's deltas offset 0 holds for the old topic too (replicas skip the
+    deltas before its seq): it is written, the deltas flow again, and no rotation is
+    counted."""
+    from streamrec.errors import TopicError
+    from streamrec.workers.training import trainer as trainer_module
+
+    async def refuse(bootstrap: str, name: str) -> None:
+        raise TopicError("the broker said no")
+
+    monkeypatch.setattr(trainer_module, "recreate_topic", refuse)
+    trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
+
+    async def publish() -> None:
+        pass
+
+    written: list[Any] = []
+    trainer._publish_deltas = publish  # type: ignore[method-assign]
+    trainer.take_checkpoint = lambda wait=0.0: "pending"  # type: ignore[method-assign, assignment]
+    trainer.write_checkpoint = lambda pending: written.append(pending)  # type: ignore[method-assign, assignment, func-returns-value]
+    trainer._delta_bytes = 2**20 + 1
+    await trainer.rotate_deltas()
+    assert written == ["pending"] and not trainer._rotating and trainer._delta_bytes == 0
+    assert trainer.metrics.get("trainer", "deltas_rotations_total") == 0

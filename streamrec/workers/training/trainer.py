@@ -570,15 +570,19 @@ class Trainer:
             self._rotating = True  # no delta until the topic is new
             steps.append(time.monotonic())
         published, self._delta_bytes = self._delta_bytes, 0
+        rotated = True
         try:  # a stop meanwhile must not leave the topic deleted: shielded
             await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
         except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
             log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
+            rotated = False
         finally:
             self._rotating = False
         steps.append(time.monotonic())
         written = await self._off_loop(self.write_checkpoint, pending)
         steps.append(time.monotonic())
+        if not rotated:
+            return
         lock, take, recreate, write = (b - a for a, b in itertools.pairwise(steps))
         log.info("deltas topic %s recreated empty after %.0f MB of deltas; no delta for "
                  "%.2f s (checkpoint taken %.2f s, topic recreated %.2f s), after %.2f s for "

@@ -416,3 +416,35 @@ async def test_a_rotation_whose_topic_cannot_be_recreated_still_writes_its_check
     await trainer.rotate_deltas()
     assert written == ["pending"] and not trainer._rotating and trainer._delta_bytes == 0
     assert trainer.metrics.get("trainer", "deltas_rotations_total") == 0
+
+
+@pytest.mark.asyncio
+async def test_new_entities_learned_too_soon_after_a_publish_are_published_later() -> None:
+    """A batch that onboards entities within ``EARLY_PUBLISH_GAP_S`` of the last publish
+    (or while one waits) does not wait for the delta tick: a later fetch publishes them,
+    unless a publish has taken them meanwhile."""
+    import time
+
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1")
+    trainer._producer = object()
+    builds: list[int] = []  # change sets taken
+    trainer.tracker = SimpleNamespace(  # type: ignore[assignment]
+        dirty=True, build=lambda offsets: builds.append(1) or []
+    )
+    trainer._last_publish = time.monotonic()
+    trainer._publish_onboarded(True)  # too soon after the last publish
+    await asyncio.sleep(0)
+    assert builds == [] and trainer._onboard_pending
+    trainer._last_publish -= 1.0
+    await trainer._lock.acquire()  # a batch being learned
+    trainer._publish_onboarded(False)  # a later fetch: a publish starts, waits for the lock
+    trainer._publish_onboarded(True)  # more entities meanwhile: that publish will take them
+    await asyncio.sleep(0)
+    assert builds == [] and trainer._onboard_pending
+    trainer._lock.release()
+    await trainer._side["deltas"]
+    assert builds == [1] and not trainer._onboard_pending
+    trainer._last_publish -= 1.0
+    trainer._publish_onboarded(False)  # nothing left to publish
+    await asyncio.sleep(0)
+    assert builds == [1] and trainer._side["deltas"].done()

@@ -117,6 +117,7 @@ class Trainer:
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
+        self._onboard_pending = False  # new entities learned, their publish not started
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
         self._entity_tps: list[Any] = []  # fetched first (:meth:`_fetch`)
@@ -358,10 +359,17 @@ class Trainer:
             self._rejected += self.core.sink.flush()
             if self._rejected:
                 await self._dead_letter_rejected()
+        self._publish_onboarded(onboarded)
+
+    def _publish_onboarded(self, onboarded: bool) -> None:
+        """New users and items reach the replicas now, not at the next delta tick: a
+        publish starts once :data:`EARLY_PUBLISH_GAP_S` has passed since the last one and
+        none is running; until a publish has taken them (every change set holds all that
+        was learned before it), the next fetches ask again."""
+        self._onboard_pending = self._onboard_pending or onboarded
         early = self._last_publish + EARLY_PUBLISH_GAP_S
-        if onboarded and self._producer is not None and time.monotonic() >= early:
-            # new users and items reach the replicas now, not at the next delta tick
-            self._beside("deltas", self.publish_deltas)
+        if self._onboard_pending and self._producer is not None and time.monotonic() >= early:
+            self._beside("deltas", self.publish_deltas)  # (it clears the flag as it sends)
 
     async def checkpoint_now(self) -> None:
         """A checkpoint off the event loop: under the lock (the model does not move), wait
@@ -522,7 +530,10 @@ class Trainer:
         the producer keeps their order).
         """
         async with self._lock:
-            if not self.tracker.dirty or self._rotating:
+            if not self.tracker.dirty:
+                self._onboard_pending = False  # sent by another publish meanwhile
+                return
+            if self._rotating:
                 return
             sent = await self._send_deltas()
         await self._confirm_deltas(sent, locked=False)
@@ -613,6 +624,7 @@ class Trainer:
     async def _send_deltas(self) -> list[tuple[Any, Delta]]:
         """Take the change set and hand its messages to the producer (under the lock)."""
         self._last_publish = time.monotonic()
+        self._onboard_pending = False  # every entity learned so far is in this change set
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
         try:

@@ -402,7 +402,7 @@ async def test_a_rotation_whose_topic_cannot_be_recreated_still_writes_its_check
     async def refuse(bootstrap: str, name: str) -> None:
         raise TopicError("the broker said no")
 
-    monkeypatch.setattr(trainer_module, "recreate_topic", refuse)
+    monkeypatch.setattr(trainer_module, "recreate_topic_in_thread", refuse)
     trainer = Trainer(Settings.load({"deltas_rotate_mb": 1}, environ={}), "127.0.0.1:1")
 
     async def publish() -> None:

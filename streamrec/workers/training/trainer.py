@@ -35,7 +35,7 @@ from typing import Any
 from streamrec.errors import StoreError, TopicError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
-from streamrec.stream.broker import recreate_topic
+from streamrec.stream.broker import recreate_topic_in_thread
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.kafka_clients import fingerprint, probe
@@ -583,7 +583,9 @@ class Trainer:
         published, self._delta_bytes = self._delta_bytes, 0
         rotated = True
         try:  # a stop meanwhile must not leave the topic deleted: shielded
-            await asyncio.shield(recreate_topic(self.bootstrap, self.topics.deltas))
+            # off this loop: learning holds it for a batch at a time, which each of the
+            # admin clients' round trips would wait for (seconds behind a backlog)
+            await asyncio.shield(recreate_topic_in_thread(self.bootstrap, self.topics.deltas))
         except TopicError as exc:  # the checkpoint's offset 0 still holds: replicas
             log.error("deltas topic not rotated: %s", exc)  # skip the older deltas
             rotated = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -56,12 +56,13 @@ class Vocabulary:
         (uint8), so one long name costs its own length, not that length times every name
         as a fixed-width unicode array did.  Names holding NUL (or empty) keep that older
         fixed-width form."""
-        if not self._names:
-            return np.zeros(0, dtype=np.uint8)
-        if any(not name or "\x00" in name for name in self._names):
-            return np.array(self._names, dtype=str)
-        joined = "\x00".join(self._names).encode("utf-8", "surrogatepass")
-        return np.frombuffer(joined, dtype=np.uint8).copy()
+        return _names_array(self._names)
+
+    def frozen(self) -> Callable[[], np.ndarray]:
+        """:meth:`to_array` as of now, encoded when called: a copy of the list of names
+        (pointers), so a checkpoint copies under its lock and encodes off it."""
+        names = self._names[:]
+        return lambda: _names_array(names)
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> Vocabulary:
@@ -71,3 +72,13 @@ class Vocabulary:
                 return cls()
             return cls(array.tobytes().decode("utf-8", "surrogatepass").split("\x00"))
         return cls(str(x) for x in array.tolist())
+
+
+def _names_array(names: list[str]) -> np.ndarray:
+    """:meth:`Vocabulary.to_array` of ``names``."""
+    if not names:
+        return np.zeros(0, dtype=np.uint8)
+    if any(not name or "\x00" in name for name in names):
+        return np.array(names, dtype=str)
+    joined = "\x00".join(names).encode("utf-8", "surrogatepass")
+    return np.frombuffer(joined, dtype=np.uint8).copy()

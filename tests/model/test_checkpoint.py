@@ -152,3 +152,23 @@ def test_checkpoint_holds_no_pickles(model: HybridModel, tmp_path: Path) -> None
             assert b"'descr': '|O'" not in head, f"{name} is an object array"
     with np.load(path, allow_pickle=False) as data:
         assert len(data.files) > 20
+
+
+def test_a_snapshot_written_later_holds_the_model_as_it_was_taken(
+    model: HybridModel, tmp_path: Path
+) -> None:
+    """The names and seen pairs are encoded by the write, from copies taken with the
+    snapshot: what the model learns or onboards in between is not in the file."""
+    before = tmp_path / "before.npz"
+    save(model, before)
+    taken = snapshot(model)
+    model.add_user("late-user", {"age=old": 1.0})
+    model.add_item("late-item", {"genre=new": 1.0})
+    model.learn(["u1", "late-user", "u2"], ["late-item", "i3", "i4"], ["click"] * 3)
+    later = taken.write(tmp_path / "later.npz")
+    with np.load(before) as a, np.load(later) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            if name != "header":
+                np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert "late-user" not in load(later).users.ids

@@ -135,22 +135,12 @@ async def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:
 
 async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[str]:
     """Create the missing topics (replication 1); returns the names created."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in partitions.items() if n not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            errors = [
-                (t[0], t[1]) for t in getattr(response, "topic_errors", ()) if t[1] not in (0, 36)
-            ]
-            if errors:
-                raise TopicError(f"cannot create topics: {errors} (topic, kafka error code)")
-            await _wait_for_leaders(admin, partitions)
-        return [t.name for t in missing]
+        return await _create_missing(admin, partitions, set(await admin.list_topics()))
     except TopicError:
         raise
     except Exception as exc:
@@ -162,11 +152,30 @@ async def ensure_topics(bootstrap: str, partitions: Mapping[str, int]) -> list[s
             await admin.close()
 
 
+async def _create_missing(
+    admin: Any, partitions: Mapping[str, int], existing: set[str]
+) -> list[str]:
+    """Create the topics of ``partitions`` not in ``existing`` and wait for their leaders."""
+    from aiokafka.admin import NewTopic
+
+    missing = [NewTopic(n, p, 1) for n, p in partitions.items() if n not in existing]
+    if missing:
+        response = await admin.create_topics(missing)
+        errors = [
+            (t[0], t[1]) for t in getattr(response, "topic_errors", ()) if t[1] not in (0, 36)
+        ]
+        if errors:
+            raise TopicError(f"cannot create topics: {errors} (topic, kafka error code)")
+        await _wait_for_leaders(admin, partitions)
+    return [t.name for t in missing]
+
+
 async def recreate_topic(
     bootstrap: str, name: str, partitions: int = 1, timeout: float = 30.0
 ) -> None:
     """Delete topic ``name`` and create it again, empty (its records are gone: the
-    embedded broker frees their memory)."""
+    embedded broker frees their memory).  One admin client does both: each of its round
+    trips counts when the caller's loop is busy (see :func:`recreate_topic_in_thread`)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -175,18 +184,18 @@ async def recreate_topic(
         if name in set(await admin.list_topics()):
             await admin.delete_topics([name])
         deadline = time.monotonic() + timeout
-        while name in set(await admin.list_topics()):  # Kafka deletes in the background
+        while name in (existing := set(await admin.list_topics())):  # Kafka deletes later
             if time.monotonic() > deadline:
                 raise TopicError(f"topic {name} still exists {timeout:.0f} s after deletion")
             await asyncio.sleep(0.1)
+        await _create_missing(admin, {name: partitions}, existing)
     except TopicError:
         raise
     except Exception as exc:
-        raise TopicError(f"cannot delete topic {name} on {bootstrap}: {exc!r}") from exc
+        raise TopicError(f"cannot recreate topic {name} on {bootstrap}: {exc!r}") from exc
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
-    await ensure_topics(bootstrap, {name: partitions})
 
 
 async def recreate_topic_in_thread(

@@ -448,3 +448,47 @@ async def test_new_entities_learned_too_soon_after_a_publish_are_published_later
     trainer._publish_onboarded(False)  # nothing left to publish
     await asyncio.sleep(0)
     assert builds == [1] and trainer._side["deltas"].done()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_publishes_its_new_item_before_learning_the_clicks_behind_it() -> None:
+    """Behind a backlog a batch holds thousands of clicks: one with a new item ahead of
+    at least ``ENTITIES_FIRST_MIN`` of them sends the deltas (the item in them) before
+    learning those, then learns them; one with fewer learns them first, as before."""
+    from aiokafka.structs import TopicPartition
+
+    from streamrec.workers.training.trainer import ENTITIES_FIRST_MIN
+
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1",
+                      state=ModelState(HybridModel(CONFIG)))  # fmt: skip
+    topics = trainer.topics
+    sends: list[tuple[int, bool]] = []  # (events learned, item known) at each send
+
+    class Producer:
+        async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+            model = trainer.state.model
+            sends.append((model.n_events, model.has_item("fresh")))
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(SimpleNamespace(offset=len(sends)))
+            return done
+
+    trainer._producer = Producer()
+
+    def batch(item: str, clicks: int, start: int) -> dict[Any, list[Any]]:
+        def rec(offset: int, value: bytes) -> Any:
+            return SimpleNamespace(offset=offset, key=b"k", value=value, timestamp=1_000)
+
+        entity = encode(NewItem(item=item, features=["f=x"], ts=1.0))
+        click = [encode(Interaction(user=f"u{k % 7}", item="i0", ts=2.0)) for k in range(clicks)]
+        return {TopicPartition(topics.entities, 0): [rec(start, entity)],
+                TopicPartition(topics.interactions, 0):
+                    [rec(start + k, v) for k, v in enumerate(click)]}  # fmt: skip
+
+    await trainer._process(batch("fresh", ENTITIES_FIRST_MIN, 0))
+    await asyncio.gather(*trainer._confirming)
+    assert sends == [(0, True)], "the item went out before the clicks were learned"
+    assert trainer.state.model.n_events == ENTITIES_FIRST_MIN
+    sends.clear()
+    trainer._last_publish -= 1.0
+    await trainer._process(batch("later", ENTITIES_FIRST_MIN - 1, 10_000))
+    assert sends == [] and trainer.state.model.has_item("later")

@@ -36,12 +36,12 @@ from streamrec.errors import StoreError, TopicError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.broker import recreate_topic_in_thread
-from streamrec.stream.codec import encode_binary
+from streamrec.stream.codec import Rejected, encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.kafka_clients import fingerprint, probe
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
-from streamrec.stream.schemas import DeadLetter, Delta, Watermark
+from streamrec.stream.schemas import DeadLetter, Delta, Interaction, Watermark
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
 from streamrec.workers.checkpoints import (
@@ -71,6 +71,9 @@ STORE_WAIT_S = 5.0
 #: publish was less than this long ago (seconds): during a bulk onboarding, each publish
 #: re-sends the shared feature rows its new entities touched.
 EARLY_PUBLISH_GAP_S = 0.05
+#: A batch publishes the deltas right after its last user or item event when at least
+#: this many interactions follow it (learned after the publish).
+ENTITIES_FIRST_MIN = 500
 #: Seconds before a deltas-topic rotation that could not write its checkpoint is tried
 #: again (each attempt waits for the feature store).
 ROTATE_RETRY_S = 10.0
@@ -118,6 +121,8 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
         self._onboard_pending = False  # new entities learned, their publish not started
+        self._confirming: set[asyncio.Task[None]] = set()  # deltas sent inside a batch
+        self._sent_entities = (-1, -1)  # (users, items) when a change set was last taken
         self._delta_bytes = 0  # published on the deltas topic since it was (re)created
         self._rotating = False  # the deltas topic is being recreated: no publish
         self._entity_tps: list[Any] = []  # fetched first (:meth:`_fetch`)
@@ -277,8 +282,9 @@ class Trainer:
     async def stop(self) -> None:
         self.running = False
         await cancel(self._task)
-        if self._side:  # let a publish or a checkpoint under way finish
-            await asyncio.wait(list(self._side.values()))
+        waiting = [*self._side.values(), *self._confirming]
+        if waiting:  # let a publish or a checkpoint under way finish
+            await asyncio.wait(waiting)
         with logged(log, "publishing the last deltas"):
             if self._producer is not None:
                 await self.publish_deltas()
@@ -354,7 +360,8 @@ class Trainer:
             entities = (model.n_users, model.n_items)
             if batch or self._holding():
                 await self._process(batch)
-            onboarded = (model.n_users, model.n_items) != entities
+            # (users and items a publish inside the batch took are not news)
+            onboarded = (model.n_users, model.n_items) not in (entities, self._sent_entities)
             # once per batch: the sink writes it (in the background); collect rejections
             self._rejected += self.core.sink.flush()
             if self._rejected:
@@ -496,17 +503,18 @@ class Trainer:
         return out
 
     async def _process(self, batch: dict[Any, list[Any]]) -> None:
+        """Learn a fetched batch.  When it onboards or re-features users or items ahead
+        of many interactions, the deltas go out once those are applied, then the
+        interactions after them are learned (:meth:`_entities_cut`)."""
         t0 = time.perf_counter()
         records = self._arrange(batch)
         if not records:
             return
-        dead = self.core.apply(records)
-        last: dict[tuple[str, int], Record] = {}
-        for d in records:
-            last[(d.record.topic, d.record.partition)] = d.record
-        for key, r in last.items():
-            self._fingerprints[key] = fingerprint(r.key, r.value, r.timestamp_ms)
-        self.state.advance({key: r.offset + 1 for key, r in last.items()})
+        cut = self._entities_cut(records)
+        dead = self._apply(records[:cut]) if cut else []
+        if cut:
+            self._beside_confirm(await self._send_deltas())
+        dead += self._apply(records[cut:])
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")
         m.inc(WORKER, "trainer_batches_total", 1, "batches learned")
@@ -520,6 +528,46 @@ class Trainer:
         if dead:
             self._dead += dead
             await self._send_dead_letters()
+
+    def _apply(self, records: list[Decoded]) -> list[DeadLetter]:
+        """Apply ``records`` (in order) and advance the applied offsets past them."""
+        if not records:
+            return []
+        dead = self.core.apply(records)
+        last: dict[tuple[str, int], Record] = {}
+        for d in records:
+            last[(d.record.topic, d.record.partition)] = d.record
+        for key, r in last.items():
+            self._fingerprints[key] = fingerprint(r.key, r.value, r.timestamp_ms)
+        self.state.advance({key: r.offset + 1 for key, r in last.items()})
+        return dead
+
+    def _entities_cut(self, records: list[Decoded]) -> int:
+        """Where to publish inside the batch: after its last user or item event, when at
+        least :data:`ENTITIES_FIRST_MIN` interactions follow it and a publish may go now
+        (0: learn the batch whole).  Behind a backlog (a rotation's pause, a burst) a
+        batch holds thousands of clicks: hundreds of milliseconds of learning."""
+        if self._producer is None or self._rotating:
+            return 0
+        if time.monotonic() < self._last_publish + EARLY_PUBLISH_GAP_S:
+            return 0
+        for k in range(len(records) - 1, -1, -1):
+            if not isinstance(records[k].message, Interaction | Rejected):
+                return k + 1 if len(records) - (k + 1) >= ENTITIES_FIRST_MIN else 0
+        return 0
+
+    def _beside_confirm(self, sent: list[tuple[Any, Delta]]) -> None:
+        """Await the acknowledgements of deltas sent under the lock, beside the loop."""
+
+        async def confirm() -> None:
+            try:
+                await self._confirm_deltas(sent, locked=False)
+            except Exception:
+                log.exception("trainer deltas failed; the checkpoint written holds them")
+
+        task = asyncio.create_task(confirm(), name="trainer deltas confirm")
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
     async def publish_deltas(self) -> None:
         """Publish the coalesced deltas of everything learned since the last call (if any).
@@ -627,6 +675,7 @@ class Trainer:
         """Take the change set and hand its messages to the producer (under the lock)."""
         self._last_publish = time.monotonic()
         self._onboard_pending = False  # every entity learned so far is in this change set
+        self._sent_entities = (self.state.model.n_users, self.state.model.n_items)
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
         messages = self.tracker.build(offsets)
         try:

@@ -492,3 +492,22 @@ async def test_a_batch_publishes_its_new_item_before_learning_the_clicks_behind_
     trainer._last_publish -= 1.0
     await trainer._process(batch("later", ENTITIES_FIRST_MIN - 1, 10_000))
     assert sends == [] and trainer.state.model.has_item("later")
+
+    # a failed send (the trainer writes a checkpoint that holds the change set) loses
+    # none of the batch: its clicks are learned after it
+    async def refuse(topic: str, value: bytes, key: bytes) -> None:
+        raise ConnectionError("the broker went away")
+
+    failures: list[bool] = []
+
+    async def delta_failed(locked: bool) -> None:
+        failures.append(locked)
+
+    trainer._producer.send = refuse  # type: ignore[method-assign]
+    trainer._delta_failed = delta_failed  # type: ignore[method-assign]
+    trainer._last_publish -= 1.0
+    learned = trainer.state.model.n_events
+    await trainer._process(batch("third", ENTITIES_FIRST_MIN, 20_000))
+    assert failures == [True] and trainer.state.model.has_item("third")
+    assert trainer.state.model.n_events == learned + ENTITIES_FIRST_MIN
+    assert trainer.state.applied[(topics.interactions, 0)] == 20_000 + ENTITIES_FIRST_MIN

@@ -513,7 +513,10 @@ class Trainer:
         cut = self._entities_cut(records)
         dead = self._apply(records[:cut]) if cut else []
         if cut:
-            self._beside_confirm(await self._send_deltas())
+            try:
+                self._beside_confirm(await self._send_deltas())
+            except Exception:  # the rest of the batch is learned all the same
+                log.exception("trainer deltas failed; the checkpoint written holds them")
         dead += self._apply(records[cut:])
         m = self.metrics
         m.inc(WORKER, "trainer_records_total", len(records), "records consumed by the trainer")

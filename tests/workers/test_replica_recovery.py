@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -533,3 +534,43 @@ async def test_a_replica_whose_old_position_is_the_new_topics_end_reads_from_the
             assert await follower._consumer.position(follower._tp) == 0
             follower._task = asyncio.create_task(follower._run())
             assert await _replica_catches_up(trainer, replica, 20) == []
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_of_deltas_gives_the_serving_loop_a_turn_per_fetch(
+    tmp_path: Path,
+) -> None:
+    """Fetched deltas come back at once, without suspending: the follower still lets the
+    requests beside it on the loop run between its fetches."""
+    world = make_world(n_users=10, items_per_cluster=5, events_per_user=4)
+    trainer = HybridModel(ModelConfig(dim=16))
+    tracker = DeltaTracker(trainer, epoch="A")
+    backlog = []
+    for k in range(0, 40, 4):
+        _learn(trainer, world, world.events[k : k + 4])
+        backlog += _messages(tracker)
+    follower = DeltaFollower(_settings(tmp_path), "unused:9092")
+    follower.epoch = "A"
+    follower.state.model = HybridModel(ModelConfig(dim=16))
+
+    class Fetched:
+        async def getmany(self, timeout_ms: int = 0) -> dict[str, list[Any]]:
+            offset = len(backlog) - len(pending)
+            return {"deltas": [SimpleNamespace(value=pending.pop(0), offset=offset)]}
+
+    pending = list(backlog)
+    follower._consumer = Fetched()
+    turns = 0
+
+    async def requests() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(requests())
+    while pending:
+        await follower.poll_once()
+    task.cancel()
+    assert follower.state.model.n_events == 40
+    assert turns >= len(backlog)

@@ -511,3 +511,31 @@ async def test_a_batch_publishes_its_new_item_before_learning_the_clicks_behind_
     assert failures == [True] and trainer.state.model.has_item("third")
     assert trainer.state.model.n_events == learned + ENTITIES_FIRST_MIN
     assert trainer.state.applied[(topics.interactions, 0)] == 20_000 + ENTITIES_FIRST_MIN
+
+
+@pytest.mark.asyncio
+async def test_each_fetch_gives_the_event_loop_a_turn() -> None:
+    """Behind a backlog every fetch returns at once without suspending: the trainer's
+    loop still lets the tasks beside it run (publishes, a rotation's steps, timers)."""
+
+    class Backlog:
+        async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                          max_records: int | None = None) -> dict[Any, list[Any]]:  # fmt: skip
+            return {}  # at once, as fetched records already buffered are
+
+    trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1",
+                      state=ModelState(HybridModel(CONFIG)))  # fmt: skip
+    trainer._consumer = Backlog()
+    turns = 0
+
+    async def beside() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(beside())
+    for _ in range(10):
+        await trainer.poll_once()
+    task.cancel()
+    assert turns >= 10

@@ -161,6 +161,9 @@ class DeltaFollower:
 
     async def poll_once(self) -> None:
         """One fetch of the deltas topic, applied in order (see the module docstring)."""
+        # one turn of the event loop per fetch: behind a backlog of deltas a fetch returns
+        # at once without suspending, and the requests beside it would wait for all of it
+        await asyncio.sleep(0)
         batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
         if not batch:
             if not await self._past_the_end() and time.monotonic() - self._last_batch >= IDLE_S:

@@ -339,6 +339,10 @@ class Trainer:
         from aiokafka.errors import OffsetOutOfRangeError
 
         s = self.settings
+        # one turn of the event loop per fetch: behind a backlog a fetch returns at once
+        # without suspending, and nothing else on the loop (publishes and their acks, a
+        # rotation's steps, timers, /health) ran until the backlog was learned
+        await asyncio.sleep(0)
         if self.core.sink.pending() >= s.store_queue_max:  # backpressure: the store is behind
             self._rejected += self.core.sink.flush()
             await asyncio.sleep(0.05)

@@ -539,34 +539,3 @@ async def test_each_fetch_gives_the_event_loop_a_turn() -> None:
         await trainer.poll_once()
     task.cancel()
     assert turns >= 10
-
-
-@pytest.mark.asyncio
-async def test_behind_a_backlog_the_delta_tick_publishes_once_a_second() -> None:
-    """More than a batch behind, the tick publishes at most every ``BACKLOG_PUBLISH_S``
-    (the change sets coalesce); caught up, at every tick."""
-    import time
-
-    from streamrec.workers.training.trainer import BACKLOG_PUBLISH_S
-
-    trainer = Trainer(Settings.load({"batch_max": 100}, environ={}), "127.0.0.1:1",
-                      state=ModelState(HybridModel(CONFIG)))  # fmt: skip
-    published: list[int] = []
-
-    async def publish() -> None:
-        published.append(1)
-        trainer._last_publish = time.monotonic()
-
-    trainer.publish_deltas = publish  # type: ignore[method-assign]
-    behind = 101
-    trainer.lag = lambda: behind  # type: ignore[method-assign]
-    await trainer.publish_tick()  # the last publish was long ago
-    await trainer.publish_tick()  # behind, and it just published: waits
-    assert published == [1]
-    trainer._last_publish -= BACKLOG_PUBLISH_S
-    await trainer.publish_tick()
-    assert published == [1, 1]
-    behind = 100  # a batch behind at most: every tick
-    await trainer.publish_tick()
-    await trainer.publish_tick()
-    assert published == [1, 1, 1, 1]

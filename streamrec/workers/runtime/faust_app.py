@@ -161,7 +161,7 @@ class FaustRuntime:
         trainer = w.trainer
         if trainer is not None:
             self._task(app, "trainer", lambda: forever(trainer.poll_once, "trainer fetch"))
-            self._timer(app, "deltas", s.delta_interval_ms / 1000.0, trainer.publish_tick)
+            self._timer(app, "deltas", s.delta_interval_ms / 1000.0, trainer.publish_deltas)
             if s.checkpoint_interval_s > 0:
                 self._timer(app, "checkpoint", s.checkpoint_interval_s, trainer.checkpoint_now)
         follower = w.follower

@@ -74,11 +74,6 @@ EARLY_PUBLISH_GAP_S = 0.05
 #: A batch publishes the deltas right after its last user or item event when at least
 #: this many interactions follow it (learned after the publish).
 ENTITIES_FIRST_MIN = 500
-#: Behind a backlog (more than ``batch_max`` records not learned yet) the delta tick
-#: publishes at most this often (seconds): a change set of more clicks sends a row they
-#: all touched once (660 bytes per click for 2,000 clicks, 410 for 10,000, at 100,000
-#: items), and building fewer of them leaves the time to learning.
-BACKLOG_PUBLISH_S = 1.0
 #: Seconds before a deltas-topic rotation that could not write its checkpoint is tried
 #: again (each attempt waits for the feature store).
 ROTATE_RETRY_S = 10.0
@@ -313,7 +308,7 @@ class Trainer:
                 now = time.monotonic()
                 if self.tracker.dirty and now - last_delta >= interval:
                     last_delta = now
-                    self._beside("deltas", self.publish_tick)
+                    self._beside("deltas", self.publish_deltas)
                 if (s.checkpoint_interval_s > 0
                         and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
                     self._beside("checkpoint", self.checkpoint_now)
@@ -580,16 +575,6 @@ class Trainer:
         task = asyncio.create_task(confirm(), name="trainer deltas confirm")
         self._confirming.add(task)
         task.add_done_callback(self._confirming.discard)
-
-    async def publish_tick(self) -> None:
-        """The delta tick: :meth:`publish_deltas`, but at most every
-        :data:`BACKLOG_PUBLISH_S` while the trainer is behind by more than a batch (new
-        users and items go out at once all the same, :meth:`_publish_onboarded`)."""
-        lag = self.lag()
-        if (lag is not None and lag > self.settings.batch_max
-                and time.monotonic() < self._last_publish + BACKLOG_PUBLISH_S):  # fmt: skip
-            return
-        await self.publish_deltas()
 
     async def publish_deltas(self) -> None:
         """Publish the coalesced deltas of everything learned since the last call (if any).

@@ -410,10 +410,17 @@ async def test_the_deltas_topic_is_recreated_empty_and_replicas_follow(
                 await _onboard(client, world)
                 rounds = 6
                 share = len(world.events) // rounds
-                for k in range(rounds):
-                    await _publish(client, world, world.events[k * share : (k + 1) * share])
+                k = 0
+                # a rotation starts only after a publish, and none while a checkpoint is
+                # written: the events go round again (up to 4 times) until 3 rotations
+                while k < rounds or (
+                    k < 4 * rounds and trainer.metrics.get("trainer", "deltas_rotations_total") < 3
+                ):
+                    part = (k % rounds) * share
+                    await _publish(client, world, world.events[part : part + share])
                     assert await trainer.state.wait_for(client.watermarks(), 30)
                     await asyncio.sleep(0.3)  # its deltas published (every 50 ms)
+                    k += 1
                 deadline = time.monotonic() + 20  # the last publishes may still be rotating
                 while trainer.metrics.get("trainer", "deltas_rotations_total") < 3:
                     assert time.monotonic() < deadline, "3 rotations of the deltas topic"

@@ -36,6 +36,7 @@ from streamrec.workers.checkpoints import Checkpoints
 from streamrec.workers.deltas import DeltaTracker
 from streamrec.workers.lifecycle import cancel
 from streamrec.workers.serving.follower import DeltaFollower
+from tests.loop_turns import LoopTurns
 
 
 def _settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -174,20 +175,9 @@ async def test_a_resync_reads_the_checkpoint_off_the_serving_loop(tmp_path: Path
     assert reads == [] and follower._waiting_since is not None
     end = len(first) + len(lost) + len(third)
     checkpoints.prepare(trainer, {}, 0, None, epoch="A", next_seq=end).write()
-    ticks = 0
-
-    async def serve() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    server = asyncio.create_task(serve())
-    try:
+    async with LoopTurns(0.01) as serving:
         assert await follower.apply(third[0]) is False  # resynced
-    finally:
-        server.cancel()
-    assert reads == [False] and ticks >= 10
+    assert reads == [False] and serving.count >= 10
     assert follower.next_seq == end and _differences(follower.state.model, trainer) == []
 
 
@@ -567,17 +557,8 @@ async def test_a_backlog_of_deltas_gives_the_serving_loop_a_turn_per_fetch(
 
     pending = list(backlog)
     follower._consumer = Fetched()
-    turns = 0
-
-    async def requests() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(requests())
-    while pending:
-        await follower.poll_once()
-    task.cancel()
+    async with LoopTurns() as requests:
+        while pending:
+            await follower.poll_once()
     assert follower.state.model.n_events == 40
-    assert turns >= len(backlog)
+    assert requests.count >= len(backlog)

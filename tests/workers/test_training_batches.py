@@ -40,6 +40,7 @@ from streamrec.workers.training.core import (
 from streamrec.workers.training.sinks import EntityUpsert, NullEntitySink
 from streamrec.workers.training.trainer import Trainer
 from tests.hostile import Payload, clean_world, hostile
+from tests.loop_turns import LoopTurns
 
 CLEAN = clean_world(300)
 CONFIG = ModelConfig(dim=8)
@@ -526,16 +527,7 @@ async def test_each_fetch_gives_the_event_loop_a_turn() -> None:
     trainer = Trainer(Settings.load({}, environ={}), "127.0.0.1:1",
                       state=ModelState(HybridModel(CONFIG)))  # fmt: skip
     trainer._consumer = Backlog()
-    turns = 0
-
-    async def beside() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(beside())
-    for _ in range(10):
-        await trainer.poll_once()
-    task.cancel()
-    assert turns >= 10
+    async with LoopTurns() as beside:
+        for _ in range(10):
+            await trainer.poll_once()
+    assert beside.count >= 10

@@ -66,3 +66,68 @@ async def test_a_recreation_in_a_thread_does_not_wait_for_the_loop(
     finally:
         await consumer.stop()
     assert not any(fetched.values())
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_topic_a_client_creates_again_at_once_is_taken_when_new_and_empty(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after the deletion a client asks for the topic's metadata, as a replica
+    following it does, and the broker (``auto.create.topics.enable``) creates it again:
+    that topic, new and empty, is the recreated one.  Waiting for it to go away timed
+    out after 30 s in the suite's rotations on Apache Kafka."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    name = f"t{uuid.uuid4().hex[:10]}.deltas"
+    await ensure_topics(bootstrap, {name: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, b"old delta")
+    finally:
+        await producer.stop()
+    delete = AIOKafkaAdminClient.delete_topics
+    created_again: list[bool] = []  # asked for once gone; then True once listed again
+
+    async def delete_then_ask(
+        self: AIOKafkaAdminClient, topics: list[str], *args: object
+    ) -> object:
+        result = await delete(self, topics, *args)
+        if created_again:
+            return result
+        follower = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await follower.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # gone, then asked for: created again
+                listed = set(await self.list_topics())
+                if name in listed and created_again:
+                    created_again.append(True)
+                    break
+                if name not in listed:
+                    created_again.append(True)
+                    follower._client.add_topic(name)
+                    await follower._client.force_metadata_update()
+                await asyncio.sleep(0.05)
+        finally:
+            await follower.stop()
+        return result
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "delete_topics", delete_then_ask)
+    await recreate_topic(bootstrap, name, timeout=10)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        assert name in set(await admin.list_topics())
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(name, 0)])
+    finally:
+        await consumer.stop()
+    assert created_again == [True, True], "the broker did not create the topic again"
+    assert ends == {TopicPartition(name, 0): 0}

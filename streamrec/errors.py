@@ -96,14 +96,15 @@ class UnknownEntityError(InvalidInputError, KeyError):
 class ModelDivergedError(StreamrecError, ArithmeticError):
     """An SGD update would have written NaN or infinity into the model.
 
-    The offending update is not applied; lower the learning rate or raise L2.  ``event``
-    is the index of that event in its batch when known (the events before it were
-    learned, the ones after it were not).
+    The offending update is not applied; lower the learning rate or raise L2.  ``events``
+    are the indices of the refused events in their batch when known (every other event
+    of the batch was learned); ``event`` is the first of them.
     """
 
-    def __init__(self, message: str, *, event: int | None = None) -> None:
+    def __init__(self, message: str, *, events: list[int] | None = None) -> None:
         super().__init__(message)
-        self.event = event
+        self.events = list(events or [])
+        self.event = self.events[0] if self.events else None
 
 
 class CheckpointError(StreamrecError):

@@ -15,6 +15,7 @@ partitions                  STREAMREC_PARTITIONS          3
 fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (requests, responses: long-poll bound)
 feed_fetch_wait_ms          STREAMREC_FEED_FETCH_WAIT_MS  100 (events, deltas: long-poll bound)
 batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
+learn_threads               STREAMREC_LEARN_THREADS       2 (1: reproducible learning)
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
@@ -101,6 +102,10 @@ class Settings:
     feed_fetch_wait_ms: int = 100
     #: Most records the trainer decodes and learns per batch.
     batch_max: int = 5000
+    #: Threads the trainer learns a large batch on (Hogwild, split by user; a batch of
+    #: fewer than 500 interactions per thread is learned on one): behind a backlog the
+    #: learning uses that many cores.  1 learns exactly as the replay does.
+    learn_threads: int = 2
     #: The trainer holds each record this long and applies held records in producer-time
     #: order, so records delayed on other partitions by less than this still land in
     #: order (0: apply each fetched batch at once, merged by producer time).
@@ -215,7 +220,8 @@ class Settings:
             raise ConfigError(f"deltas_rotate_mb={self.deltas_rotate_mb!r} must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
-        for name in ("fetch_wait_ms", "feed_fetch_wait_ms", "batch_max", "delta_interval_ms",
+        for name in ("fetch_wait_ms", "feed_fetch_wait_ms", "batch_max", "learn_threads",
+                     "delta_interval_ms",
                      "index_trees", "index_candidates", "sync_timeout_ms", "request_concurrency",
                      "max_in_flight", "max_message_bytes", "max_features", "max_attributes",
                      "max_attribute_values", "store_queue_max"):  # fmt: skip

@@ -38,6 +38,7 @@ from streamrec.model.state import (
     SideTables,
 )
 from streamrec.model.tables import EntityFeatures, FeatureTable, capacity_for, grown
+from streamrec.model.threads import ThreadMarks, learn_in_order, learn_split, threads_for
 from streamrec.model.vocab import Vocabulary
 
 
@@ -224,6 +225,7 @@ class HybridModel:
         self.version = 0
         self.hp = kernels.hyperparameters(cfg)
         self.rng_state = np.array([vectors.seed_state(cfg.seed)], dtype=np.int64)
+        self._thread_marks = ThreadMarks()
         self._weights = dict(cfg.event_weights)
         self._u = np.zeros(cfg.dim, dtype=np.float32)
         self._proj = np.zeros(64, dtype=np.float32)
@@ -366,14 +368,26 @@ class HybridModel:
         )
         return self.learn_rows(urows, irows, weights)
 
-    def learn_rows(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> LearnStats:
-        """Learn events given as rows: the batch path the trainer and the replay share."""
+    def learn_rows(
+        self, users: np.ndarray, items: np.ndarray, weights: np.ndarray, *, threads: int = 1
+    ) -> LearnStats:
+        """Learn events given as rows: the batch path the trainer and the replay share.
+
+        ``threads`` > 1 learns a large batch on that many threads (see
+        :mod:`streamrec.model.threads`: faster on as many cores, not reproducible).
+
+        An event whose update would write NaN or infinity is refused (nothing of it is
+        applied, and it is not marked seen); every other event is learned, and then
+        :class:`ModelDivergedError` names the refused ones.
+        """
         users = np.ascontiguousarray(users, dtype=np.int32)
         items = np.ascontiguousarray(items, dtype=np.int32)
         weights = np.ascontiguousarray(weights, dtype=np.float32)
         n = users.shape[0]
         if not (items.shape[0] == n and weights.shape[0] == n):
             raise ValueError("users, items and weights must have the same length")
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         if n == 1:  # one event (the replay): the same checks on scalars
             self._check_one(users, items, float(weights[0]))
         elif n and not np.all(np.isfinite(weights)):
@@ -387,23 +401,29 @@ class HybridModel:
         if n > 1 and (items.min() < 0 or items.max() >= self.n_items):
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
         before = self.stats.copy()
-        status = self._kernel_call(users, items, weights)
-        done = n if status < 0 else status  # the kernel stops at a diverging event
-        self.seen.add_many(users[:done], items[:done])
-        if done == 1:
-            self.changes.seen.append(np.array([[users[0], items[0]]], dtype=np.int32))
-        elif done:
-            self.changes.seen.append(np.stack([users[:done], items[:done]], axis=1))
-        self.n_events += done
+        refused = self._kernel_call(users, items, weights, threads_for(n, threads))
+        learned = users, items
+        if refused:
+            keep = np.ones(n, dtype=bool)
+            keep[refused] = False
+            learned = users[keep], items[keep]
+        self.seen.add_many(*learned)
+        if len(learned[0]) == 1:
+            self.changes.seen.append(np.array([[learned[0][0], learned[1][0]]], dtype=np.int32))
+        elif len(learned[0]):
+            self.changes.seen.append(np.stack(learned, axis=1))
+        self.n_events += len(learned[0])
         self.version += 1
-        if status >= 0:
+        if refused:
+            first = refused[0]
             raise ModelDivergedError(
-                f"the update for event {status} (user {self.users.ids.name(int(users[status]))!r}, "
-                f"item {self.items.ids.name(int(items[status]))!r}) would have written a "
+                f"the update for event {first} (user {self.users.ids.name(int(users[first]))!r}, "
+                f"item {self.items.ids.name(int(items[first]))!r}) would have written a "
                 f"non-finite value; it was not applied. Lower lr (now {self.config.lr}) or "
                 f"bias_lr (now {self.config.bias_lr}), or raise l2 (now {self.config.l2}). "
-                f"Events {status + 1}.. of the batch were not learned.",
-                event=status,
+                f"{len(refused)} of the batch's {n} events were refused (events {refused[:10]}"
+                f"{' ...' if len(refused) > 10 else ''}); the others were learned.",
+                events=refused,
             )
         delta = self.stats - before
         return LearnStats(
@@ -425,20 +445,19 @@ class HybridModel:
         if not 0 <= int(items[0]) < self.n_items:
             raise UnknownEntityError(f"item rows must be in [0, {self.n_items}), got {items}")
 
-    def _kernel_call(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> int:
-        tables = self.kernel_tables()
-        status = kernels.learn_batch(
-            users,
-            items,
-            weights,
-            self.rng_state,
-            *tables,
-            self.n_items,
-            self.hp,
-            self.stats,
-            self.kernel_changes(),
-        )
-        return int(status)
+    def _kernel_call(
+        self, users: np.ndarray, items: np.ndarray, weights: np.ndarray, threads: int
+    ) -> list[int]:
+        """Learn the events (on ``threads`` threads); the indices of the refused ones."""
+        tables, marks = self.kernel_tables(), self.kernel_changes()
+        if threads == 1:
+            return learn_in_order(users, items, weights, tables=tables, n_items=self.n_items,
+                                  hp=self.hp, rng=self.rng_state, stats=self.stats,
+                                  marks=marks)  # fmt: skip
+        return learn_split(users, items, weights, threads=threads, tables=tables,
+                           n_items=self.n_items, hp=self.hp, rng=self.rng_state,
+                           stats=self.stats, changes=self.changes, marks=marks,
+                           thread_marks=self._thread_marks)  # fmt: skip
 
     def kernel_tables(self) -> KernelTables:
         """The named tables the kernels take (views of the model's arrays)."""

@@ -70,7 +70,8 @@ HP_TREND_SEEN = 15  # weight of a seen-only event in the decayed counts
 HP_CONT_LR = 16  # Adagrad step of the continuity weights
 HP_CTX_K = 17  # an item's context: its first HP_CTX_K features (1: identity only)
 HP_CONT_SAMPLED = 18  # the most negatives the continuity weights' WARP samples
-HP_SIZE = 19
+HP_SHARED_LATER = 19  # 1.0: leave the popularity ring and counts to learn_shared (threads)
+HP_SIZE = 20
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -106,6 +107,9 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
 
 #: Scores beyond this are taken as divergence (float32 overflows near 3.4e38).
 _SCORE_LIMIT = 1e12
+#: The largest finite float32: a value computed in float64 beyond it would be stored as
+#: infinity in a float32 table.
+_F32_MAX = 3.4028234663852886e38
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -115,8 +119,8 @@ def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     Row-wise Adagrad: one accumulator per row (the mean squared gradient), so a step
     costs one square root instead of one per coordinate.  ``decay < 0`` selects plain
     SGD (constant step ``lr``, accumulator untouched).  The new row is built in ``tmp``
-    and written only if finite (a NaN or infinity anywhere makes the sum non-finite), so
-    a diverging step never reaches the table.
+    and written only if every value is finite, so a diverging step never reaches the
+    table.
     """
     d = E.shape[1]
     sc = np.float32(scale)
@@ -132,12 +136,13 @@ def _adagrad_row(E, A, r, direction, scale, lr, decay, l2, tmp):
     else:
         acc = decay * A[r] + g2 / d
         step = np.float32(lr / math.sqrt(acc + 1e-12))
-    total = np.float32(0.0)
+    # each new value as the table will hold it (float32), compared: a sum of them was
+    # the check, and compiled it passed infinities of both signs (their sum is NaN)
+    finite = acc <= _F32_MAX
     for c in range(d):
-        v = E[r, c] - step * tmp[c]
-        tmp[c] = v
-        total += v
-    if not math.isfinite(total):
+        tmp[c] = E[r, c] - step * tmp[c]
+        finite &= abs(tmp[c]) <= _F32_MAX  # (False for NaN too)
+    if not finite:
         return False
     for c in range(d):
         E[r, c] = tmp[c]
@@ -154,7 +159,7 @@ def _adagrad_scalar(B, A, r, g, lr, decay, l2):
     else:
         acc = decay * A[r] + g * g
         value = B[r] - lr / math.sqrt(acc + 1e-12) * g
-    if not math.isfinite(value):
+    if not (abs(value) <= _F32_MAX and acc <= _F32_MAX):  # (False for NaN too)
         return False
     B[r] = value
     A[r] = acc
@@ -373,6 +378,7 @@ def learn_batch(
     cont_w = hp[HP_CONT_W]
     ctx_k = int(hp[HP_CTX_K])
     trend_seen = hp[HP_TREND_SEEN]
+    shared_now = hp[HP_SHARED_LATER] == 0.0
     # shared features of the user's last items (continuity signal), rebuilt per event
     rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
     for e in range(users_.shape[0]):
@@ -384,7 +390,7 @@ def learn_batch(
                 push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
             # any event type joins the continuity ring
             push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
-            if trend_seen != 0.0:  # it counts in the trend, at the current decay
+            if trend_seen != 0.0 and shared_now:  # it counts in the trend, at the current decay
                 popularity.trend[i] += trend_seen * popularity.trend_scale[0]
                 mark(it_f, it_r, it_n, i)
             continue
@@ -474,8 +480,33 @@ def learn_batch(
         mark(u_flags, u_rows, u_n, user)
         push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
         push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
-        push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
+        if shared_now:
+            push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
     return -1
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def learn_shared(items_, weights, refused, popularity, hp, changes):
+    """The popularity ring and decayed counts of events ``(items_[e], weights[e])``, in
+    order, skipping the events flagged in ``refused``: what :func:`learn_batch` leaves
+    out under ``HP_SHARED_LATER``.
+
+    Threads learning a batch's users apart share these (one ring position, one decay
+    scale), so they are written after them, by one thread, exactly as :func:`learn_batch`
+    alone writes them (they depend on the items and weights only).
+    """
+    rg_f, rg_r, rg_n = changes.ring
+    it_f, it_r, it_n = changes.items
+    trend_seen = hp[HP_TREND_SEEN]
+    for e in range(items_.shape[0]):
+        if refused[e]:
+            continue
+        i = items_[e]
+        if weights[e] > 0.0:
+            push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
+        elif trend_seen != 0.0:
+            popularity.trend[i] += trend_seen * popularity.trend_scale[0]
+            mark(it_f, it_r, it_n, i)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")

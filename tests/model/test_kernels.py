@@ -200,3 +200,30 @@ def test_updates_follow_the_numerical_gradient(loss: str) -> None:
         moved = arr[rows].astype(np.float64) - before[name]
         assert np.abs(expected[name]).max() > 0, f"{name}: no gradient to check"
         np.testing.assert_allclose(moved, expected[name], rtol=0.05, atol=2e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_step_that_overflows_float32_is_refused_and_not_written(compiled: bool) -> None:
+    """The divergence guard of the row and scalar steps, compiled as in its twin: new
+    values beyond float32 (infinities of both signs in one row, whose sum is NaN; a
+    float64 bias that a float32 table would hold as infinity) are refused, the table
+    left as it was.  Compiled, the row's guard once summed the new values and passed
+    such a row."""
+    row = kernels._adagrad_row if compiled else kernels._adagrad_row.py_func
+    scalar = kernels._adagrad_scalar if compiled else kernels._adagrad_scalar.py_func
+    signs = np.array([1, -1, 1, -1, 1, 1, -1, 1], dtype=np.float32)
+    table = np.zeros((2, 8), dtype=np.float32)
+    table[1] = np.float32(2e34) * signs
+    before = table.copy()
+    acc = np.ones(2, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = row(table, acc, 1, np.float32(1e5) * signs, -6.93e5, 1e30, -1.0, 0.0,
+                 np.zeros(8, dtype=np.float32))  # fmt: skip
+    assert not ok
+    np.testing.assert_array_equal(table, before)
+    assert row(table, acc, 1, signs, -1.0, 1.0, -1.0, 0.0, np.zeros(8, dtype=np.float32))
+    biases = np.full(2, np.float32(3e38), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not scalar(biases, acc, 1, -1e38, 1.0, -1.0, 0.0)
+    np.testing.assert_array_equal(biases, np.float32(3e38))
+    assert scalar(biases, acc, 1, 1.0, 1.0, -1.0, 0.0)

@@ -113,8 +113,8 @@ def test_an_interaction_the_model_refuses_onboards_nobody_and_spares_its_batch()
 def test_a_diverging_event_is_dead_lettered_and_the_rest_of_its_run_learned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Nothing is silently dropped: the kernel stops at a diverging event; that event is
-    dead-lettered with the reason and the events after it are learned."""
+    """Nothing is silently dropped: the model refuses a diverging event and learns the
+    others; that event is dead-lettered with the reason."""
     values = [("entities", v) for v in CLEAN.entities]
     values += [("interactions", v) for v in CLEAN.interactions[:20]]
     model = HybridModel(CONFIG)
@@ -122,37 +122,46 @@ def test_a_diverging_event_is_dead_lettered_and_the_rest_of_its_run_learned(
     learn = model.learn_rows
     calls: list[int] = []
 
-    def diverging_once(users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> object:
+    def diverging(users: np.ndarray, items: np.ndarray, weights: np.ndarray,
+                  threads: int = 1) -> object:  # fmt: skip
         calls.append(len(users))
-        if len(calls) == 1:  # the kernel learns events 0..6 and stops at event 7
-            learn(users[:7], items[:7], weights[:7])
-            raise ModelDivergedError("event 7 would write infinity", event=7)
-        return learn(users, items, weights)
+        keep = np.arange(len(users)) != 7  # the model refuses event 7, learns the others
+        learn(users[keep], items[keep], weights[keep])
+        raise ModelDivergedError("event 7 would write infinity", events=[7])
 
-    monkeypatch.setattr(model, "learn_rows", diverging_once)
+    monkeypatch.setattr(model, "learn_rows", diverging)
     dead = core.apply([decode_record(r) for r in _records(values)])
     first = len(CLEAN.entities)
     assert [d.source_offset for d in dead] == [first + 7]
     assert "diverged" in dead[0].reason
-    assert calls == [20, 12] and model.n_events == 19
+    assert calls == [20] and model.n_events == 19
 
 
-def test_the_kernel_counts_only_the_events_it_learned() -> None:
-    """A real divergence (a learning rate that overflows at once): ``n_events`` counts the
-    events before it, and the error names the event."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_kernel_refuses_diverging_events_and_learns_the_others(threads: int) -> None:
+    """A real divergence (a learning rate that overflows): the error names the refused
+    events, ``n_events`` counts every other one, and no table holds NaN or infinity;
+    on two threads (a batch large enough to be split) as on one."""
     model = HybridModel(ModelConfig(dim=8, lr=1e30, bias_lr=1e30, optimizer="sgd"))
     for i in range(5):
         model.add_item(f"i{i}", {"genre=a": 1000.0})
-    model.add_user("u", {"age=1": 1000.0})
-    users = np.zeros(6, dtype=np.int32)
-    items = np.arange(6, dtype=np.int32) % 5
-    before = model.n_events
-    with pytest.raises(ModelDivergedError) as err:
-        for _ in range(20):
-            before = model.n_events
-            model.learn_rows(users, items, np.ones(6, dtype=np.float32))
-    assert err.value.event is not None and 0 <= err.value.event < 6
-    assert model.n_events == before + err.value.event
+    for u in range(4):
+        model.add_user(f"u{u}", {"age=1": 1000.0})
+    n = 1200
+    users = np.arange(n, dtype=np.int32) % 4
+    items = np.arange(n, dtype=np.int32) % 5
+    refused: list[int] = []
+    for _ in range(20):
+        before = model.n_events
+        try:
+            model.learn_rows(users, items, np.ones(n, dtype=np.float32), threads=threads)
+        except ModelDivergedError as exc:
+            refused = exc.events
+            break
+    assert refused, "the learning rate should have diverged"
+    assert refused == sorted(set(refused)) and refused[0] >= 0 and refused[-1] < n
+    assert model.n_events == before + n - len(refused)
+    model.check_finite()
 
 
 def test_limits_come_from_the_settings() -> None:

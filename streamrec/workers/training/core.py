@@ -62,11 +62,14 @@ class TrainerCore:
         sink: EntitySink,
         tracker: DeltaTracker,
         limits: InputLimits | None = None,
+        threads: int = 1,
     ) -> None:
         self.state = state
         self.sink = sink
         self.tracker = tracker
         self.limits = limits or InputLimits.from_settings()
+        #: threads a large run of interactions is learned on (``learn_threads``)
+        self.threads = threads
         self._u: list[int] = []
         self._i: list[int] = []
         self._w: list[float] = []
@@ -218,7 +221,7 @@ class TrainerCore:
 
     def _flush(self) -> None:
         """Learn the pending run of interactions (telling of the changed items first); an
-        event the kernel refuses is dead-lettered and the events after it are learned."""
+        event the kernel refuses is dead-lettered, and every other one learned."""
         if not self._src:
             return
         self._tell_changed()
@@ -227,22 +230,17 @@ class TrainerCore:
         weights = np.array(self._w, dtype=np.float32)
         sources = self._src
         self._u, self._i, self._w, self._src = [], [], [], []
-        start = 0
-        while start < len(sources):
-            try:
-                self.model.learn_rows(users[start:], items[start:], weights[start:])
-                return
-            except ModelDivergedError as exc:
-                bad = start + exc.event if exc.event is not None else len(sources) - 1
-                log.error("event not learned: %s", exc)
+        try:
+            self.model.learn_rows(users, items, weights, threads=self.threads)
+        except ModelDivergedError as exc:
+            log.error("events not learned: %s", exc)
+            for bad in exc.events or range(len(sources)):
                 self._dead.append(dead_letter(f"the model diverged on it (not learned): {exc}",
                                               sources[bad], WORKER))  # fmt: skip
-                start = bad + 1
-            except Exception as exc:  # a bug: the run is not learned, and says so
-                log.exception("learning %d events failed", len(sources) - start)
-                reason = f"internal error while learning it: {type(exc).__name__}: {exc}"
-                self._dead += [dead_letter(reason, r, WORKER) for r in sources[start:]]
-                return
+        except Exception as exc:  # a bug: the run is not learned, and says so
+            log.exception("learning %d events failed", len(sources))
+            reason = f"internal error while learning it: {type(exc).__name__}: {exc}"
+            self._dead += [dead_letter(reason, r, WORKER) for r in sources]
 
     def _entity(self, msg: Any, source: Record) -> None:
         m = self.model

@@ -104,7 +104,8 @@ class Trainer:
         self.tracker = DeltaTracker(self.state.model,
                                     max_bytes=part_bytes(settings.max_message_bytes))  # fmt: skip
         self.core = TrainerCore(self.state, sink or NullEntitySink(), self.tracker,
-                                InputLimits.from_settings(settings))  # fmt: skip
+                                InputLimits.from_settings(settings),
+                                settings.learn_threads)  # fmt: skip
         self._consumer: Any = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None

@@ -45,6 +45,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "continuity WARP up to 50 negatives (continuity_max_sampled=50)": {
         "continuity_max_sampled": 50
     },
+    "continuity WARP drawing its own negatives (continuity_shared_draws=false)": {
+        "continuity_shared_draws": False
+    },
     "BPR instead of WARP": {"loss": "bpr"},
     "popularity-aware negatives (pop_sampling=0.5)": {"pop_sampling": 0.5},
     "RMSprop-style accumulators (accum_decay=0.999)": {"accum_decay": 0.999},

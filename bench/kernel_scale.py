@@ -22,6 +22,7 @@ import time
 import numpy as np
 from scale import Catalogue
 
+from streamrec.cli.options import parse_set
 from streamrec.model import HybridModel, ModelConfig
 from streamrec.model.kernels import STAT_NO_VIOLATOR, STAT_PAIRS
 
@@ -35,10 +36,7 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=50_000)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = p.parse_args()
-    overrides = {}
-    for item in args.set:
-        name, value = item.split("=", 1)
-        overrides[name] = type(getattr(ModelConfig(), name))(value)
+    overrides = parse_set(tuple(args.set))  # as the CLI's --set (TOML values: true, 0.5)
     cat = Catalogue(args.items, args.users)
     model = HybridModel(ModelConfig(**overrides))
     for u in range(args.users):

@@ -15,7 +15,7 @@ partitions                  STREAMREC_PARTITIONS          3
 fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (requests, responses: long-poll bound)
 feed_fetch_wait_ms          STREAMREC_FEED_FETCH_WAIT_MS  100 (events, deltas: long-poll bound)
 batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
-learn_threads               STREAMREC_LEARN_THREADS       2 (1: reproducible learning)
+learn_threads               STREAMREC_LEARN_THREADS       1 (2: large batches on two threads)
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
@@ -104,8 +104,9 @@ class Settings:
     batch_max: int = 5000
     #: Threads the trainer learns a large batch on (Hogwild, split by user; a batch of
     #: fewer than 500 interactions per thread is learned on one): behind a backlog the
-    #: learning uses that many cores.  1 learns exactly as the replay does.
-    learn_threads: int = 2
+    #: learning uses that many cores, at some cost in quality where few feature rows
+    #: are shared by many (docs/model.md).  1 learns exactly as the replay does.
+    learn_threads: int = 1
     #: The trainer holds each record this long and applies held records in producer-time
     #: order, so records delayed on other partitions by less than this still land in
     #: order (0: apply each fetched batch at once, merged by producer time).

@@ -107,6 +107,10 @@ class ModelConfig:
     #: The most negatives the continuity weights' WARP samples per positive (fewer cost
     #: less; at 10 a category-loyal log lost 5% of its HR@10: docs/evaluation.md).
     continuity_max_sampled: int = 30
+    #: With WARP, the continuity weights' WARP looks for its violator among the draws
+    #: of the embeddings' WARP (its first ``continuity_max_sampled``) instead of drawing
+    #: its own.
+    continuity_shared_draws: bool = True
     #: Weight of the identity feature of each user and item.
     identity_weight: float = 1.0
     #: Divide each entity's feature weights so they sum to one (LightFM's normalisation).

@@ -71,7 +71,8 @@ HP_CONT_LR = 16  # Adagrad step of the continuity weights
 HP_CTX_K = 17  # an item's context: its first HP_CTX_K features (1: identity only)
 HP_CONT_SAMPLED = 18  # the most negatives the continuity weights' WARP samples
 HP_SHARED_LATER = 19  # 1.0: leave the popularity ring and counts to learn_shared (threads)
-HP_SIZE = 20
+HP_CONT_SHARED = 20  # 1.0: with WARP, the continuity weights' WARP shares its draws
+HP_SIZE = 21
 
 STAT_EVENTS = 0  # events with weight > 0 that were learned
 STAT_PAIRS = 1  # (positive, negative) updates applied
@@ -102,6 +103,7 @@ def hyperparameters(config: ModelConfig) -> np.ndarray:
     hp[HP_CONT_LR] = config.continuity_lr
     hp[HP_CTX_K] = 1 << 30 if config.context_features else 1
     hp[HP_CONT_SAMPLED] = config.continuity_max_sampled
+    hp[HP_CONT_SHARED] = 1.0 if config.continuity_shared_draws else 0.0
     return hp
 
 
@@ -240,7 +242,9 @@ def _learn_continuity(
     user, i, w, si, u, aff, rng, users, items, popularity, hp, n_items, rfeat, m, vj
 ):
     """WARP on the full score ``base + caff * continuity``, stepping only the user's
-    continuity weights (its features' and activity bucket's ``cont`` scalars).
+    continuity weights (its features' and activity bucket's ``cont`` scalars), with
+    draws of its own (the BPR and logistic losses; WARP shares its draws, see
+    :func:`learn_batch`).
 
     The embeddings learn from the base score alone, so they still learn everything the
     features explain (cold start needs it) and the continuity weight learns how much the
@@ -260,21 +264,37 @@ def _learn_continuity(
             continue
         sj = item_score(jj, u, aff, items, popularity, vj) + caff * cj
         if sj > full_i - 1.0:
-            g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled))) * (cj - ci)
-            sgd = hp[HP_SGD] != 0.0
-            blr, bdecay, l2 = hp[HP_CONT_LR], -1.0 if sgd else hp[HP_BIAS_DECAY], hp[HP_L2]
-            ok = True
-            for k in range(users.feature_rows.shape[1]):
-                f = users.feature_rows[user, k]
-                if f < 0:
-                    break
-                g_f = users.feature_weights[user, k] * g
-                ok &= _adagrad_scalar(users.cont, users.cont_acc, f, g_f, blr, bdecay, l2)
-            r = activity_row(user, users)
-            if r >= 0:
-                ok &= _adagrad_scalar(users.cont, users.cont_acc, r, g, blr, bdecay, l2)
-            return ok, True
+            return _step_continuity(user, w, sampled, cj - ci, users, hp, n_items), True
     return True, False
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _step_continuity(user, w, sampled, dc, users, hp, n_items):
+    """The continuity weights' WARP step for a violator found at draw ``sampled`` whose
+    continuity signal exceeds the positive's by ``dc``; False if non-finite."""
+    g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled))) * dc
+    sgd = hp[HP_SGD] != 0.0
+    blr, bdecay, l2 = hp[HP_CONT_LR], -1.0 if sgd else hp[HP_BIAS_DECAY], hp[HP_L2]
+    ok = True
+    for k in range(users.feature_rows.shape[1]):
+        f = users.feature_rows[user, k]
+        if f < 0:
+            break
+        g_f = users.feature_weights[user, k] * g
+        ok &= _adagrad_scalar(users.cont, users.cont_acc, f, g_f, blr, bdecay, l2)
+    r = activity_row(user, users)
+    if r >= 0:
+        ok &= _adagrad_scalar(users.cont, users.cont_acc, r, g, blr, bdecay, l2)
+    return ok
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _mark_continuity(user, users, uf_f, uf_r, uf_n):
+    """Mark the rows a continuity step wrote: the user's feature rows and activity row."""
+    mark_feature_rows(uf_f, uf_r, uf_n, users.feature_rows, user)
+    act = activity_row(user, users)
+    if act >= 0:
+        mark(uf_f, uf_r, uf_n, act)
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -360,6 +380,7 @@ def learn_batch(
     vj = np.empty(d, dtype=np.float32)
     grad_u = np.empty(d, dtype=np.float32)
     tmp = np.empty(d, dtype=np.float32)
+    vf = np.empty(d, dtype=np.float32)  # the WARP violator's vector
     u_flags, u_rows, u_n = changes.users
     if_f, if_r, if_n = changes.item_features
     ti_f, ti_r, ti_n = changes.trained_items
@@ -379,6 +400,8 @@ def learn_batch(
     ctx_k = int(hp[HP_CTX_K])
     trend_seen = hp[HP_TREND_SEEN]
     shared_now = hp[HP_SHARED_LATER] == 0.0
+    cont_shared = hp[HP_CONT_SHARED] != 0.0
+    c_budget = int(hp[HP_CONT_SAMPLED])
     # shared features of the user's last items (continuity signal), rebuilt per event
     rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
     for e in range(users_.shape[0]):
@@ -390,47 +413,68 @@ def learn_batch(
                 push_recent(user, i, recent, recent_n, u_flags, u_rows, u_n)
             # any event type joins the continuity ring
             push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
-            if trend_seen != 0.0 and shared_now:  # it counts in the trend, at the current decay
+            if trend_seen != 0.0:  # it counts in the trend, at the current decay
                 popularity.trend[i] += trend_seen * popularity.trend_scale[0]
-                mark(it_f, it_r, it_n, i)
+                if shared_now:  # (else provisional: see learn_shared)
+                    mark(it_f, it_r, it_n, i)
             continue
         aff, si = _fresh_score(user, i, users, items, context, popularity, recent_w, ctx_k,
                                trend_w, u, vi)  # fmt: skip
         if not (abs(si) < _SCORE_LIMIT):
             return e
         ok = True
+        m = 0
         if cont_w != 0.0:  # before the base update: si and u are the same event's
             m = recent_features(user, items, context, i, rfeat)
-            if m > 0:
+            if m > 0 and not (loss_code == LOSS_WARP and cont_shared):
                 c_ok, c_wrote = _learn_continuity(user, i, w, si, u, aff, rng, users, items,
                                                   popularity, hp, n_items, rfeat, m, vj)  # fmt: skip
                 ok &= c_ok
-                if c_wrote:  # the user's feature rows and activity row (their cont)
-                    mark_feature_rows(uf_f, uf_r, uf_n, users.feature_rows, user)
-                    act = activity_row(user, users)
-                    if act >= 0:
-                        mark(uf_f, uf_r, uf_n, act)
+                if c_wrote:
+                    _mark_continuity(user, users, uf_f, uf_r, uf_n)
         if loss_code == LOSS_WARP:
-            sampled = 0
+            # one series of draws for both WARPs: the base score's (the embeddings), and
+            # among its first c_budget draws the full score's (the continuity weights)
+            c_todo = m > 0 and cont_shared
+            caff = ci = full_i = 0.0
+            if c_todo:
+                caff = continuity_affinity(user, users, cont_w)
+                ci = continuity_signal(i, items, rfeat, m, n_items)
+                full_i = si + caff * ci
+            draws = max(max_sampled, c_budget) if c_todo else max_sampled
             found = -1
+            found_at = 0
             sj = 0.0
-            for _t in range(max_sampled):
-                sampled += 1
+            for sampled in range(1, draws + 1):
                 jj = _sample_negative(rng, n_items, popularity, pop_frac)
                 if jj == i:
                     continue
-                sj = item_score(jj, u, aff, items, popularity, vj)
-                if not (abs(sj) < _SCORE_LIMIT):
+                base = found < 0 and sampled <= max_sampled
+                cont = c_todo and sampled <= c_budget
+                cj = 0.0
+                if cont:
+                    cj = continuity_signal(jj, items, rfeat, m, n_items)
+                    cont = cj != ci  # (equal: no gradient for the weights from this pair)
+                if not (base or cont):
+                    continue
+                s_j = item_score(jj, u, aff, items, popularity, vj)
+                if not (abs(s_j) < _SCORE_LIMIT):
                     return e
-                if sj > si - 1.0:
-                    found = jj
+                if cont and s_j + caff * cj > full_i - 1.0:
+                    c_todo = False
+                    ok &= _step_continuity(user, w, sampled, cj - ci, users, hp, n_items)
+                    _mark_continuity(user, users, uf_f, uf_r, uf_n)
+                if base and s_j > si - 1.0:
+                    found, found_at, sj = jj, sampled, s_j
+                    vf[:] = vj  # later draws reuse vj
+                if found >= 0 and (not c_todo or sampled >= c_budget):
                     break
             if found >= 0:
                 # LightFM's rank estimate: log(floor((n - 1) / samples needed))
-                g = w * math.log(max(1.0, math.floor((n_items - 1) / sampled)))
-                ok = _step(user, i, -g, found, g, u, vi, vj, users, items, context, popularity, hp,
-                           grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n, uf_f,
-                           uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
+                g = w * math.log(max(1.0, math.floor((n_items - 1) / found_at)))
+                ok &= _step(user, i, -g, found, g, u, vi, vf, users, items, context, popularity,
+                            hp, grad_u, tmp, ctx_on, ctx_k, if_f, if_r, if_n, ti_f, ti_r, ti_n,
+                            uf_f, uf_r, uf_n, cx_f, cx_r, cx_n)  # fmt: skip
                 stats[STAT_PAIRS] += 1
                 stats[STAT_LOSS] += g * (1.0 - si + sj)
             else:
@@ -482,6 +526,8 @@ def learn_batch(
         push_recent(user, i, context.last, context.last_count, u_flags, u_rows, u_n)
         if shared_now:
             push_positive(i, popularity, hp[HP_TREND_GROWTH], rg_f, rg_r, rg_n, it_f, it_r, it_n)
+        else:  # provisional, at the batch's scale: see learn_shared
+            popularity.trend[i] += popularity.trend_scale[0]
     return -1
 
 
@@ -493,7 +539,10 @@ def learn_shared(items_, weights, refused, popularity, hp, changes):
 
     Threads learning a batch's users apart share these (one ring position, one decay
     scale), so they are written after them, by one thread, exactly as :func:`learn_batch`
-    alone writes them (they depend on the items and weights only).
+    alone writes them (they depend on the items and weights only).  Meanwhile the
+    threads add each event to its item's count at the batch's scale, without decay or
+    locks, so that the trend the batch learns against moves with it; the caller puts
+    the counts back as they were before the batch, then calls this.
     """
     rg_f, rg_r, rg_n = changes.ring
     it_f, it_r, it_n = changes.items

@@ -12,8 +12,12 @@ What must not race is kept apart:
 - **the random draws and counters**: each extra thread has its own generator (seeded
   from the model's) and statistics;
 - **the popularity ring and decayed counts** (one ring position and one decay scale for
-  all): the threads leave them (``HP_SHARED_LATER``) and :func:`kernels.learn_shared`
-  writes them after, in the batch's order, exactly as one thread does.
+  all): :func:`kernels.learn_shared` writes them after the threads, in the batch's
+  order, exactly as one thread does (``HP_SHARED_LATER``).  Meanwhile the threads add
+  each positive to its item's count at the batch's scale, so the trend they learn
+  against moves within the batch; those counts are then put back and rewritten.  (With
+  the counts frozen for the batch, a 1,800-event world learned on two threads put 6 to
+  8 items of a taste in a cold-start user's top 10, one thread 8 to 10.)
 
 ``learn_batch`` releases the GIL (``nogil``), so the threads run on as many cores.  The
 result depends on how the threads interleave: learning on one thread stays the
@@ -105,6 +109,7 @@ def learn_split(
     the events the kernel refused (their update would have written a non-finite value),
     ascending.  Every other event is learned."""
     parts = [np.flatnonzero(users % threads == k) for k in range(threads)]
+    counts = tables.popularity.trend.copy()  # the threads' provisional counts are undone
     hp_split = hp.copy()
     hp_split[kernels.HP_SHARED_LATER] = 1.0
     jobs: list[Future[list[int]]] = []
@@ -126,6 +131,7 @@ def learn_split(
     refused.sort()
     flags = np.zeros(users.shape[0], dtype=np.uint8)
     flags[np.asarray(refused, dtype=np.intp)] = 1
+    tables.popularity.trend[:] = counts
     kernels.learn_shared(items, weights, flags, tables.popularity, hp, marks)
     return refused
 

@@ -30,9 +30,11 @@ def small_model(**overrides: object) -> HybridModel:
     return model
 
 
-@pytest.mark.parametrize("loss", ["warp", "bpr", "logistic"])
-def test_learn_batch_matches_its_python_twin(loss: str) -> None:
-    model = small_model(loss=loss, n_negatives=2, **FULL)
+@pytest.mark.parametrize(("loss", "shared"),
+                         [("warp", True), ("warp", False), ("bpr", True), ("logistic", True)])  # fmt: skip
+def test_learn_batch_matches_its_python_twin(loss: str, shared: bool) -> None:
+    """Every loss; WARP with the continuity weights' draws shared and their own."""
+    model = small_model(loss=loss, n_negatives=2, continuity_shared_draws=shared, **FULL)
     users = np.array([0, 1, 2, 0, 3], dtype=np.int32)
     items = np.array([1, 2, 3, 4, 0], dtype=np.int32)
     weights = np.array([1.0, 2.0, 0.0, 1.0, 3.0], dtype=np.float32)

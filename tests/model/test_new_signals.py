@@ -89,3 +89,24 @@ def test_new_item_pseudo_count_halves_with_every_half_life_of_newer_items() -> N
     np.testing.assert_allclose(
         model.scores_for_query(query), model.item_representations() @ query, rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.parametrize(("shared", "max_sampled", "budget"),
+                         [(True, 5, 3), (True, 3, 5), (False, 5, 3)])  # fmt: skip
+def test_warp_and_the_continuity_warp_share_their_draws(
+    shared: bool, max_sampled: int, budget: int
+) -> None:
+    """A positive no negative can violate, for either score: with shared draws the event
+    takes max(max_sampled, continuity_max_sampled) uniforms, one per draw; with draws
+    of its own the continuity WARP takes its budget on top of WARP's."""
+    model = catalogue(ModelConfig(dim=4, max_sampled=max_sampled, continuity_max_sampled=budget,
+                                  pop_sampling=0.0, continuity_shared_draws=shared))  # fmt: skip
+    model.learn(["u", "u"], ["i1", "i2"], ["view", "view"])  # recent items of cat=a
+    assert model.n_events == 2 and model.stats[kernels.STAT_EVENTS] == 0, "views: seen only"
+    model.items.table.bias[model.items.feature_names.get("#id:i0")] = 1e6  # unbeatable
+    expected = model.rng_state.copy()
+    for _ in range(max(max_sampled, budget) if shared else max_sampled + budget):
+        vectors.next_uniform.py_func(expected)
+    stats = model.learn(["u"], ["i0"], ["click"])
+    assert (stats.learned, stats.pairs, stats.no_violator) == (1, 0, 1)
+    assert model.rng_state[0] == expected[0]

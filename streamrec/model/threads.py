@@ -27,7 +27,7 @@ reproducible path (the replay uses it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -122,12 +122,16 @@ def learn_split(
         jobs.append(pool.submit(_learn_part(users[part], items[part], weights[part], rng_k,
                                             tables, n_items, hp_split, extra_stats[k - 1],
                                             marks_k)))  # fmt: skip
-    refused = [int(parts[0][e]) for e in _learn_part(users[parts[0]], items[parts[0]],
-               weights[parts[0]], rng, tables, n_items, hp_split, stats, marks)()]  # fmt: skip
+    try:
+        refused = [int(parts[0][e]) for e in _learn_part(users[parts[0]], items[parts[0]],
+                   weights[parts[0]], rng, tables, n_items, hp_split, stats, marks)()]  # fmt: skip
+    finally:  # (whatever happened here, no thread goes on writing once this returns)
+        wait(jobs)
+        for k in range(1, threads):  # every row a thread wrote is marked, even then
+            merge_marks(changes, thread_marks.log(k - 1))
     for k, job in enumerate(jobs, start=1):
         refused += [int(parts[k][e]) for e in job.result()]
         stats += extra_stats[k - 1]
-        merge_marks(changes, thread_marks.log(k - 1))
     refused.sort()
     flags = np.zeros(users.shape[0], dtype=np.uint8)
     flags[np.asarray(refused, dtype=np.intp)] = 1

@@ -37,22 +37,30 @@ async def _steps_while(recreate: Callable[[], Awaitable[None]]) -> int:
     return steps
 
 
+async def _topic_with_a_delta(bootstrap: str) -> str:
+    """A new one-partition deltas topic holding one record."""
+    from aiokafka import AIOKafkaProducer
+
+    name = f"t{uuid.uuid4().hex[:10]}.deltas"
+    await ensure_topics(bootstrap, {name: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, b"old delta")
+    finally:
+        await producer.stop()
+    return name
+
+
 @pytest.mark.asyncio
 async def test_a_recreation_in_a_thread_does_not_wait_for_the_loop(
     embedded_bootstrap: str,
 ) -> None:
     """On the busy loop every round trip of the admin clients waits for a step; in a
     thread the recreation goes on while the loop is held.  Both leave the topic empty."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer
 
-    name = f"t{uuid.uuid4().hex[:10]}.deltas"
-    await ensure_topics(embedded_bootstrap, {name: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=embedded_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(name, b"old delta")
-    finally:
-        await producer.stop()
+    name = await _topic_with_a_delta(embedded_bootstrap)
 
     on_loop = await _steps_while(lambda: recreate_topic(embedded_bootstrap, name))
     in_thread = await _steps_while(lambda: recreate_topic_in_thread(embedded_bootstrap, name))
@@ -77,17 +85,10 @@ async def test_a_topic_a_client_creates_again_at_once_is_taken_when_new_and_empt
     following it does, and the broker (``auto.create.topics.enable``) creates it again:
     that topic, new and empty, is the recreated one.  Waiting for it to go away timed
     out after 30 s in the suite's rotations on Apache Kafka."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    name = f"t{uuid.uuid4().hex[:10]}.deltas"
-    await ensure_topics(bootstrap, {name: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(name, b"old delta")
-    finally:
-        await producer.stop()
+    name = await _topic_with_a_delta(bootstrap)
     delete = AIOKafkaAdminClient.delete_topics
     created_again: list[bool] = []  # asked for once gone; then True once listed again
 

@@ -451,9 +451,8 @@ class HybridModel:
         """Learn the events (on ``threads`` threads); the indices of the refused ones."""
         tables, marks = self.kernel_tables(), self.kernel_changes()
         if threads == 1:
-            return learn_in_order(users, items, weights, tables=tables, n_items=self.n_items,
-                                  hp=self.hp, rng=self.rng_state, stats=self.stats,
-                                  marks=marks)  # fmt: skip
+            return learn_in_order(users, items, weights, self.rng_state, tables, self.n_items,
+                                  self.hp, self.stats, marks)  # fmt: skip
         return learn_split(users, items, weights, threads=threads, tables=tables,
                            n_items=self.n_items, hp=self.hp, rng=self.rng_state,
                            stats=self.stats, changes=self.changes, marks=marks,

@@ -26,7 +26,6 @@ reproducible path (the replay uses it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -119,12 +118,12 @@ def learn_split(
         part = parts[k]
         rng_k = np.array([vectors.seed_state(int(rng[0]) + k)], dtype=np.int64)
         marks_k = marks_like(thread_marks.log(k - 1), marks)
-        jobs.append(pool.submit(_learn_part(users[part], items[part], weights[part], rng_k,
-                                            tables, n_items, hp_split, extra_stats[k - 1],
-                                            marks_k)))  # fmt: skip
+        jobs.append(pool.submit(learn_in_order, users[part], items[part], weights[part], rng_k,
+                                tables, n_items, hp_split, extra_stats[k - 1], marks_k))  # fmt: skip
     try:
-        refused = [int(parts[0][e]) for e in _learn_part(users[parts[0]], items[parts[0]],
-                   weights[parts[0]], rng, tables, n_items, hp_split, stats, marks)()]  # fmt: skip
+        mine = parts[0]
+        refused = [int(mine[e]) for e in learn_in_order(users[mine], items[mine], weights[mine],
+                   rng, tables, n_items, hp_split, stats, marks)]  # fmt: skip
     finally:  # (whatever happened here, no thread goes on writing once this returns)
         wait(jobs)
         for k in range(1, threads):  # every row a thread wrote is marked, even then
@@ -144,43 +143,22 @@ def learn_in_order(
     users: np.ndarray,
     items: np.ndarray,
     weights: np.ndarray,
-    *,
+    rng: np.ndarray,
     tables: KernelTables,
     n_items: int,
     hp: np.ndarray,
-    rng: np.ndarray,
     stats: np.ndarray,
     marks: ChangeMarks,
 ) -> list[int]:
-    """Learn the events on this thread, in order; the indices of the refused ones."""
-    return _learn_part(users, items, weights, rng, tables, n_items, hp, stats, marks)()
-
-
-def _learn_part(
-    users: np.ndarray,
-    items: np.ndarray,
-    weights: np.ndarray,
-    rng: np.ndarray,
-    tables: KernelTables,
-    n_items: int,
-    hp: np.ndarray,
-    stats: np.ndarray,
-    marks: ChangeMarks,
-) -> Callable[[], list[int]]:
-    """A call that learns the events in order, past any the kernel refuses (it stops at
-    one: the events after it are learned by the next call); the refused indices."""
-    users, items, weights = (np.ascontiguousarray(a) for a in (users, items, weights))
-
-    def run() -> list[int]:
-        refused: list[int] = []
-        start = 0
-        while start < users.shape[0]:
-            status = int(kernels.learn_batch(users[start:], items[start:], weights[start:], rng,
-                                             *tables, n_items, hp, stats, marks))  # fmt: skip
-            if status < 0:
-                break
-            refused.append(start + status)
-            start += status + 1
-        return refused
-
-    return run
+    """Learn the events on this thread, in order, past any the kernel refuses (it stops
+    at one: the events after it are learned by the next call); the refused indices."""
+    refused: list[int] = []
+    start = 0
+    while start < users.shape[0]:
+        status = int(kernels.learn_batch(users[start:], items[start:], weights[start:], rng,
+                                         *tables, n_items, hp, stats, marks))  # fmt: skip
+        if status < 0:
+            break
+        refused.append(start + status)
+        start += status + 1
+    return refused

@@ -19,7 +19,7 @@ as fast during the outage as before it, the backlog drains and a checkpoint hold
 every event is registered after recovery.
 
 Both functions take the parsed arguments and return one row (``scenario``,
-``measured``, ``target``, ``pass``); ``bench/faults.py`` can call them.
+``measured``, ``target``, ``passed``); ``bench/faults.py`` can call them.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def hostile_payloads(args: argparse.Namespace) -> Row:
         "measured": measured,
         "target": "all dead-lettered with original bytes, all clean learned, no escape, "
         "sizes <= 2x clean",
-        "pass": ok,
+        "passed": ok,
     }
 
 
@@ -348,13 +348,12 @@ def database_down(args: argparse.Namespace) -> Row:
         "scenario": f"database down {args.outage:.0f} s",
         "measured": measured,
         "target": "learning rate during >= 0.5x normal, backlog drains, checkpoints resume",
-        "pass": ok,
+        "passed": ok,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 clean events, 10 s outage")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scenarios' options (``bench/faults.py`` takes them too)."""
     parser.add_argument("--clean", type=int, default=1000, help="clean interactions")
     parser.add_argument("--payloads", type=int, default=200, help="hypothesis-drawn payloads")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
@@ -362,6 +361,12 @@ def main() -> None:
     parser.add_argument("--normal", type=float, default=20.0, help="seconds before the outage")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds the database is down")
     parser.add_argument("--recovery", type=float, default=60.0, help="longest wait after it")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 clean events, 10 s outage")
+    add_arguments(parser)
     parser.add_argument("--only", choices=("hostile", "database"), default=None)
     args = parser.parse_args()
     if args.quick:
@@ -374,7 +379,7 @@ def main() -> None:
         rows.append(database_down(args))
     for row in rows:
         print(f"{row['scenario']} | {row['measured']} | target: {row['target']} | "
-              f"{'PASS' if row['pass'] else 'FAIL'}")  # fmt: skip
+              f"{'PASS' if row['passed'] else 'FAIL'}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -139,14 +139,19 @@ def overload(args: Any) -> dict[str, Any]:
         return pool.submit(asyncio.run, _run(args)).result()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This scenario's options (``bench/faults.py`` takes them too)."""
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users", type=int, default=20_000)
     p.add_argument("--overload-seconds", type=float, default=60.0)
     p.add_argument("--overload-factor", type=float, default=3.0)
     p.add_argument("--overload-timeout", type=float, default=2.0)
     p.add_argument("--overload-probe-s", type=float, default=5.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
     row = overload(p.parse_args())
     for key, value in row.items():
         print(f"{key}: {value}")

@@ -511,19 +511,27 @@ _OTHER_ROWS = (
 )
 
 
-async def _optional_rows(args: argparse.Namespace) -> list[Row]:
-    """The rows of ``bench/fault_input.py`` and ``bench/fault_overload.py``, if present."""
+def _other_modules() -> list[tuple[Any, tuple[str, ...]]]:
+    """The modules of :data:`_OTHER_ROWS` that are there, with their row functions."""
     import importlib
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    rows: list[Row] = []
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    found = []
     for module_name, functions in _OTHER_ROWS:
         try:
-            module = importlib.import_module(module_name)
+            found.append((importlib.import_module(module_name), functions))
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            continue
+    return found
+
+
+async def _optional_rows(args: argparse.Namespace) -> list[Row]:
+    """The rows of ``bench/fault_input.py`` and ``bench/fault_overload.py``, if present."""
+    rows: list[Row] = []
+    for module, functions in _other_modules():
         for name in functions:
             fn = getattr(module, name, None)
             if fn is None:
@@ -643,6 +651,8 @@ def main() -> None:
     parser.add_argument("--replica-events", type=int, default=6000,
                         help="events of the replica scenario (a third per phase)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
+    for module, _ in _other_modules():  # their rows read their own options
+        module.add_arguments(parser)
     args = parser.parse_args()
     rows = asyncio.run(run(args))
     print(table(rows))

@@ -58,6 +58,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     async def start(self, timeout: float = 10.0) -> str:
         from streamrec.stream.local_kafka import die_with_parent
 

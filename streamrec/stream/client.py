@@ -24,6 +24,7 @@ import msgspec
 from streamrec.errors import BrokerError, RequestTimeoutError
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
+from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import parse_filters
 from streamrec.stream.schemas import (
     Interaction,
@@ -114,6 +115,7 @@ class Client:
         self.client_id = f"streamrec-client-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._producer: Any = None
         self._consumer: Any = None
+        self._fetch_wait: FetchWaitGuard | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._marks: dict[tuple[str, int], int] = {}
@@ -145,6 +147,7 @@ class Client:
                 fetch_max_wait_ms=self.settings.fetch_wait_ms, client_id=self.client_id,
             )  # fmt: skip
             await self._consumer.start()
+            self._fetch_wait = FetchWaitGuard(self._consumer, "client (responses)")
         except Exception as exc:
             await self.stop()
             raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
@@ -360,6 +363,8 @@ class Client:
     async def _read(self) -> None:
         while True:
             batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+            if self._fetch_wait is not None:
+                self._fetch_wait.after_poll(batch)
             for records in batch.values():
                 for rec in records:
                     try:

@@ -170,6 +170,11 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def server_properties(self) -> str:
         p, c = self.port, self.controller_port
         props = {

@@ -28,6 +28,7 @@ from streamrec.errors import ReplicaError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode_binary
+from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.kafka_clients import probe
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
@@ -68,6 +69,7 @@ class DeltaFollower:
         self.epoch = ""  # the trainer incarnation whose deltas this replica follows
         self.next_seq = 0  # the seq of the next delta of that epoch
         self._consumer: Any = None
+        self._fetch_wait: FetchWaitGuard | None = None
         self._tp: Any = None
         self._task: asyncio.Task[None] | None = None
         self._waiting_since: float | None = None  # for a checkpoint to resync from
@@ -108,6 +110,7 @@ class DeltaFollower:
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()
+        self._fetch_wait = FetchWaitGuard(self._consumer, "delta follower")
         tp = self._tp = TopicPartition(self.topics.deltas, 0)
         self._consumer.assign([tp])
         if start and await self._continues(start):
@@ -165,6 +168,8 @@ class DeltaFollower:
         # at once without suspending, and the requests beside it would wait for all of it
         await asyncio.sleep(0)
         batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
+        if self._fetch_wait is not None:
+            self._fetch_wait.after_poll(batch)
         if not batch:
             if not await self._past_the_end() and time.monotonic() - self._last_batch >= IDLE_S:
                 await self._behind_the_checkpoint()

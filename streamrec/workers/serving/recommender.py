@@ -22,6 +22,7 @@ from streamrec.model import HybridModel
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import Filter, parse_filters
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
@@ -244,6 +245,7 @@ class Recommender:
         self.core = RecommenderCore(settings, state, index)
         self.metrics = metrics or Metrics()
         self._consumer: Any = None
+        self._fetch_wait: FetchWaitGuard | None = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -285,6 +287,7 @@ class Recommender:
             heartbeat_interval_ms=500, session_timeout_ms=10000,
         )  # fmt: skip
         await self._consumer.start()
+        self._fetch_wait = FetchWaitGuard(self._consumer, "recommender (requests)")
 
     async def ready(self, timeout: float = 30.0) -> bool:
         """Wait until the group gave this member partitions of the request topic."""
@@ -318,6 +321,8 @@ class Recommender:
         """One fetch from the request consumer group; its requests start concurrently."""
         s = self.settings
         batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
+        if self._fetch_wait is not None:
+            self._fetch_wait.after_poll(batch)
         for records in Record.batch(batch):
             await self.answer_batch(records)
         await asyncio.sleep(0)  # let the requests just started compute before the next fetch

@@ -38,6 +38,7 @@ from streamrec.settings import Settings
 from streamrec.stream.broker import recreate_topic_in_thread
 from streamrec.stream.codec import Rejected, encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
+from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.kafka_clients import fingerprint, probe
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
@@ -107,6 +108,7 @@ class Trainer:
                                 InputLimits.from_settings(settings),
                                 settings.learn_threads)  # fmt: skip
         self._consumer: Any = None
+        self._fetch_wait: FetchWaitGuard | None = None
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._deltas_offset = 0
@@ -162,6 +164,7 @@ class Trainer:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )  # fmt: skip
         await self._consumer.start()
+        self._fetch_wait = FetchWaitGuard(self._consumer, "trainer (events)")
         tps = []
         for topic in (self.topics.interactions, self.topics.entities):
             parts = await partitions(self._producer, topic)
@@ -457,6 +460,8 @@ class Trainer:
                 return batch
             for tp, recs in rest.items():
                 batch[tp] = batch.get(tp, []) + recs
+        if self._fetch_wait is not None:
+            self._fetch_wait.after_poll(batch)
         return batch
 
     def _holding(self) -> bool:

@@ -112,8 +112,10 @@ class Deployment:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"streamrec up exited: see {self.data_dir / 'up.log'}")
-            if marker.exists() and self.health_or_none() is not None:
-                self.bootstrap = marker.read_text().strip()
+            external = self.extra[self.extra.index("--bootstrap") + 1] if (
+                "--bootstrap" in self.extra) else ""  # fmt: skip
+            if (external or marker.exists()) and self.health_or_none() is not None:
+                self.bootstrap = external or marker.read_text().strip()
                 return
             time.sleep(0.2)
         raise SystemExit(f"streamrec up not ready in {timeout} s: see {self.data_dir / 'up.log'}")

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -567,8 +568,15 @@ def main_bench(args: argparse.Namespace) -> None:
         res.add("RSS at the end, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
         res.add("PSS at the end (shared pages counted once), MB", f"{dep.pss_mb:,.0f}")
         dep.print_topic_sizes(args.prefix)
+    except BaseException:
+        print(f"kept {data_dir} (the deployment's logs and checkpoints)", flush=True)
+        raise
     finally:
         dep.stop()
+    if args.keep:
+        print(f"kept {data_dir}")
+    else:  # hundreds of MB of checkpoints at 100,000 items
+        shutil.rmtree(data_dir, ignore_errors=True)
     print(f"\n| {args.items:,} items, {args.users:,} users | measured | target |")
     print("|---|---|---|")
     for what, value, target in res.rows:
@@ -594,6 +602,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--png", default="scale.png")
     p.add_argument("--up-args", default="", help="extra options for streamrec up")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the deployment's data directory (removed after a run that passed)")  # fmt: skip
     p.add_argument(
         "--stages",
         type=lambda s: set(s.split(",")),

@@ -33,6 +33,7 @@ web_port                    STREAMREC_WEB_PORT            6066 (0: any free, -1:
 web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in containers)
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
+request_slots               STREAMREC_REQUEST_SLOTS       4 (embedded broker; 0: off)
 compression                 STREAMREC_COMPRESSION         zstd (events, requests, responses)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (in: dead letter; out: split)
@@ -148,6 +149,12 @@ class Settings:
     #: aiokafka batch fetches in the ``<prefix>.recommender`` consumer group) or ``agent``
     #: (a faust agent in the app's consumer group, ``stream.take_events`` batches).
     faust_requests: str = "fetch"
+    #: On the embedded broker, the request path's ring of topic pairs, each current for
+    #: ``SLOT_S`` (4) seconds and recycled in turn (``stream/topics.py``): 0 or at least
+    #: 3.  0 keeps the plain request and response topics only, whose fetches cost more
+    #: with every request answered there.  Not used with ``faust_requests=agent`` (the
+    #: agent reads the plain topic) nor on a Kafka cluster (use its retention).
+    request_slots: int = 4
     #: Compression of the batches the SDK and the recommenders produce (JSON events,
     #: requests, responses; deltas are float tables and travel uncompressed): ``zstd``
     #: (12x on click events at 0.2 us each), ``gzip``, ``lz4``, ``snappy`` or ``none``.
@@ -248,8 +255,18 @@ class Settings:
         if self.faust_requests not in FAUST_REQUESTS:
             raise ConfigError(f"faust_requests={self.faust_requests!r} must be one of "
                               f"{', '.join(FAUST_REQUESTS)}")  # fmt: skip
+        if self.request_slots < 0 or self.request_slots in (1, 2):
+            raise ConfigError(f"request_slots={self.request_slots!r} must be 0 or >= 3 (a "
+                              "slot is recycled while the one before it is current)")  # fmt: skip
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
+
+    @property
+    def embedded_request_slots(self) -> int:
+        """The request slots ``streamrec up`` makes on the embedded broker: none for the
+        faust agent, which reads the plain request topic."""
+        agent = self.runtime == "faust" and self.faust_requests == "agent"
+        return 0 if agent else self.request_slots
 
     @property
     def db_url(self) -> str:

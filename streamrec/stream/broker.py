@@ -21,7 +21,7 @@ from typing import Any
 
 from streamrec.errors import BrokerError, TopicError
 from streamrec.settings import Settings
-from streamrec.stream.topics import Topics
+from streamrec.stream.topics import SLOT_S, Topics
 
 log = logging.getLogger(__name__)
 
@@ -278,9 +278,34 @@ async def _wait_for_leaders(
         await asyncio.sleep(0.05)
 
 
+async def recycle_slots(bootstrap: str, topics: Topics, slots: int, partitions: int) -> None:
+    """Forever: half way through each :data:`SLOT_S` period, delete and create again the
+    request and response topics of the slot that comes next (see ``stream/topics.py``).
+
+    That slot last carried traffic ``slots - 1`` periods before the next one, and at
+    least 1.5 periods ago.  A failed recreation is logged and retried at the next turn.
+    """
+    while True:
+        now = time.time()
+        period = int(now // SLOT_S)
+        middle = (period + 0.5) * SLOT_S
+        if now > middle:  # too late for this period's turn: the next one
+            period += 1
+            middle += SLOT_S
+        await asyncio.sleep(middle - now)
+        slot = (period + 1) % slots
+        for name in (topics.request_slot(slot), topics.response_slot(slot)):
+            try:
+                await recreate_topic_in_thread(bootstrap, name, partitions)
+            except Exception:
+                log.exception("recycling request slot %s failed; trying at its next turn", name)
+
+
 @contextlib.asynccontextmanager
 async def broker(settings: Settings) -> AsyncIterator[str]:
-    """A bootstrap address with the topics created: the configured cluster or an embedded one."""
+    """A bootstrap address with the topics created: the configured cluster or an embedded
+    one, whose request path runs over ``settings.request_slots`` slots, recycled in turn
+    while the context lasts (``stream/topics.py``)."""
     topics = Topics(settings.topic_prefix)
     if settings.bootstrap:
         await check_reachable(settings.bootstrap)
@@ -289,8 +314,19 @@ async def broker(settings: Settings) -> AsyncIterator[str]:
         return
     embedded = EmbeddedBroker()
     await embedded.start()
+    recycler: asyncio.Task[None] | None = None
     try:
-        await ensure_topics(embedded.bootstrap, topics.partitions(settings.partitions))
+        slots = settings.embedded_request_slots
+        await ensure_topics(embedded.bootstrap, topics.partitions(settings.partitions, slots))
+        if slots:
+            recycler = asyncio.create_task(
+                recycle_slots(embedded.bootstrap, topics, slots, settings.partitions),
+                name="request-slot-recycler",
+            )
         yield embedded.bootstrap
     finally:
+        if recycler is not None:
+            recycler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recycler
         await embedded.stop()

@@ -26,6 +26,7 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import parse_filters
+from streamrec.stream.recreated import rewind_recreated
 from streamrec.stream.schemas import (
     Interaction,
     ItemUpdate,
@@ -36,7 +37,7 @@ from streamrec.stream.schemas import (
     UserUpdate,
     Watermark,
 )
-from streamrec.stream.topics import Topics
+from streamrec.stream.topics import Topics, current_slot
 
 T = TypeVar("T")
 FeatureArg = Iterable[str] | Mapping[str, float] | None
@@ -116,6 +117,7 @@ class Client:
         self._producer: Any = None
         self._consumer: Any = None
         self._fetch_wait: FetchWaitGuard | None = None
+        self._slots = 0  # the deployment's request slots (stream/topics.py), 0: none
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._marks: dict[tuple[str, int], int] = {}
@@ -134,7 +136,7 @@ class Client:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamrec.stream.kafka_clients import make_producer, partitions
+        from streamrec.stream.kafka_clients import make_producer, partitions, topic_names
 
         try:
             self._producer = await make_producer(
@@ -158,7 +160,11 @@ class Client:
                 f"topic {self.topics.responses} does not exist on {self.bootstrap}: is "
                 "streamrec running with this topic prefix?"
             )
+        self._slots = self.topics.slots_in(await topic_names(self._producer))
         tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
+        for i in range(self._slots):  # request slots (stream/topics.py): their responses
+            slot = self.topics.response_slot(i)
+            tps += [TopicPartition(slot, p) for p in sorted(await partitions(self._producer, slot))]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve positions now: responses to our requests come after
@@ -304,6 +310,12 @@ class Client:
         return await self._publish(self.topics.entities, msg, item, wait)
 
     # ---------------------------------------------------------- recommending
+    def _request_topic(self) -> str:
+        """Where a request goes now: the current request slot, or the plain topic."""
+        if self._slots:
+            return self.topics.request_slot(current_slot(self._slots))
+        return self.topics.requests
+
     async def recommend(
         self,
         user: str | None = None,
@@ -338,7 +350,7 @@ class Client:
         fut: asyncio.Future[RecResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         try:
-            await self._publish(self.topics.requests, req, user or request_id, wait=False)
+            await self._publish(self._request_topic(), req, user or request_id, wait=False)
             try:
                 resp = await asyncio.wait_for(fut, limit)
             except TimeoutError:
@@ -365,6 +377,7 @@ class Client:
             batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
             if self._fetch_wait is not None:
                 self._fetch_wait.after_poll(batch)
+            rewind_recreated(self._consumer)  # a recycled response slot starts at 0
             for records in batch.values():
                 for rec in records:
                     try:

@@ -101,6 +101,13 @@ async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[in
         return set()
 
 
+async def topic_names(producer: Any) -> set[str]:
+    """Every topic the broker has (one metadata request for all topics: asking for one by
+    name would create it on a broker that creates topics on first use)."""
+    cluster = await producer.client.fetch_all_metadata()
+    return set(cluster.topics())
+
+
 @dataclass(frozen=True)
 class Probe:
     """What a fetch at one offset of one partition found.

@@ -1,8 +1,35 @@
-"""Topic names under one prefix, and the partition count of each."""
+"""Topic names under one prefix, and the partition count of each.
+
+**Request slots.**  The embedded broker (Tansu's memory engine) lists every record batch
+of a partition for each fetch that returns records, and never drops one, so the request
+path's fetches cost more with every request answered (docs/operations.md, Known
+limits).  There, ``streamrec up`` carries requests and responses over a ring of
+``request_slots`` topic pairs, ``<prefix>.rec-requests.<i>`` and
+``<prefix>.rec-responses.<i>``: callers send to the slot of the current
+:data:`SLOT_S`-second period, the recommenders read every slot and answer on the
+response slot paired with the request's, and :func:`~streamrec.stream.broker.recycle_slots`
+deletes and creates again, half a period ahead, the slot that comes next, which last
+carried traffic at least 1.5 periods before.  A consumer whose position is past a
+recreated partition's end starts it again from 0
+(:func:`~streamrec.stream.recreated.rewind_recreated`).  The plain ``rec-requests`` and
+``rec-responses`` topics are always there too, answered as before.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+
+#: How long each request slot is the one callers send to, in seconds.  A constant, not a
+#: setting: every caller and the deployment must agree on it.  At 500 requests/s a
+#: partition of a 3-partition slot gains about 670 batches in a period, which the
+#: embedded broker lists in about 0.3 ms (``bench/broker_fetch.py``).
+SLOT_S = 4.0
+
+
+def current_slot(slots: int, now: float | None = None) -> int:
+    """The request slot callers send to at ``now`` (wall clock)."""
+    return int((time.time() if now is None else now) // SLOT_S) % slots
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,29 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.dead-letters"
 
+    def request_slot(self, i: int) -> str:
+        return f"{self.requests}.{i}"
+
+    def response_slot(self, i: int) -> str:
+        return f"{self.responses}.{i}"
+
+    def request_topics(self, slots: int) -> list[str]:
+        """Every topic requests arrive on: the plain one and the ``slots`` slots."""
+        return [self.requests, *(self.request_slot(i) for i in range(slots))]
+
+    def response_for(self, request_topic: str) -> str:
+        """The response topic paired with ``request_topic`` (plain or a slot)."""
+        if request_topic.startswith(self.requests):
+            return self.responses + request_topic[len(self.requests) :]
+        return self.responses
+
+    def slots_in(self, names: set[str]) -> int:
+        """How many request slots ``names`` (a broker's topics) hold, counted from 0."""
+        n = 0
+        while self.request_slot(n) in names and self.response_slot(n) in names:
+            n += 1
+        return n
+
     def all(self) -> tuple[str, ...]:
         return (
             self.interactions,
@@ -48,6 +98,9 @@ class Topics:
             self.dead_letters,
         )
 
-    def partitions(self, default: int) -> dict[str, int]:
-        """Partition count per topic: ``default`` everywhere but the ordered deltas topic."""
-        return {name: (1 if name == self.deltas else default) for name in self.all()}
+    def partitions(self, default: int, slots: int = 0) -> dict[str, int]:
+        """Partition count per topic, ``slots`` request slots included: ``default``
+        everywhere but the ordered deltas topic."""
+        names = [*self.all(), *(t for i in range(slots)
+                                for t in (self.request_slot(i), self.response_slot(i)))]  # fmt: skip
+        return {name: (1 if name == self.deltas else default) for name in names}

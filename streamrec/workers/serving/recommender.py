@@ -24,8 +24,10 @@ from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import Filter, parse_filters
+from streamrec.stream.kafka_clients import topic_names
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
+from streamrec.stream.recreated import rewind_recreated
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
 from streamrec.workers.lifecycle import cancel, close
@@ -280,8 +282,9 @@ class Recommender:
         await self._producer.start()
         if not consume:
             return
+        slots = self.topics.slots_in(await topic_names(self._producer))
         self._consumer = AIOKafkaConsumer(
-            self.topics.requests, bootstrap_servers=self.bootstrap,
+            *self.topics.request_topics(slots), bootstrap_servers=self.bootstrap,
             group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",
             fetch_max_wait_ms=s.fetch_wait_ms, rebalance_timeout_ms=3000,
             heartbeat_interval_ms=500, session_timeout_ms=10000,
@@ -323,6 +326,7 @@ class Recommender:
         batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
         if self._fetch_wait is not None:
             self._fetch_wait.after_poll(batch)
+        rewind_recreated(self._consumer)  # request slots (stream/topics.py)
         for records in Record.batch(batch):
             await self.answer_batch(records)
         await asyncio.sleep(0)  # let the requests just started compute before the next fetch
@@ -337,6 +341,7 @@ class Recommender:
         dead: list[DeadLetter] = []
         m = self.metrics
         for record in records:
+            reply_to = self.topics.response_for(record.topic)
             try:
                 self.limits.check_size(record.value)
                 req = decode(record.value, RecRequest)
@@ -348,18 +353,20 @@ class Recommender:
             except Rejected as exc:  # dead-lettered, and answered when its id is usable
                 dead.append(dead_letter(exc.reason, record, WORKER))
                 if _usable_id(self.limits, req.request_id):
-                    await self._send(self.core.refuse(req, f"invalid request: {exc.reason}"))
+                    await self._send(self.core.refuse(req, f"invalid request: {exc.reason}"),
+                                     reply_to)  # fmt: skip
                 continue
             if _expired(req):
                 m.inc(WORKER, "expired_requests_total", 1,
                       "requests dropped unanswered: their deadline had passed")  # fmt: skip
                 continue
             if len(self._in_flight) >= self.settings.max_in_flight:
-                await self._send(self.core.refuse(req, OVERLOADED))
+                await self._send(self.core.refuse(req, OVERLOADED), reply_to)
                 m.inc(WORKER, "overloaded_requests_total", 1,
                       "requests answered 'overloaded' (in-flight bound reached)")  # fmt: skip
                 continue
-            task = asyncio.create_task(self._serve(req), name=f"request {req.request_id}")
+            task = asyncio.create_task(self._serve(req, reply_to),
+                                       name=f"request {req.request_id}")  # fmt: skip
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         m.set(WORKER, "requests_in_flight", len(self._in_flight),
@@ -368,16 +375,16 @@ class Recommender:
             n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
             m.inc(WORKER, "dead_letters_total", n, "messages sent to the dead-letter topic")
 
-    async def _serve(self, req: RecRequest) -> None:
+    async def _serve(self, req: RecRequest, reply_to: str) -> None:
         try:
-            await self._answer(req)
+            await self._answer(req, reply_to)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("request %s failed", req.request_id)
             self.metrics.inc(WORKER, "request_failures_total", 1, "requests that raised")
 
-    async def _answer(self, req: RecRequest) -> None:
+    async def _answer(self, req: RecRequest, reply_to: str) -> None:
         t0 = time.perf_counter()
         stale = False
         m = self.metrics
@@ -396,7 +403,7 @@ class Recommender:
             m.inc(WORKER, "expired_requests_total", 1,
                   "requests dropped unanswered: their deadline had passed")  # fmt: skip
             return
-        await self._send(resp)
+        await self._send(resp, reply_to)
         m.inc(WORKER, "requests_total", 1, "recommendation requests answered")
         m.inc(WORKER, "request_seconds_total", resp.timing.total_ms / 1000, "time answering")
         if stale:
@@ -404,8 +411,9 @@ class Recommender:
         if resp.error:
             m.inc(WORKER, "request_errors_total", 1, "requests answered with an error")
 
-    async def _send(self, resp: RecResponse) -> None:
-        await self._producer.send(self.topics.responses, encode(resp), key=resp.request_id.encode())
+    async def _send(self, resp: RecResponse, topic: str) -> None:
+        """Answer on ``topic``: the response topic paired with the request's."""
+        await self._producer.send(topic, encode(resp), key=resp.request_id.encode())
 
 
 #: The error of a request refused because the recommender holds too many already.

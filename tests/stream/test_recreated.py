@@ -1,0 +1,70 @@
+"""A consumer past the end of a recreated partition starts it again from 0."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from streamrec.stream.broker import ensure_topics, recreate_topic
+from streamrec.stream.recreated import rewind_recreated
+
+
+async def _send(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, v, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _after_recreation(bootstrap: str, rewind: bool, seconds: float) -> list[bytes]:
+    """Read a topic's 5 records, recreate it, send 3 new ones: what the consumer reads."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = f"t{uuid.uuid4().hex[:10]}.slot"
+    await ensure_topics(bootstrap, {topic: 1})
+    await _send(bootstrap, topic, [b"old"] * 5)
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20)  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        old: list[bytes] = []
+        while len(old) < 5:
+            batch = await consumer.getmany(timeout_ms=200)
+            old += [r.value for records in batch.values() for r in records]
+        await recreate_topic(bootstrap, topic, 1)
+        await _send(bootstrap, topic, [b"new-0", b"new-1", b"new-2"])
+        got: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        while len(got) < 3 and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            got += [r.value for records in batch.values() for r in records]
+            if rewind:
+                rewind_recreated(consumer)
+        return got
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_consumer_reads_a_recreated_partition_from_its_start(bootstrap: str) -> None:
+    assert await _after_recreation(bootstrap, rewind=True, seconds=15) == [
+        b"new-0", b"new-1", b"new-2"
+    ]  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_without_the_rewind_the_embedded_broker_strands_the_consumer(
+    embedded_bootstrap: str,
+) -> None:
+    """The embedded broker answers a fetch past the end empty, not out of range."""
+    assert await _after_recreation(embedded_bootstrap, rewind=False, seconds=2) == []

@@ -1,0 +1,100 @@
+"""The request path over recycled request slots on the embedded broker (stream/topics.py).
+
+Requests go on for several periods (shortened to 0.5 s) while the slots are deleted and
+created again in turn: every request is answered, requests went through every slot, and
+the slots hold fewer records than were sent through them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from streamrec.settings import Settings
+from streamrec.stream import broker as broker_module
+from streamrec.stream import topics as topics_module
+from streamrec.stream.broker import ensure_topics, recycle_slots
+from streamrec.stream.client import Client
+from streamrec.stream.topics import Topics, current_slot
+from streamrec.workers import Stack
+
+pytestmark = [pytest.mark.integration]
+
+SLOTS = 4
+PERIOD_S = 0.5
+
+
+async def _records_in(bootstrap: str, names: list[str], partitions: int) -> int:
+    """The records the topics hold now (their high watermarks)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=20)  # fmt: skip
+    await consumer.start()
+    try:
+        tps = [TopicPartition(n, p) for n in names for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + 10
+        while any(consumer.highwater(tp) is None for tp in tps):
+            assert time.monotonic() < deadline, "no high watermark for every partition"
+            await consumer.getmany(timeout_ms=100)
+        return sum(consumer.highwater(tp) or 0 for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("runtime", ["asyncio", "faust"])
+async def test_requests_are_answered_while_the_slots_are_recycled(
+    embedded_bootstrap: str,
+    runtime: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(topics_module, "SLOT_S", PERIOD_S)
+    monkeypatch.setattr(broker_module, "SLOT_S", PERIOD_S)
+    bootstrap = embedded_bootstrap
+    settings = Settings.load(
+        {"topic_prefix": f"slot{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("slot"),
+         "web_port": -1, "runtime": runtime, "fetch_wait_ms": 5, "checkpoint_interval_s": 0},
+        environ={},
+    )  # fmt: skip
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
+    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
+    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
+    await stack.start()
+    client = Client(bootstrap, settings=settings)
+    try:
+        assert await stack.ready(30)
+        await client.start()
+        for i in range(20):
+            await client.add_item(f"it-{i}", [f"topic={i % 2}"], wait=False)
+        await client.add_user("u", ["likes=0"], wait=False)
+        await client.flush()
+        assert await stack.state.wait_for(client.watermarks(), 30)
+
+        sent, slots_used, answers = 0, set(), []
+        t_end = time.monotonic() + 6 * PERIOD_S * SLOTS / 2  # 12 periods, 3 rounds
+        while time.monotonic() < t_end:
+            slots_used.add(current_slot(SLOTS))
+            answers.append(asyncio.ensure_future(client.recommend("u", 5, timeout=20)))
+            sent += 1
+            await asyncio.sleep(0.02)
+        responses = await asyncio.gather(*answers)
+
+        assert [r.error for r in responses if r.error] == []
+        assert all(len(r.items) == 5 for r in responses)
+        assert slots_used == set(range(SLOTS))
+        held = await _records_in(bootstrap, [topics.request_slot(i) for i in range(SLOTS)],
+                                 settings.partitions)  # fmt: skip
+        assert held < sent / 2, (held, sent)  # recycled: the slots hold the last periods only
+        assert await _records_in(bootstrap, [topics.requests], settings.partitions) == 0
+    finally:
+        recycler.cancel()
+        await client.stop()
+        await stack.stop()

@@ -282,8 +282,9 @@ async def recycle_slots(bootstrap: str, topics: Topics, slots: int, partitions: 
     """Forever: half way through each :data:`SLOT_S` period, delete and create again the
     request and response topics of the slot that comes next (see ``stream/topics.py``).
 
-    That slot last carried traffic ``slots - 1`` periods before the next one, and at
-    least 1.5 periods ago.  A failed recreation is logged and retried at the next turn.
+    That slot was last current ``slots - 1`` periods before the next one: its traffic
+    ended ``slots - 1.5`` periods before the recreation (2.5 periods, 10 s, with the
+    default 4 slots).  A failed recreation is logged and retried at its next turn.
     """
     while True:
         now = time.time()

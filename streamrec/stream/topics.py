@@ -8,8 +8,8 @@ limits).  There, ``streamrec up`` carries requests and responses over a ring of
 ``<prefix>.rec-responses.<i>``: callers send to the slot of the current
 :data:`SLOT_S`-second period, the recommenders read every slot and answer on the
 response slot paired with the request's, and :func:`~streamrec.stream.broker.recycle_slots`
-deletes and creates again, half a period ahead, the slot that comes next, which last
-carried traffic at least 1.5 periods before.  A consumer whose position is past a
+deletes and creates again, half a period ahead, the slot that comes next, whose
+traffic ended ``request_slots - 1.5`` periods before (10 s with the default 4 slots).  A consumer whose position is past a
 recreated partition's end starts it again from 0
 (:func:`~streamrec.stream.recreated.rewind_recreated`).  The plain ``rec-requests`` and
 ``rec-responses`` topics are always there too, answered as before.

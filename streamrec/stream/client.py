@@ -136,7 +136,7 @@ class Client:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamrec.stream.kafka_clients import make_producer, partitions, topic_names
+        from streamrec.stream.kafka_clients import make_producer, partitions, topic_partitions
 
         try:
             self._producer = await make_producer(
@@ -160,11 +160,12 @@ class Client:
                 f"topic {self.topics.responses} does not exist on {self.bootstrap}: is "
                 "streamrec running with this topic prefix?"
             )
-        self._slots = self.topics.slots_in(await topic_names(self._producer))
+        found = await topic_partitions(self._producer)
+        self._slots = self.topics.slots_in(set(found))
         tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
         for i in range(self._slots):  # request slots (stream/topics.py): their responses
             slot = self.topics.response_slot(i)
-            tps += [TopicPartition(slot, p) for p in sorted(await partitions(self._producer, slot))]
+            tps += [TopicPartition(slot, p) for p in sorted(found[slot])]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve positions now: responses to our requests come after

@@ -101,11 +101,12 @@ async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[in
         return set()
 
 
-async def topic_names(producer: Any) -> set[str]:
-    """Every topic the broker has (one metadata request for all topics: asking for one by
-    name would create it on a broker that creates topics on first use)."""
+async def topic_partitions(producer: Any) -> dict[str, set[int]]:
+    """Every topic the broker has, with its partitions (one metadata request for all
+    topics: asking for one by name would create it on a broker that creates topics on
+    first use)."""
     cluster = await producer.client.fetch_all_metadata()
-    return set(cluster.topics())
+    return {name: set(cluster.partitions_for_topic(name) or ()) for name in cluster.topics()}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import Filter, parse_filters
-from streamrec.stream.kafka_clients import topic_names
+from streamrec.stream.kafka_clients import topic_partitions
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.recreated import rewind_recreated
@@ -282,7 +282,7 @@ class Recommender:
         await self._producer.start()
         if not consume:
             return
-        slots = self.topics.slots_in(await topic_names(self._producer))
+        slots = self.topics.slots_in(set(await topic_partitions(self._producer)))
         self._consumer = AIOKafkaConsumer(
             *self.topics.request_topics(slots), bootstrap_servers=self.bootstrap,
             group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",

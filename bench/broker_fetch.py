@@ -115,24 +115,21 @@ async def main() -> None:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.waits = [int(w) for w in args.waits.split(",")]
     results: dict[str, list[dict[str, Any]]] = {}
-    broker = EmbeddedBroker()
-    await broker.start()
-    try:
-        print("embedded broker (Tansu, memory engine)", flush=True)
-        results["embedded"] = await measure(broker.bootstrap, broker.pid, args)
-    finally:
-        await broker.stop()
+    servers: list[tuple[str, str, Any]] = [
+        ("embedded", "embedded broker (Tansu, memory engine)", EmbeddedBroker())
+    ]
     if args.kafka:
         from streamrec.stream.local_kafka import LocalKafka
 
-        kafka = LocalKafka()
-        await kafka.start()
+        servers.append(("kafka", "Apache Kafka (local, from its jars)", LocalKafka()))
+    for name, title, server in servers:
+        await server.start()
         try:
-            print("Apache Kafka (local, from its jars)", flush=True)
-            results["kafka"] = await measure(kafka.bootstrap, kafka.pid, args)
+            print(title, flush=True)
+            results[name] = await measure(server.bootstrap, server.pid, args)
         finally:
-            await kafka.stop()
-    elif args.bootstrap:
+            await server.stop()
+    if args.bootstrap and not args.kafka:
         print(f"Kafka at {args.bootstrap} (broker CPU not read)", flush=True)
         results["kafka"] = await measure(args.bootstrap, None, args)
     print("\n| batches in the partition | " + " | ".join(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from streamrec.stream.client import Client
 from streamrec.stream.codec import decode
 from streamrec.stream.schemas import DeadLetter
+from streamrec.workers import Stack
 
 
 async def read_dead_letters(
@@ -27,3 +29,13 @@ async def read_dead_letters(
     finally:
         await consumer.stop()
     return out
+
+
+async def onboard_two_topics(client: Client, stack: Stack) -> None:
+    """20 items alternating ``topic=0`` / ``topic=1`` and a user ``u`` who likes topic 0,
+    published by ``client`` and waited for in ``stack``'s model."""
+    for i in range(20):
+        await client.add_item(f"it-{i}", [f"topic={i % 2}"], wait=False)
+    await client.add_user("u", ["likes=0"], wait=False)
+    await client.flush()
+    assert await stack.state.wait_for(client.watermarks(), 30)

@@ -24,6 +24,7 @@ from streamrec.stream.schemas import RecRequest, RecResponse, Watermark
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
 from streamrec.workers.serving.recommender import OVERLOADED, WORKER
+from tests.broker_helpers import onboard_two_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -72,11 +73,7 @@ async def env(
     assert await stack.ready(30)
     client = Client(bootstrap, settings=settings)
     await client.start()
-    for i in range(20):
-        await client.add_item(f"it-{i}", [f"topic={i % 2}"], wait=False)
-    await client.add_user("u", ["likes=0"], wait=False)
-    await client.flush()
-    assert await stack.state.wait_for(client.watermarks(), 30)
+    await onboard_two_topics(client, stack)
     yield Env(stack, client)
     await client.stop()
     await stack.stop()

@@ -20,6 +20,7 @@ from streamrec.stream.broker import ensure_topics, recycle_slots
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics, current_slot
 from streamrec.workers import Stack
+from tests.broker_helpers import onboard_two_topics
 
 pytestmark = [pytest.mark.integration]
 
@@ -72,11 +73,7 @@ async def test_requests_are_answered_while_the_slots_are_recycled(
     try:
         assert await stack.ready(30)
         await client.start()
-        for i in range(20):
-            await client.add_item(f"it-{i}", [f"topic={i % 2}"], wait=False)
-        await client.add_user("u", ["likes=0"], wait=False)
-        await client.flush()
-        assert await stack.state.wait_for(client.watermarks(), 30)
+        await onboard_two_topics(client, stack)
 
         sent, slots_used, answers = 0, set(), []
         t_end = time.monotonic() + 6 * PERIOD_S * SLOTS / 2  # 12 periods, 3 rounds

@@ -34,7 +34,7 @@ def current_slot(slots: int, now: float | None = None) -> int:
 
 @dataclass(frozen=True)
 class Topics:
-    """The six streamrec topics, named ``<prefix>.<role>``.
+    """The six streamrec topics, named ``<prefix>.<role>``, and the request slots.
 
     ``deltas`` always has one partition: embedding deltas must be applied in order.
     """

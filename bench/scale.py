@@ -226,7 +226,7 @@ async def publish_clicks(args: argparse.Namespace) -> None:
     """Publish clicks with the SDK's ``track_many``: ``--count`` as fast as possible, or
     ``--rate`` per second for ``--duration`` s (in 10 ms ticks)."""
     cat = Catalogue(args.items, args.users)
-    async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
+    async with Client(args.bootstrap, settings=_settings(args.prefix), responses=False) as client:
         if args.rate <= 0:
             users, items = cat.clicks(args.count, args.seed)
             await client.track_many(
@@ -318,7 +318,7 @@ async def publish_entities(args: argparse.Namespace) -> None:
     """Onboard the items, then the users, whose index is ``--seed`` modulo ``--count``
     (one onboarding publisher of ``--count``), one SDK call each."""
     cat = Catalogue(args.items, args.users)
-    async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
+    async with Client(args.bootstrap, settings=_settings(args.prefix), responses=False) as client:
         for i in range(args.seed, args.items, args.count):
             item, feats = cat.item(i)
             await client.add_item(item, feats, {"category": feats[0][4:]}, wait=False)

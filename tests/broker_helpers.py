@@ -4,31 +4,52 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from streamrec.stream.client import Client
 from streamrec.stream.codec import decode
 from streamrec.stream.schemas import DeadLetter
 from streamrec.workers import Stack
 
+T = TypeVar("T")
+
+
+async def read_topic(
+    bootstrap: str, topic: str, n: int, keep: Callable[[bytes], T | None]
+) -> list[T]:
+    """The first ``n`` records of ``topic`` that ``keep`` turns into something other than
+    None (fewer if 20 s pass first)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[T] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(out) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            kept = [keep(r.value) for recs in batch.values() for r in recs]
+            out += [k for k in kept if k is not None]
+    finally:
+        await consumer.stop()
+    return out
+
 
 async def read_dead_letters(
     bootstrap: str, topic: str, n: int, match: Callable[[DeadLetter], bool] | None = None
 ) -> list[DeadLetter]:
     """The first ``n`` dead letters on ``topic`` (that ``match``; fewer if 20 s pass first)."""
-    from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[DeadLetter] = []
-    try:
-        deadline = time.monotonic() + 20
-        while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            letters = [decode(r.value, DeadLetter) for recs in batch.values() for r in recs]
-            out += [d for d in letters if match is None or match(d)]
-    finally:
-        await consumer.stop()
-    return out
+    def keep(value: bytes) -> DeadLetter | None:
+        letter = decode(value, DeadLetter)
+        return letter if match is None or match(letter) else None
+
+    return await read_topic(bootstrap, topic, n, keep)
+
+
+async def read_topic_values(bootstrap: str, topic: str, n: int) -> list[bytes]:
+    """The first ``n`` values on ``topic`` (fewer if 20 s pass first)."""
+    return await read_topic(bootstrap, topic, n, lambda value: value)
 
 
 async def onboard_two_topics(client: Client, stack: Stack) -> None:

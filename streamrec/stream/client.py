@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from streamrec.errors import BrokerError, RequestTimeoutError
+from streamrec.errors import BrokerError, ConfigError, RequestTimeoutError
 from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import parse_filters
-from streamrec.stream.recreated import rewind_recreated
+from streamrec.stream.recreated import SlotTurns
 from streamrec.stream.schemas import (
     Interaction,
     ItemUpdate,
@@ -108,8 +108,12 @@ class Client:
         settings: Settings | None = None,
         topic_prefix: str | None = None,
         timeout: float = 10.0,
+        responses: bool = True,
     ) -> None:
+        """``responses=False``: a client that only publishes; it reads no responses, so it
+        costs the broker no fetches, and :meth:`recommend` and :meth:`responses` raise."""
         self.settings = settings or Settings.load()
+        self.reads_responses = responses
         self.bootstrap = resolve_bootstrap(self.settings, bootstrap)
         self.topics = Topics(topic_prefix or self.settings.topic_prefix)
         self.timeout = timeout
@@ -118,6 +122,7 @@ class Client:
         self._consumer: Any = None
         self._fetch_wait: FetchWaitGuard | None = None
         self._slots = 0  # the deployment's request slots (stream/topics.py), 0: none
+        self._turns = SlotTurns([])
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._marks: dict[tuple[str, int], int] = {}
@@ -144,12 +149,13 @@ class Client:
                 compression_type=self.settings.compression_type,
             )  # fmt: skip
             await self._producer.start()
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                fetch_max_wait_ms=self.settings.fetch_wait_ms, client_id=self.client_id,
-            )  # fmt: skip
-            await self._consumer.start()
-            self._fetch_wait = FetchWaitGuard(self._consumer, "client (responses)")
+            if self.reads_responses:
+                self._consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                    fetch_max_wait_ms=self.settings.fetch_wait_ms, client_id=self.client_id,
+                )  # fmt: skip
+                await self._consumer.start()
+                self._fetch_wait = FetchWaitGuard(self._consumer, "client (responses)")
         except Exception as exc:
             await self.stop()
             raise BrokerError(f"cannot connect to Kafka at {self.bootstrap}: {exc!r}") from exc
@@ -162,6 +168,9 @@ class Client:
             )
         found = await topic_partitions(self._producer)
         self._slots = self.topics.slots_in(set(found))
+        if self._consumer is None:  # publishing only
+            return
+        self._turns = SlotTurns([self.topics.response_slot(i) for i in range(self._slots)])
         tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
         for i in range(self._slots):  # request slots (stream/topics.py): their responses
             slot = self.topics.response_slot(i)
@@ -317,6 +326,11 @@ class Client:
             return self.topics.request_slot(current_slot(self._slots))
         return self.topics.requests
 
+    def _needs_responses(self, method: str) -> None:
+        if not self.reads_responses:
+            raise ConfigError(f"{method}() needs a client that reads responses: this one was "
+                              "made with responses=False (publishing only)")  # fmt: skip
+
     async def recommend(
         self,
         user: str | None = None,
@@ -337,6 +351,7 @@ class Client:
         one raises InvalidFilterError before anything is sent.  ``consistent`` makes the
         answer reflect every event this client published before.
         """
+        self._needs_responses("recommend")
         parse_filters(filters)
         if consistent:
             await self.flush()
@@ -365,6 +380,7 @@ class Client:
 
     async def responses(self) -> AsyncIterator[RecResponse]:
         """Every response published from now on (all clients' requests)."""
+        self._needs_responses("responses")
         queue: asyncio.Queue[RecResponse] = asyncio.Queue()
         self._subscribers.append(queue)
         try:
@@ -378,7 +394,7 @@ class Client:
             batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
             if self._fetch_wait is not None:
                 self._fetch_wait.after_poll(batch)
-            rewind_recreated(self._consumer)  # a recycled response slot starts at 0
+            self._turns.after_poll(self._consumer)  # a recycled response slot starts at 0
             for records in batch.values():
                 for rec in records:
                     try:

@@ -6,25 +6,29 @@ with the new, lower high watermark, not with an out-of-range error, so aiokafka'
 the new records go by (measured: 1,229 of 8,685 records read while a topic of four was
 recreated every second).  :func:`rewind_recreated`, called after each poll, seeks every
 partition whose position is past its last known high watermark to 0: a position is
-never past the end of the partition it was read from.
+never past the end of the partition it was read from.  :class:`SlotTurns` rewinds the
+request slots by the clock as well, since a fetch may not come in time to show it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
+
+from streamrec.stream import topics
 
 log = logging.getLogger(__name__)
 
 
-def rewind_recreated(consumer: Any) -> int:
+def rewind_recreated(consumer: Any) -> list[Any]:
     """Seek each assigned partition whose position is past its high watermark to 0;
-    return how many."""
+    return them."""
     subscription = consumer._subscription.subscription
     assignment = None if subscription is None else subscription.assignment
     if assignment is None:
-        return 0
-    rewound = 0
+        return []
+    rewound = []
     for tp in assignment.tps:
         state = assignment.state_value(tp)
         if (
@@ -36,5 +40,43 @@ def rewind_recreated(consumer: Any) -> int:
             log.debug("%s: position %d past the end %d: recreated, reading from 0",
                       tp, state.position, state.highwater)  # fmt: skip
             consumer.seek(tp, 0)
-            rewound += 1
+            rewound.append(tp)
     return rewound
+
+
+class SlotTurns:
+    """Seeks a consumer's partitions of a request slot to 0 when the slot's turn begins.
+
+    The slot's topics were recreated half a period before (``stream/topics.py``), so
+    everything in them is new.  :func:`rewind_recreated` alone can miss it: it needs a
+    fetch to report the new, lower end before the new records pass the old position, and
+    a consumer held up for longer would read on from there, skipping the records before
+    it.  A partition :func:`rewind_recreated` started again after the recreation is left
+    alone.  ``names[i]`` is slot ``i``'s topic (request or response slots); a record read
+    twice this way is answered or delivered twice, which the SDK ignores.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._period: int | None = None
+        self._rewound: dict[Any, int] = {}  # partition -> period of its last rewind
+
+    def after_poll(self, consumer: Any) -> int:
+        """:func:`rewind_recreated`, then rewind the slots whose turn began since the last
+        call and that were not rewound since their recreation; return how many were."""
+        period = int(time.time() // topics.SLOT_S)
+        rewound = rewind_recreated(consumer)
+        for tp in rewound:
+            self._rewound[tp] = period
+        last, self._period = self._period, period
+        if not self.names or last is None or period == last:
+            return len(rewound)
+        began = range(max(last + 1, period - len(self.names) + 1), period + 1)
+        for p in began:  # slot p % n was recreated half way through period p - 1
+            name = self.names[p % len(self.names)]
+            for tp in consumer.assignment():
+                if tp.topic == name and self._rewound.get(tp, -1) < p - 1:
+                    consumer.seek(tp, 0)
+                    self._rewound[tp] = period
+                    rewound.append(tp)
+        return len(rewound)

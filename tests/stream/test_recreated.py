@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from streamrec.stream import topics as topics_module
 from streamrec.stream.broker import ensure_topics, recreate_topic
 from streamrec.stream.recreated import rewind_recreated
 
@@ -68,3 +69,47 @@ async def test_without_the_rewind_the_embedded_broker_strands_the_consumer(
 ) -> None:
     """The embedded broker answers a fetch past the end empty, not out of range."""
     assert await _after_recreation(embedded_bootstrap, rewind=False, seconds=2) == []
+
+
+class _Assigned:
+    """The two calls SlotTurns makes of a consumer: its assignment, and seek."""
+
+    def __init__(self, tps: list[object]) -> None:
+        self.tps, self.seeks = tps, []  # type: ignore[var-annotated]
+        self._subscription = type("S", (), {"subscription": None})()
+
+    def assignment(self) -> set[object]:
+        return set(self.tps)
+
+    def seek(self, tp: object, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_a_slot_is_rewound_when_its_turn_begins_unless_rewound_since_its_recreation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka import TopicPartition
+
+    from streamrec.stream import recreated
+    from streamrec.stream.recreated import SlotTurns
+
+    names = ["s.0", "s.1", "s.2", "s.3"]
+    tps = [TopicPartition(n, p) for n in names for p in (0, 1)]
+    consumer = _Assigned(tps)
+    turns = SlotTurns(names)
+    now = [10 * topics_module.SLOT_S + 0.1]  # period 10: slot 2's turn
+    monkeypatch.setattr(recreated.time, "time", lambda: now[0])
+
+    assert turns.after_poll(consumer) == 0  # the first call only notes the period
+    now[0] += topics_module.SLOT_S  # period 11: slot 3's turn begins
+    assert turns.after_poll(consumer) == 2
+    assert sorted(consumer.seeks) == [(TopicPartition("s.3", 0), 0), (TopicPartition("s.3", 1), 0)]
+    consumer.seeks.clear()
+    assert turns.after_poll(consumer) == 0  # same period: nothing more
+
+    turns._rewound[TopicPartition("s.0", 1)] = 11  # seen recreated half way through 11
+    now[0] += 2 * topics_module.SLOT_S  # periods 12 and 13 began: slots 0 and 1
+    assert turns.after_poll(consumer) == 3
+    assert sorted(consumer.seeks) == [
+        (TopicPartition("s.0", 0), 0), (TopicPartition("s.1", 0), 0), (TopicPartition("s.1", 1), 0)
+    ]  # fmt: skip

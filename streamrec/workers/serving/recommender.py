@@ -27,7 +27,7 @@ from streamrec.stream.filters import Filter, parse_filters
 from streamrec.stream.kafka_clients import topic_partitions
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
-from streamrec.stream.recreated import rewind_recreated
+from streamrec.stream.recreated import SlotTurns
 from streamrec.stream.schemas import DeadLetter, RecRequest, RecResponse, ScoredItem, Timing
 from streamrec.stream.topics import Topics
 from streamrec.workers.lifecycle import cancel, close
@@ -248,6 +248,7 @@ class Recommender:
         self.metrics = metrics or Metrics()
         self._consumer: Any = None
         self._fetch_wait: FetchWaitGuard | None = None
+        self._turns = SlotTurns([])
         self._producer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -283,6 +284,7 @@ class Recommender:
         if not consume:
             return
         slots = self.topics.slots_in(set(await topic_partitions(self._producer)))
+        self._turns = SlotTurns([self.topics.request_slot(i) for i in range(slots)])
         self._consumer = AIOKafkaConsumer(
             *self.topics.request_topics(slots), bootstrap_servers=self.bootstrap,
             group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",
@@ -326,7 +328,7 @@ class Recommender:
         batch = await self._consumer.getmany(timeout_ms=max(s.fetch_wait_ms, 20), max_records=200)
         if self._fetch_wait is not None:
             self._fetch_wait.after_poll(batch)
-        rewind_recreated(self._consumer)  # request slots (stream/topics.py)
+        self._turns.after_poll(self._consumer)  # request slots (stream/topics.py)
         for records in Record.batch(batch):
             await self.answer_batch(records)
         await asyncio.sleep(0)  # let the requests just started compute before the next fetch

@@ -21,7 +21,7 @@ from typing import Any
 
 from streamrec.errors import BrokerError, TopicError
 from streamrec.settings import Settings
-from streamrec.stream.topics import SLOT_S, Topics
+from streamrec.stream.topics import Topics, period_at, period_start
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ async def _wait_for_leaders(
 
 
 async def recycle_slots(bootstrap: str, topics: Topics, slots: int, partitions: int) -> None:
-    """Forever: half way through each :data:`SLOT_S` period, delete and create again the
+    """Forever: half way through each ``SLOT_S`` period, delete and create again the
     request and response topics of the slot that comes next (see ``stream/topics.py``).
 
     That slot was last current ``slots - 1`` periods before the next one: its traffic
@@ -288,12 +288,10 @@ async def recycle_slots(bootstrap: str, topics: Topics, slots: int, partitions: 
     """
     while True:
         now = time.time()
-        period = int(now // SLOT_S)
-        middle = (period + 0.5) * SLOT_S
-        if now > middle:  # too late for this period's turn: the next one
+        period = period_at(now)
+        if now > period_start(period + 0.5):  # too late for this period's turn: the next
             period += 1
-            middle += SLOT_S
-        await asyncio.sleep(middle - now)
+        await asyncio.sleep(period_start(period + 0.5) - now)
         slot = (period + 1) % slots
         for name in (topics.request_slot(slot), topics.response_slot(slot)):
             try:

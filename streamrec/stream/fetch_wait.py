@@ -20,6 +20,8 @@ import logging
 import time
 from typing import Any
 
+from streamrec.stream.kafka_clients import fetch_positions
+
 log = logging.getLogger(__name__)
 
 
@@ -70,18 +72,7 @@ class FetchWaitGuard:
 
     def _behind(self) -> bool:
         """Whether an assigned partition (not paused) is behind its high watermark."""
-        subscription = self.consumer._subscription.subscription
-        assignment = None if subscription is None else subscription.assignment
-        if assignment is None:
-            return False
-        for tp in assignment.tps:
-            state = assignment.state_value(tp)
-            if (
-                state is not None
-                and not state.paused
-                and state.has_valid_position
-                and state.highwater is not None
-                and state.position < state.highwater
-            ):
-                return True
-        return False
+        return any(
+            position < end and not paused
+            for _, position, end, paused in fetch_positions(self.consumer)
+        )

@@ -101,6 +101,25 @@ async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[in
         return set()
 
 
+def fetch_positions(consumer: Any) -> list[tuple[Any, int, int, bool]]:
+    """``(partition, position, high watermark, paused)`` of each assigned partition whose
+    position and high watermark (from its last fetch response) are known.
+
+    aiokafka has no public call for the position without awaiting it, so this reads its
+    subscription state, the one place streamrec does.
+    """
+    subscription = consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    if assignment is None:
+        return []
+    out = []
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        if state is not None and state.has_valid_position and state.highwater is not None:
+            out.append((tp, state.position, state.highwater, state.paused))
+    return out
+
+
 async def topic_partitions(producer: Any) -> dict[str, set[int]]:
     """Every topic the broker has, with its partitions (one metadata request for all
     topics: asking for one by name would create it on a broker that creates topics on

@@ -13,10 +13,10 @@ request slots by the clock as well, since a fetch may not come in time to show i
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from streamrec.stream import topics
+from streamrec.stream.kafka_clients import fetch_positions
+from streamrec.stream.topics import period_at
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +24,11 @@ log = logging.getLogger(__name__)
 def rewind_recreated(consumer: Any) -> list[Any]:
     """Seek each assigned partition whose position is past its high watermark to 0;
     return them."""
-    subscription = consumer._subscription.subscription
-    assignment = None if subscription is None else subscription.assignment
-    if assignment is None:
-        return []
     rewound = []
-    for tp in assignment.tps:
-        state = assignment.state_value(tp)
-        if (
-            state is not None
-            and state.has_valid_position
-            and state.highwater is not None
-            and state.position > state.highwater
-        ):
+    for tp, position, end, _ in fetch_positions(consumer):
+        if position > end:
             log.debug("%s: position %d past the end %d: recreated, reading from 0",
-                      tp, state.position, state.highwater)  # fmt: skip
+                      tp, position, end)  # fmt: skip
             consumer.seek(tp, 0)
             rewound.append(tp)
     return rewound
@@ -64,7 +54,7 @@ class SlotTurns:
     def after_poll(self, consumer: Any) -> int:
         """:func:`rewind_recreated`, then rewind the slots whose turn began since the last
         call and that were not rewound since their recreation; return how many were."""
-        period = int(time.time() // topics.SLOT_S)
+        period = period_at()
         rewound = rewind_recreated(consumer)
         for tp in rewound:
             self._rewound[tp] = period

@@ -27,9 +27,19 @@ from dataclasses import dataclass
 SLOT_S = 4.0
 
 
+def period_at(now: float | None = None) -> int:
+    """The number of the :data:`SLOT_S`-second period ``now`` (wall clock) falls in."""
+    return int((time.time() if now is None else now) // SLOT_S)
+
+
+def period_start(period: float) -> float:
+    """The wall-clock time period number ``period`` begins at (fractions allowed)."""
+    return period * SLOT_S
+
+
 def current_slot(slots: int, now: float | None = None) -> int:
     """The request slot callers send to at ``now`` (wall clock)."""
-    return int((time.time() if now is None else now) // SLOT_S) % slots
+    return period_at(now) % slots
 
 
 @dataclass(frozen=True)

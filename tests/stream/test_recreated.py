@@ -90,7 +90,6 @@ def test_a_slot_is_rewound_when_its_turn_begins_unless_rewound_since_its_recreat
 ) -> None:
     from aiokafka import TopicPartition
 
-    from streamrec.stream import recreated
     from streamrec.stream.recreated import SlotTurns
 
     names = ["s.0", "s.1", "s.2", "s.3"]
@@ -98,7 +97,7 @@ def test_a_slot_is_rewound_when_its_turn_begins_unless_rewound_since_its_recreat
     consumer = _Assigned(tps)
     turns = SlotTurns(names)
     now = [10 * topics_module.SLOT_S + 0.1]  # period 10: slot 2's turn
-    monkeypatch.setattr(recreated.time, "time", lambda: now[0])
+    monkeypatch.setattr(topics_module.time, "time", lambda: now[0])
 
     assert turns.after_poll(consumer) == 0  # the first call only notes the period
     now[0] += topics_module.SLOT_S  # period 11: slot 3's turn begins

@@ -14,7 +14,6 @@ import uuid
 import pytest
 
 from streamrec.settings import Settings
-from streamrec.stream import broker as broker_module
 from streamrec.stream import topics as topics_module
 from streamrec.stream.broker import ensure_topics, recycle_slots
 from streamrec.stream.client import Client
@@ -57,7 +56,6 @@ async def test_requests_are_answered_while_the_slots_are_recycled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(topics_module, "SLOT_S", PERIOD_S)
-    monkeypatch.setattr(broker_module, "SLOT_S", PERIOD_S)
     bootstrap = embedded_bootstrap
     settings = Settings.load(
         {"topic_prefix": f"slot{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("slot"),

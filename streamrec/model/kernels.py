@@ -30,6 +30,7 @@ from numba import njit
 
 from streamrec.model.config import ModelConfig
 from streamrec.model.dirty import mark, mark_feature_rows
+from streamrec.model.prefetch import prefetch_draw_rows
 from streamrec.model.vectors import (
     FASTMATH,
     activity_row,
@@ -404,6 +405,9 @@ def learn_batch(
     c_budget = int(hp[HP_CONT_SAMPLED])
     # shared features of the user's last items (continuity signal), rebuilt per event
     rfeat = np.empty(context.last.shape[1] * items.feature_rows.shape[1], dtype=np.int32)
+    # WARP's draws, made ahead on a copy of the generator so their rows can be prefetched
+    ahead = rng.copy()
+    drawn = np.empty(max(max_sampled, c_budget, 1), dtype=np.int64)
     for e in range(users_.shape[0]):
         user = users_[e]
         i = items_[e]
@@ -442,6 +446,10 @@ def learn_batch(
                 ci = continuity_signal(i, items, rfeat, m, n_items)
                 full_i = si + caff * ci
             draws = max(max_sampled, c_budget) if c_todo else max_sampled
+            ahead[0] = rng[0]  # the loop below draws the same items from rng
+            for t in range(draws):
+                drawn[t] = _sample_negative(ahead, n_items, popularity, pop_frac)
+            prefetch_draw_rows(drawn, draws, items, popularity, aff != 0.0)
             found = -1
             found_at = 0
             sj = 0.0

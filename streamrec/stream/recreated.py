@@ -44,10 +44,19 @@ class SlotTurns:
     it.  A partition :func:`rewind_recreated` started again after the recreation is left
     alone.  ``names[i]`` is slot ``i``'s topic (request or response slots); a record read
     twice this way is answered or delivered twice, which the SDK ignores.
+
+    With ``live_periods`` > 0 (the recommenders: 2), the partitions of the slots whose
+    turn is neither the current one nor among the ``live_periods - 1`` before it are
+    paused once read to their end, and resumed when their turn begins: every fetch of
+    the embedded broker costs it per partition asked for, and nothing is sent to a slot
+    whose turn has passed, apart from a request sent by a clock more than a period
+    behind.  0 (the SDK's response readers, whose responses may come late): none paused.
     """
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], live_periods: int = 0) -> None:
         self.names = names
+        self.live_periods = live_periods
+        self._slots = set(names)
         self._period: int | None = None
         self._rewound: dict[Any, int] = {}  # partition -> period of its last rewind
 
@@ -59,6 +68,8 @@ class SlotTurns:
         for tp in rewound:
             self._rewound[tp] = period
         last, self._period = self._period, period
+        if self.live_periods > 0 and self.names:
+            self._pause_past(consumer, period)
         if not self.names or last is None or period == last:
             return len(rewound)
         began = range(max(last + 1, period - len(self.names) + 1), period + 1)
@@ -70,3 +81,20 @@ class SlotTurns:
                     self._rewound[tp] = period
                     rewound.append(tp)
         return len(rewound)
+
+    def _pause_past(self, consumer: Any, period: int) -> None:
+        """Pause the slots' partitions whose turn has passed and that were read to their
+        end; resume the others."""
+        n = len(self.names)
+        live = {self.names[q % n] for q in range(period - self.live_periods + 1, period + 1)}
+        read = {tp: position >= end for tp, position, end, _ in fetch_positions(consumer)}
+        pause, resume = [], []
+        for tp in consumer.assignment():
+            if tp.topic in self._slots:
+                past = tp.topic not in live and read.get(tp, False)
+                (pause if past else resume).append(tp)
+        paused = consumer.paused()
+        if any(tp not in paused for tp in pause):
+            consumer.pause(*pause)
+        if any(tp in paused for tp in resume):
+            consumer.resume(*resume)

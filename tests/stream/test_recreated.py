@@ -112,3 +112,59 @@ def test_a_slot_is_rewound_when_its_turn_begins_unless_rewound_since_its_recreat
     assert sorted(consumer.seeks) == [
         (TopicPartition("s.0", 0), 0), (TopicPartition("s.1", 0), 0), (TopicPartition("s.1", 1), 0)
     ]  # fmt: skip
+
+
+class _Pausable(_Assigned):
+    """A consumer whose partitions' positions and ends are known, and can be paused."""
+
+    def __init__(self, tps: list[object], positions: dict[object, tuple[int, int]]) -> None:
+        super().__init__(tps)
+        self.positions, self._paused = positions, set()  # type: ignore[var-annotated]
+
+    def paused(self) -> set[object]:
+        return set(self._paused)
+
+    def pause(self, *tps: object) -> None:
+        self._paused |= set(tps)
+
+    def resume(self, *tps: object) -> None:
+        self._paused -= set(tps)
+
+
+def test_a_past_slot_read_to_its_end_is_paused_and_resumed_when_its_turn_begins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka import TopicPartition
+
+    from streamrec.stream import recreated
+    from streamrec.stream.recreated import SlotTurns
+
+    names = ["s.0", "s.1", "s.2", "s.3"]
+    plain = TopicPartition("plain", 0)
+    tps = [plain, *(TopicPartition(n, 0) for n in names)]
+    # every partition read to its end, but slot 0's, which still holds 3 records
+    positions = {tp: (5, 5) for tp in tps}
+    positions[TopicPartition("s.0", 0)] = (2, 5)
+    consumer = _Pausable(tps, positions)
+    monkeypatch.setattr(recreated, "fetch_positions",
+                        lambda c: [(tp, p, e, False) for tp, (p, e) in c.positions.items()])  # fmt: skip
+    now = [10 * topics_module.SLOT_S + 0.1]  # period 10: slot 2's turn, slot 1's before it
+    monkeypatch.setattr(topics_module.time, "time", lambda: now[0])
+    turns = SlotTurns(names, live_periods=2)
+
+    turns.after_poll(consumer)
+    # slot 0 still has records to read; the plain topic is never paused
+    assert consumer.paused() == {TopicPartition("s.3", 0)}
+    positions[TopicPartition("s.0", 0)] = (5, 5)
+    turns.after_poll(consumer)
+    assert consumer.paused() == {TopicPartition("s.3", 0), TopicPartition("s.0", 0)}
+
+    now[0] += topics_module.SLOT_S  # period 11: slot 3's turn begins, slot 1's has passed
+    turns.after_poll(consumer)
+    assert consumer.paused() == {TopicPartition("s.0", 0), TopicPartition("s.1", 0)}
+    assert (TopicPartition("s.3", 0), 0) in consumer.seeks  # rewound for its turn
+
+    unpausing = SlotTurns(names)  # live_periods 0: the SDK's response readers
+    consumer._paused.clear()
+    unpausing.after_poll(consumer)
+    assert consumer.paused() == set()

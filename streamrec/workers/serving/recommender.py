@@ -284,7 +284,10 @@ class Recommender:
         if not consume:
             return
         slots = self.topics.slots_in(set(await topic_partitions(self._producer)))
-        self._turns = SlotTurns([self.topics.request_slot(i) for i in range(slots)])
+        # the slots of the current and the previous periods are read; the others once read
+        # to their end are paused (stream/recreated.py)
+        self._turns = SlotTurns([self.topics.request_slot(i) for i in range(slots)],
+                                live_periods=2)  # fmt: skip
         self._consumer = AIOKafkaConsumer(
             *self.topics.request_topics(slots), bootstrap_servers=self.bootstrap,
             group_id=f"{s.topic_prefix}.recommender", auto_offset_reset="earliest",

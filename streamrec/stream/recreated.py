@@ -88,7 +88,8 @@ class SlotTurns:
         n = len(self.names)
         live = {self.names[q % n] for q in range(period - self.live_periods + 1, period + 1)}
         read = {tp: position >= end for tp, position, end, _ in fetch_positions(consumer)}
-        pause, resume = [], []
+        pause: list[Any] = []
+        resume: list[Any] = []
         for tp in consumer.assignment():
             if tp.topic in self._slots:
                 past = tp.topic not in live and read.get(tp, False)

@@ -8,6 +8,7 @@ client's own published events, and the recommender answers once its model has th
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -127,6 +128,7 @@ class Client:
         self._pending: set[asyncio.Future[Any]] = set()
         self._marks: dict[tuple[str, int], int] = {}
         self._waiting: dict[str, asyncio.Future[RecResponse]] = {}
+        self._awaited: collections.Counter[str] = collections.Counter()  # response topics
         self._subscribers: list[asyncio.Queue[RecResponse]] = []
         self._last_ts = 0.0
         self._ids = itertools.count()
@@ -170,7 +172,10 @@ class Client:
         self._slots = self.topics.slots_in(set(found))
         if self._consumer is None:  # publishing only
             return
-        self._turns = SlotTurns([self.topics.response_slot(i) for i in range(self._slots)])
+        # the response slots of the current and the previous periods are read, and those
+        # of the waiting requests (stream/recreated.py)
+        self._turns = SlotTurns([self.topics.response_slot(i) for i in range(self._slots)],
+                                live_periods=2)  # fmt: skip
         tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
         for i in range(self._slots):  # request slots (stream/topics.py): their responses
             slot = self.topics.response_slot(i)
@@ -365,8 +370,12 @@ class Client:
         )  # fmt: skip
         fut: asyncio.Future[RecResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
+        topic = self._request_topic()
+        answer_on = self.topics.response_for(topic)
+        self._awaited[answer_on] += 1
+        self._read_now(answer_on)
         try:
-            await self._publish(self._request_topic(), req, user or request_id, wait=False)
+            await self._publish(topic, req, user or request_id, wait=False)
             try:
                 resp = await asyncio.wait_for(fut, limit)
             except TimeoutError:
@@ -376,7 +385,17 @@ class Client:
                 ) from None
         finally:
             self._waiting.pop(request_id, None)
+            self._awaited[answer_on] -= 1
+            if not self._awaited[answer_on]:
+                del self._awaited[answer_on]
         return Recommendations.from_response(resp)
+
+    def _read_now(self, topic: str) -> None:
+        """Resume ``topic``'s partitions if paused (a request slot's turn began since the
+        reader's last poll: it would resume them after its next fetch)."""
+        paused = [tp for tp in self._consumer.paused() if tp.topic == topic]
+        if paused:
+            self._consumer.resume(*paused)
 
     async def responses(self) -> AsyncIterator[RecResponse]:
         """Every response published from now on (all clients' requests)."""
@@ -394,7 +413,10 @@ class Client:
             batch = await self._consumer.getmany(timeout_ms=max(self.settings.fetch_wait_ms, 20))
             if self._fetch_wait is not None:
                 self._fetch_wait.after_poll(batch)
-            self._turns.after_poll(self._consumer)  # a recycled response slot starts at 0
+            # a recycled response slot starts at 0; past slots are paused but those awaited
+            # (all of them for subscribers to every response)
+            keep = self._turns.names if self._subscribers else self._awaited.keys()
+            self._turns.after_poll(self._consumer, keep)
             for records in batch.values():
                 for rec in records:
                     try:

@@ -13,6 +13,7 @@ request slots by the clock as well, since a fetch may not come in time to show i
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from streamrec.stream.kafka_clients import fetch_positions
@@ -50,7 +51,9 @@ class SlotTurns:
     paused once read to their end, and resumed when their turn begins: every fetch of
     the embedded broker costs it per partition asked for, and nothing is sent to a slot
     whose turn has passed, apart from a request sent by a clock more than a period
-    behind.  0 (the SDK's response readers, whose responses may come late): none paused.
+    behind.  ``after_poll``'s ``keep`` names slots read all the same: the SDK keeps the
+    response slots its waiting requests were sent on (a response may come late), and
+    all of them while someone subscribes to every response.  0: none paused.
     """
 
     def __init__(self, names: list[str], live_periods: int = 0) -> None:
@@ -60,16 +63,17 @@ class SlotTurns:
         self._period: int | None = None
         self._rewound: dict[Any, int] = {}  # partition -> period of its last rewind
 
-    def after_poll(self, consumer: Any) -> int:
+    def after_poll(self, consumer: Any, keep: Collection[str] = ()) -> int:
         """:func:`rewind_recreated`, then rewind the slots whose turn began since the last
-        call and that were not rewound since their recreation; return how many were."""
+        call and that were not rewound since their recreation; return how many were.
+        With ``live_periods``, pause the slots past their turn, but those in ``keep``."""
         period = period_at()
         rewound = rewind_recreated(consumer)
         for tp in rewound:
             self._rewound[tp] = period
         last, self._period = self._period, period
         if self.live_periods > 0 and self.names:
-            self._pause_past(consumer, period)
+            self._pause_past(consumer, period, keep)
         if not self.names or last is None or period == last:
             return len(rewound)
         began = range(max(last + 1, period - len(self.names) + 1), period + 1)
@@ -82,11 +86,12 @@ class SlotTurns:
                     rewound.append(tp)
         return len(rewound)
 
-    def _pause_past(self, consumer: Any, period: int) -> None:
+    def _pause_past(self, consumer: Any, period: int, keep: Collection[str]) -> None:
         """Pause the slots' partitions whose turn has passed and that were read to their
-        end; resume the others."""
+        end, but those of ``keep``; resume the others."""
         n = len(self.names)
         live = {self.names[q % n] for q in range(period - self.live_periods + 1, period + 1)}
+        live.update(keep)
         read = {tp: position >= end for tp, position, end, _ in fetch_positions(consumer)}
         pause: list[Any] = []
         resume: list[Any] = []

@@ -163,6 +163,8 @@ def test_a_past_slot_read_to_its_end_is_paused_and_resumed_when_its_turn_begins(
     turns.after_poll(consumer)
     assert consumer.paused() == {TopicPartition("s.0", 0), TopicPartition("s.1", 0)}
     assert (TopicPartition("s.3", 0), 0) in consumer.seeks  # rewound for its turn
+    turns.after_poll(consumer, keep={"s.0"})  # a request sent on it still awaits its answer
+    assert consumer.paused() == {TopicPartition("s.1", 0)}
 
     unpausing = SlotTurns(names)  # live_periods 0: the SDK's response readers
     consumer._paused.clear()

@@ -93,3 +93,53 @@ async def test_requests_are_answered_while_the_slots_are_recycled(
         recycler.cancel()
         await client.stop()
         await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_late_answer_on_a_past_response_slot_still_reaches_its_caller(
+    embedded_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK pauses the response slots whose turn has passed, but not one a waiting
+    request was sent on: a response sent two periods after its request, on that slot,
+    reaches its caller.  (Without the exception the request times out.)"""
+    from streamrec.workers.serving.recommender import Recommender
+
+    monkeypatch.setattr(topics_module, "SLOT_S", PERIOD_S)
+    bootstrap = embedded_bootstrap
+    settings = Settings.load(
+        {"topic_prefix": f"late{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("late"),
+         "web_port": -1, "fetch_wait_ms": 5, "checkpoint_interval_s": 0},
+        environ={},
+    )  # fmt: skip
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
+    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
+    sent_to: list[str] = []
+    send = Recommender._send
+
+    async def late_send(self: Recommender, resp: object, topic: str) -> None:
+        await asyncio.sleep(2.2 * PERIOD_S)  # the slot's turn and the next one pass
+        sent_to.append(topic)
+        await send(self, resp, topic)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Recommender, "_send", late_send)
+    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
+    await stack.start()
+    client = Client(bootstrap, settings=settings)
+    try:
+        assert await stack.ready(30)
+        await client.start()
+        await asyncio.sleep(PERIOD_S - time.time() % PERIOD_S + 0.05)  # early in a period
+        sent_at = time.time()
+        response = await client.recommend("u", 5, timeout=20, consistent=False)
+        assert response is not None
+        assert time.time() - sent_at > 2 * PERIOD_S
+        assert sent_to == [topics.response_slot(current_slot(SLOTS, sent_at))]
+        # meanwhile the reader paused past slots: another one, read to its end
+        assert client._consumer.paused()
+    finally:
+        recycler.cancel()
+        await client.stop()
+        await stack.stop()

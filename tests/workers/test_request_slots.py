@@ -8,8 +8,10 @@ the slots hold fewer records than were sent through them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -47,6 +49,27 @@ async def _records_in(bootstrap: str, names: list[str], partitions: int) -> int:
         await consumer.stop()
 
 
+@contextlib.asynccontextmanager
+async def _deployment(
+    bootstrap: str, settings: Settings
+) -> AsyncIterator[tuple[Topics, Stack, Client]]:
+    """The slots made and recycled, a started stack and a started client."""
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
+    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
+    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
+    await stack.start()
+    client = Client(bootstrap, settings=settings)
+    try:
+        assert await stack.ready(30)
+        await client.start()
+        yield topics, stack, client
+    finally:
+        recycler.cancel()
+        await client.stop()
+        await stack.stop()
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("runtime", ["asyncio", "faust"])
 async def test_requests_are_answered_while_the_slots_are_recycled(
@@ -62,15 +85,7 @@ async def test_requests_are_answered_while_the_slots_are_recycled(
          "web_port": -1, "runtime": runtime, "fetch_wait_ms": 5, "checkpoint_interval_s": 0},
         environ={},
     )  # fmt: skip
-    topics = Topics(settings.topic_prefix)
-    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
-    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
-    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    try:
-        assert await stack.ready(30)
-        await client.start()
+    async with _deployment(bootstrap, settings) as (topics, stack, client):
         await onboard_two_topics(client, stack)
 
         sent, slots_used, answers = 0, set(), []
@@ -89,10 +104,6 @@ async def test_requests_are_answered_while_the_slots_are_recycled(
                                  settings.partitions)  # fmt: skip
         assert held < sent / 2, (held, sent)  # recycled: the slots hold the last periods only
         assert await _records_in(bootstrap, [topics.requests], settings.partitions) == 0
-    finally:
-        recycler.cancel()
-        await client.stop()
-        await stack.stop()
 
 
 @pytest.mark.asyncio
@@ -113,9 +124,6 @@ async def test_a_late_answer_on_a_past_response_slot_still_reaches_its_caller(
          "web_port": -1, "fetch_wait_ms": 5, "checkpoint_interval_s": 0},
         environ={},
     )  # fmt: skip
-    topics = Topics(settings.topic_prefix)
-    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
-    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
     sent_to: list[str] = []
     send = Recommender._send
 
@@ -125,12 +133,7 @@ async def test_a_late_answer_on_a_past_response_slot_still_reaches_its_caller(
         await send(self, resp, topic)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Recommender, "_send", late_send)
-    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    try:
-        assert await stack.ready(30)
-        await client.start()
+    async with _deployment(bootstrap, settings) as (topics, _, client):
         await asyncio.sleep(PERIOD_S - time.time() % PERIOD_S + 0.05)  # early in a period
         sent_at = time.time()
         response = await client.recommend("u", 5, timeout=20, consistent=False)
@@ -139,7 +142,3 @@ async def test_a_late_answer_on_a_past_response_slot_still_reaches_its_caller(
         assert sent_to == [topics.response_slot(current_slot(SLOTS, sent_at))]
         # meanwhile the reader paused past slots: another one, read to its end
         assert client._consumer.paused()
-    finally:
-        recycler.cancel()
-        await client.stop()
-        await stack.stop()

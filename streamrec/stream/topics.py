@@ -6,7 +6,9 @@ path's fetches cost more with every request answered (docs/operations.md, Known
 limits).  There, ``streamrec up`` carries requests and responses over a ring of
 ``request_slots`` topic pairs, ``<prefix>.rec-requests.<i>`` and
 ``<prefix>.rec-responses.<i>``: callers send to the slot of the current
-:data:`SLOT_S`-second period, the recommenders read every slot and answer on the
+:data:`SLOT_S`-second period, the recommenders read the slots of the current and the
+previous periods (the others once read to their end are paused:
+:class:`~streamrec.stream.recreated.SlotTurns`) and answer on the
 response slot paired with the request's, and :func:`~streamrec.stream.broker.recycle_slots`
 deletes and creates again, half a period ahead, the slot that comes next, whose
 traffic ended ``request_slots - 1.5`` periods before (10 s with the default 4 slots).  A consumer whose position is past a

@@ -15,6 +15,7 @@ partitions                  STREAMREC_PARTITIONS          3
 fetch_wait_ms               STREAMREC_FETCH_WAIT_MS       10 (requests, responses: long-poll bound)
 feed_fetch_wait_ms          STREAMREC_FEED_FETCH_WAIT_MS  100 (events, deltas: long-poll bound)
 batch_max                   STREAMREC_BATCH_MAX           5000 (trainer records per batch)
+learn_interval_ms           STREAMREC_LEARN_INTERVAL_MS   0 (caught up: fetch at most this often)
 learn_threads               STREAMREC_LEARN_THREADS       1 (2: large batches on two threads)
 reorder_ms                  STREAMREC_REORDER_MS          0 (trainer hold-back window)
 delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
@@ -103,6 +104,15 @@ class Settings:
     feed_fetch_wait_ms: int = 100
     #: Most records the trainer decodes and learns per batch.
     batch_max: int = 5000
+    #: Once the trainer has caught up (a fetch brought fewer than ``batch_max`` records),
+    #: its next fetch waits until this long after the last one, so that it learns in
+    #: batches rather than a few records at a time (0: fetch again at once).  On the
+    #: embedded broker every fetch that returns records lists all the record batches of
+    #: each partition it reads, and the events topic keeps every batch: at 10,000 clicks/s
+    #: fetching as they came cost the broker a growing share of a core.  It adds up to
+    #: this much to the learning lag, and so to every consistent request's wait (a
+    #: broker replay asks one at a time): off by default.
+    learn_interval_ms: int = 0
     #: Threads the trainer learns a large batch on (Hogwild, split by user; a batch of
     #: fewer than 500 interactions per thread is learned on one): behind a backlog the
     #: learning uses that many cores, at some cost in quality where few feature rows
@@ -224,6 +234,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.partitions < 1:
             raise ConfigError(f"partitions={self.partitions!r} must be >= 1")
+        if self.index_search_k < 1 and self.index_search_k != -1:
+            raise ConfigError(f"index_search_k={self.index_search_k!r} must be >= 1, or -1")
+        if self.learn_interval_ms < 0:
+            raise ConfigError(f"learn_interval_ms={self.learn_interval_ms!r} must be >= 0")
         if self.deltas_rotate_mb < 0:
             raise ConfigError(f"deltas_rotate_mb={self.deltas_rotate_mb!r} must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:

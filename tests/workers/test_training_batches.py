@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -531,3 +532,55 @@ async def test_each_fetch_gives_the_event_loop_a_turn() -> None:
         for _ in range(10):
             await trainer.poll_once()
     assert beside.count >= 10
+
+
+class _Fetches:
+    """A consumer whose every fetch brings ``size`` records at once, with the time of each."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.times = size, []  # type: list[float]
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]:  # fmt: skip
+        if partitions:  # the entities' partitions, asked first: nothing there
+            return {}
+        self.times.append(time.monotonic())
+        return {("interactions", 0): [None] * self.size} if self.size else {}
+
+
+async def _poll_times(size: int, batch_max: int, interval_ms: int, polls: int) -> list[float]:
+    settings = Settings.load({"batch_max": batch_max, "learn_interval_ms": interval_ms},
+                             environ={})  # fmt: skip
+    trainer = Trainer(settings, "127.0.0.1:1", state=ModelState(HybridModel(CONFIG)))
+    trainer._consumer = fetches = _Fetches(size)
+    trainer._entity_tps = [("entities", 0)]
+
+    async def learn(batch: dict[Any, list[Any]]) -> None:
+        assert sum(len(recs) for recs in batch.values()) == size
+
+    async def nothing_recreated() -> set[Any]:
+        return set()
+
+    trainer._process = learn  # type: ignore[method-assign]
+    trainer._reconnected_check = nothing_recreated  # type: ignore[method-assign]
+    for _ in range(polls):
+        await trainer.poll_once()
+    return fetches.times
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [0, 7])
+async def test_a_caught_up_trainer_fetches_at_most_once_per_learn_interval(size: int) -> None:
+    """Fewer records than ``batch_max`` (or none): the next fetch waits until
+    ``learn_interval_ms`` after this one started, so that it learns in batches."""
+    times = await _poll_times(size, batch_max=100, interval_ms=150, polls=4)
+    assert len(times) == 4
+    assert min(np.diff(times)) >= 0.15
+
+
+@pytest.mark.asyncio
+async def test_behind_a_backlog_the_trainer_fetches_again_at_once() -> None:
+    """Full batches: no wait between fetches (a 60 s interval would show)."""
+    t0 = time.monotonic()
+    times = await _poll_times(100, batch_max=100, interval_ms=60_000, polls=4)
+    assert len(times) == 4 and times[-1] - t0 < 30

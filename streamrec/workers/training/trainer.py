@@ -123,6 +123,8 @@ class Trainer:
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
+        #: monotonic time before which a caught-up trainer does not fetch (learn_interval_ms)
+        self._next_fetch = 0.0
         self._onboard_pending = False  # new entities learned, their publish not started
         self._confirming: set[asyncio.Task[None]] = set()  # deltas sent inside a batch
         self._sent_entities = (-1, -1)  # (users, items) when a change set was last taken
@@ -345,20 +347,26 @@ class Trainer:
         s = self.settings
         # one turn of the event loop per fetch: behind a backlog a fetch returns at once
         # without suspending, and nothing else on the loop (publishes and their acks, a
-        # rotation's steps, timers, /health) ran until the backlog was learned
-        await asyncio.sleep(0)
+        # rotation's steps, timers, /health) ran until the backlog was learned.  Caught
+        # up, the turn lasts until learn_interval_ms after the last fetch; aiokafka asks
+        # the broker for a partition again only once its fetched records were taken, so
+        # that is one broker fetch per batch.
+        await asyncio.sleep(max(0.0, self._next_fetch - time.monotonic()))
         if self.core.sink.pending() >= s.store_queue_max:  # backpressure: the store is behind
             self._rejected += self.core.sink.flush()
             await asyncio.sleep(0.05)
             return
         async with self._lock:
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
+            started = time.monotonic()
             try:
                 batch = await self._fetch(wait)
             except OffsetOutOfRangeError as exc:  # past the end of a recreated topic's log
                 for tp, offset in exc.args[0].items():
                     await self._rewind(tp, f"offset {offset} is past the log end")
                 return
+            caught_up = sum(len(recs) for recs in batch.values()) < s.batch_max
+            self._next_fetch = started + s.learn_interval_ms / 1000 if caught_up else 0.0
             if batch:
                 # records of a recreated partition fetched at the old position belong to
                 # a new log: dropped, that partition is read again from 0

@@ -1,0 +1,145 @@
+"""What the trainer's fetches of a growing events topic cost the embedded broker.
+
+Tansu, the embedded broker, lists every record batch of a partition for each fetch that
+returns records from it, and keeps every batch (no retention), so under a steady flow of
+clicks each fetch costs more than the last.  The trainer, once caught up, fetches at
+most every ``learn_interval_ms``.  For each value of ``--intervals``, this starts a fresh
+``streamrec up`` (embedded broker, SQLite) with ``STREAMREC_LEARN_INTERVAL_MS`` set to it,
+onboards ``--items`` items and ``--users`` users with ``bench/scale.py``'s catalogue, then
+keeps ``--click-rate`` clicks/s arriving for ``--seconds`` s (``bench/scale.py``'s click
+publisher: the SDK's ``track_many`` every 10 ms).  It prints the cores the broker and the
+trainer's process (index builds included) used in each ``--every``-s window, the clicks
+learned per second, and, at the end, the record batches in each partition of the
+events topic::
+
+    python bench/event_fetches.py
+    python bench/event_fetches.py --intervals 0,50,100,200 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
+
+import scale  # noqa: E402  (bench/scale.py: the deployment, the catalogue, the publishers)
+
+
+async def count_batches(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Records and record batches of each partition of ``topic`` (read from the start).
+
+    Needs aiokafka's pure-Python records (``AIOKAFKA_NO_EXTENSIONS=1``), whose batch
+    reader is counted."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.record import memory_records
+
+    batches = [0]
+    read = memory_records.MemoryRecords.next_batch
+
+    def counted(self: object, *args: object) -> object:
+        batch = read(self, *args)  # type: ignore[arg-type]
+        batches[0] += batch is not None
+        return batch
+
+    memory_records.MemoryRecords.next_batch = counted  # type: ignore[method-assign]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=3000)  # fmt: skip
+    await consumer.start()
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        await consumer.topics()
+        for p in sorted(consumer.partitions_for_topic(topic) or []):
+            tp = TopicPartition(topic, p)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            batches[0], records = 0, 0
+            while got := sum(len(v) for v in (await consumer.getmany(
+                    tp, timeout_ms=4000, max_records=100_000)).values()):  # fmt: skip
+                records += got
+            out[p] = (records, batches[0])
+    finally:
+        await consumer.stop()
+    return out
+
+
+def run(interval: int, args: argparse.Namespace) -> tuple[list[tuple[float, float, float]], str]:
+    """One deployment: (broker cores, trainer cores, learned/s) per window, and the
+    events topic's batches per partition."""
+    data_dir = Path(tempfile.mkdtemp(prefix="streamrec-event-fetches-"))
+    os.environ["STREAMREC_LEARN_INTERVAL_MS"] = str(interval)
+    ns = argparse.Namespace(items=args.items, users=args.users, publishers=2,
+                            prefix=f"ef{os.getpid()}i{interval}")  # fmt: skip
+    dep = scale.Deployment(data_dir, ns.prefix, [])
+    rows: list[tuple[float, float, float]] = []
+    try:
+        dep.start()
+        ns.bootstrap = dep.bootstrap
+        asyncio.run(scale.onboard(dep, ns, scale.Results()))
+        clicks = scale._spawn("_clicks", ns, count=0, rate=args.click_rate,
+                              duration=args.seconds, seed=1)  # fmt: skip
+        t0, cpu0, learned0 = time.time(), dep.cpu_seconds(), dep.learned()
+        while clicks.poll() is None:
+            time.sleep(args.every)
+            t1, cpu1, learned1 = time.time(), dep.cpu_seconds(), dep.learned()
+            cores = [
+                (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / (t1 - t0) for k in ("broker", "trainer")
+            ]
+            rows.append((cores[0], cores[1], (learned1 - learned0) / (t1 - t0)))
+            print(f"  interval {interval} ms, {len(rows) * args.every:.0f} s: broker "
+                  f"{cores[0]:.2f} cores, trainer {cores[1]:.2f}, "
+                  f"learned {rows[-1][2]:,.0f}/s", flush=True)  # fmt: skip
+            t0, cpu0, learned0 = t1, cpu1, learned1
+        counted = subprocess.run(
+            [sys.executable, str(HERE), "_count", "--bootstrap", dep.bootstrap,
+             "--topic", f"{ns.prefix}.interactions"],
+            env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True,
+        )  # fmt: skip
+        return rows, counted.stdout.strip() or counted.stderr.strip()[-300:]
+    finally:
+        dep.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("role", nargs="?", default="bench", choices=["bench", "_count"])
+    p.add_argument("--intervals", type=lambda s: [int(x) for x in s.split(",")],
+                   default=[0, 100])  # fmt: skip
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--click-rate", type=int, default=10_000)
+    p.add_argument("--seconds", type=float, default=40.0)
+    p.add_argument("--every", type=float, default=5.0)
+    p.add_argument("--bootstrap", default="")
+    p.add_argument("--topic", default="")
+    args = p.parse_args()
+    if args.role == "_count":
+        counts = asyncio.run(count_batches(args.bootstrap, args.topic))
+        print(", ".join(f"partition {p}: {r:,} records in {b:,} batches"
+                        for p, (r, b) in counts.items()))  # fmt: skip
+        return
+    results = {}
+    for interval in args.intervals:
+        results[interval] = run(interval, args)
+    head = " | ".join(f"`learn_interval_ms` {i}: broker / trainer cores" for i in args.intervals)
+    print(f"\n| window | {head} |\n|---|" + "---|" * len(args.intervals))
+    for w in range(max(len(rows) for rows, _ in results.values())):
+        cells = [f"{rows[w][0]:.2f} / {rows[w][1]:.2f}" if w < len(rows) else ""
+                 for rows, _ in results.values()]  # fmt: skip
+        print(f"| {w * args.every:.0f}-{(w + 1) * args.every:.0f} s | " + " | ".join(cells) + " |")
+    for interval, (_, counted) in results.items():
+        print(f"\nevents topic at the end, `learn_interval_ms` {interval}: {counted}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ onboards ``--items`` items and ``--users`` users with ``bench/scale.py``'s catal
 keeps ``--click-rate`` clicks/s arriving for ``--seconds`` s (``bench/scale.py``'s click
 publisher: the SDK's ``track_many`` every 10 ms).  It prints the cores the broker and the
 trainer's process (index builds included) used in each ``--every``-s window, the clicks
-learned per second, and, at the end, the record batches in each partition of the
+learned per second, the index builds, and, at the end, the record batches in each partition of the
 events topic::
 
     python bench/event_fetches.py
@@ -72,33 +72,36 @@ async def count_batches(bootstrap: str, topic: str) -> dict[int, tuple[int, int]
     return out
 
 
-def run(interval: int, args: argparse.Namespace) -> tuple[list[tuple[float, float, float]], str]:
-    """One deployment: (broker cores, trainer cores, learned/s) per window, and the
-    events topic's batches per partition."""
+Window = tuple[float, float, float, int]
+
+
+def run(interval: int, args: argparse.Namespace) -> tuple[list[Window], str]:
+    """One deployment: (broker cores, trainer cores, learned/s, index builds) per window,
+    and the events topic's batches per partition."""
     data_dir = Path(tempfile.mkdtemp(prefix="streamrec-event-fetches-"))
     os.environ["STREAMREC_LEARN_INTERVAL_MS"] = str(interval)
     ns = argparse.Namespace(items=args.items, users=args.users, publishers=2,
                             prefix=f"ef{os.getpid()}i{interval}")  # fmt: skip
     dep = scale.Deployment(data_dir, ns.prefix, [])
-    rows: list[tuple[float, float, float]] = []
+    rows: list[Window] = []
     try:
         dep.start()
         ns.bootstrap = dep.bootstrap
         asyncio.run(scale.onboard(dep, ns, scale.Results()))
         clicks = scale._spawn("_clicks", ns, count=0, rate=args.click_rate,
                               duration=args.seconds, seed=1)  # fmt: skip
-        t0, cpu0, learned0 = time.time(), dep.cpu_seconds(), dep.learned()
+        t0, cpu0, learned0, builds0 = time.time(), dep.cpu_seconds(), dep.learned(), builds(dep)
         while clicks.poll() is None:
             time.sleep(args.every)
-            t1, cpu1, learned1 = time.time(), dep.cpu_seconds(), dep.learned()
+            t1, cpu1, learned1, builds1 = time.time(), dep.cpu_seconds(), dep.learned(), builds(dep)
             cores = [
                 (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / (t1 - t0) for k in ("broker", "trainer")
             ]
-            rows.append((cores[0], cores[1], (learned1 - learned0) / (t1 - t0)))
+            rows.append((cores[0], cores[1], (learned1 - learned0) / (t1 - t0), builds1 - builds0))
             print(f"  interval {interval} ms, {len(rows) * args.every:.0f} s: broker "
                   f"{cores[0]:.2f} cores, trainer {cores[1]:.2f}, "
-                  f"learned {rows[-1][2]:,.0f}/s", flush=True)  # fmt: skip
-            t0, cpu0, learned0 = t1, cpu1, learned1
+                  f"learned {rows[-1][2]:,.0f}/s, {rows[-1][3]} index builds", flush=True)  # fmt: skip
+            t0, cpu0, learned0, builds0 = t1, cpu1, learned1, builds1
         counted = subprocess.run(
             [sys.executable, str(HERE), "_count", "--bootstrap", dep.bootstrap,
              "--topic", f"{ns.prefix}.interactions"],
@@ -108,6 +111,11 @@ def run(interval: int, args: argparse.Namespace) -> tuple[list[tuple[float, floa
     finally:
         dep.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def builds(dep: scale.Deployment) -> int:
+    """Index builds so far (the trainer's process builds; its ``/health``)."""
+    return int(dep.role("trainer").get("index", {}).get("builds", 0))
 
 
 def main() -> None:
@@ -131,10 +139,11 @@ def main() -> None:
     results = {}
     for interval in args.intervals:
         results[interval] = run(interval, args)
-    head = " | ".join(f"`learn_interval_ms` {i}: broker / trainer cores" for i in args.intervals)
+    head = " | ".join(f"`learn_interval_ms` {i}: broker / trainer cores, index builds"
+                      for i in args.intervals)  # fmt: skip
     print(f"\n| window | {head} |\n|---|" + "---|" * len(args.intervals))
     for w in range(max(len(rows) for rows, _ in results.values())):
-        cells = [f"{rows[w][0]:.2f} / {rows[w][1]:.2f}" if w < len(rows) else ""
+        cells = [f"{rows[w][0]:.2f} / {rows[w][1]:.2f}, {rows[w][3]}" if w < len(rows) else ""
                  for rows, _ in results.values()]  # fmt: skip
         print(f"| {w * args.every:.0f}-{(w + 1) * args.every:.0f} s | " + " | ".join(cells) + " |")
     for interval, (_, counted) in results.items():

@@ -22,7 +22,7 @@ delta_interval_ms           STREAMREC_DELTA_INTERVAL_MS   200
 checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop)
 deltas_rotate_mb            STREAMREC_DELTAS_ROTATE_MB    64 (0: never; deltas topic size)
 index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
-index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (fresh items)
+index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (items not indexed)
 index_trees                 STREAMREC_INDEX_TREES         15
 index_candidates            STREAMREC_INDEX_CANDIDATES    200
 exact_below                 STREAMREC_EXACT_BELOW         2000 (items; smaller: exact)
@@ -130,7 +130,9 @@ class Settings:
     #: writes a checkpoint and recreates the topic empty (0: never).  The embedded broker
     #: keeps every record in memory and has no retention: this bounds what it holds.
     deltas_rotate_mb: float = 64.0
-    #: Annoy index: rebuild period, and rebuild early after this many fresh items.
+    #: Annoy index: rebuild period, and rebuild early once this many items of the fresh
+    #: buffer are not in the index (those kept fresh after a build that holds them do
+    #: not count).
     index_rebuild_s: float = 10.0
     index_rebuild_changes: int = 500
     #: Annoy trees and per-query node budget (``index_search_k`` below): at 100,000

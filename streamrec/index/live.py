@@ -44,6 +44,8 @@ class FreshBuffer:
         self._rows: dict[int, tuple[int, float, np.ndarray | None]] = {}
         self._mark: int | None = None
         self._cache: _FreshArrays | None = None
+        # which entries the current snapshot does not hold (None: no snapshot swapped in)
+        self._unheld: Callable[[tuple[int, float, Any]], bool] | None = None
 
     def add(self, rows: Iterable[int], reps: np.ndarray | None = None) -> None:
         now = time.time()
@@ -80,15 +82,27 @@ class FreshBuffer:
         with self._lock:
             if swapped and self._mark is not None:
                 mark = self._mark
-                self._rows = self._kept(lambda v: v[0] > mark)
+                self._unheld = lambda v: v[0] > mark
+                self._rows = self._kept(self._unheld)
                 self._cache = None
             self._mark = None
 
     def retain_since(self, started_at: float) -> None:
         """Keep only the items changed at or after ``started_at`` (a loaded snapshot's)."""
         with self._lock:
-            self._rows = self._kept(lambda v: v[1] >= started_at)
+            self._unheld = lambda v: v[1] >= started_at
+            self._rows = self._kept(self._unheld)
             self._cache = None
+
+    def unindexed(self) -> int:
+        """How many fresh items the current snapshot does not hold: those changed since
+        it read the representations, not those kept for ``keep_s`` (what a rebuild would
+        add; O(fresh items))."""
+        with self._lock:
+            unheld = self._unheld
+            if unheld is None:
+                return len(self._rows)
+            return sum(1 for v in self._rows.values() if unheld(v))
 
     def _kept(self, unindexed: Callable[[tuple[int, float, Any]], bool]) -> dict[int, Any]:
         """The rows that stay fresh after a swap: those the snapshot does not hold

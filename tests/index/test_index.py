@@ -126,6 +126,24 @@ def test_indexed_items_stay_fresh_for_keep_s_but_at_most_keep_max_of_them() -> N
     assert sorted(loaded.rows().tolist()) == [3, 4]
 
 
+def test_only_items_the_snapshot_does_not_hold_count_as_unindexed() -> None:
+    fresh = FreshBuffer(keep_s=60.0, keep_max=5)
+    fresh.add(range(10))
+    assert fresh.unindexed() == 10  # no snapshot yet
+    fresh.begin_build()
+    fresh.add([42])  # changed during the build
+    fresh.end_build(swapped=True)
+    assert len(fresh) == 6 and fresh.unindexed() == 1  # five kept, held by the snapshot
+    fresh.add([5, 43])  # a kept item changes again, a new one arrives
+    assert fresh.unindexed() == 3
+    time.sleep(0.01)
+    fresh.retain_since(time.time())  # a loaded snapshot read after every change
+    assert len(fresh) == 5 and fresh.unindexed() == 0
+    time.sleep(0.01)
+    fresh.add([44])
+    assert fresh.unindexed() == 1
+
+
 def test_a_loaded_index_keeps_items_changed_after_its_build_fresh() -> None:
     live = LiveIndex()
     live.fresh.add([1, 2])

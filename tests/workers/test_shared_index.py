@@ -87,6 +87,26 @@ async def test_an_indexer_serving_no_requests_counts_changes_without_embedding_t
     assert indexer.index.builds == 2 and indexer.stats()["recall_samples"] == 0
 
 
+async def test_items_kept_fresh_after_a_build_do_not_make_the_next_one_due(
+    tmp_path: Path,
+) -> None:
+    """A bulk onboarding leaves up to ``index_fresh_keep_max`` items in the fresh buffer
+    for ``index_fresh_keep_s`` after the build that holds them: they are not waiting for
+    a rebuild, so they must not start one after another."""
+    settings = Settings.load({"data_dir": tmp_path, "index_build": "thread",
+                              "index_rebuild_changes": 3, "index_fresh_keep_s": 600.0,
+                              "index_rebuild_s": 600.0}, environ={})  # fmt: skip
+    state = _state()
+    indexer = Indexer(settings, state, serving=False)
+    state.items_changed(list(range(state.model.n_items)))
+    await indexer.rebuild()
+    assert len(indexer.index.fresh) >= 3 and not indexer.due()
+    state.items_changed([0, 1])
+    assert not indexer.due()
+    state.items_changed([2])
+    assert indexer.due()
+
+
 async def test_the_build_process_runs_at_the_configured_niceness(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,8 +5,9 @@ child process of its own by default (``settings.index_build=process``; ``thread`
 the build in a thread of this process instead), saves it in ``<data dir>/index/<prefix>``
 (:class:`~streamrec.index.IndexFiles`: temporary name, rename, then the manifest) and
 swaps it in here.  A rebuild starts when the index is older than ``index_rebuild_s``
-and the model moved, or when ``index_rebuild_changes`` items are waiting in the fresh
-buffer.
+and the model moved, or when ``index_rebuild_changes`` items of the fresh buffer are
+not in the index yet (:meth:`FreshBuffer.unindexed`: not those it keeps fresh after a
+build that holds them).
 
 :class:`IndexFollower` (a recommender without the indexer role in its process) watches
 the manifest and maps each new file with Annoy's ``load``: every recommender process
@@ -224,7 +225,9 @@ class Indexer(IndexWorker):
             return False
         if snap is None:
             return True
-        if len(self.index.fresh) >= self.settings.index_rebuild_changes:
+        # items the snapshot does not hold: those kept fresh for index_fresh_keep_s are
+        # in it (after a bulk onboarding, up to index_fresh_keep_max of them for 30 s)
+        if self.index.fresh.unindexed() >= self.settings.index_rebuild_changes:
             return True
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 

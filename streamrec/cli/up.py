@@ -115,12 +115,14 @@ async def _one_process(
     settings: Settings, bootstrap: str, fresh: bool, stop: asyncio.Event, console: Console
 ) -> None:
     from streamrec.workers import Stack
+    from streamrec.workers.heap import freeze_startup_heap
 
     with open_store(settings) as store:
         stack = Stack(settings, bootstrap, fresh=fresh, store=store)
         try:
             await stack.start()
             await stack.ready()
+            freeze_startup_heap()
             web = f"http://127.0.0.1:{stack.web.port}" if stack.web else "off"
             console.print(_banner(settings, bootstrap, store.url, web, "one process"))
             await stop.wait()
@@ -186,6 +188,7 @@ def worker(roles: tuple[str, ...], web_port: int | None, fresh: bool, **values: 
         from streamrec.stream.client import resolve_bootstrap
         from streamrec.stream.topics import Topics
         from streamrec.workers import Stack
+        from streamrec.workers.heap import freeze_startup_heap
 
         bootstrap = resolve_bootstrap(settings)
         await check_reachable(bootstrap)
@@ -199,6 +202,7 @@ def worker(roles: tuple[str, ...], web_port: int | None, fresh: bool, **values: 
             try:
                 await stack.start()
                 await stack.ready()
+                freeze_startup_heap()
                 console.print(f"[bold green]{label}[/] running on {bootstrap} ({settings.runtime} "
                               f"runtime), topics {settings.topic_prefix}.*; Ctrl-C stops")  # fmt: skip
                 while not stop.is_set():

@@ -136,9 +136,9 @@ class Settings:
     index_rebuild_s: float = 10.0
     index_rebuild_changes: int = 500
     #: Annoy trees and per-query node budget (``index_search_k`` below): at 100,000
-    #: items 15 trees and 3,000 nodes gave recall@10 0.981 for 398 us of retrieval per
-    #: request, 20 trees and Annoy's default budget (4,000) 0.991 for 517 us, and a
-    #: build 1.6 CPU s against 2.0 (``bench/ann_tradeoff.py``, docs/benchmarks.md).
+    #: items 15 trees and 3,000 nodes gave recall@10 0.981 for 384 us of served retrieval
+    #: per request, 20 trees and Annoy's default budget (4,000) 0.991 for 469 us, and a
+    #: rebuild 1.54 CPU s against 1.98 (``bench/ann_tradeoff.py``, docs/benchmarks.md).
     index_trees: int = 15
     #: Annoy candidates per request before exact re-scoring.
     index_candidates: int = 200

@@ -23,6 +23,7 @@ checkpoint_interval_s       STREAMREC_CHECKPOINT_INTERVAL_S  60 (0: only at stop
 deltas_rotate_mb            STREAMREC_DELTAS_ROTATE_MB    64 (0: never; deltas topic size)
 index_rebuild_s             STREAMREC_INDEX_REBUILD_S     10
 index_rebuild_changes       STREAMREC_INDEX_REBUILD_CHANGES  500 (items not indexed)
+index_rebuild_growth        STREAMREC_INDEX_REBUILD_GROWTH  0.5 (events learned, relative)
 index_trees                 STREAMREC_INDEX_TREES         15
 index_candidates            STREAMREC_INDEX_CANDIDATES    200
 exact_below                 STREAMREC_EXACT_BELOW         2000 (items; smaller: exact)
@@ -135,6 +136,12 @@ class Settings:
     #: not count).
     index_rebuild_s: float = 10.0
     index_rebuild_changes: int = 500
+    #: Rebuild early once the model has learned this share more events than it had when
+    #: the last build read it (and at least 10,000): a young model moves fast, and an
+    #: index built after 100,000 clicks kept a served recall@10 of 0.950 for 50,000 more
+    #: and fell to 0.80 after 400,000, ten seconds of a bulk ingest (0: off;
+    #: ``bench/ann_tradeoff.py``, docs/benchmarks.md).
+    index_rebuild_growth: float = 0.5
     #: Annoy trees and per-query node budget (``index_search_k`` below): at 100,000
     #: items 15 trees and 3,000 nodes gave recall@10 0.981 for 384 us of served retrieval
     #: per request, 20 trees and Annoy's default budget (4,000) 0.991 for 469 us, and a
@@ -242,6 +249,8 @@ class Settings:
             raise ConfigError(f"partitions={self.partitions!r} must be >= 1")
         if self.index_search_k < 1 and self.index_search_k != -1:
             raise ConfigError(f"index_search_k={self.index_search_k!r} must be >= 1, or -1")
+        if self.index_rebuild_growth < 0:
+            raise ConfigError(f"index_rebuild_growth={self.index_rebuild_growth!r} must be >= 0")
         if self.learn_interval_ms < 0:
             raise ConfigError(f"learn_interval_ms={self.learn_interval_ms!r} must be >= 0")
         if self.deltas_rotate_mb < 0:

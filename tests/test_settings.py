@@ -14,6 +14,7 @@ from streamrec.settings import Settings
     "bad",
     [
         {"learn_interval_ms": -1},
+        {"index_rebuild_growth": -0.1},
         {"index_search_k": 0},
         {"index_search_k": -2},
         {"index_trees": 0},

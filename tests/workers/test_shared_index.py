@@ -107,6 +107,29 @@ async def test_items_kept_fresh_after_a_build_do_not_make_the_next_one_due(
     assert indexer.due()
 
 
+@pytest.mark.parametrize(("at_build", "more"), [(100_000, 50_000), (1_000, 10_000)])
+async def test_a_model_grown_by_index_rebuild_growth_since_the_build_makes_one_due(
+    tmp_path: Path, at_build: int, more: int
+) -> None:
+    """Half as many events again as the build read (0.5), and at least 10,000: then a
+    rebuild is due though the index is young and no item waits."""
+    values = {"data_dir": tmp_path, "index_build": "thread", "index_rebuild_s": 600.0,
+              "index_rebuild_changes": 10**6, "index_rebuild_growth": 0.5}  # fmt: skip
+    state = _state()
+    state.model.n_events = at_build  # as if it had learned that many
+    indexer = Indexer(Settings.load(values, environ={}), state, serving=False)
+    await indexer.rebuild()
+    state.model.n_events += more - 1
+    assert not indexer.due()
+    state.model.n_events += 1
+    assert indexer.due()
+    off = Indexer(Settings.load({**values, "index_rebuild_growth": 0.0}, environ={}), state,
+                  serving=False)  # fmt: skip
+    await off.rebuild()
+    state.model.n_events += 10**7
+    assert not off.due()
+
+
 async def test_the_build_process_runs_at_the_configured_niceness(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,9 +5,10 @@ child process of its own by default (``settings.index_build=process``; ``thread`
 the build in a thread of this process instead), saves it in ``<data dir>/index/<prefix>``
 (:class:`~streamrec.index.IndexFiles`: temporary name, rename, then the manifest) and
 swaps it in here.  A rebuild starts when the index is older than ``index_rebuild_s``
-and the model moved, or when ``index_rebuild_changes`` items of the fresh buffer are
-not in the index yet (:meth:`FreshBuffer.unindexed`: not those it keeps fresh after a
-build that holds them).
+and the model moved, when ``index_rebuild_changes`` items of the fresh buffer are not
+in the index yet (:meth:`FreshBuffer.unindexed`: not those it keeps fresh after a build
+that holds them), or when the model has learned ``index_rebuild_growth`` more events
+than it had at the last build (at least :data:`GROWTH_MIN_EVENTS`).
 
 :class:`IndexFollower` (a recommender without the indexer role in its process) watches
 the manifest and maps each new file with Annoy's ``load``: every recommender process
@@ -53,6 +54,9 @@ PINNED = 200
 #: Smaller catalogues build in a thread even with ``index_build=process``: their build
 #: takes milliseconds, starting the child process about a second.
 PROCESS_BUILD_MIN_ITEMS = 10_000
+#: The fewest events learned since the last build that ``index_rebuild_growth`` rebuilds
+#: for (a small model would otherwise rebuild after every few events).
+GROWTH_MIN_EVENTS = 10_000
 
 
 def index_folder(settings: Settings) -> Path:
@@ -216,6 +220,7 @@ class Indexer(IndexWorker):
     """
 
     _built_version = -1
+    _built_events = 0  # the model's events when the snapshot in use read it
     _building: asyncio.Task[None] | None = None
 
     def due(self) -> bool:
@@ -228,6 +233,11 @@ class Indexer(IndexWorker):
         # items the snapshot does not hold: those kept fresh for index_fresh_keep_s are
         # in it (after a bulk onboarding, up to index_fresh_keep_max of them for 30 s)
         if self.index.fresh.unindexed() >= self.settings.index_rebuild_changes:
+            return True
+        growth = self.settings.index_rebuild_growth
+        if growth > 0 and m.n_events - self._built_events >= max(
+            growth * self._built_events, GROWTH_MIN_EVENTS
+        ):
             return True
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 
@@ -258,7 +268,7 @@ class Indexer(IndexWorker):
         s = self.settings
         m = self.state.model
         self.index.fresh.begin_build()
-        version, started = m.version, time.time()
+        version, events, started = m.version, m.n_events, time.time()
         reps = m.item_representations()
         path = self.files.staging_path()
         if s.index_build == "process" and len(reps) >= PROCESS_BUILD_MIN_ITEMS:
@@ -277,7 +287,7 @@ class Indexer(IndexWorker):
             return
         self._bias_rows = bias_rows
         self.index.swap(snap)
-        self._built_version = version
+        self._built_version, self._built_events = version, events
         if self.serving:
             self._after_swap()
         else:

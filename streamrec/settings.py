@@ -249,12 +249,9 @@ class Settings:
             raise ConfigError(f"partitions={self.partitions!r} must be >= 1")
         if self.index_search_k < 1 and self.index_search_k != -1:
             raise ConfigError(f"index_search_k={self.index_search_k!r} must be >= 1, or -1")
-        if self.index_rebuild_growth < 0:
-            raise ConfigError(f"index_rebuild_growth={self.index_rebuild_growth!r} must be >= 0")
-        if self.learn_interval_ms < 0:
-            raise ConfigError(f"learn_interval_ms={self.learn_interval_ms!r} must be >= 0")
-        if self.deltas_rotate_mb < 0:
-            raise ConfigError(f"deltas_rotate_mb={self.deltas_rotate_mb!r} must be >= 0")
+        for name in ("deltas_rotate_mb", "learn_interval_ms", "index_rebuild_growth"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:
             raise ConfigError(f"diversity={self.diversity!r} must be in [0, 1]")
         for name in ("fetch_wait_ms", "feed_fetch_wait_ms", "batch_max", "learn_threads",

@@ -75,7 +75,6 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "web_port": -1,
             "fetch_wait_ms": 5,
             "feed_fetch_wait_ms": 5,
-            "learn_interval_ms": 5,
         }
         values.update(overrides)
         return Settings.load(values, environ={})

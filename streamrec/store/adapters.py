@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from streamrec.errors import InvalidRecordError, StoreError
@@ -66,7 +67,7 @@ class EventAttributes(Protocol):
 
     def to_dict(self) -> dict[str, Any]: ...
 
-    def frozen(self) -> Callable[[], dict[str, Any]]: ...
+    def frozen(self) -> Callable[[], dict[str, Any] | np.ndarray]: ...
 
     def load_dict(self, values: Mapping[str, Any]) -> None: ...
 
@@ -374,7 +375,7 @@ class StoreItemAttributes:
     def to_dict(self) -> dict[str, Any]:
         return self._memory.to_dict()
 
-    def frozen(self) -> Callable[[], dict[str, Any]]:
+    def frozen(self) -> Callable[[], dict[str, Any] | np.ndarray]:
         return self._memory.frozen()
 
     def load_dict(self, values: Mapping[str, Any]) -> None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from streamrec.errors import StreamrecError
 from streamrec.model import HybridModel, load, read_header
 from streamrec.model.checkpoint import Snapshot, snapshot
@@ -83,8 +85,9 @@ class PendingCheckpoint:
     snapshot: Snapshot
     offsets: dict[str, dict[str, int]]
     deltas_offset: int
-    #: The item attributes as of the copy, built when written (None: not checkpointed).
-    attributes: Callable[[], dict[str, Any]] | None = None
+    #: The item attributes as of the copy, built (or their JSON encoded) when written
+    #: (None: not checkpointed).
+    attributes: Callable[[], dict[str, Any] | np.ndarray] | None = None
 
     def write(self) -> Path:
         """Write the file (atomic), register it, and point ``checkpoints.path`` at it."""
@@ -134,7 +137,7 @@ class Checkpoints:
         model: HybridModel,
         offsets: Mapping[tuple[str, int], int],
         deltas_offset: int,
-        attributes: Callable[[], dict[str, Any]] | None = None,
+        attributes: Callable[[], dict[str, Any] | np.ndarray] | None = None,
         epoch: str = "",
         next_seq: int = 0,
         fingerprints: Mapping[tuple[str, int], int] | None = None,

@@ -11,7 +11,7 @@ import pytest
 
 from streamrec.errors import CheckpointError
 from streamrec.model import HybridModel, load, read_header, save
-from streamrec.model.checkpoint import FORMAT_VERSION, JSON_SLICE, _json_bytes, snapshot
+from streamrec.model.checkpoint import FORMAT_VERSION, JSON_SLICE, json_bytes, snapshot
 from tests.model.test_kernels import FULL, small_model
 
 
@@ -123,7 +123,7 @@ def test_large_extra_entries_are_members_read_only_when_asked(
 @pytest.mark.parametrize("n", [0, 1, JSON_SLICE, JSON_SLICE + 1, 3 * JSON_SLICE + 7])
 def test_a_large_dict_is_encoded_in_slices_into_the_same_json(n: int) -> None:
     value = {f"i{k}": {"tags": ["a", "é"], "price": k / 3} for k in range(n)}
-    assert bytes(_json_bytes(value)) == json.dumps(value).encode()
+    assert bytes(json_bytes(value)) == json.dumps(value).encode()
 
 
 def test_version_2_files_with_the_entries_in_the_header_still_read(

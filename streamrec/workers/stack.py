@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from streamrec.index import LiveIndex
 from streamrec.settings import Settings
 from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
+from streamrec.workers.lifecycle import cancel
+from streamrec.workers.loop_lag import LoopLag
 from streamrec.workers.metrics import Metrics
 from streamrec.workers.runtime import AsyncioRuntime, FaustRuntime, Runtime, WebEndpoint, Workers
 from streamrec.workers.serving.follower import DeltaFollower
@@ -88,6 +90,8 @@ class Stack:
                                settings.index_fresh_keep_max)  # fmt: skip
         self.started_at = time.time()
         self._state: ModelState | None = None
+        self.loop_lag = LoopLag(self.metrics, "+".join(self.roles))
+        self._lag_task: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> ModelState:
@@ -127,6 +131,7 @@ class Stack:
         else:
             self.runtime = AsyncioRuntime(s, workers, self.web_enabled)
         await self.runtime.start()
+        self._lag_task = asyncio.create_task(self.loop_lag.run(), name="event loop lag")
 
     @property
     def web(self) -> WebEndpoint | None:
@@ -156,6 +161,7 @@ class Stack:
             self.sink = sink
 
     async def stop(self) -> None:
+        await cancel(self._lag_task)
         if self.runtime is not None:
             with contextlib.suppress(Exception):
                 await self.runtime.stop()

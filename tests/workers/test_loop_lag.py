@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import pytest
@@ -29,15 +30,16 @@ async def test_a_step_holding_the_loop_is_counted_and_logged_as_a_stall(
     lag = LoopLag(Metrics(), "trainer", interval=0.01, stall_s=0.1)
     task = asyncio.create_task(lag.run())
     try:
-        await asyncio.sleep(0.1)  # a few wake-ups on time
-        assert lag.stalls == 0
+        await asyncio.sleep(0.1)  # a few wake-ups (on time, unless the machine is busy)
+        before = lag.stalls
         with caplog.at_level(logging.INFO, logger="streamrec.workers.loop_lag"):
             time.sleep(0.3)  # a step that holds the loop
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
-    assert lag.stalls == 1
-    assert lag.metrics.get("trainer", "event_loop_stalls_total") == 1
-    assert 0.25 <= lag.metrics.get("trainer", "event_loop_lag_max_seconds") < 1.0
-    assert "event loop 0.2" in caplog.text or "event loop 0.3" in caplog.text
+    assert lag.stalls >= before + 1
+    assert lag.metrics.get("trainer", "event_loop_stalls_total") == lag.stalls
+    assert lag.metrics.get("trainer", "event_loop_lag_max_seconds") >= 0.25
+    held = [float(m) for m in re.findall(r"event loop (\d+\.\d+) s late", caplog.text)]
+    assert held and max(held) >= 0.25
     assert "streamrec_event_loop_stalls_total" in lag.metrics.render()

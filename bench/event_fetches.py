@@ -1,25 +1,31 @@
-"""What the trainer's fetches of a growing events topic cost the embedded broker.
+"""What the trainer's fetches of the events topics cost the embedded broker, over time.
 
 Tansu, the embedded broker, lists every record batch of a partition for each fetch that
 returns records from it, and keeps every batch (no retention), so under a steady flow of
-clicks each fetch costs more than the last.  The trainer, once caught up, fetches at
-most every ``learn_interval_ms``.  For each value of ``--intervals``, this starts a fresh
-``streamrec up`` (embedded broker, SQLite) with ``STREAMREC_LEARN_INTERVAL_MS`` set to it,
-onboards ``--items`` items and ``--users`` users with ``bench/scale.py``'s catalogue, then
-keeps ``--click-rate`` clicks/s arriving for ``--seconds`` s (``bench/scale.py``'s click
-publisher: the SDK's ``track_many`` every 10 ms).  It prints the cores the broker and the
-trainer's process (index builds included) used in each ``--every``-s window, the clicks
-learned per second, the index builds, and, at the end, the record batches in each partition of the
-events topic::
+clicks into one topic each fetch costs more than the last, and the broker's memory
+grows.  Event periods (``STREAMREC_EVENT_PERIOD_S``, docs/streaming.md) bound both: the
+trainer deletes each period's topic once learned and checkpointed.  The trainer, once
+caught up, fetches at most every ``learn_interval_ms``.
 
-    python bench/event_fetches.py
-    python bench/event_fetches.py --intervals 0,50,100,200 --seconds 60
+For each pair of ``--intervals`` and ``--periods`` values, this starts a fresh
+``streamrec up`` (embedded broker, SQLite) with ``STREAMREC_LEARN_INTERVAL_MS`` and
+``STREAMREC_EVENT_PERIOD_S`` set to them, onboards ``--items`` items and ``--users``
+users with ``bench/scale.py``'s catalogue, then keeps ``--click-rate`` clicks/s arriving
+for ``--seconds`` s (``bench/scale.py``'s click publisher: the SDK's ``track_many`` every
+10 ms).  It prints, for each ``--every``-s window, the cores the broker and the trainer's
+process (index builds included) used, the broker's RSS at its end, the clicks learned
+per second and the index builds; at the end, the records and record batches of each
+interactions topic still on the broker::
+
+    python bench/event_fetches.py --seconds 300 --every 30
+    python bench/event_fetches.py --intervals 0,50,100,200 --periods 0 --seconds 60
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -72,16 +78,49 @@ async def count_batches(bootstrap: str, topic: str) -> dict[int, tuple[int, int]
     return out
 
 
-Window = tuple[float, float, float, int]
+async def count_all(bootstrap: str, topic: str) -> str:
+    """:func:`count_batches` of ``topic`` and of each of its event periods still there."""
+    from streamrec.stream.kafka_clients import make_producer, topic_partitions
+    from streamrec.stream.topics import Topics
+
+    producer = await make_producer(bootstrap)
+    await producer.start()
+    try:
+        names = list(await topic_partitions(producer))
+    finally:
+        await producer.stop()
+    prefix = topic.removesuffix(".interactions")
+    lines = []
+    for name in [topic, *Topics(prefix).event_periods_in(names)]:
+        counts = await count_batches(bootstrap, name)
+        lines.append(f"{name}: " + ", ".join(f"partition {p}: {r:,} records in {b:,} batches"
+                                             for p, (r, b) in counts.items()))  # fmt: skip
+    return "\n".join(lines)
 
 
-def run(interval: int, args: argparse.Namespace) -> tuple[list[Window], str]:
-    """One deployment: (broker cores, trainer cores, learned/s, index builds) per window,
-    and the events topic's batches per partition."""
+Window = tuple[float, float, float, int, float]
+
+
+def broker_rss_mb(dep: scale.Deployment) -> float:
+    """The embedded broker's resident memory, MB."""
+    import psutil
+
+    assert dep.proc is not None
+    for p in psutil.Process(dep.proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "tansu" in " ".join(p.cmdline()):
+                return float(p.memory_info().rss) / 2**20
+    return 0.0
+
+
+def run(interval: int, period: int, args: argparse.Namespace) -> tuple[list[Window], str]:
+    """One deployment: (broker cores, trainer cores, learned/s, index builds, broker RSS)
+    per window, and what the interactions topics hold at the end."""
     data_dir = Path(tempfile.mkdtemp(prefix="streamrec-event-fetches-"))
     os.environ["STREAMREC_LEARN_INTERVAL_MS"] = str(interval)
+    os.environ["STREAMREC_EVENT_PERIOD_S"] = str(period)
     ns = argparse.Namespace(items=args.items, users=args.users, publishers=2,
-                            prefix=f"ef{os.getpid()}i{interval}")  # fmt: skip
+                            prefix=f"ef{os.getpid()}i{interval}p{period}")  # fmt: skip
     dep = scale.Deployment(data_dir, ns.prefix, [])
     rows: list[Window] = []
     try:
@@ -97,14 +136,15 @@ def run(interval: int, args: argparse.Namespace) -> tuple[list[Window], str]:
             cores = [
                 (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / (t1 - t0) for k in ("broker", "trainer")
             ]
-            rows.append((cores[0], cores[1], (learned1 - learned0) / (t1 - t0), builds1 - builds0))
-            print(f"  interval {interval} ms, {len(rows) * args.every:.0f} s: broker "
-                  f"{cores[0]:.2f} cores, trainer {cores[1]:.2f}, "
+            rows.append((cores[0], cores[1], (learned1 - learned0) / (t1 - t0), builds1 - builds0,
+                         broker_rss_mb(dep)))  # fmt: skip
+            print(f"  interval {interval} ms, period {period} s, {len(rows) * args.every:.0f} s: "
+                  f"broker {cores[0]:.2f} cores, {rows[-1][4]:.0f} MB, trainer {cores[1]:.2f}, "
                   f"learned {rows[-1][2]:,.0f}/s, {rows[-1][3]} index builds", flush=True)  # fmt: skip
             t0, cpu0, learned0, builds0 = t1, cpu1, learned1, builds1
         counted = subprocess.run(
             [sys.executable, str(HERE), "_count", "--bootstrap", dep.bootstrap,
-             "--topic", f"{ns.prefix}.interactions"],
+             "--topic", f"{ns.prefix}.interactions"],  # (and its event periods)
             env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True,
         )  # fmt: skip
         return rows, counted.stdout.strip() or counted.stderr.strip()[-300:]
@@ -122,7 +162,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("role", nargs="?", default="bench", choices=["bench", "_count"])
     p.add_argument("--intervals", type=lambda s: [int(x) for x in s.split(",")],
-                   default=[0, 100])  # fmt: skip
+                   default=[0])  # fmt: skip
+    p.add_argument("--periods", type=lambda s: [int(x) for x in s.split(",")],
+                   default=[0, 60], help="values of STREAMREC_EVENT_PERIOD_S (0: off)")  # fmt: skip
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--click-rate", type=int, default=10_000)
@@ -132,22 +174,22 @@ def main() -> None:
     p.add_argument("--topic", default="")
     args = p.parse_args()
     if args.role == "_count":
-        counts = asyncio.run(count_batches(args.bootstrap, args.topic))
-        print(", ".join(f"partition {p}: {r:,} records in {b:,} batches"
-                        for p, (r, b) in counts.items()))  # fmt: skip
+        print(asyncio.run(count_all(args.bootstrap, args.topic)))
         return
     results = {}
     for interval in args.intervals:
-        results[interval] = run(interval, args)
-    head = " | ".join(f"`learn_interval_ms` {i}: broker / trainer cores, index builds"
-                      for i in args.intervals)  # fmt: skip
-    print(f"\n| window | {head} |\n|---|" + "---|" * len(args.intervals))
+        for period in args.periods:
+            results[(interval, period)] = run(interval, period, args)
+    head = " | ".join(f"`learn_interval_ms` {i}, `event_period_s` {p}: broker cores / MB, "
+                      "trainer cores, index builds" for i, p in results)  # fmt: skip
+    print(f"\n| window | {head} |\n|---|" + "---|" * len(results))
     for w in range(max(len(rows) for rows, _ in results.values())):
-        cells = [f"{rows[w][0]:.2f} / {rows[w][1]:.2f}, {rows[w][3]}" if w < len(rows) else ""
-                 for rows, _ in results.values()]  # fmt: skip
+        cells = [f"{rows[w][0]:.2f} / {rows[w][4]:.0f}, {rows[w][1]:.2f}, {rows[w][3]}"
+                 if w < len(rows) else "" for rows, _ in results.values()]  # fmt: skip
         print(f"| {w * args.every:.0f}-{(w + 1) * args.every:.0f} s | " + " | ".join(cells) + " |")
-    for interval, (_, counted) in results.items():
-        print(f"\nevents topic at the end, `learn_interval_ms` {interval}: {counted}")
+    for (interval, period), (_, counted) in results.items():
+        print(f"\ninteractions topics at the end, `learn_interval_ms` {interval}, "
+              f"`event_period_s` {period}: {counted}")  # fmt: skip
 
 
 if __name__ == "__main__":

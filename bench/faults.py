@@ -49,10 +49,18 @@ from typing import Any
 
 from streamrec.errors import TopicError
 from streamrec.settings import Settings
-from streamrec.stream.broker import EmbeddedBroker, ensure_topics, free_port
+from streamrec.stream.broker import (
+    EmbeddedBroker,
+    advance_event_periods,
+    ensure_topics,
+    event_period_partitions,
+    free_port,
+)
 from streamrec.stream.client import Client
-from streamrec.stream.topics import Topics
+from streamrec.stream.kafka_clients import topic_partitions
+from streamrec.stream.topics import Topics, event_period_at
 from streamrec.workers.checkpoints import Checkpoints
+from streamrec.workers.training.trainer import EVENT_TOPICS_CHECK_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +82,7 @@ class Learned:
     pairs: int  # distinct (user, item) pairs in its seen sets
     kills: int = 0
     tmp_left: int = 0
+    periods_deleted: int = 0  # event-period topics written to and deleted by the trainer
 
     @property
     def lost(self) -> int:
@@ -157,21 +166,30 @@ class WorkerProcess:
         return out
 
 
-def fault_settings(data_dir: Path) -> Settings:
+def fault_settings(data_dir: Path, event_period_s: int = 0) -> Settings:
     return Settings.load({"data_dir": data_dir, "topic_prefix": f"f{uuid.uuid4().hex[:10]}",
-                          "checkpoint_interval_s": 2.0, "web_port": -1, "fetch_wait_ms": 5},
-                         environ={})  # fmt: skip
+                          "checkpoint_interval_s": 2.0, "web_port": -1, "fetch_wait_ms": 5,
+                          "event_period_s": event_period_s}, environ={})  # fmt: skip
 
 
 async def _caught_up(worker: WorkerProcess, client: Client, timeout: float) -> bool:
     marks = {(m.topic, m.partition): m.offset for m in client.watermarks()}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        health = worker.health() or {}
         applied = worker.applied()
-        if applied and all(applied.get(tp, 0) > o for tp, o in marks.items()):
+        retired = health.get("events_retired_before", 0)
+        if (applied or retired) and all(applied.get(tp, 0) > o or _began_before(client, tp[0], retired)
+                           for tp, o in marks.items()):  # fmt: skip
             return True
         await asyncio.sleep(0.2)
     return False
+
+
+def _began_before(client: Client, topic: str, when: int) -> bool:
+    """Whether ``topic`` is an event period that began before ``when`` (Unix s)."""
+    span = client.topics.event_period_span(topic)
+    return span is not None and span[0] < when
 
 
 def read_learned(settings: Settings, published: int) -> Learned:
@@ -205,11 +223,22 @@ async def publish_paced(
 
 
 async def kill_run(
-    bootstrap: str, workdir: Path, events: int, kills: int, seconds: float, seed: int
-) -> Learned:
-    """One run of the trainer-SIGKILL scenario (see the module docstring)."""
-    settings = fault_settings(workdir / "data")
-    await ensure_topics(bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions))
+    bootstrap: str, workdir: Path, events: int, kills: int, seconds: float, seed: int,
+    event_period_s: int = 0,
+) -> Learned:  # fmt: skip
+    """One run of the trainer-SIGKILL scenario (see the module docstring); with
+    ``event_period_s`` (embedded broker), the interactions go to event-period topics of
+    that length, created ahead as ``streamrec up`` does, which the trainer deletes."""
+    settings = fault_settings(workdir / "data", event_period_s)
+    topics = Topics(settings.topic_prefix)
+    names = topics.partitions(settings.partitions)
+    if event_period_s:
+        names |= event_period_partitions(topics, event_period_s, settings.partitions)
+    await ensure_topics(bootstrap, names)
+    creator = None
+    if event_period_s:
+        creator = asyncio.create_task(advance_event_periods(bootstrap, topics, event_period_s,
+                                                            settings.partitions))  # fmt: skip
     rng = random.Random(seed)
     # one kill at a random moment in each of ``kills - 1`` equal slices of the publishing
     # time (not in its first 1.5 s, so the restarted trainer has had time to start
@@ -232,7 +261,9 @@ async def kill_run(
     client = Client(bootstrap, settings=settings)
     await client.start()
     try:
+        published = [time.time()]
         await publish_paced(client, range(events), seconds, tick)
+        published.append(time.time())
         while killed < len(moments):  # a moment beyond the publishing time
             tick(moments[-1])
         if kills > 0:
@@ -244,13 +275,23 @@ async def kill_run(
             trainer.start()
         if not await _caught_up(trainer, client, timeout=180):
             raise RuntimeError(f"the trainer did not catch up; see {trainer.log_path}")
+        deleted = 0
+        if event_period_s:  # the periods published to, behind the last checkpoint, go
+            first = event_period_at(event_period_s, published[0])[1]  # whole periods only
+            written = {topics.event_period(t, t + event_period_s)
+                       for t in range(first, int(published[1]) - event_period_s, event_period_s)}  # fmt: skip
+            await asyncio.sleep(3 * event_period_s + 2 * EVENT_TOPICS_CHECK_S)
+            deleted = len(written - set(await topic_partitions(client._producer)))
     finally:
+        if creator is not None:
+            creator.cancel()
         await client.stop()
         code = trainer.stop()
     if code != 0:
         raise RuntimeError(f"the trainer exited with {code} on SIGTERM; see {trainer.log_path}")
     learned = read_learned(settings, events)
     learned.kills = killed
+    learned.periods_deleted = deleted
     return learned
 
 

@@ -36,6 +36,7 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_slots               STREAMREC_REQUEST_SLOTS       4 (embedded broker; 0: off)
+event_period_s              STREAMREC_EVENT_PERIOD_S      60 (embedded broker; 0: off)
 compression                 STREAMREC_COMPRESSION         zstd (events, requests, responses)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (in: dead letter; out: split)
@@ -178,6 +179,13 @@ class Settings:
     #: with every request answered there.  Not used with ``faust_requests=agent`` (the
     #: agent reads the plain topic) nor on a Kafka cluster (use its retention).
     request_slots: int = 4
+    #: On the embedded broker, interactions go to a topic per period of this many
+    #: seconds, each deleted once the trainer has learned it and checkpointed it
+    #: (``stream/topics.py``, ``workers/training/event_topics.py``), so the broker holds
+    #: a few minutes of events, not all of them.  0 keeps the plain interactions topic
+    #: only.  The SDK reads it too: a client with another value finds no topic for its
+    #: period and sends to the plain topic.  Not used on a Kafka cluster (its retention).
+    event_period_s: int = 60
     #: Compression of the batches the SDK and the recommenders produce (JSON events,
     #: requests, responses; deltas are float tables and travel uncompressed): ``zstd``
     #: (12x on click events at 0.2 us each), ``gzip``, ``lz4``, ``snappy`` or ``none``.
@@ -284,6 +292,8 @@ class Settings:
         if self.request_slots < 0 or self.request_slots in (1, 2):
             raise ConfigError(f"request_slots={self.request_slots!r} must be 0 or >= 3 (a "
                               "slot is recycled while the one before it is current)")  # fmt: skip
+        if self.event_period_s < 0:
+            raise ConfigError(f"event_period_s={self.event_period_s!r} must be >= 0 (0: off)")
         if not self.topic_prefix or any(c.isspace() for c in self.topic_prefix):
             raise ConfigError(f"topic_prefix={self.topic_prefix!r} must be a non-empty word")
 

@@ -99,7 +99,7 @@ def publish_file(path: Path, **values: Any) -> None:
             except Rejected as exc:
                 raise InvalidInputError(f"{path}:{lineno}: {exc.reason}") from None
             if isinstance(msg, Interaction):
-                await client.send(client.topics.interactions, msg, msg.user)
+                await client.send(await client.interactions_topic(), msg, msg.user)
             else:
                 key = getattr(msg, "user", None) or getattr(msg, "item", None)
                 await client.send(client.topics.entities, msg, key)

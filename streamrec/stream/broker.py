@@ -21,7 +21,13 @@ from typing import Any
 
 from streamrec.errors import BrokerError, TopicError
 from streamrec.settings import Settings
-from streamrec.stream.topics import Topics, period_at, period_start
+from streamrec.stream.topics import (
+    EVENT_PERIODS_AHEAD,
+    Topics,
+    event_period_at,
+    period_at,
+    period_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -300,11 +306,60 @@ async def recycle_slots(bootstrap: str, topics: Topics, slots: int, partitions: 
                 log.exception("recycling request slot %s failed; trying at its next turn", name)
 
 
+def event_period_partitions(
+    topics: Topics, period_s: int, partitions: int, now: float | None = None
+) -> dict[str, int]:
+    """The event-period topics (``stream/topics.py``) that should exist at ``now``: the
+    current period's and the next :data:`EVENT_PERIODS_AHEAD`."""
+    start, _ = event_period_at(period_s, now)
+    starts = [start + k * period_s for k in range(EVENT_PERIODS_AHEAD + 1)]
+    return {topics.event_period(t, t + period_s): partitions for t in starts}
+
+
+async def advance_event_periods(
+    bootstrap: str, topics: Topics, period_s: int, partitions: int
+) -> None:
+    """Forever: at each period's start, create the event-period topic
+    :data:`EVENT_PERIODS_AHEAD` periods ahead (the trainer deletes the old ones).
+    A failure is logged and retried at the next period."""
+    while True:
+        _, end = event_period_at(period_s)
+        await asyncio.sleep(max(0.0, end - time.time()))
+        try:
+            await ensure_topics(bootstrap, event_period_partitions(topics, period_s, partitions))
+        except Exception:
+            log.exception("creating the next event-period topics failed; trying again at "
+                          "the next period")  # fmt: skip
+
+
+async def delete_topic(bootstrap: str, name: str) -> None:
+    """Delete topic ``name`` (nothing when it does not exist)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        if name in set(await admin.list_topics()):
+            await admin.delete_topics([name])
+    except Exception as exc:
+        raise TopicError(f"cannot delete topic {name} on {bootstrap}: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def delete_topic_in_thread(bootstrap: str, name: str) -> None:
+    """:func:`delete_topic` on an event loop of its own, in a worker thread (see
+    :func:`recreate_topic_in_thread`)."""
+    await asyncio.to_thread(asyncio.run, delete_topic(bootstrap, name))
+
+
 @contextlib.asynccontextmanager
 async def broker(settings: Settings) -> AsyncIterator[str]:
     """A bootstrap address with the topics created: the configured cluster or an embedded
     one, whose request path runs over ``settings.request_slots`` slots, recycled in turn
-    while the context lasts (``stream/topics.py``)."""
+    while the context lasts, and whose interactions go to a topic per
+    ``settings.event_period_s``-second period, created ahead (``stream/topics.py``)."""
     topics = Topics(settings.topic_prefix)
     if settings.bootstrap:
         await check_reachable(settings.bootstrap)
@@ -313,19 +368,28 @@ async def broker(settings: Settings) -> AsyncIterator[str]:
         return
     embedded = EmbeddedBroker()
     await embedded.start()
-    recycler: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         slots = settings.embedded_request_slots
-        await ensure_topics(embedded.bootstrap, topics.partitions(settings.partitions, slots))
+        names = topics.partitions(settings.partitions, slots)
+        period_s = settings.event_period_s
+        if period_s:
+            names |= event_period_partitions(topics, period_s, settings.partitions)
+        await ensure_topics(embedded.bootstrap, names)
         if slots:
-            recycler = asyncio.create_task(
+            tasks.append(asyncio.create_task(
                 recycle_slots(embedded.bootstrap, topics, slots, settings.partitions),
                 name="request-slot-recycler",
-            )
+            ))  # fmt: skip
+        if period_s:
+            tasks.append(asyncio.create_task(
+                advance_event_periods(embedded.bootstrap, topics, period_s, settings.partitions),
+                name="event-period-creator",
+            ))  # fmt: skip
         yield embedded.bootstrap
     finally:
-        if recycler is not None:
-            recycler.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await recycler
+                await task
         await embedded.stop()

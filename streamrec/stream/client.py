@@ -3,6 +3,12 @@
 ``Client`` is async; ``SyncClient`` runs one on a background event loop for plain code.
 Recommendations are read-your-writes by default: a request carries the offsets of the
 client's own published events, and the recommender answers once its model has them.
+
+On the embedded broker of ``streamrec up``, interactions go to the topic of the current
+event period when the deployment has one (``stream/topics.py``).  A client forgets each
+period's topic a period after it ended: aiokafka asks for the metadata of every topic it
+has sent to, by name, and the embedded broker creates a topic asked for by name, so a
+client that remembered a deleted period would create it again.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from streamrec.stream.schemas import (
     UserUpdate,
     Watermark,
 )
-from streamrec.stream.topics import Topics, current_slot
+from streamrec.stream.topics import Topics, current_slot, event_period_at
 
 T = TypeVar("T")
 FeatureArg = Iterable[str] | Mapping[str, float] | None
@@ -132,6 +138,14 @@ class Client:
         self._subscribers: list[asyncio.Queue[RecResponse]] = []
         self._last_ts = 0.0
         self._ids = itertools.count()
+        #: event periods (stream/topics.py): whether the deployment has them, the topic
+        #: interactions go to until the monotonic time given, and the timers that forget
+        #: each period's topic once it is past
+        self._periods = False
+        self._event_topic = ("", 0.0)
+        self._forgetting: dict[str, asyncio.TimerHandle] = {}
+        #: watermarks of event-period topics are dropped this many periods after theirs
+        self.marks_kept_periods = 10
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -170,6 +184,7 @@ class Client:
             )
         found = await topic_partitions(self._producer)
         self._slots = self.topics.slots_in(set(found))
+        self._periods = bool(self.settings.event_period_s and self.topics.event_periods_in(found))
         if self._consumer is None:  # publishing only
             return
         # the response slots of the current and the previous periods are read, and those
@@ -187,6 +202,9 @@ class Client:
         self._reader = asyncio.create_task(self._read(), name="streamrec-client-responses")
 
     async def stop(self) -> None:
+        for handle in self._forgetting.values():
+            handle.cancel()
+        self._forgetting.clear()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -226,7 +244,7 @@ class Client:
         if fut.cancelled() or fut.exception() is not None:
             return
         md = fut.result()
-        if md.topic not in (self.topics.interactions, self.topics.entities):
+        if not self.topics.learned(md.topic):
             return  # only what the trainer applies can be waited for
         tp = (md.topic, md.partition)
         last = md.offset + records - 1
@@ -242,15 +260,56 @@ class Client:
         """The last acknowledged offset per partition this client wrote to."""
         return [Watermark(t, p, o) for (t, p), o in sorted(self._marks.items())]
 
+    async def interactions_topic(self) -> str:
+        """Where interactions go now: the current event period's topic when the
+        deployment has event periods and that topic exists, else the plain topic."""
+        topic, until = self._event_topic
+        now = time.monotonic()
+        if now < until:
+            return topic
+        period_s = self.settings.event_period_s
+        if not self._periods or self._producer is None:
+            return self.topics.interactions
+        from streamrec.stream.kafka_clients import topic_partitions
+
+        start, end = event_period_at(period_s)
+        name = self.topics.event_period(start, end)
+        if name in await topic_partitions(self._producer):  # (listed: never created by name)
+            # until the period ends; the topic is forgotten a period after that
+            self._event_topic = (name, now + max(0.0, end - time.time()))
+            if name not in self._forgetting:
+                self._forgetting[name] = asyncio.get_running_loop().call_later(
+                    max(0.0, end + period_s - time.time()), self._forget, name
+                )
+            self._drop_marks(start - self.marks_kept_periods * period_s)
+            return name
+        self._event_topic = (self.topics.interactions, now + 1.0)  # looked for again in 1 s
+        return self.topics.interactions
+
+    def _forget(self, topic: str) -> None:
+        """Stop asking for ``topic``'s metadata (an event period that is past)."""
+        self._forgetting.pop(topic, None)
+        if self._producer is None:
+            return
+        client = self._producer.client
+        if topic in client._topics:
+            client.set_topics(client._topics - {topic})
+
+    def _drop_marks(self, before: int) -> None:
+        """Drop the watermarks of event periods that began before ``before`` (Unix s)."""
+        for t, p in list(self._marks):
+            span = self.topics.event_period_span(t)
+            if span is not None and span[0] < before:
+                del self._marks[(t, p)]
+
     async def _publish(self, topic: str, message: msgspec.Struct, key: str, wait: bool) -> Any:
         fut = await self.send(topic, message, key)
         return await fut if wait else fut
 
     async def track(self, user: str, item: str, type: str = "click", *, wait: bool = True) -> Any:
         """Publish an interaction (keyed by user); ``wait`` for the broker's acknowledgement."""
-        return await self._publish(
-            self.topics.interactions, Interaction(user=user, item=item, type=type), user, wait
-        )
+        message = Interaction(user=user, item=item, type=type)
+        return await self._publish(await self.interactions_topic(), message, user, wait)
 
     async def track_many(
         self, events: Iterable[tuple[str, str] | tuple[str, str, str]], *, wait: bool = False
@@ -266,7 +325,7 @@ class Client:
 
         from streamrec.stream.kafka_clients import partitions
 
-        topic = self.topics.interactions
+        topic = await self.interactions_topic()
         parts = sorted(await partitions(self._producer, topic))
         if not parts:
             raise BrokerError(f"topic {topic} does not exist on {self.bootstrap}")

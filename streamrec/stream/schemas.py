@@ -225,6 +225,9 @@ class Delta(Message, tag="delta", tag_field="kind"):
     epoch: str = ""
     final: bool = True
     offsets: list[Watermark] = []
+    #: Event-period topics that began before this Unix second are learned and deleted
+    #: (``stream/topics.py``; 0: none).  In the ``final`` part, as ``offsets``.
+    events_retired_before: int = 0
     user_base: int = 0
     new_users: list[str] = []
     item_base: int = 0

@@ -15,11 +15,20 @@ traffic ended ``request_slots - 1.5`` periods before (10 s with the default 4 sl
 recreated partition's end starts it again from 0
 (:func:`~streamrec.stream.recreated.rewind_recreated`).  The plain ``rec-requests`` and
 ``rec-responses`` topics are always there too, answered as before.
+
+**Event periods.**  For the same reason the interactions topic cannot grow for as long
+as ``streamrec up`` runs.  There, interactions go to a topic per ``event_period_s``-second
+period, ``<prefix>.interactions.<start>-<end>`` (Unix seconds): ``up`` creates each one
+:data:`EVENT_PERIODS_AHEAD` periods ahead, the SDK sends to the one of the current
+period (the plain topic when it finds none), the trainer reads every one it finds and
+deletes one only once its period ended a period ago, it has learned it to its end, and
+a checkpoint holds those offsets (``workers/training/event_topics.py``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: How long each request slot is the one callers send to, in seconds.  A constant, not a
@@ -42,6 +51,16 @@ def period_start(period: float) -> float:
 def current_slot(slots: int, now: float | None = None) -> int:
     """The request slot callers send to at ``now`` (wall clock)."""
     return period_at(now) % slots
+
+
+#: How many periods ahead ``streamrec up`` creates the event-period topics.
+EVENT_PERIODS_AHEAD = 2
+
+
+def event_period_at(period_s: int, now: float | None = None) -> tuple[int, int]:
+    """``(start, end)`` in Unix seconds of the ``period_s``-second period ``now`` falls in."""
+    start = int((time.time() if now is None else now) // period_s) * period_s
+    return start, start + period_s
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,32 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return f"{self.prefix}.dead-letters"
+
+    def event_period(self, start: int, end: int) -> str:
+        """The interactions topic of the period ``[start, end)`` (Unix seconds)."""
+        return f"{self.interactions}.{start}-{end}"
+
+    def event_period_span(self, name: str) -> tuple[int, int] | None:
+        """``(start, end)`` of an event-period topic's name; None for any other name."""
+        head = self.interactions + "."
+        if not name.startswith(head):
+            return None
+        start, sep, end = name[len(head) :].partition("-")
+        if not (sep and start.isdigit() and end.isdigit() and int(start) < int(end)):
+            return None
+        return int(start), int(end)
+
+    def event_periods_in(self, names: Iterable[str]) -> list[str]:
+        """The event-period topics among ``names``, oldest first."""
+        spans = [(span, n) for n in names if (span := self.event_period_span(n)) is not None]
+        return [n for _, n in sorted(spans)]
+
+    def learned(self, name: str) -> bool:
+        """Whether ``name`` is a topic the trainer learns from (interactions, one of its
+        event periods, entities): what consistent requests can wait for."""
+        return name in (self.interactions, self.entities) or (
+            self.event_period_span(name) is not None
+        )
 
     def request_slot(self, i: int) -> str:
         return f"{self.requests}.{i}"

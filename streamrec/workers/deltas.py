@@ -27,6 +27,7 @@ from streamrec.model.replica import (
 from streamrec.stream import schemas
 from streamrec.stream.codec import encode_binary
 from streamrec.stream.schemas import Delta, ItemMeta, Watermark
+from streamrec.stream.topics import Topics
 from streamrec.workers.state import ModelState
 
 #: Change-set bytes per delta message by default (sent as MessagePack, see
@@ -69,8 +70,9 @@ class DeltaTracker:
             meta = ItemMeta({**old.attributes, **meta.attributes}, old.created or meta.created)
         self._meta[item_id] = meta
 
-    def build(self, offsets: list[Watermark]) -> list[Delta]:
-        """The delta messages for everything since the last build (last one ``final``).
+    def build(self, offsets: list[Watermark], events_retired_before: int = 0) -> list[Delta]:
+        """The delta messages for everything since the last build (last one ``final``,
+        with the applied ``offsets`` and the trainer's ``events_retired_before``).
 
         There is always at least one message, empty when nothing changed.
         """
@@ -90,6 +92,7 @@ class DeltaTracker:
             self.seq += 1
         messages[-1].final = True
         messages[-1].offsets = offsets
+        messages[-1].events_retired_before = events_retired_before
         return messages
 
 
@@ -107,8 +110,9 @@ def _meta_chunks(meta: dict[str, ItemMeta], max_bytes: int) -> list[dict[str, It
     return chunks
 
 
-def apply_delta(state: ModelState, delta: Delta) -> None:
-    """Bring a replica's model up to ``delta`` (applying one twice is harmless)."""
+def apply_delta(state: ModelState, delta: Delta, topics: Topics | None = None) -> None:
+    """Bring a replica's model up to ``delta`` (applying one twice is harmless);
+    ``topics`` names the event-period topics its ``events_retired_before`` is about."""
     changes = from_delta(delta)
     state.model.apply_changes(changes)
     for item, meta in delta.item_meta.items():
@@ -118,6 +122,8 @@ def apply_delta(state: ModelState, delta: Delta) -> None:
         state.items_changed(sorted(set(defined)))
     if delta.final:
         state.set_applied({(w.topic, w.partition): w.offset for w in delta.offsets})
+        if topics is not None and delta.events_retired_before:
+            state.retire_events(topics, delta.events_retired_before)
 
 
 # ------------------------------------------------------------------ translation

@@ -182,6 +182,8 @@ class Stack:
             out["model"] = {"version": m.version, "events": m.n_events, "users": m.n_users,
                             "items": m.n_items}  # fmt: skip
             out["applied"] = {f"{t}[{p}]": o for (t, p), o in sorted(self.state.applied.items())}
+            if self.state.events_retired_before:  # (stream/topics.py: event periods)
+                out["events_retired_before"] = self.state.events_retired_before
         if self.indexer is not None:
             out["index"] = self.indexer.stats()
         for name, worker in (("trainer", self.trainer), ("replica", self.follower)):

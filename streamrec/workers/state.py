@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from streamrec.model import HybridModel
 from streamrec.stream.schemas import Watermark
+from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import ItemAttributeSource, MemoryItemAttributes
 
 TopicPartitionKey = tuple[str, int]
@@ -29,13 +30,38 @@ class ModelState:
         self.model = model
         self.attributes: ItemAttributeSource = attributes or MemoryItemAttributes()
         self.applied: dict[TopicPartitionKey, int] = {}
+        #: event-period topics (stream/topics.py) that began before this Unix second are
+        #: learned and deleted: a watermark on one of them is reached
+        self.events_retired_before = 0
+        self._topics: Topics | None = None
         self.updated_at = time.time()
         self._event = asyncio.Event()
         self._item_listeners: list[Callable[[Iterable[int]], None]] = []
 
     # ----------------------------------------------------------------- offsets
     def reached(self, marks: Iterable[Watermark]) -> bool:
-        return all(self.applied.get((m.topic, m.partition), 0) > m.offset for m in marks)
+        return all(
+            self.applied.get((m.topic, m.partition), 0) > m.offset or self._retired(m.topic)
+            for m in marks
+        )
+
+    def _retired(self, topic: str) -> bool:
+        if self._topics is None:
+            return False
+        span = self._topics.event_period_span(topic)
+        return span is not None and span[0] < self.events_retired_before
+
+    def retire_events(self, topics: Topics, before: int) -> None:
+        """Every event-period topic of ``topics`` that began before ``before`` (Unix s)
+        is learned and deleted: forget its applied offsets, and count a watermark on it
+        as reached (a later one never lowers it)."""
+        self._topics = topics
+        if before <= self.events_retired_before:
+            return
+        self.events_retired_before = before
+        for key in [k for k in self.applied if self._retired(k[0])]:
+            del self.applied[key]
+        self.notify()
 
     def advance(self, offsets: dict[TopicPartitionKey, int]) -> None:
         """Record applied offsets (next offset per partition) and wake waiting requests."""

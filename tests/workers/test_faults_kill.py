@@ -121,3 +121,19 @@ async def test_a_checkpoint_is_written_outside_the_lock_as_of_when_it_was_taken(
     assert restored.attributes == {"i0": {"attributes": {"tags": ["a"], "price": 3},
                                           "created": 100.0}}  # fmt: skip
     assert attributes.get("i0") == {"tags": ["a"], "price": 4}
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_trainer_sigkilled_while_it_deletes_event_periods_learns_every_event_once(
+    embedded_bootstrap: str, tmp_path: Path
+) -> None:
+    """The same over 1-s event-period topics (embedded broker), which the trainer
+    deletes as it learns and checkpoints them: nothing is lost or learned twice, and
+    the periods published to are gone from the broker."""
+    got = await kill_run(embedded_bootstrap, tmp_path, events=4000, kills=3, seconds=12.0,
+                         seed=11, event_period_s=1)  # fmt: skip
+    assert got.kills == 3
+    assert (got.lost, got.twice) == (0, 0)
+    assert got.events == 4000
+    assert got.periods_deleted >= 8

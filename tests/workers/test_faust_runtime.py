@@ -64,9 +64,10 @@ async def test_app_registers_agents_tasks_timers_pages_and_serves_them(
         assert agent.concurrency == settings.request_concurrency
         assert tuple(agent.channel.topics) == (topics.requests,)
         assert sorted(t.__name__ for t in app._app_tasks) == sorted(
-            ["trainer", "deltas", "checkpoint", "indexer"]
+            ["trainer", "deltas", "checkpoint", "event topics", "indexer"]
         )
-        assert runtime.timers == {"deltas": 0.15, "checkpoint": 30.0, "indexer": 0.2}
+        assert runtime.timers == {"deltas": 0.15, "checkpoint": 30.0, "event topics": 1.0,
+                                  "indexer": 0.2}  # fmt: skip
         routes = {r.resource.canonical for r in app.web.web_app.router.routes()}
         assert {"/health", "/metrics"} <= routes
         # the recommender's requests come through the app's consumer group
@@ -109,8 +110,12 @@ async def test_app_registers_agents_tasks_timers_pages_and_serves_them(
 @pytest.mark.parametrize(
     ("roles", "tasks", "timers"),
     [
-        (("trainer",), ["trainer"], {"deltas"}),
-        (("trainer", "recommender"), ["trainer", "recommender"], {"deltas", "indexer"}),
+        (("trainer",), ["trainer"], {"deltas", "event topics"}),
+        (
+            ("trainer", "recommender"),
+            ["trainer", "recommender"],
+            {"deltas", "event topics", "indexer"},
+        ),
         (("recommender",), ["follower", "recommender"], {"indexer"}),
     ],
     ids=["trainer", "trainer+recommender", "replica"],

@@ -431,7 +431,7 @@ async def test_new_entities_learned_too_soon_after_a_publish_are_published_later
     trainer._producer = object()
     builds: list[int] = []  # change sets taken
     trainer.tracker = SimpleNamespace(  # type: ignore[assignment]
-        dirty=True, build=lambda offsets: builds.append(1) or []
+        dirty=True, build=lambda offsets, retired=0: builds.append(1) or []
     )
     trainer._last_publish = time.monotonic()
     trainer._publish_onboarded(True)  # too soon after the last publish

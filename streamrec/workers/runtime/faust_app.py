@@ -58,6 +58,7 @@ from streamrec.stream.topics import Topics
 from streamrec.workers.runtime.base import Workers
 from streamrec.workers.runtime.faust_conf import app_options
 from streamrec.workers.runtime.faust_web import add_views
+from streamrec.workers.training import trainer as training
 
 log = logging.getLogger(__name__)
 #: Most requests one recommender actor takes from its stream at a time.
@@ -164,6 +165,8 @@ class FaustRuntime:
             self._timer(app, "deltas", s.delta_interval_ms / 1000.0, trainer.publish_deltas)
             if s.checkpoint_interval_s > 0:
                 self._timer(app, "checkpoint", s.checkpoint_interval_s, trainer.checkpoint_now)
+            self._timer(app, "event topics", training.EVENT_TOPICS_CHECK_S,
+                        trainer.maintain_event_topics)  # fmt: skip
         follower = w.follower
         if follower is not None:
             self._task(app, "follower", lambda: forever(follower.poll_once, "delta follower"))

@@ -275,7 +275,7 @@ class DeltaFollower:
     async def _apply(self, delta: Delta, offset: int | None) -> bool:
         t0 = time.perf_counter()
         try:
-            apply_delta(self.state, delta)
+            apply_delta(self.state, delta, self.topics)
         except ReplicaError as exc:
             log.error("delta %s/%s does not fit this replica: %s", delta.epoch, delta.seq, exc)
             return await self._resync(delta, offset, force=True)

@@ -18,6 +18,17 @@ Checkpoints go through :class:`~streamrec.workers.checkpoints.Checkpoints`: with
 registry (the feature store) each one is a new versioned file registered there, and a
 start-up without any checkpoint re-onboards every user and item of the entity catalog
 (see :meth:`Trainer._restore`).
+
+Event-period topics (``stream/topics.py``): every :data:`EVENT_TOPICS_CHECK_S` seconds
+:meth:`Trainer.maintain_event_topics` lists the broker's topics, reads the new ones from
+the start (the future ones paused until their period begins), and deletes the oldest
+ones that are done: their period ended at least a period ago, every record of them is
+learned (position at the fetch high watermark), the last checkpoint written holds
+those offsets (one is started if not), and a fetch just before the deletion still finds
+the same ends.  Only a record that reaches the broker more than a period after its
+period ended, in the milliseconds between that fetch and the deletion, could be lost.
+Deltas carry ``events_retired_before``, so requests that wait for a deleted period's
+records count them as applied.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -35,11 +47,11 @@ from typing import Any
 from streamrec.errors import StoreError, TopicError
 from streamrec.model import HybridModel
 from streamrec.settings import Settings
-from streamrec.stream.broker import recreate_topic_in_thread
+from streamrec.stream.broker import delete_topic_in_thread, recreate_topic_in_thread
 from streamrec.stream.codec import Rejected, encode_binary
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.fetch_wait import FetchWaitGuard
-from streamrec.stream.kafka_clients import fingerprint, probe
+from streamrec.stream.kafka_clients import fingerprint, probe, topic_partitions
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.schemas import DeadLetter, Delta, Interaction, Watermark
@@ -78,6 +90,9 @@ ENTITIES_FIRST_MIN = 500
 #: Seconds before a deltas-topic rotation that could not write its checkpoint is tried
 #: again (each attempt waits for the feature store).
 ROTATE_RETRY_S = 10.0
+#: Seconds between two looks at the event-period topics (:meth:`Trainer.maintain_event_topics`):
+#: one metadata request for every topic.
+EVENT_TOPICS_CHECK_S = 1.0
 
 
 class Trainer:
@@ -135,6 +150,9 @@ class Trainer:
         self._rotate_after = 0.0  # monotonic time before which no rotation is tried
         self._rejected: list[SinkRejection] = []  # store rejections not dead-lettered yet
         self._dead: list[DeadLetter] = []  # dead letters not handed to the producer yet
+        #: offsets of the last checkpoint written (what may be deleted from the broker)
+        self._checkpointed: dict[tuple[str, int], int] = {}
+        self._resume_at = math.inf  # wall time a paused (future) event period begins
         self._lock = asyncio.Lock()  # the steps below run one at a time
         self.running = False
 
@@ -171,9 +189,15 @@ class Trainer:
         for topic in (self.topics.interactions, self.topics.entities):
             parts = await partitions(self._producer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        found = await topic_partitions(self._producer)  # (listed: never created by name)
+        periods = self.topics.event_periods_in(found)
+        tps += [TopicPartition(t, p) for t in periods for p in sorted(found[t])]
         self._consumer.assign(tps)
         self._entity_tps = [tp for tp in tps if tp.topic == self.topics.entities]
         await self._resume(tps, start_offsets)
+        if periods:  # the older ones were deleted, learned (see the module docstring)
+            self.state.retire_events(self.topics, self._span(periods[0])[0])
+        self._pause_future()
         self.running = True
 
     async def _resume(self, tps: list[Any], saved: dict[tuple[str, int], int]) -> None:
@@ -277,6 +301,7 @@ class Trainer:
             self._last_delta = restored.last_delta
             self._fingerprints = dict(restored.fingerprints)
             self.state.reset_applied(restored.offsets)
+            self._checkpointed = dict(restored.offsets)
             log.info("trainer restored %s from %s", restored.model, restored.path)
             return restored.offsets
         if self.catalog is not None:
@@ -308,6 +333,7 @@ class Trainer:
         s = self.settings
         interval = s.delta_interval_ms / 1000.0
         last_delta = time.monotonic()
+        last_topics = 0.0  # at once: a restart may find periods to delete
         while self.running:
             try:
                 await self.poll_once()
@@ -315,6 +341,9 @@ class Trainer:
                 if self.tracker.dirty and now - last_delta >= interval:
                     last_delta = now
                     self._beside("deltas", self.publish_deltas)
+                if now - last_topics >= EVENT_TOPICS_CHECK_S:
+                    last_topics = now
+                    self._beside("event topics", self.maintain_event_topics)
                 if (s.checkpoint_interval_s > 0
                         and now - self._last_checkpoint >= s.checkpoint_interval_s):  # fmt: skip
                     self._beside("checkpoint", self.checkpoint_now)
@@ -357,6 +386,8 @@ class Trainer:
             await asyncio.sleep(0.05)
             return
         async with self._lock:
+            if time.time() >= self._resume_at:  # an event period begins
+                self._pause_future()
             wait = s.reorder_ms if s.reorder_ms and self._holding() else max(s.fetch_wait_ms, 20)
             started = time.monotonic()
             try:
@@ -674,6 +705,120 @@ class Trainer:
         self.metrics.inc(WORKER, "deltas_rotations_total", 1,
                          "deltas topic recreated empty (deltas_rotate_mb)")  # fmt: skip
 
+    # ----------------------------------------------------- event-period topics
+    def _span(self, topic: str) -> tuple[int, int]:
+        span = self.topics.event_period_span(topic)
+        assert span is not None
+        return span
+
+    def _assigned_periods(self) -> list[str]:
+        """The event-period topics read now, oldest first."""
+        return self.topics.event_periods_in({tp.topic for tp in self._consumer.assignment()})
+
+    async def maintain_event_topics(self) -> None:
+        """Read the event-period topics that appeared; delete the oldest ones that are done
+        (see the module docstring)."""
+        from aiokafka import TopicPartition
+
+        if self._consumer is None or self._producer is None:
+            return
+        found = await topic_partitions(self._producer)
+        periods = self.topics.event_periods_in(found)
+        async with self._lock:
+            assigned = set(self._consumer.assignment())
+            new = {TopicPartition(t, p) for t in periods for p in found[t]} - assigned
+            if new:
+                await self._reassign(assigned | new, {})
+                log.info("trainer reads event topics %s", sorted({tp.topic for tp in new}))
+        for topic in self._assigned_periods():
+            if not await self._retire(topic):
+                break
+        self.metrics.set(WORKER, "event_topics", len(self._assigned_periods()),
+                         "event-period topics the trainer reads")  # fmt: skip
+
+    async def _reassign(self, wanted: set[Any], positions: dict[Any, int]) -> None:
+        """Read the partitions ``wanted`` (under the lock): those read already go on from
+        their positions, those in ``positions`` from there, the others from 0."""
+        current = set(self._consumer.assignment())
+        kept = {tp: await self._consumer.position(tp) for tp in current & wanted}
+        self._consumer.assign(sorted(wanted))
+        for tp in wanted:
+            self._consumer.seek(tp, positions.get(tp, kept.get(tp, 0)))
+        self._pause_future()
+
+    def _pause_future(self) -> None:
+        """Pause the event periods that have not begun (their producers' clocks are not
+        ahead, so reading them would cost the broker fetches of empty partitions) and
+        resume those that have; note when the next one begins."""
+        now = time.time()
+        periods = [(tp, self._span(tp.topic)[0]) for tp in self._consumer.assignment()
+                   if self.topics.event_period_span(tp.topic) is not None]  # fmt: skip
+        future = [tp for tp, start in periods if start > now]
+        begun = [tp for tp, start in periods if start <= now]
+        if future:
+            self._consumer.pause(*future)
+        if begun:
+            self._consumer.resume(*begun)
+        self._resume_at = min((start for _, start in periods if start > now), default=math.inf)
+
+    def _ends_if_learned(self, topic: str) -> dict[Any, int] | None:
+        """The offsets learned to in each partition of ``topic`` if, as far as the last
+        fetches tell, they are its ends and no record of it is held back; else None.
+        (The embedded broker leaves empty partitions out of its fetch answers, so a
+        partition may have no known end: the probe before the deletion checks them all.)"""
+        ends = {}
+        for tp in self._consumer.assignment():
+            if tp.topic != topic:
+                continue
+            key = (tp.topic, tp.partition)
+            learned = self.state.applied.get(key, 0)
+            end = self._consumer.highwater(tp)
+            if (end is not None and learned < end) or self._held.get(key):
+                return None
+            ends[tp] = learned
+        return ends
+
+    async def _retire(self, topic: str) -> bool:
+        """Delete event-period topic ``topic`` if it is done; whether it was."""
+        start, end = self._span(topic)
+        if time.time() < end + (end - start):
+            return False
+        ends = self._ends_if_learned(topic)
+        if ends is None:
+            return False
+        if any(self._checkpointed.get((tp.topic, tp.partition), 0) < e for tp, e in ends.items()):
+            if self.running:
+                self._beside("checkpoint", self.checkpoint_now)
+            return False
+        async with self._lock:  # out of the assignment first: never asked for by name again
+            ends = self._ends_if_learned(topic)
+            if ends is None:
+                return False
+            await self._reassign(set(self._consumer.assignment()) - set(ends), {})
+        found = await probe(self.bootstrap, {tp: max(0, e - 1) for tp, e in ends.items()})
+        late = [tp for tp, e in ends.items() if found[tp].highwater != e]
+        if not late:
+            try:
+                await delete_topic_in_thread(self.bootstrap, topic)
+            except TopicError as exc:
+                log.error("event topic %s not deleted: %s", topic, exc)
+                late = list(ends)
+        if late:  # read it again from where it was learned to
+            async with self._lock:
+                await self._reassign(set(self._consumer.assignment()) | set(ends), ends)
+            return False
+        for tp in ends:
+            key = (tp.topic, tp.partition)
+            self.state.applied.pop(key, None)
+            self._fingerprints.pop(key, None)
+            self._held.pop(key, None)
+        self.state.retire_events(self.topics, end)
+        log.info("event topic %s deleted: %d records, learned and checkpointed", topic,
+                 sum(ends.values()))  # fmt: skip
+        self.metrics.inc(WORKER, "event_topics_deleted_total", 1,
+                         "event-period topics deleted once learned and checkpointed")  # fmt: skip
+        return True
+
     async def _begin_epoch(self) -> None:
         """Start a new trainer incarnation: its first deltas, then a checkpoint of it.
 
@@ -698,7 +843,7 @@ class Trainer:
         self._onboard_pending = False  # every entity learned so far is in this change set
         self._sent_entities = (self.state.model.n_users, self.state.model.n_items)
         offsets = [Watermark(t, p, o) for (t, p), o in sorted(self.state.applied.items())]
-        messages = self.tracker.build(offsets)
+        messages = self.tracker.build(offsets, self.state.events_retired_before)
         try:
             sent = []
             for d in messages:
@@ -762,11 +907,12 @@ class Trainer:
     def lag(self) -> int | None:
         """Records in the input topics not learned yet: the fetch high watermarks (right on
         the embedded broker, unlike ListOffsets) minus the applied offsets; None before
-        the first fetch of every partition."""
+        the first fetch of every partition (but the paused ones)."""
         if self._consumer is None:
             return None
         total = 0
-        for tp in self._consumer.assignment():
+        paused = self._consumer.paused()  # event periods not begun: not fetched yet
+        for tp in self._consumer.assignment() - paused:
             end = self._consumer.highwater(tp)
             if end is None:
                 return None
@@ -830,6 +976,8 @@ class Trainer:
             self._postpone_checkpoint()
             return None
         self._last_checkpoint = time.monotonic()
+        self._checkpointed = {(t, int(p)): o for t, parts in pending.offsets.items()
+                              for p, o in parts.items()}  # fmt: skip
         self.metrics.inc(WORKER, "checkpoints_total", 1, "checkpoints written")
         return path
 

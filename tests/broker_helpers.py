@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
+from streamrec.settings import Settings
+from streamrec.stream.broker import ensure_topics
 from streamrec.stream.client import Client
 from streamrec.stream.codec import decode
 from streamrec.stream.schemas import DeadLetter
@@ -50,6 +54,28 @@ async def read_dead_letters(
 async def read_topic_values(bootstrap: str, topic: str, n: int) -> list[bytes]:
     """The first ``n`` values on ``topic`` (fewer if 20 s pass first)."""
     return await read_topic(bootstrap, topic, n, lambda value: value)
+
+
+@contextlib.asynccontextmanager
+async def running_deployment(
+    bootstrap: str, settings: Settings, names: Mapping[str, int], keeper: Coroutine[Any, Any, None]
+) -> AsyncIterator[tuple[Stack, Client]]:
+    """The topics ``names`` made, ``keeper`` running (what ``streamrec up`` runs beside
+    the workers on the embedded broker: the request slots' recycler, the event periods'
+    creator), a started stack and a started client; all stopped at the end."""
+    await ensure_topics(bootstrap, names)
+    task = asyncio.create_task(keeper)
+    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
+    await stack.start()
+    client = Client(bootstrap, settings=settings)
+    try:
+        assert await stack.ready(30)
+        await client.start()
+        yield stack, client
+    finally:
+        task.cancel()
+        await client.stop()
+        await stack.stop()
 
 
 async def onboard_two_topics(client: Client, stack: Stack) -> None:

@@ -26,7 +26,7 @@ from streamrec.stream.client import Client
 from streamrec.stream.kafka_clients import topic_partitions
 from streamrec.stream.topics import Topics
 from streamrec.workers import Stack
-from tests.broker_helpers import onboard_two_topics
+from tests.broker_helpers import onboard_two_topics, running_deployment
 
 pytestmark = [pytest.mark.integration]
 
@@ -41,21 +41,9 @@ async def _deployment(
     topics = Topics(settings.topic_prefix)
     names = topics.partitions(settings.partitions)
     names |= event_period_partitions(topics, PERIOD_S, settings.partitions)
-    await ensure_topics(bootstrap, names)
-    creator = asyncio.create_task(
-        advance_event_periods(bootstrap, topics, PERIOD_S, settings.partitions)
-    )
-    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    try:
-        assert await stack.ready(30)
-        await client.start()
+    creator = advance_event_periods(bootstrap, topics, PERIOD_S, settings.partitions)
+    async with running_deployment(bootstrap, settings, names, creator) as (stack, client):
         yield topics, stack, client
-    finally:
-        creator.cancel()
-        await client.stop()
-        await stack.stop()
 
 
 @pytest.mark.asyncio

@@ -131,9 +131,9 @@ async def test_trainer_sigkilled_while_it_deletes_event_periods_learns_every_eve
     """The same over 1-s event-period topics (embedded broker), which the trainer
     deletes as it learns and checkpoints them: nothing is lost or learned twice, and
     the periods published to are gone from the broker."""
-    got = await kill_run(embedded_bootstrap, tmp_path, events=4000, kills=3, seconds=12.0,
+    got = await kill_run(embedded_bootstrap, tmp_path, events=3000, kills=3, seconds=8.0,
                          seed=11, event_period_s=1)  # fmt: skip
     assert got.kills == 3
     assert (got.lost, got.twice) == (0, 0)
-    assert got.events == 4000
-    assert got.periods_deleted >= 8
+    assert got.events == 3000
+    assert got.periods_deleted >= 5

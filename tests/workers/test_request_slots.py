@@ -17,11 +17,11 @@ import pytest
 
 from streamrec.settings import Settings
 from streamrec.stream import topics as topics_module
-from streamrec.stream.broker import ensure_topics, recycle_slots
+from streamrec.stream.broker import recycle_slots
 from streamrec.stream.client import Client
 from streamrec.stream.topics import Topics, current_slot
 from streamrec.workers import Stack
-from tests.broker_helpers import onboard_two_topics
+from tests.broker_helpers import onboard_two_topics, running_deployment
 
 pytestmark = [pytest.mark.integration]
 
@@ -55,19 +55,10 @@ async def _deployment(
 ) -> AsyncIterator[tuple[Topics, Stack, Client]]:
     """The slots made and recycled, a started stack and a started client."""
     topics = Topics(settings.topic_prefix)
-    await ensure_topics(bootstrap, topics.partitions(settings.partitions, SLOTS))
-    recycler = asyncio.create_task(recycle_slots(bootstrap, topics, SLOTS, settings.partitions))
-    stack = Stack(settings, bootstrap, fresh=True, embedded=True)
-    await stack.start()
-    client = Client(bootstrap, settings=settings)
-    try:
-        assert await stack.ready(30)
-        await client.start()
+    names = topics.partitions(settings.partitions, SLOTS)
+    recycler = recycle_slots(bootstrap, topics, SLOTS, settings.partitions)
+    async with running_deployment(bootstrap, settings, names, recycler) as (stack, client):
         yield topics, stack, client
-    finally:
-        recycler.cancel()
-        await client.stop()
-        await stack.stop()
 
 
 @pytest.mark.asyncio

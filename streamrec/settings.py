@@ -183,8 +183,8 @@ class Settings:
     #: seconds, each deleted once the trainer has learned it and checkpointed it
     #: (``stream/topics.py``, ``workers/training/event_topics.py``), so the broker holds
     #: a few minutes of events, not all of them.  0 keeps the plain interactions topic
-    #: only.  The SDK reads it too: a client with another value finds no topic for its
-    #: period and sends to the plain topic.  Not used on a Kafka cluster (its retention).
+    #: only.  The SDK takes the length from the topics' names, not from this.  Not used
+    #: on a Kafka cluster (its retention).
     event_period_s: int = 60
     #: Compression of the batches the SDK and the recommenders produce (JSON events,
     #: requests, responses; deltas are float tables and travel uncompressed): ``zstd``

@@ -138,10 +138,10 @@ class Client:
         self._subscribers: list[asyncio.Queue[RecResponse]] = []
         self._last_ts = 0.0
         self._ids = itertools.count()
-        #: event periods (stream/topics.py): whether the deployment has them, the topic
-        #: interactions go to until the monotonic time given, and the timers that forget
-        #: each period's topic once it is past
-        self._periods = False
+        #: event periods (stream/topics.py): their length on the deployment (0: it has
+        #: none), the topic interactions go to until the monotonic time given, and the
+        #: timers that forget each period's topic once it is past
+        self._period_s = 0
         self._event_topic = ("", 0.0)
         self._forgetting: dict[str, asyncio.TimerHandle] = {}
         #: watermarks of event-period topics are dropped this many periods after theirs
@@ -184,7 +184,7 @@ class Client:
             )
         found = await topic_partitions(self._producer)
         self._slots = self.topics.slots_in(set(found))
-        self._periods = bool(self.settings.event_period_s and self.topics.event_periods_in(found))
+        self._period_s = self._period_length(found)
         if self._consumer is None:  # publishing only
             return
         # the response slots of the current and the previous periods are read, and those
@@ -267,14 +267,16 @@ class Client:
         now = time.monotonic()
         if now < until:
             return topic
-        period_s = self.settings.event_period_s
-        if not self._periods or self._producer is None:
+        if not self._period_s or self._producer is None:
             return self.topics.interactions
         from streamrec.stream.kafka_clients import topic_partitions
 
+        found = await topic_partitions(self._producer)  # (listed: never created by name)
+        self._period_s = self._period_length(found) or self._period_s
+        period_s = self._period_s
         start, end = event_period_at(period_s)
         name = self.topics.event_period(start, end)
-        if name in await topic_partitions(self._producer):  # (listed: never created by name)
+        if name in found:
             # until the period ends; the topic is forgotten a period after that
             self._event_topic = (name, now + max(0.0, end - time.time()))
             if name not in self._forgetting:
@@ -285,6 +287,13 @@ class Client:
             return name
         self._event_topic = (self.topics.interactions, now + 1.0)  # looked for again in 1 s
         return self.topics.interactions
+
+    def _period_length(self, names: Iterable[str]) -> int:
+        """The length of the deployment's event periods: the newest period topic's among
+        ``names`` (0: none), whatever ``event_period_s`` this client's settings say."""
+        periods = self.topics.event_periods_in(names)
+        span = self.topics.event_period_span(periods[-1]) if periods else None
+        return 0 if span is None else span[1] - span[0]
 
     def _forget(self, topic: str) -> None:
         """Stop asking for ``topic``'s metadata (an event period that is past)."""

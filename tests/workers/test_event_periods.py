@@ -153,15 +153,16 @@ async def test_the_sdk_falls_back_to_the_plain_topic_and_forgets_past_periods(
 ) -> None:
     """Without a topic for the current period (``up`` has not made it) the SDK sends to
     the plain interactions topic, and finds the period's topic within a second once it
-    exists; a period's topic leaves the producer's metadata a period after it ended (the
-    embedded broker would otherwise create it again when it is deleted)."""
+    exists, whatever length its own settings give periods; a period's topic leaves the
+    producer's metadata a period after it ended (the embedded broker would otherwise
+    create it again when it is deleted)."""
     from streamrec.stream.topics import event_period_at
 
     settings = Settings.load(
-        {"topic_prefix": f"sdk{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("sd"),
-         "event_period_s": PERIOD_S},
+        {"topic_prefix": f"sdk{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("sd")},
         environ={},
     )  # fmt: skip
+    assert settings.event_period_s == 60  # the SDK takes the length from the topics' names
     topics = Topics(settings.topic_prefix)
     start, _ = event_period_at(PERIOD_S)
     old = topics.event_period(start - 100, start - 99)  # a deployment with periods

@@ -36,7 +36,7 @@ web_host                    STREAMREC_WEB_HOST            127.0.0.1 (0.0.0.0 in 
 runtime                     STREAMREC_RUNTIME             faust (or asyncio)
 faust_requests              STREAMREC_FAUST_REQUESTS      fetch (or agent)
 request_slots               STREAMREC_REQUEST_SLOTS       4 (embedded broker; 0: off)
-event_period_s              STREAMREC_EVENT_PERIOD_S      60 (embedded broker; 0: off)
+event_period_s              STREAMREC_EVENT_PERIOD_S      30 (embedded broker; 0: off)
 compression                 STREAMREC_COMPRESSION         zstd (events, requests, responses)
 request_concurrency         STREAMREC_REQUEST_CONCURRENCY  1 (faust agent actors)
 max_message_bytes           STREAMREC_MAX_MESSAGE_BYTES   1048576 (in: dead letter; out: split)
@@ -185,7 +185,7 @@ class Settings:
     #: a few minutes of events, not all of them.  0 keeps the plain interactions topic
     #: only.  The SDK takes the length from the topics' names, not from this.  Not used
     #: on a Kafka cluster (its retention).
-    event_period_s: int = 60
+    event_period_s: int = 30
     #: Compression of the batches the SDK and the recommenders produce (JSON events,
     #: requests, responses; deltas are float tables and travel uncompressed): ``zstd``
     #: (12x on click events at 0.2 us each), ``gzip``, ``lz4``, ``snappy`` or ``none``.

@@ -52,7 +52,7 @@ def test_a_watermark_on_a_deleted_period_is_reached_and_its_offsets_forgotten() 
 
 
 def test_event_period_s_must_not_be_negative() -> None:
-    assert Settings.load({}, environ={}).event_period_s == 60
+    assert Settings.load({}, environ={}).event_period_s == 30
     assert Settings.load({}, environ={"STREAMREC_EVENT_PERIOD_S": "0"}).event_period_s == 0
     with pytest.raises(ConfigError, match="event_period_s"):
         Settings.load({"event_period_s": -1}, environ={})

@@ -162,7 +162,7 @@ async def test_the_sdk_falls_back_to_the_plain_topic_and_forgets_past_periods(
         {"topic_prefix": f"sdk{uuid.uuid4().hex[:8]}", "data_dir": tmp_path_factory.mktemp("sd")},
         environ={},
     )  # fmt: skip
-    assert settings.event_period_s == 60  # the SDK takes the length from the topics' names
+    assert settings.event_period_s == 30  # the SDK takes the length from the topics' names
     topics = Topics(settings.topic_prefix)
     start, _ = event_period_at(PERIOD_S)
     old = topics.event_period(start - 100, start - 99)  # a deployment with periods

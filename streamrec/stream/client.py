@@ -157,7 +157,7 @@ class Client:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamrec.stream.kafka_clients import make_producer, partitions, topic_partitions
+        from streamrec.stream.kafka_clients import make_producer, partitions, topics_with_slots
 
         try:
             self._producer = await make_producer(
@@ -182,8 +182,7 @@ class Client:
                 f"topic {self.topics.responses} does not exist on {self.bootstrap}: is "
                 "streamrec running with this topic prefix?"
             )
-        found = await topic_partitions(self._producer)
-        self._slots = self.topics.slots_in(set(found))
+        found, self._slots = await topics_with_slots(self._producer, self.topics)
         self._period_s = self._period_length(found)
         if self._consumer is None:  # publishing only
             return
@@ -194,7 +193,7 @@ class Client:
         tps = [TopicPartition(self.topics.responses, p) for p in sorted(parts)]
         for i in range(self._slots):  # request slots (stream/topics.py): their responses
             slot = self.topics.response_slot(i)
-            tps += [TopicPartition(slot, p) for p in sorted(found[slot])]
+            tps += [TopicPartition(slot, p) for p in sorted(found.get(slot, ()))]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve positions now: responses to our requests come after

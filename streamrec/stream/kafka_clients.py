@@ -128,6 +128,20 @@ async def topic_partitions(producer: Any) -> dict[str, set[int]]:
     return {name: set(cluster.partitions_for_topic(name) or ()) for name in cluster.topics()}
 
 
+async def topics_with_slots(
+    producer: Any, topics: Any, timeout: float = 5.0
+) -> tuple[dict[str, set[int]], int]:
+    """:func:`topic_partitions` and the request slots among them, listed again (up to
+    ``timeout`` s) while a slot that is being recycled misses one of its topics."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await topic_partitions(producer)
+        slots = topics.slots_in(set(found))
+        if topics.slots_whole(set(found), slots) or time.monotonic() > deadline:
+            return found, slots
+        await asyncio.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class Probe:
     """What a fetch at one offset of one partition found.

@@ -139,11 +139,18 @@ class Topics:
         return self.responses
 
     def slots_in(self, names: set[str]) -> int:
-        """How many request slots ``names`` (a broker's topics) hold, counted from 0."""
+        """How many request slots ``names`` (a broker's topics) hold, counted from 0: a
+        slot counts when either of its topics is there (the recycler recreates them one
+        after the other, so one may be missing for a moment)."""
         n = 0
-        while self.request_slot(n) in names and self.response_slot(n) in names:
+        while self.request_slot(n) in names or self.response_slot(n) in names:
             n += 1
         return n
+
+    def slots_whole(self, names: set[str], slots: int) -> bool:
+        """Whether both topics of each of the ``slots`` request slots are in ``names``."""
+        return all(self.request_slot(i) in names and self.response_slot(i) in names
+                   for i in range(slots))  # fmt: skip
 
     def all(self) -> tuple[str, ...]:
         return (

@@ -24,7 +24,7 @@ from streamrec.stream.codec import Rejected, decode, encode
 from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.filters import Filter, parse_filters
-from streamrec.stream.kafka_clients import topic_partitions
+from streamrec.stream.kafka_clients import topics_with_slots
 from streamrec.stream.limits import InputLimits
 from streamrec.stream.records import Record
 from streamrec.stream.recreated import SlotTurns
@@ -283,7 +283,7 @@ class Recommender:
         await self._producer.start()
         if not consume:
             return
-        slots = self.topics.slots_in(set(await topic_partitions(self._producer)))
+        _, slots = await topics_with_slots(self._producer, self.topics)
         # the slots of the current and the previous periods are read; the others once read
         # to their end are paused (stream/recreated.py)
         self._turns = SlotTurns([self.topics.request_slot(i) for i in range(slots)],

@@ -181,7 +181,7 @@ class Settings:
     request_slots: int = 4
     #: On the embedded broker, interactions go to a topic per period of this many
     #: seconds, each deleted once the trainer has learned it and checkpointed it
-    #: (``stream/topics.py``, ``workers/training/event_topics.py``), so the broker holds
+    #: (``stream/topics.py``, ``Trainer.maintain_event_topics``), so the broker holds
     #: a few minutes of events, not all of them.  0 keeps the plain interactions topic
     #: only.  The SDK takes the length from the topics' names, not from this.  Not used
     #: on a Kafka cluster (its retention).

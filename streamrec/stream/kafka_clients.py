@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streamrec.stream.topics import Topics
+
 log = logging.getLogger(__name__)
 
 #: InitProducerId errors that mean "ask again" (coordinator loading, not yet available,
@@ -129,7 +131,7 @@ async def topic_partitions(producer: Any) -> dict[str, set[int]]:
 
 
 async def topics_with_slots(
-    producer: Any, topics: Any, timeout: float = 5.0
+    producer: Any, topics: Topics, timeout: float = 5.0
 ) -> tuple[dict[str, set[int]], int]:
     """:func:`topic_partitions` and the request slots among them, listed again (up to
     ``timeout`` s) while a slot that is being recycled misses one of its topics."""

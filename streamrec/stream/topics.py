@@ -22,7 +22,8 @@ period, ``<prefix>.interactions.<start>-<end>`` (Unix seconds): ``up`` creates e
 :data:`EVENT_PERIODS_AHEAD` periods ahead, the SDK sends to the one of the current
 period (the plain topic when it finds none), the trainer reads every one it finds and
 deletes one only once its period ended a period ago, it has learned it to its end, and
-a checkpoint holds those offsets (``workers/training/event_topics.py``).
+a checkpoint holds those offsets (``Trainer.maintain_event_topics`` in
+``workers/training/trainer.py``).
 """
 
 from __future__ import annotations

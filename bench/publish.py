@@ -1,8 +1,9 @@
 """SDK publishing rate: ``track`` (one send per event) against ``track_many`` (batches).
 
 Embedded broker, one process; ``--rounds`` rounds of ``--track`` ``track`` calls
-(``wait=False``, then one flush) and ``--many`` events through ``track_many``.
-Run: ``.venv/bin/python bench/publish.py``.
+(``wait=False``, then one flush) and ``--many`` events through ``track_many``, into
+event-period topics (``--event-period-s``, 0: the plain topic).
+Run: ``.venv/bin/python bench/publish.py [--event-period-s 0]``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _events(n: int) -> list[tuple[str, str]]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    settings = Settings.load({"topic_prefix": "pub", "data_dir": tempfile.mkdtemp()}, environ={})
+    settings = Settings.load({"topic_prefix": "pub", "data_dir": tempfile.mkdtemp(),
+                              "event_period_s": args.event_period_s}, environ={})  # fmt: skip
     async with broker(settings) as bootstrap, Client(bootstrap, settings=settings) as client:
         await client.track_many(_events(2000), wait=True)  # warm-up: metadata, connections
         for _ in range(args.rounds):
@@ -45,4 +47,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--track", type=int, default=20_000)
     parser.add_argument("--many", type=int, default=200_000)
+    parser.add_argument("--event-period-s", type=int, default=Settings().event_period_s,
+                        help="the embedded broker's event periods (0: the plain topic)")  # fmt: skip
     asyncio.run(main(parser.parse_args()))

@@ -239,7 +239,7 @@ async def publish_clicks(args: argparse.Namespace) -> None:
             return
         users, items = cat.clicks(int(args.rate * args.duration) + 1, args.seed)
         pairs = [(f"u{u}", f"i{i}") for u, i in zip(users.tolist(), items.tolist(), strict=True)]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         done = 0
         while done < len(pairs) and time.perf_counter() - t0 < args.duration:
             due = min(len(pairs), int((time.perf_counter() - t0 + 0.01) * args.rate))
@@ -248,6 +248,8 @@ async def publish_clicks(args: argparse.Namespace) -> None:
                 done = due
             await asyncio.sleep(0.01)
         await client.flush()
+        cores = (time.process_time() - cpu0) / (time.perf_counter() - t0)
+        print(json.dumps({"cores": cores}), flush=True)
 
 
 async def request_load(args: argparse.Namespace) -> None:
@@ -255,6 +257,9 @@ async def request_load(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     lat: list[float] = []
     compute: list[float] = []  # the recommender's compute, from each response's timing
+    # where each answered request's time went, ms: to the recommender (the SDK's send, the
+    # broker, its fetch), in its queue, computing, and back (its send, the broker, ours)
+    legs: dict[str, list[float]] = {"in": [], "queue": [], "compute": [], "out": []}
     errors: dict[str, int] = {}
     async with Client(args.bootstrap, settings=_settings(args.prefix)) as client:
         await client.recommend("u0", 10, timeout=30, consistent=False)  # warm-up
@@ -265,16 +270,24 @@ async def request_load(args: argparse.Namespace) -> None:
             except Exception as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 return
+            now, wall = time.perf_counter(), time.time()
             if len(r.items) < 10:
                 why = f"short: {r.error}" if r.error else "short"
                 errors[why] = errors.get(why, 0) + 1
-            lat.append(time.perf_counter() - scheduled)
+            lat.append(now - scheduled)
             compute.append(r.timing.get("compute_ms", math.nan))
+            if not r.error and r.answered_at:  # (one clock: the load runs on the same host)
+                total, queue = r.timing.get("total_ms", 0.0), r.timing.get("queue_ms", 0.0)
+                sent_wall = wall - (now - scheduled)
+                legs["in"].append((r.answered_at - sent_wall) * 1000 - total - queue)
+                legs["queue"].append(queue)
+                legs["compute"].append(total)
+                legs["out"].append((wall - r.answered_at) * 1000)
 
         n = int(args.rate * args.duration)
         users = rng.integers(0, args.users, n)
         tasks = []
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for k in range(n):
             scheduled = t0 + k / args.rate
             ahead = scheduled - time.perf_counter()
@@ -283,14 +296,17 @@ async def request_load(args: argparse.Namespace) -> None:
             tasks.append(asyncio.ensure_future(one(f"u{users[k]}", scheduled)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - t0
+        cores = (time.process_time() - cpu0) / wall
     ms = np.array(lat) * 1000 if lat else np.array([np.nan])
     server = np.array(compute) if compute else np.array([np.nan])
     print(json.dumps({"offered": args.rate, "answered": len(lat), "sent": n,
-                      "rate": len(lat) / wall, "errors": errors,
+                      "rate": len(lat) / wall, "errors": errors, "load_cores": cores,
                       "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
                       "p99": float(np.percentile(ms, 99)),
                       "server_p50": float(np.percentile(server, 50)),
-                      "server_p99": float(np.percentile(server, 99))}))  # fmt: skip
+                      "server_p99": float(np.percentile(server, 99)),
+                      "legs": {leg: [float(np.percentile(v, q)) for q in (50, 99)]
+                               for leg, v in legs.items() if v}}))  # fmt: skip
 
 
 def _spawn(role: str, args: argparse.Namespace, **over: Any) -> subprocess.Popen[str]:
@@ -389,8 +405,9 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
         builds1 = _index(dep, "trainer").get("builds")
         builds = builds1 - builds0 if builds0 is not None and builds1 is not None else "?"
         recall = _index(dep, "recommender").get("recall_at_10")
-        clicks.wait()
+        clicks_out, _ = clicks.communicate()
         row = json.loads(out.strip().splitlines()[-1])
+        row["click_cores"] = json.loads(clicks_out.strip().splitlines()[-1])["cores"]
         cpu = cpu1.get("recommender", 0.0) - cpu0.get("recommender", 0.0)
         row["cpu_ms"] = 1000 * cpu / max(row["answered"], 1)
         row["cores"] = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / elapsed
@@ -403,8 +420,13 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
                 f"load {os.getloadavg()[0]:.1f}", "p99 <= 50 ms at 500/s, no errors")  # fmt: skip
         res.add("  the recommender's compute per answer (each response's timing), ms",
                 f"p50 {row['server_p50']:.1f}, p99 {row['server_p99']:.1f}")  # fmt: skip
-        res.add("  cores used (trainer+indexer, broker, recommender); index builds; recall@10",
+        if row.get("legs"):
+            res.add("  where it went, p50 / p99 ms: to the recommender; its queue; computing; back",
+                    "; ".join(f"{a:.1f} / {b:.1f}" for a, b in row["legs"].values()))  # fmt: skip
+        res.add("  cores used (trainer+indexer, broker, recommender; the request and click "
+                "load); index builds; recall@10",
                 ", ".join(f"{v:.2f}" for v in row["cores"].values())
+                + f"; {row['load_cores']:.2f}, {row['click_cores']:.2f}"
                 + f"; {builds} builds; recall {recall}")  # fmt: skip
         res.add("RSS of the deployment, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
 

@@ -65,6 +65,8 @@ class Recommendations:
     stale: bool
     timing: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    #: when the recommender had computed it (Unix seconds, its clock)
+    answered_at: float = 0.0
 
     @property
     def ids(self) -> list[str]:
@@ -75,7 +77,7 @@ class Recommendations:
         return cls(
             r.request_id, r.user, [(s.item, s.score) for s in r.items], r.strategy,
             r.model_version, r.n_events, r.retrieval, r.stale,
-            msgspec.structs.asdict(r.timing), r.error,
+            msgspec.structs.asdict(r.timing), r.error, r.ts,
         )  # fmt: skip
 
 

@@ -122,11 +122,14 @@ class ScoredItem(Struct, frozen=True):
 
 
 class Timing(Struct, omit_defaults=True):
-    """Milliseconds: waiting for the model to catch up, computing, and in total."""
+    """Milliseconds: waiting for the model to catch up, computing, and in total; and
+    ``queue_ms``, from the request being read off the broker to its answer beginning
+    (the recommender's own queue, outside ``total_ms``)."""
 
     wait_ms: float = 0.0
     compute_ms: float = 0.0
     total_ms: float = 0.0
+    queue_ms: float = 0.0
 
 
 class RecResponse(Message, tag="rec_response", tag_field="kind"):

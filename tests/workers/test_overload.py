@@ -124,6 +124,19 @@ async def test_a_request_waiting_for_the_model_blocks_no_other_and_overload_is_a
     assert rec.in_flight == BLOCKERS  # the blockers are still waiting
 
 
+async def test_an_answer_says_when_it_was_computed_and_how_long_it_queued(env: Env) -> None:
+    """``answered_at`` falls between the call and its return, and the recommender's queue
+    and its work fit inside the round trip (what bench/scale.py splits the latency by)."""
+    before = time.time()
+    recs = await env.client.recommend("u", 5, consistent=False)
+    after = time.time()
+    assert recs.error is None
+    assert before <= recs.answered_at <= after
+    queue, total = recs.timing["queue_ms"], recs.timing["total_ms"]
+    assert queue >= 0.0 and total >= recs.timing["compute_ms"] > 0.0
+    assert queue + total <= (after - before) * 1000.0
+
+
 async def test_expired_requests_are_dropped_and_counted_never_answered(env: Env) -> None:
     client = env.client
     expired_before = env.counter("expired_requests_total")

@@ -47,7 +47,9 @@ class RecommenderCore:
         self.state = state
         self.index = index
 
-    def answer(self, req: RecRequest, wait_ms: float = 0.0, stale: bool = False) -> RecResponse:
+    def answer(
+        self, req: RecRequest, wait_ms: float = 0.0, stale: bool = False, queue_ms: float = 0.0
+    ) -> RecResponse:
         t0 = time.perf_counter()
         m = self.state.model
         try:
@@ -63,7 +65,9 @@ class RecommenderCore:
         return RecResponse(
             request_id=req.request_id, user=req.user, items=items, strategy=strategy,
             model_version=m.version, n_events=m.n_events, retrieval=retrieval, stale=stale,
-            error=error, timing=Timing(round(wait_ms, 3), round(compute, 3), round(wait_ms + compute, 3)),
+            error=error,
+            timing=Timing(round(wait_ms, 3), round(compute, 3), round(wait_ms + compute, 3),
+                          round(queue_ms, 3)),
             ts=time.time(),
         )  # fmt: skip
 
@@ -370,7 +374,7 @@ class Recommender:
                 m.inc(WORKER, "overloaded_requests_total", 1,
                       "requests answered 'overloaded' (in-flight bound reached)")  # fmt: skip
                 continue
-            task = asyncio.create_task(self._serve(req, reply_to),
+            task = asyncio.create_task(self._serve(req, reply_to, time.perf_counter()),
                                        name=f"request {req.request_id}")  # fmt: skip
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -380,16 +384,16 @@ class Recommender:
             n = await send_dead_letters(self._producer, self.topics.dead_letters, dead)
             m.inc(WORKER, "dead_letters_total", n, "messages sent to the dead-letter topic")
 
-    async def _serve(self, req: RecRequest, reply_to: str) -> None:
+    async def _serve(self, req: RecRequest, reply_to: str, taken: float) -> None:
         try:
-            await self._answer(req, reply_to)
+            await self._answer(req, reply_to, taken)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("request %s failed", req.request_id)
             self.metrics.inc(WORKER, "request_failures_total", 1, "requests that raised")
 
-    async def _answer(self, req: RecRequest, reply_to: str) -> None:
+    async def _answer(self, req: RecRequest, reply_to: str, taken: float) -> None:
         t0 = time.perf_counter()
         stale = False
         m = self.metrics
@@ -403,7 +407,7 @@ class Recommender:
                   "requests dropped unanswered: their deadline had passed")  # fmt: skip
             return
         wait_ms = (time.perf_counter() - t0) * 1000.0
-        resp = self.core.answer(req, wait_ms, stale)
+        resp = self.core.answer(req, wait_ms, stale, (t0 - taken) * 1000.0)
         if _expired(req):  # computing took it past its deadline: the caller gave up
             m.inc(WORKER, "expired_requests_total", 1,
                   "requests dropped unanswered: their deadline had passed")  # fmt: skip

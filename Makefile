@@ -25,7 +25,7 @@ kafka: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check streamrec tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamrec tests bench

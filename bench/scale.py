@@ -404,10 +404,12 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
         cpu1, elapsed = dep.cpu_seconds(), time.time() - t0
         builds1 = _index(dep, "trainer").get("builds")
         builds = builds1 - builds0 if builds0 is not None and builds1 is not None else "?"
-        recall = _index(dep, "recommender").get("recall_at_10")
+        served = _index(dep, "recommender")
+        recall, fresh = served.get("recall_at_10"), served.get("fresh")
         clicks_out, _ = clicks.communicate()
         row = json.loads(out.strip().splitlines()[-1])
-        row["click_cores"] = json.loads(clicks_out.strip().splitlines()[-1])["cores"]
+        lines = clicks_out.strip().splitlines()  # (none with --click-rate 0)
+        row["click_cores"] = json.loads(lines[-1])["cores"] if lines else 0.0
         cpu = cpu1.get("recommender", 0.0) - cpu0.get("recommender", 0.0)
         row["cpu_ms"] = 1000 * cpu / max(row["answered"], 1)
         row["cores"] = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / elapsed
@@ -424,10 +426,10 @@ def serving(dep: Deployment, args: argparse.Namespace, res: Results) -> None:
             res.add("  where it went, p50 / p99 ms: to the recommender; its queue; computing; back",
                     "; ".join(f"{a:.1f} / {b:.1f}" for a, b in row["legs"].values()))  # fmt: skip
         res.add("  cores used (trainer+indexer, broker, recommender; the request and click "
-                "load); index builds; recall@10",
+                "load); index builds; recall@10; the recommender's fresh buffer",
                 ", ".join(f"{v:.2f}" for v in row["cores"].values())
                 + f"; {row['load_cores']:.2f}, {row['click_cores']:.2f}"
-                + f"; {builds} builds; recall {recall}")  # fmt: skip
+                + f"; {builds} builds; recall {recall}; {fresh} fresh items")  # fmt: skip
         res.add("RSS of the deployment, MB", f"{dep.rss_mb():,.0f}", "<= 2,048")
 
 

@@ -11,6 +11,7 @@ only :mod:`streamrec.model.replica` knows; this module only translates.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,7 @@ class DeltaTracker:
         There is always at least one message, empty when nothing changed.
         """
         budget = self.max_bytes or MAX_BYTES
+        taken = time.time()  # every change in them was made by now (see FreshBuffer.add)
         parts = self.model.export_changes().split(budget)
         metas = _meta_chunks(self._meta, budget // 2)
         self._meta = {}
@@ -87,6 +89,7 @@ class DeltaTracker:
             msg.item_meta = meta
         for msg in messages:
             msg.epoch = self.epoch
+            msg.ts = taken
             msg.seq = self.seq
             msg.final = False
             self.seq += 1
@@ -115,11 +118,13 @@ def apply_delta(state: ModelState, delta: Delta, topics: Topics | None = None) -
     ``topics`` names the event-period topics its ``events_retired_before`` is about."""
     changes = from_delta(delta)
     state.model.apply_changes(changes)
+    if delta.ts:
+        state.changes_taken_at = delta.ts
     for item, meta in delta.item_meta.items():
         state.attributes.update(item, meta.attributes, meta.created)
     defined = changes.defined_items()
     if defined:
-        state.items_changed(sorted(set(defined)))
+        state.items_changed(sorted(set(defined)), delta.ts or None)
     if delta.final:
         state.set_applied({(w.topic, w.partition): w.offset for w in delta.offsets})
         if topics is not None and delta.events_retired_before:

@@ -35,8 +35,12 @@ class ModelState:
         self.events_retired_before = 0
         self._topics: Topics | None = None
         self.updated_at = time.time()
+        #: in a replica, when the trainer took the last delta applied (its clock; None:
+        #: none applied, or this is the trainer's process): what an index built from
+        #: this model read, on the clock of the items' change times (live.FreshBuffer)
+        self.changes_taken_at: float | None = None
         self._event = asyncio.Event()
-        self._item_listeners: list[Callable[[Iterable[int]], None]] = []
+        self._item_listeners: list[Callable[[Iterable[int], float | None], None]] = []
 
     # ----------------------------------------------------------------- offsets
     def reached(self, marks: Iterable[Watermark]) -> bool:
@@ -102,11 +106,12 @@ class ModelState:
         return True
 
     # ------------------------------------------------------------------- items
-    def on_items_changed(self, listener: Callable[[Iterable[int]], None]) -> None:
+    def on_items_changed(self, listener: Callable[[Iterable[int], float | None], None]) -> None:
         self._item_listeners.append(listener)
 
-    def items_changed(self, rows: Iterable[int]) -> None:
-        """Items created or re-featured (the indexer keeps them in its fresh buffer)."""
+    def items_changed(self, rows: Iterable[int], at: float | None = None) -> None:
+        """Items created or re-featured (the indexer keeps them in its fresh buffer), at
+        wall time ``at`` on the trainer's clock (None: now, in the trainer's process)."""
         rows = list(rows)
         for listener in self._item_listeners:
-            listener(rows)
+            listener(rows, at)

@@ -144,10 +144,34 @@ def test_only_items_the_snapshot_does_not_hold_count_as_unindexed() -> None:
     assert fresh.unindexed() == 1
 
 
+def test_a_loaded_index_drops_items_changed_before_its_build_however_late_they_arrived() -> None:
+    live = LiveIndex()
+    t0 = time.time() - 60.0  # the trainer's clock: changes taken a minute ago...
+    live.fresh.add([1, 2], at=t0)  # ...reach this replica only now
+    live.fresh.add([3], at=t0 + 30.0)
+    live.swap_loaded(build_snapshot(_reps(50), 2, started_at=t0 + 10.0))
+    assert live.fresh.rows().tolist() == [3]  # changed after the build read the model
+
+
+def test_held_items_leave_the_fresh_buffer_after_keep_s_without_another_swap() -> None:
+    fresh = FreshBuffer(keep_s=30.0, keep_max=100)
+    now = time.time()
+    fresh.add(range(5), at=now - 40.0)
+    assert fresh.expire(now) == 0  # no snapshot yet: every item is unindexed, and stays
+    fresh.add([7, 8], at=now - 10.0)
+    fresh.begin_build()
+    fresh.add([9], at=now - 50.0)  # changed during the build (the snapshot lacks it)
+    fresh.end_build(swapped=True)
+    assert sorted(fresh.rows().tolist()) == [7, 8, 9]  # 0-4 went at the swap (over keep_s)
+    assert fresh.expire(now) == 0
+    assert fresh.expire(now + 25.0) == 2  # 7 and 8: held, and changed over 30 s ago
+    assert fresh.rows().tolist() == [9] and fresh.unindexed() == 1  # 9 stays until indexed
+
+
 def test_a_loaded_index_keeps_items_changed_after_its_build_fresh() -> None:
     live = LiveIndex()
     live.fresh.add([1, 2])
-    snap = build_snapshot(_reps(50), 2, started_at=time.time() + 10 * LiveIndex.CLOCK_SLACK_S)
+    snap = build_snapshot(_reps(50), 2, started_at=time.time() + 1.0)
     live.fresh.add([3])
     live.swap_loaded(snap)  # built after every change so far: none stays fresh
     assert live.fresh.rows().tolist() == []

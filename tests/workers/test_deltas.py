@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,28 @@ def test_replica_follows_trainer_through_deltas(monkeypatch: pytest.MonkeyPatch)
     # re-applying an old delta is harmless
     apply_delta(replica, decode_binary(encode_binary(msgs[0]), Delta))
     _assert_same(trainer, replica.model)
+
+
+def test_a_replica_learns_of_new_items_at_the_time_the_trainer_took_them() -> None:
+    """The fresh buffer compares that time with a loaded index's start (trainer clock):
+    a delta's arrival time would keep items the index holds (FreshBuffer.add)."""
+    cfg = ModelConfig(dim=8, recent_items=3)
+    world = make_world(n_users=4, items_per_cluster=3, events_per_user=2)
+    trainer = HybridModel(cfg)
+    tracker = DeltaTracker(trainer)
+    replica = ModelState(HybridModel(cfg))
+    heard: list[tuple[list[int], float | None]] = []
+    replica.on_items_changed(lambda rows, at: heard.append((list(rows), at)))
+    _learn(trainer, tracker, world, world.events[:6], meta=False)
+    before = time.time()
+    msgs = tracker.build([])
+    after = time.time()
+    assert all(before <= m.ts <= after for m in msgs)
+    for msg in msgs:
+        apply_delta(replica, decode_binary(encode_binary(msg), Delta))
+    assert [rows for rows, _ in heard] == [list(range(trainer.n_items))]
+    assert heard[0][1] == msgs[0].ts
+    assert replica.changes_taken_at == msgs[-1].ts  # what an index built here would read
 
 
 def test_replica_follows_the_popularity_counts_through_a_renormalisation() -> None:

@@ -120,14 +120,15 @@ class IndexWorker:
         self._last_sample = 0.0
         self._bias_rows = np.zeros(0, dtype=np.int64)
 
-    def _changed(self, rows: Iterable[int]) -> None:
-        """Items created or re-featured: fresh, with their representation as of now (the
-        fresh buffer searches those; requests re-score the best exactly).  Where nothing
-        is served, only their being fresh counts (towards the next rebuild)."""
+    def _changed(self, rows: Iterable[int], at: float | None = None) -> None:
+        """Items created or re-featured (at ``at``, the trainer's clock): fresh, with their
+        representation as of now (the fresh buffer searches those; requests re-score the
+        best exactly).  Where nothing is served, only their being fresh counts (towards
+        the next rebuild)."""
         sel = np.asarray(list(rows), dtype=np.int64)
         if len(sel):
             reps = self.state.model.item_representations(sel) if self.serving else None
-            self.index.fresh.add(sel.tolist(), reps)
+            self.index.fresh.add(sel.tolist(), reps, at)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=type(self).__name__.lower())
@@ -242,8 +243,10 @@ class Indexer(IndexWorker):
         return snap.age() >= self.settings.index_rebuild_s and m.version != self._built_version
 
     async def check_once(self) -> None:
-        """Start a rebuild if one is due (in the background: checks go on meanwhile);
-        pin the popular rows; sample recall; report the index gauges."""
+        """Let the fresh items the index holds go after ``keep_s``; start a rebuild if one
+        is due (in the background: checks go on meanwhile); pin the popular rows; sample
+        recall; report the index gauges."""
+        self.index.fresh.expire()
         building = self._building is not None and not self._building.done()
         if not building and self.due():
             self._building = asyncio.create_task(self._rebuild_logged(), name="index build")
@@ -268,7 +271,9 @@ class Indexer(IndexWorker):
         s = self.settings
         m = self.state.model
         self.index.fresh.begin_build()
-        version, events, started = m.version, m.n_events, time.time()
+        # what the build reads, on the trainer's clock (see LiveIndex.swap_loaded)
+        started = self.state.changes_taken_at or time.time()
+        version, events = m.version, m.n_events
         reps = m.item_representations()
         path = self.files.staging_path()
         if s.index_build == "process" and len(reps) >= PROCESS_BUILD_MIN_ITEMS:
@@ -328,6 +333,7 @@ class IndexFollower(IndexWorker):
 
     async def check_once(self) -> None:
         """Swap in a newer published index, if any; sample recall; report."""
+        self.index.fresh.expire()
         manifest = self.files.current()
         if manifest is not None and manifest.seq > self._seq:
             snap = await asyncio.to_thread(self.files.load, manifest)

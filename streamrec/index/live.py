@@ -72,12 +72,12 @@ class FreshBuffer:
             unheld = self._unheld
             if unheld is None:
                 return 0
-            kept = {r: v for r, v in self._rows.items() if unheld(v) or v[1] >= cutoff}
-            dropped = len(self._rows) - len(kept)
-            if dropped:
-                self._rows = kept
+            gone = [r for r, v in self._rows.items() if v[1] < cutoff and not unheld(v)]
+            for r in gone:
+                del self._rows[r]
+            if gone:
                 self._cache = None
-            return dropped
+            return len(gone)
 
     def refresh(self, rows: np.ndarray, reps: np.ndarray) -> None:
         """Newer representations of fresh rows (items move as they learn); rows no longer

@@ -199,7 +199,7 @@ def _noticed(records: list[Decoded], one_at_a_time: bool) -> tuple[HybridModel, 
     state = ModelState(model)
     told: dict[int, Any] = {}
 
-    def listener(rows: Any) -> None:
+    def listener(rows: Any, at: float | None) -> None:
         reps = model.item_representations(np.asarray(list(rows), dtype=np.int64))
         for row, rep in zip(rows, reps, strict=True):
             told.pop(row, None)

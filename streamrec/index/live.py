@@ -52,10 +52,7 @@ class FreshBuffer:
     ) -> None:
         """Items changed at wall time ``at`` (default: now).  A replica passes the time
         the trainer took the change (its delta's ``ts``), the clock a loaded snapshot's
-        ``started_at`` is on: the time a delta arrived would keep every item of a delta
-        that arrived after the build began, which the snapshot holds (a replica a few
-        seconds behind during a bulk onboarding kept 13,592 of them, searched by every
-        request until the next index came)."""
+        ``started_at`` is on (see :meth:`LiveIndex.swap_loaded`)."""
         now = time.time() if at is None else at
         with self._lock:
             for i, r in enumerate(rows):

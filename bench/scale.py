@@ -361,7 +361,16 @@ async def onboard(dep: Deployment, args: argparse.Namespace, res: Results) -> No
     for p in procs:
         p.wait()
     published = time.perf_counter() - t0
+    deadline = time.monotonic() + max(600.0, n / 1000)  # (12,000 entities/s measured)
     while dep.entities() != (args.users, args.items):
+        if time.monotonic() > deadline:
+            trainer = dep.role("trainer")
+            raise SystemExit(
+                f"onboarding: the trainer has {dep.entities()} of {(args.users, args.items)} "
+                f"(users, items) {time.perf_counter() - t0:.0f} s after the first publish; "
+                "records the broker skipped over: "
+                f"{trainer.get('trainer', {}).get('records_missing')}"
+            )
         await asyncio.sleep(0.1)
     dt = time.perf_counter() - t0
     res.add("onboarding publish (SDK, all publishers), entities/s", f"{n / published:,.0f}")

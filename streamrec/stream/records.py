@@ -35,3 +35,36 @@ class Record(NamedTuple):
         new = tuple.__new__
         return [new(cls, (topic, partition, r.offset, r.key, r.value, r.timestamp or 0))
                 for r in recs]  # fmt: skip
+
+
+class OffsetGaps:
+    """Records a consumer was never given: the offsets between where it read a partition
+    from (or the last record it got there) and the next record the broker returned.
+
+    The input topics are neither compacted nor transactional, so their offsets have no
+    holes: a gap is records the broker no longer holds (deleted by retention, or lost by
+    the broker) that were never learned.  :meth:`seen` returns the gap, if any, that a
+    fetched run of records of one partition opens.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+        self.missing = 0  # records skipped over, in all partitions, since the start
+
+    def expect(self, key: tuple[str, int], offset: int) -> None:
+        """The partition was positioned at ``offset`` (a seek): its next record is there."""
+        self._next[key] = offset
+
+    def forget(self, key: tuple[str, int]) -> None:
+        """Its position is not known (the next run of records sets it)."""
+        self._next.pop(key, None)
+
+    def seen(self, key: tuple[str, int], first: int, last: int) -> tuple[int, int] | None:
+        """A fetched run of records at offsets ``first`` to ``last``: the offsets skipped
+        before it, ``(from, to)`` inclusive, or None."""
+        expected = self._next.get(key)
+        self._next[key] = last + 1
+        if expected is None or first <= expected:
+            return None
+        self.missing += first - expected
+        return expected, first - 1

@@ -584,3 +584,45 @@ async def test_behind_a_backlog_the_trainer_fetches_again_at_once() -> None:
     t0 = time.monotonic()
     times = await _poll_times(100, batch_max=100, interval_ms=60_000, polls=4)
     assert len(times) == 4 and times[-1] - t0 < 30
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_records_the_broker_no_longer_holds_are_reported_not_skipped_silently(
+    kafka_bootstrap: str, settings_factory: Any
+) -> None:
+    """Real Apache Kafka: the first 10 clicks deleted (``DeleteRecords``, as retention
+    does) before a fresh trainer reads the topic.  It learns the other 20 and says that
+    10 were never there: in ``/health``, the ``records_missing_total`` metric and an
+    error in the log.  (The embedded broker has no DeleteRecords.)"""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from streamrec.stream.broker import ensure_topics
+    from streamrec.stream.client import Client
+    from streamrec.stream.topics import Topics
+
+    settings = settings_factory(checkpoint_interval_s=0, event_period_s=0)
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(kafka_bootstrap, topics.partitions(1))
+    async with Client(kafka_bootstrap, settings=settings) as client:
+        await client.track_many([(f"u{k}", f"i{k}") for k in range(30)], wait=True)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topics.interactions, 0): RecordsToDelete(10)})
+    finally:
+        await admin.close()
+    trainer = Trainer(settings, kafka_bootstrap, fresh=True)
+    await trainer.open()
+    try:
+        clicks = (topics.interactions, 0)
+        deadline = time.monotonic() + 30
+        while trainer.state.applied.get(clicks, 0) < 30 and time.monotonic() < deadline:
+            await trainer.poll_once()
+        assert trainer.state.applied.get(clicks, 0) == 30
+        assert trainer.state.model.n_events == 20
+        assert trainer.health()["records_missing"] == 10
+        assert "records_missing_total" in trainer.metrics.render()
+    finally:
+        await trainer.stop()

@@ -53,7 +53,7 @@ from streamrec.stream.dead_letters import dead_letter, send_dead_letters
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.kafka_clients import fingerprint, probe, topic_partitions
 from streamrec.stream.limits import InputLimits
-from streamrec.stream.records import Record
+from streamrec.stream.records import OffsetGaps, Record
 from streamrec.stream.schemas import DeadLetter, Delta, Interaction, Watermark
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
@@ -136,6 +136,7 @@ class Trainer:
         #: the fetch loop (waiting for the broker's acks or the disk holds no fetch back)
         self._side: dict[str, asyncio.Task[None]] = {}
         self._held: dict[tuple[str, int], deque[tuple[float, Decoded]]] = {}
+        self._gaps = OffsetGaps()  # records the broker skipped over (:meth:`_note_gap`)
         self._last_checkpoint = time.monotonic()
         self._last_publish = 0.0  # monotonic time of the last delta publish
         #: monotonic time before which a caught-up trainer does not fetch (learn_interval_ms)
@@ -214,11 +215,13 @@ class Trainer:
         for tp, why in (await self._verify(wanted)).items():
             if why is None:
                 self._consumer.seek(tp, wanted[tp] + 1)
+                self._gaps.expect((tp.topic, tp.partition), wanted[tp] + 1)
             else:
                 await self._rewind(tp, f"checkpoint offset {wanted[tp] + 1}: {why}")
         for tp in tps:
             if tp not in wanted:
                 await self._consumer.seek_to_beginning(tp)
+                self._gaps.expect((tp.topic, tp.partition), 0)
         self._connections = self._open_connections()
 
     async def _verify(self, wanted: dict[Any, int]) -> dict[Any, str | None]:
@@ -249,6 +252,7 @@ class Trainer:
         log.warning("%s[%s] %s: the topic was recreated; reading it from the start",
                     tp.topic, tp.partition, why)  # fmt: skip
         await self._consumer.seek_to_beginning(tp)
+        self._gaps.expect(key, 0)
         self._fingerprints.pop(key, None)
         self._held.pop(key, None)
         self.state.set_applied({key: 0})
@@ -503,6 +507,20 @@ class Trainer:
             self._fetch_wait.after_poll(batch)
         return batch
 
+    def _note_gap(self, key: tuple[str, int], first: int, last: int) -> None:
+        """Report the records, if any, between this partition's position and the run of
+        records ``first`` to ``last`` fetched there: the broker no longer has them, and
+        they are not learned."""
+        gap = self._gaps.seen(key, first, last)
+        if gap is None:
+            return
+        n = gap[1] - gap[0] + 1
+        log.error("%s[%s]: offsets %d to %d are not at the broker (deleted by retention, or "
+                  "lost by the broker): %d records not learned", key[0], key[1], gap[0], gap[1],
+                  n)  # fmt: skip
+        self.metrics.inc(WORKER, "records_missing_total", n,
+                         "input records the broker skipped over (not at the broker when read)")  # fmt: skip
+
     def _holding(self) -> bool:
         return any(self._held.values())
 
@@ -516,6 +534,8 @@ class Trainer:
         for tp, recs in batch.items():
             key = (tp.topic, tp.partition)
             self._held.setdefault(key, deque())
+            if recs:
+                self._note_gap(key, recs[0].offset, recs[-1].offset)
             streams.append((key, decode_records(Record.partition_of(tp.topic, tp.partition, recs))))
         if not self.settings.reorder_ms and not self._holding():
             rank = {key: k for k, key in enumerate(self._held)}
@@ -743,7 +763,9 @@ class Trainer:
         kept = {tp: await self._consumer.position(tp) for tp in current & wanted}
         self._consumer.assign(sorted(wanted))
         for tp in wanted:
-            self._consumer.seek(tp, positions.get(tp, kept.get(tp, 0)))
+            offset = positions.get(tp, kept.get(tp, 0))
+            self._consumer.seek(tp, offset)
+            self._gaps.expect((tp.topic, tp.partition), offset)
         self._pause_future()
 
     def _pause_future(self) -> None:
@@ -927,7 +949,8 @@ class Trainer:
         backlog = self.core.sink.pending()
         age = time.monotonic() - self._last_checkpoint
         out: dict[str, Any] = {"lag": lag, "store_backlog": backlog,
-                               "checkpoint_age_s": round(age, 1), "problems": []}  # fmt: skip
+                               "checkpoint_age_s": round(age, 1),
+                               "records_missing": self._gaps.missing, "problems": []}  # fmt: skip
         if lag is not None and lag > s.health_max_lag:
             out["problems"].append(f"trainer lag {lag} > {s.health_max_lag} records")
         if backlog > s.health_max_store_backlog:

@@ -134,6 +134,9 @@ class Client:
         self._turns = SlotTurns([])
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
+        #: sends that failed with no caller awaiting them, and their records: what the
+        #: next :meth:`flush` raises for
+        self._failed: dict[asyncio.Future[Any], int] = {}
         self._marks: dict[tuple[str, int], int] = {}
         self._waiting: dict[str, asyncio.Future[RecResponse]] = {}
         self._awaited: collections.Counter[str] = collections.Counter()  # response topics
@@ -243,7 +246,10 @@ class Client:
     def _sent(self, fut: asyncio.Future[Any], records: int = 1) -> None:
         """A send (of ``records`` records: a batch's metadata has its first offset) done."""
         self._pending.discard(fut)
-        if fut.cancelled() or fut.exception() is not None:
+        if fut.cancelled():
+            return
+        if fut.exception() is not None:
+            self._failed[fut] = records
             return
         md = fut.result()
         learned = self._learned.get(md.topic)
@@ -257,9 +263,22 @@ class Client:
             self._marks[tp] = last
 
     async def flush(self) -> None:
-        """Wait until every message sent so far is acknowledged."""
+        """Wait until every message sent so far is acknowledged.
+
+        Raises :class:`BrokerError` when any sent without waiting (``wait=False``,
+        :meth:`track_many`) since the last flush was refused by the broker or timed out:
+        those were not delivered, and the caller decides whether to send them again.
+        """
         if self._pending:
-            await asyncio.gather(*list(self._pending))
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        if self._failed:
+            failed, self._failed = self._failed, {}
+            first = next(iter(failed)).exception()
+            raise BrokerError(
+                f"{sum(failed.values())} message(s) sent without waiting were not "
+                f"acknowledged by the broker at {self.bootstrap}, so not delivered "
+                f"(first error: {first!r})"
+            )
 
     def watermarks(self) -> list[Watermark]:
         """The last acknowledged offset per partition this client wrote to."""
@@ -319,7 +338,13 @@ class Client:
 
     async def _publish(self, topic: str, message: msgspec.Struct, key: str, wait: bool) -> Any:
         fut = await self.send(topic, message, key)
-        return await fut if wait else fut
+        if not wait:
+            return fut
+        try:
+            return await fut
+        except Exception:
+            self._failed.pop(fut, None)  # raised here: not again at the next flush
+            raise
 
     async def track(self, user: str, item: str, type: str = "click", *, wait: bool = True) -> Any:
         """Publish an interaction (keyed by user); ``wait`` for the broker's acknowledgement."""

@@ -626,3 +626,68 @@ async def test_records_the_broker_no_longer_holds_are_reported_not_skipped_silen
         assert "records_missing_total" in trainer.metrics.render()
     finally:
         await trainer.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_trainer_behind_retention_reads_on_and_reports_what_it_missed(
+    kafka_bootstrap: str, settings_factory: Any
+) -> None:
+    """Real Apache Kafka: retention (``DeleteRecords``) deletes clicks the trainer has not
+    read, once while it runs and once while it is stopped past its checkpoint.  Each
+    time it reads on from the log's new start, the same log (no rewind to 0, no
+    recreation counted), and counts exactly the deleted records it never learned."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from streamrec.stream.broker import ensure_topics
+    from streamrec.stream.client import Client
+    from streamrec.stream.topics import Topics
+
+    settings = settings_factory(checkpoint_interval_s=0, event_period_s=0)
+    topics = Topics(settings.topic_prefix)
+    clicks = (topics.interactions, 0)
+    await ensure_topics(kafka_bootstrap, topics.partitions(1))
+
+    async def publish_and_delete(start: int, end: int, before: int) -> None:
+        async with Client(kafka_bootstrap, settings=settings) as client:
+            await client.track_many([(f"u{k}", f"i{k}") for k in range(start, end)], wait=True)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_records({TopicPartition(*clicks): RecordsToDelete(before)})
+        finally:
+            await admin.close()
+
+    async def learn_until(trainer: Trainer, offset: int) -> None:
+        deadline = time.monotonic() + 30
+        while trainer.state.applied.get(clicks, 0) < offset and time.monotonic() < deadline:
+            await trainer.poll_once()
+        assert trainer.state.applied.get(clicks, 0) == offset
+
+    trainer = Trainer(settings, kafka_bootstrap, fresh=True)
+    await trainer.open()
+    try:
+        await publish_and_delete(0, 30, 0)
+        await learn_until(trainer, 30)
+        part = TopicPartition(*clicks)
+        trainer._consumer.pause(part)  # (else its fetcher reads ahead of the deletion)
+        await asyncio.sleep(0.2)
+        await publish_and_delete(30, 50, 40)  # 30 to 39 deleted before it read them
+        trainer._consumer.resume(part)
+        await learn_until(trainer, 50)
+        assert trainer.state.model.n_events == 40
+        assert trainer.health()["records_missing"] == 10
+    finally:
+        await trainer.stop()  # its checkpoint: offset 50
+    await publish_and_delete(50, 70, 60)  # 50 to 59 deleted while it was stopped
+    trainer = Trainer(settings, kafka_bootstrap)
+    await trainer.open()
+    try:
+        assert trainer.state.model.n_events == 40  # the checkpoint's
+        await learn_until(trainer, 70)
+        assert trainer.state.model.n_events == 50
+        assert trainer.health()["records_missing"] == 10
+        assert "topic_recreations_total" not in trainer.metrics.render()
+    finally:
+        await trainer.stop()

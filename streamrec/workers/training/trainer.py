@@ -216,6 +216,9 @@ class Trainer:
             if why is None:
                 self._consumer.seek(tp, wanted[tp] + 1)
                 self._gaps.expect((tp.topic, tp.partition), wanted[tp] + 1)
+            elif isinstance(why, int):  # retention deleted records not learned yet
+                self._consumer.seek(tp, why)
+                self._gaps.expect((tp.topic, tp.partition), wanted[tp] + 1)  # reported
             else:
                 await self._rewind(tp, f"checkpoint offset {wanted[tp] + 1}: {why}")
         for tp in tps:
@@ -224,17 +227,21 @@ class Trainer:
                 self._gaps.expect((tp.topic, tp.partition), 0)
         self._connections = self._open_connections()
 
-    async def _verify(self, wanted: dict[Any, int]) -> dict[Any, str | None]:
+    async def _verify(self, wanted: dict[Any, int]) -> dict[Any, str | int | None]:
         """For each partition, None when the record at ``wanted[tp]`` is the one this
-        trainer learned last (by its fingerprint), else why not."""
+        trainer learned last (by its fingerprint); the log's first offset when the log now
+        begins after it (retention deleted it, and maybe records not learned yet: the
+        same log, read on from there); else why it is another log."""
         if not wanted:
             return {}
         found = await probe(self.bootstrap, wanted)
-        out: dict[Any, str | None] = {}
+        out: dict[Any, str | int | None] = {}
         for tp, offset in wanted.items():
             seen = found[tp]
             expected = self._fingerprints.get((tp.topic, tp.partition))
-            if not seen.in_range:
+            if seen.before_start and seen.log_start is not None:
+                out[tp] = seen.log_start
+            elif not seen.in_range:
                 out[tp] = f"offset {offset} is outside the log"
             elif seen.record is None:
                 out[tp] = f"the log ends at {seen.highwater}"
@@ -245,6 +252,19 @@ class Trainer:
             else:
                 out[tp] = None
         return out
+
+    async def _out_of_range(self, positions: dict[Any, int]) -> None:
+        """Fetch positions outside their logs: before the start of one (retention deleted
+        records not learned yet) it reads on from the start, the records skipped over
+        reported (:meth:`_note_gap`); past the end (a recreated topic), from 0."""
+        starts = await self._consumer.beginning_offsets(list(positions))
+        for tp, offset in positions.items():
+            start = starts.get(tp)
+            if start is not None and start > offset:
+                self._consumer.seek(tp, start)
+                self._gaps.expect((tp.topic, tp.partition), offset)
+            else:
+                await self._rewind(tp, f"offset {offset} is past the log end")
 
     async def _rewind(self, tp: Any, why: str) -> None:
         """A recreated topic partition: forget its position and read the new log from 0."""
@@ -279,7 +299,7 @@ class Trainer:
                   if o > 0 and (t, p) in self._fingerprints}  # fmt: skip
         rewound = set()
         for tp, why in (await self._verify(wanted)).items():
-            if why is not None:  # else: the same log, the position stays
+            if isinstance(why, str):  # else: the same log, the position stays
                 await self._rewind(tp, why)
                 rewound.add(tp)
         return rewound
@@ -396,9 +416,8 @@ class Trainer:
             started = time.monotonic()
             try:
                 batch = await self._fetch(wait)
-            except OffsetOutOfRangeError as exc:  # past the end of a recreated topic's log
-                for tp, offset in exc.args[0].items():
-                    await self._rewind(tp, f"offset {offset} is past the log end")
+            except OffsetOutOfRangeError as exc:
+                await self._out_of_range(exc.args[0])
                 return
             caught_up = sum(len(recs) for recs in batch.values()) < s.batch_max
             self._next_fetch = started + s.learn_interval_ms / 1000 if caught_up else 0.0

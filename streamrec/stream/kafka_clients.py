@@ -151,19 +151,14 @@ class Probe:
     ``in_range`` is False when the broker answered OFFSET_OUT_OF_RANGE (the offset is past
     the log end, or before its start); ``highwater`` is the fetch response's high
     watermark (None when out of range); ``record`` the record at that offset, if any;
-    ``log_start`` (out of range only) the log's first offset, as the broker says.
+    ``log_start`` (out of range only) the log's first offset when the log now begins
+    after the offset (retention deleted it), None when it ends before (a new log).
     """
 
     in_range: bool
     highwater: int | None = None
     record: Any = None
     log_start: int | None = None
-
-    @property
-    def before_start(self) -> bool:
-        """Out of range because the log now begins later (retention deleted the start of
-        it), not because it ends earlier (a recreated topic)."""
-        return not self.in_range and self.log_start is not None and self.log_start > 0
 
 
 async def probe(

@@ -55,10 +55,6 @@ class OffsetGaps:
         """The partition was positioned at ``offset`` (a seek): its next record is there."""
         self._next[key] = offset
 
-    def forget(self, key: tuple[str, int]) -> None:
-        """Its position is not known (the next run of records sets it)."""
-        self._next.pop(key, None)
-
     def seen(self, key: tuple[str, int], first: int, last: int) -> tuple[int, int] | None:
         """A fetched run of records at offsets ``first`` to ``last``: the offsets skipped
         before it, ``(from, to)`` inclusive, or None."""

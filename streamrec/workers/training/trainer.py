@@ -239,7 +239,7 @@ class Trainer:
         for tp, offset in wanted.items():
             seen = found[tp]
             expected = self._fingerprints.get((tp.topic, tp.partition))
-            if seen.before_start and seen.log_start is not None:
+            if seen.log_start is not None:
                 out[tp] = seen.log_start
             elif not seen.in_range:
                 out[tp] = f"offset {offset} is outside the log"
@@ -257,7 +257,11 @@ class Trainer:
         """Fetch positions outside their logs: before the start of one (retention deleted
         records not learned yet) it reads on from the start, the records skipped over
         reported (:meth:`_note_gap`); past the end (a recreated topic), from 0."""
-        starts = await self._consumer.beginning_offsets(list(positions))
+        try:
+            starts = await self._consumer.beginning_offsets(list(positions))
+        except Exception as exc:  # (a topic deleted meanwhile): taken for recreated
+            log.warning("log starts of %s not known: %r", sorted(positions), exc)
+            starts = {}
         for tp, offset in positions.items():
             start = starts.get(tp)
             if start is not None and start > offset:

@@ -134,9 +134,12 @@ class Client:
         self._turns = SlotTurns([])
         self._reader: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
-        #: sends that failed with no caller awaiting them, and their records: what the
-        #: next :meth:`flush` raises for
-        self._failed: dict[asyncio.Future[Any], int] = {}
+        #: records of the sends that failed with no caller awaiting them since the last
+        #: :meth:`flush`, and the first error: what it raises for (a count, so a publisher
+        #: that never flushes against a broker that is down holds no failed futures)
+        self._unsent = 0
+        self._unsent_error: BaseException | None = None
+        self._waited: set[asyncio.Future[Any]] = set()  # sends a caller awaits (_publish)
         self._marks: dict[tuple[str, int], int] = {}
         self._waiting: dict[str, asyncio.Future[RecResponse]] = {}
         self._awaited: collections.Counter[str] = collections.Counter()  # response topics
@@ -248,8 +251,11 @@ class Client:
         self._pending.discard(fut)
         if fut.cancelled():
             return
-        if fut.exception() is not None:
-            self._failed[fut] = records
+        error = fut.exception()
+        if error is not None:
+            if fut not in self._waited:  # (else the caller awaiting it gets the error)
+                self._unsent += records
+                self._unsent_error = self._unsent_error or error
             return
         md = fut.result()
         learned = self._learned.get(md.topic)
@@ -271,13 +277,12 @@ class Client:
         """
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-        if self._failed:
-            failed, self._failed = self._failed, {}
-            first = next(iter(failed)).exception()
+        if self._unsent:
+            n, first = self._unsent, self._unsent_error
+            self._unsent, self._unsent_error = 0, None
             raise BrokerError(
-                f"{sum(failed.values())} message(s) sent without waiting were not "
-                f"acknowledged by the broker at {self.bootstrap}, so not delivered "
-                f"(first error: {first!r})"
+                f"{n} message(s) sent without waiting were not acknowledged by the broker "
+                f"at {self.bootstrap}, so not delivered (first error: {first!r})"
             )
 
     def watermarks(self) -> list[Watermark]:
@@ -340,11 +345,11 @@ class Client:
         fut = await self.send(topic, message, key)
         if not wait:
             return fut
+        self._waited.add(fut)  # (before its done callback can run: no await since send)
         try:
             return await fut
-        except Exception:
-            self._failed.pop(fut, None)  # raised here: not again at the next flush
-            raise
+        finally:
+            self._waited.discard(fut)
 
     async def track(self, user: str, item: str, type: str = "click", *, wait: bool = True) -> Any:
         """Publish an interaction (keyed by user); ``wait`` for the broker's acknowledgement."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
 from typing import Any, TypeVar
 
 from streamrec.settings import Settings
@@ -19,21 +19,32 @@ T = TypeVar("T")
 
 
 async def read_topic(
-    bootstrap: str, topic: str, n: int, keep: Callable[[bytes], T | None]
+    bootstrap: str,
+    topic: str,
+    n: int,
+    keep: Callable[[bytes], T | None],
+    same: Callable[[T], Hashable] | None = None,
 ) -> list[T]:
     """The first ``n`` records of ``topic`` that ``keep`` turns into something other than
-    None (fewer if 20 s pass first)."""
+    None (fewer if 20 s pass first); with ``same``, a record whose ``same`` an earlier
+    one had is left out."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     out: list[T] = []
+    seen: set[Hashable] = set()
     try:
         deadline = time.monotonic() + 20
         while len(out) < n and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
-            kept = [keep(r.value) for recs in batch.values() for r in recs]
-            out += [k for k in kept if k is not None]
+            for value in (r.value for recs in batch.values() for r in recs):
+                kept = keep(value)
+                if kept is None or (same is not None and same(kept) in seen):
+                    continue
+                if same is not None:
+                    seen.add(same(kept))
+                out.append(kept)
     finally:
         await consumer.stop()
     return out
@@ -42,13 +53,19 @@ async def read_topic(
 async def read_dead_letters(
     bootstrap: str, topic: str, n: int, match: Callable[[DeadLetter], bool] | None = None
 ) -> list[DeadLetter]:
-    """The first ``n`` dead letters on ``topic`` (that ``match``; fewer if 20 s pass first)."""
+    """The first ``n`` dead letters on ``topic`` (that ``match``; fewer if 20 s pass first),
+    one per source record: letters are sent at least once, and a record a worker reads
+    again (a consumer-group rebalance before its offset was committed, a restart from a
+    checkpoint) is dead-lettered again (docs/streaming.md#dead-letters)."""
 
     def keep(value: bytes) -> DeadLetter | None:
         letter = decode(value, DeadLetter)
         return letter if match is None or match(letter) else None
 
-    return await read_topic(bootstrap, topic, n, keep)
+    def source(letter: DeadLetter) -> Hashable:
+        return letter.source_topic, letter.source_partition, letter.source_offset
+
+    return await read_topic(bootstrap, topic, n, keep, source)
 
 
 async def read_topic_values(bootstrap: str, topic: str, n: int) -> list[bytes]:

@@ -73,6 +73,5 @@ class FetchWaitGuard:
     def _behind(self) -> bool:
         """Whether an assigned partition (not paused) is behind its high watermark."""
         return any(
-            position < end and not paused
-            for _, position, end, paused in fetch_positions(self.consumer)
+            f.position < f.highwater and not f.paused for f in fetch_positions(self.consumer)
         )

@@ -17,7 +17,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamrec.stream.topics import Topics
 
@@ -103,9 +103,19 @@ async def partitions(producer: Any, topic: str, timeout: float = 10.0) -> set[in
         return set()
 
 
-def fetch_positions(consumer: Any) -> list[tuple[Any, int, int, bool]]:
-    """``(partition, position, high watermark, paused)`` of each assigned partition whose
-    position and high watermark (from its last fetch response) are known.
+class FetchPosition(NamedTuple):
+    """Where a consumer stands in one assigned partition, as its last fetch left it."""
+
+    tp: Any
+    position: int
+    highwater: int  # from the partition's last fetch answer
+    paused: bool
+    answered: int | None  # when that answer came (ms; aiokafka's stamp of it)
+
+
+def fetch_positions(consumer: Any) -> list[FetchPosition]:
+    """Each assigned partition whose position and high watermark (from its last fetch
+    answer) are known.
 
     aiokafka has no public call for the position without awaiting it, so this reads its
     subscription state, the one place streamrec does.
@@ -118,7 +128,8 @@ def fetch_positions(consumer: Any) -> list[tuple[Any, int, int, bool]]:
     for tp in assignment.tps:
         state = assignment.state_value(tp)
         if state is not None and state.has_valid_position and state.highwater is not None:
-            out.append((tp, state.position, state.highwater, state.paused))
+            out.append(FetchPosition(tp, state.position, state.highwater, state.paused,
+                                     state.timestamp))  # fmt: skip
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -9,7 +10,8 @@ import pytest
 
 from streamrec.stream import topics as topics_module
 from streamrec.stream.broker import ensure_topics, recreate_topic
-from streamrec.stream.recreated import rewind_recreated
+from streamrec.stream.kafka_clients import FetchPosition
+from streamrec.stream.recreated import PastTheEnd, rewind_recreated
 
 
 async def _send(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -45,12 +47,13 @@ async def _after_recreation(bootstrap: str, rewind: bool, seconds: float) -> lis
         await recreate_topic(bootstrap, topic, 1)
         await _send(bootstrap, topic, [b"new-0", b"new-1", b"new-2"])
         got: list[bytes] = []
+        ends = PastTheEnd()
         deadline = time.monotonic() + seconds
         while len(got) < 3 and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=100)
             got += [r.value for records in batch.values() for r in records]
             if rewind:
-                rewind_recreated(consumer)
+                rewind_recreated(consumer, ends)
         return got
     finally:
         await consumer.stop()
@@ -69,6 +72,82 @@ async def test_without_the_rewind_the_embedded_broker_strands_the_consumer(
 ) -> None:
     """The embedded broker answers a fetch past the end empty, not out of range."""
     assert await _after_recreation(embedded_bootstrap, rewind=False, seconds=2) == []
+
+
+async def _read_while_two_producers_send(bootstrap: str, n: int) -> tuple[list[int], int]:
+    """The offsets a consumer reads of a partition while two producers send ``n`` records
+    each, a record every 0.5 ms (calling :func:`rewind_recreated` after each poll), and
+    how many polls left its position past the high watermark of the last answer."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from streamrec.stream.kafka_clients import fetch_positions
+
+    topic = f"t{uuid.uuid4().hex[:10]}.race"
+    await ensure_topics(bootstrap, {topic: 1})
+    producers = [AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0) for _ in range(2)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=5)  # fmt: skip
+
+    async def send(producer: AIOKafkaProducer) -> None:
+        for _ in range(n):
+            await producer.send(topic, b"x" * 50, partition=0)
+            await asyncio.sleep(0.0005)
+        await producer.flush()
+
+    for producer in producers:
+        await producer.start()
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        sending = [asyncio.create_task(send(p)) for p in producers]
+        offsets: list[int] = []
+        ends, past = PastTheEnd(), 0
+        deadline = time.monotonic() + 60
+        while len(offsets) < 2 * n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=20)
+            offsets += [r.offset for records in batch.values() for r in records]
+            past += sum(f.position > f.highwater for f in fetch_positions(consumer))
+            rewind_recreated(consumer, ends)
+        await asyncio.gather(*sending)
+        return offsets, past
+    finally:
+        await consumer.stop()
+        for producer in producers:
+            await producer.stop()
+
+
+@pytest.mark.asyncio
+async def test_records_past_an_answers_high_watermark_do_not_send_the_consumer_back(
+    kafka_bootstrap: str,
+) -> None:
+    """Apache Kafka can answer a fetch with records past the high watermark it reports
+    (a produce lands between its reading the watermark and the records): about 5 polls
+    in 6,000 records here.  Taken for a recreation, each sent the consumer back to 0."""
+    offsets, past = await _read_while_two_producers_send(kafka_bootstrap, 3000)
+    print(f"{past} polls left the position past the answer's high watermark")
+    assert offsets == list(range(6000))
+
+
+def test_only_an_answer_at_the_position_tells_that_the_log_ends_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamrec.stream import recreated
+
+    answers: list[FetchPosition] = []
+    monkeypatch.setattr(recreated, "fetch_positions", lambda c: answers)
+    ends = PastTheEnd()
+
+    def after(position: int, highwater: int, answered: int) -> list[object]:
+        answers[:] = [FetchPosition("tp", position, highwater, False, answered)]
+        return ends.find(None)
+
+    assert after(4, 3, answered=1) == []  # the answer that brought the position there
+    assert after(4, 3, answered=1) == []  # no answer since
+    assert after(4, 6, answered=2) == []  # the next one: the log goes on
+    assert after(9, 2, answered=3) == []  # the log is new: first seen...
+    assert after(9, 2, answered=4) == ["tp"]  # ...and an answer at 9 says so again
+    assert after(10, 2, answered=5) == []  # another position: its first answer again
+    assert after(10, 2, answered=6) == ["tp"]
 
 
 class _Assigned:
@@ -147,7 +226,8 @@ def test_a_past_slot_read_to_its_end_is_paused_and_resumed_when_its_turn_begins(
     positions[TopicPartition("s.0", 0)] = (2, 5)
     consumer = _Pausable(tps, positions)
     monkeypatch.setattr(recreated, "fetch_positions",
-                        lambda c: [(tp, p, e, False) for tp, (p, e) in c.positions.items()])  # fmt: skip
+                        lambda c: [FetchPosition(tp, p, e, False, 0)
+                                   for tp, (p, e) in c.positions.items()])  # fmt: skip
     now = [10 * topics_module.SLOT_S + 0.1]  # period 10: slot 2's turn, slot 1's before it
     monkeypatch.setattr(topics_module.time, "time", lambda: now[0])
     turns = SlotTurns(names, live_periods=2)

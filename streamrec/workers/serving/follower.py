@@ -30,6 +30,7 @@ from streamrec.settings import Settings
 from streamrec.stream.codec import Rejected, decode_binary
 from streamrec.stream.fetch_wait import FetchWaitGuard
 from streamrec.stream.kafka_clients import probe
+from streamrec.stream.recreated import PastTheEnd
 from streamrec.stream.schemas import Delta
 from streamrec.stream.topics import Topics
 from streamrec.workers.attributes import CheckpointedAttributes
@@ -71,6 +72,7 @@ class DeltaFollower:
         self._consumer: Any = None
         self._fetch_wait: FetchWaitGuard | None = None
         self._tp: Any = None
+        self._ends = PastTheEnd()
         self._task: asyncio.Task[None] | None = None
         self._waiting_since: float | None = None  # for a checkpoint to resync from
         self._reread: tuple[str, int] | None = None  # the gap last read again from a checkpoint
@@ -187,13 +189,13 @@ class DeltaFollower:
         ``deltas_rotate_mb``); then read it from the start.  Apache Kafka answers such a
         fetch with an out-of-range error, which resets the consumer to the earliest
         offset; the embedded broker answers it with no records and a high watermark
-        below the position."""
-        highwater = self._consumer.highwater(self._tp)
-        position = await self._consumer.position(self._tp)
-        if highwater is None or position <= highwater:
+        below the position (told from an answer running past its own high watermark by
+        :class:`~streamrec.stream.recreated.PastTheEnd`)."""
+        if self._tp not in self._ends.find(self._consumer):
             return False
-        log.warning("the deltas topic ends at %d, before this replica's position %d "
-                    "(recreated): reading it from the start", highwater, position)  # fmt: skip
+        log.warning("the deltas topic ends at %s, before this replica's position %d "
+                    "(recreated): reading it from the start", self._consumer.highwater(self._tp),
+                    await self._consumer.position(self._tp))  # fmt: skip
         await self._consumer.seek_to_beginning(self._tp)
         return True
 

@@ -33,7 +33,7 @@ def test_broker_replay_matches_in_process_replay(bootstrap: str, tmp_path: Path)
 
     async def through_broker() -> tuple[float, float, int]:
         settings = Settings.load({"topic_prefix": f"par{uuid.uuid4().hex[:8]}", "data_dir": tmp_path,
-                                  "web_port": -1, "fetch_wait_ms": 2, "reorder_ms": 30},
+                                  "web_port": -1, "fetch_wait_ms": 2, "reorder_ms": 10},
                                  environ={})  # fmt: skip
         await ensure_topics(
             bootstrap, Topics(settings.topic_prefix).partitions(settings.partitions)

@@ -544,6 +544,21 @@ class HybridModel:
             )
         return weight, self._marks
 
+    def continuity_scores(self, user: int, rows: np.ndarray) -> np.ndarray | None:
+        """The continuity signal of items ``rows`` for user row ``user``: what
+        :meth:`top_k_rows` adds to their :meth:`item_representations` products (float64);
+        None when it is 0 for every item (the user's weight is 0, or it has no recent
+        items).  Costs O(len(rows)), where :meth:`continuity_row` costs O(features)."""
+        tables = self.kernel_tables()
+        out = np.empty(len(rows), dtype=np.float64)
+        some = scoring.continuity_for(
+            user, tables.users, tables.items, tables.context, self.config.continuity_weight,
+            float(self.n_items), np.asarray(rows, dtype=np.int64), out,
+        )  # fmt: skip
+        if not some:
+            return None
+        return out
+
     def trend_affinity_row(self, user: int) -> float:
         """How strongly the user's scores follow the recency-popularity prior."""
         users = self.kernel_tables().users
@@ -597,9 +612,13 @@ class HybridModel:
         )  # fmt: skip
         return self._scores[:n]
 
-    def scores_for_query(self, query: np.ndarray) -> np.ndarray:
-        """Scores of every item for a :meth:`user_query` vector (a scratch-buffer view)."""
-        return self.scores_for_vector(query[: self.dim], float(query[self.dim + 1]))
+    def scores_for_query(self, query: np.ndarray, user: int = -1) -> np.ndarray:
+        """Scores of every item for a :meth:`user_query` vector (a scratch-buffer view);
+        with a known ``user`` row, its continuity signal too, so the scores are those of
+        :meth:`top_k_rows` (the query cannot carry it: it depends on each item's
+        features and the user's last items)."""
+        cont = self.continuity_row(user) if user >= 0 else None
+        return self.scores_for_vector(query[: self.dim], float(query[self.dim + 1]), cont)
 
     def scores(self, user_id: str | None = None, features: FeatureInput = None) -> np.ndarray:
         """A copy of the scores of every item (in row order) for a user."""

@@ -31,6 +31,10 @@ def test_continuity_adds_weight_times_idf_of_the_shared_features() -> None:
     expected[6] = 2.0 * (idf_b + idf_brand6)
     expected[7] = 2.0 * idf_b  # shares cat=b only
     np.testing.assert_allclose(full - base, expected, rtol=1e-5, atol=1e-5)
+    # the same signal for a few rows at a time (what a recommender adds to its candidates)
+    rows = np.array([7, 0, 6], dtype=np.int64)
+    np.testing.assert_allclose(model.continuity_scores(row, rows), expected[rows], rtol=1e-6)
+    assert model.continuity_scores(model.add_user("nobody-yet"), rows) is None  # no last items
     # only the last continuity_items items count: two views of cat=a push i6 out
     model.learn(["u", "u"], ["i0", "i1"], ["view", "view"])
     _, marks = model.continuity_row(row)

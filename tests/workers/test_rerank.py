@@ -113,3 +113,33 @@ def test_core_diversity_spreads_categories(trained: tuple) -> None:
     diverse = core.answer(RecRequest(request_id="b", user="user-001", k=8, diversity=0.9))
     cats = lambda r: len({world.items[s.item] for s in r.items})  # noqa: E731
     assert cats(diverse) > cats(plain)
+
+
+@pytest.mark.parametrize("retrieval", ["exact", "ann"])
+def test_the_core_answers_the_models_own_top_k_continuity_included(
+    trained: tuple, retrieval: str
+) -> None:
+    """What a recommender serves is what evaluation measures (HybridModel.top_k_rows):
+    the continuity signal (items sharing features with the user's last items) counts in
+    both, through exact scoring and through the index's candidates (every item here)."""
+    from streamrec.index.ann import build_snapshot
+    from streamrec.index.live import LiveIndex
+
+    core, _ = trained
+    m = core.state.model
+    index = None
+    if retrieval == "ann":
+        index = LiveIndex()
+        index.swap(build_snapshot(m.item_representations(), 10, 42, m.version))
+    settings = Settings(exact_below=0, index_candidates=m.n_items)
+    served = RecommenderCore(settings, core.state, index)
+    differs = 0
+    for user in list(m.users.ids)[:40]:
+        row = m.user_row(user)
+        r = served.answer(RecRequest(request_id=user, user=user, k=10))
+        assert r.retrieval == retrieval
+        want = m.item_ids(m.top_k_rows(row, 10)[0])
+        assert [s.item for s in r.items] == want
+        plain = m.scores_for_vector(m.user_vector_row(row), m.trend_affinity_row(row)).copy()
+        differs += m.item_ids(m.top_k_scores(plain, 10, m.seen.items(row))[0]) != want
+    assert differs > 0  # the signal changes some users' lists: the test can tell

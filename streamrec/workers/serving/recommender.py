@@ -115,11 +115,17 @@ class RecommenderCore:
         cand = None
         if vec is not None and not (req.exact or n < s.exact_below or self.index is None):
             cand = self.index.candidates(vec, s.index_candidates, n)
+        # a known user's scores carry its continuity signal, as the model's own top k
+        # (what evaluation measures) does: the query vector cannot hold it
+        known = user_row if vec is not None else -1
         if cand is not None:  # O(candidates): nothing below touches the whole catalogue
-            ranked: _Ranked = _CandidateScores(m, vec, cand, excl)  # type: ignore[arg-type]
+            ranked: _Ranked = _CandidateScores(m, vec, cand, excl, known)  # type: ignore[arg-type]
             retrieval = "ann"
         else:
-            scores = m.popularity().astype(np.float32) if vec is None else m.scores_for_query(vec)
+            scores = (
+                m.popularity().astype(np.float32) if vec is None
+                else m.scores_for_query(vec, known)
+            )  # fmt: skip
             ranked = _CatalogueScores(m, scores.copy(), excl)
             retrieval = "exact"
         rows, vals = ranked.top(min(pool, n))
@@ -189,14 +195,23 @@ class _CatalogueScores:
 
 
 class _CandidateScores:
-    """Retrieval candidates (sorted rows) less the excluded ones, re-scored exactly at once."""
+    """Retrieval candidates (sorted rows) less the excluded ones, re-scored exactly at once
+    (with user row ``user``'s continuity signal, when it is known)."""
 
     def __init__(
-        self, model: HybridModel, query: np.ndarray, cand: np.ndarray, excl: np.ndarray
+        self,
+        model: HybridModel,
+        query: np.ndarray,
+        cand: np.ndarray,
+        excl: np.ndarray,
+        user: int = -1,
     ) -> None:
         self.model = model
         self.rows = without(cand, excl)
         self.scores = np.einsum("ij,j->i", model.item_representations(self.rows), query)
+        cont = model.continuity_scores(user, self.rows) if user >= 0 else None
+        if cont is not None:
+            self.scores = (self.scores + cont).astype(np.float32)
         self.size = len(self.rows)
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:

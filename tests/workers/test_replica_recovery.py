@@ -562,3 +562,46 @@ async def test_a_backlog_of_deltas_gives_the_serving_loop_a_turn_per_fetch(
             await follower.poll_once()
     assert follower.state.model.n_events == 40
     assert requests.count >= len(backlog)
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_a_replica_behind_the_deltas_retention_resyncs_from_a_checkpoint(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Real Apache Kafka: while a replica's follower is held up, retention
+    (``DeleteRecords``) deletes every delta it has not read.  Its fetch is out of range,
+    it reads on from the log's start, where no delta is left to show a gap, and once no
+    delta came for a second it resyncs from the trainer's newest checkpoint: it ends
+    equal to the trainer, array for array.  (The embedded broker has no DeleteRecords.)"""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    settings = _settings(tmp_path)
+    world = make_world(n_users=30, items_per_cluster=10, events_per_user=10)
+    deltas = TopicPartition(Topics(settings.topic_prefix).deltas, 0)
+    async with _trainer_and_replica(settings, kafka_bootstrap, False) as (trainer, replica):
+        assert trainer.trainer is not None and replica.follower is not None
+        async with Client(kafka_bootstrap, settings=settings) as client:
+            await _onboard(client, world)
+            half = len(world.events) // 2
+            await _publish(client, world, world.events[:half])
+            assert await replica.state.wait_for(client.watermarks(), 30)
+            held = replica.follower._consumer
+            held.pause(deltas)  # the replica falls behind
+            await _publish(client, world, world.events[half:])
+            assert await trainer.state.wait_for(client.watermarks(), 30)
+            await trainer.trainer.publish_deltas()
+            await trainer.trainer.checkpoint_now()
+            end = (await probe(kafka_bootstrap, {deltas: 0}))[deltas].highwater
+            assert end is not None and end > 0
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+            await admin.start()
+            try:
+                await admin.delete_records({deltas: RecordsToDelete(end)})
+            finally:
+                await admin.close()
+            assert _differences(replica.state.model, trainer.state.model) != []
+            held.resume(deltas)
+            assert await _replica_catches_up(trainer, replica, 15) == []
+            assert replica.metrics.get("follower", "replica_resyncs_total") >= 1

@@ -100,8 +100,13 @@ class Stack:
 
     async def start(self) -> None:
         from streamrec.model import HybridModel
+        from streamrec.model.warm import warm_up
 
         s = self.settings
+        # numba compiles (or loads from its cache) every kernel now, in a thread, before
+        # this process joins a consumer group or reads an event: not on its first one
+        seconds = await asyncio.to_thread(warm_up, s.model)
+        log.info("numba kernels ready in %.2f s", seconds)
         if self.store is not None:
             self._store_seams(self.store)
         state = ModelState(HybridModel(s.model), attributes=self.attributes)

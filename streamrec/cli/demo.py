@@ -58,7 +58,7 @@ async def _demo(console: Console, settings: Settings) -> None:
         store = scope.enter_context(open_store(settings))
         stack = Stack(settings, bootstrap, fresh=True, store=store)
         console.print("starting the workers (the first run after an install compiles the "
-                      "numba kernels: about 40 s; later runs load them from numba's cache)")  # fmt: skip
+                      "numba kernels: about 45 s; later runs load them from numba's cache)")  # fmt: skip
         await stack.start()
         await stack.ready()
         web = f"http://127.0.0.1:{stack.web.port}/metrics" if stack.web else "off"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from streamrec.model.popularity import DecayedPopularity
     from streamrec.model.replica import ChangeSet
     from streamrec.model.topk import ModelTopK, TopK
+    from streamrec.model.warm import warm_up
 
 #: The modules that define the public names.
 _WHERE = {
@@ -28,6 +29,7 @@ _WHERE = {
     "streamrec.model.popularity": ("DecayedPopularity",),
     "streamrec.model.replica": ("ChangeSet",),
     "streamrec.model.topk": ("ModelTopK", "TopK"),
+    "streamrec.model.warm": ("warm_up",),
 }
 
 __getattr__ = lazy_names(__name__, _WHERE)
@@ -46,4 +48,5 @@ __all__ = [
     "load",
     "read_header",
     "save",
+    "warm_up",
 ]

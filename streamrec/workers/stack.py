@@ -99,8 +99,7 @@ class Stack:
         return self._state
 
     async def start(self) -> None:
-        from streamrec.model import HybridModel
-        from streamrec.model.warm import warm_up
+        from streamrec.model import HybridModel, warm_up
 
         s = self.settings
         # numba compiles (or loads from its cache) every kernel now, in a thread, before
